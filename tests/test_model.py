@@ -1,0 +1,133 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tkvr.errors import TkvrError
+from tkvr.heads import Head, random_matrix
+from tkvr.model import build_backbone, build_model
+
+
+def clips(backbone, b=2, t=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    s = backbone.image_size
+    return torch.randn(b, t, 3, s, s, generator=g)  # [B, T, C, H, W]
+
+
+CASES = [("tiny", "tap"), ("tiny", "t-trans"), ("tiny", "token-t1d"), ("tiny-rn", "tap"), ("tiny-rn", "t1d")]
+
+
+@pytest.mark.parametrize("name,temporal", CASES)
+def test_shapes_and_gradients(name, temporal):
+    bb = build_backbone(name)
+    c = 5
+    model = build_model(bb, temporal, Head(random_matrix(c, bb.dim), "random"), frames=4, temporal_layers=2)
+    x = clips(bb)
+    z = model.encode(x)
+    assert z.shape == (2, bb.dim)
+    assert torch.allclose(z.norm(dim=-1), torch.ones(2), atol=1e-5)
+    logits = model(x)
+    assert logits.shape == (2, c)
+    F.cross_entropy(logits, torch.tensor([0, 3])).backward()
+    assert model.head.weight.grad is None  # frozen head gets nothing
+    visual_grads = [p.grad for p in model.visual.parameters() if p.requires_grad]
+    assert any(g is not None and g.abs().sum() > 0 for g in visual_grads)
+    if temporal == "t-trans":
+        assert model.temporal.proj.weight.grad.abs().sum() > 0
+    if temporal in ("t1d", "token-t1d"):
+        convs = [m for m in model.visual.modules() if m.__class__.__name__ == "TemporalConv"]
+        assert convs and all(m.conv.weight.grad.abs().sum() > 0 for m in convs)
+
+
+def test_unfrozen_and_learned_heads_get_gradients(tiny):
+    for kind, unfreeze in (("text", True), ("learned", False)):
+        head = Head(random_matrix(3, tiny.dim), kind, trainable=unfreeze)
+        model = build_model(build_backbone("tiny"), "tap", head, frames=2)
+        F.cross_entropy(model(clips(tiny, t=2)), torch.tensor([0, 1])).backward()
+        assert head.weight.grad is not None and head.weight.grad.abs().sum() > 0
+    assert head.bias.grad is not None
+
+
+def test_tap_order_invariant_ttrans_not(tiny):
+    f = torch.randn(3, 6, tiny.dim)  # [B, T, D]
+    perm = torch.tensor([5, 3, 1, 0, 2, 4])
+    tap = build_model(tiny, "tap", Head(random_matrix(2, tiny.dim), "random"), 6).temporal
+    torch.testing.assert_close(tap(f), tap(f[:, perm]))
+    tt = build_model(tiny, "t-trans", Head(random_matrix(2, tiny.dim), "random"), 6).temporal
+    assert (tt(f) - tt(f[:, perm])).abs().max() > 1e-6
+
+
+def test_ttrans_starts_near_tap(tiny):
+    f = torch.randn(4, 8, tiny.dim)
+    tt = build_model(tiny, "t-trans", Head(random_matrix(2, tiny.dim), "random"), 8).temporal
+    out, tap = tt(f), f.mean(1)
+    rel = ((out - tap).norm(dim=-1) / tap.norm(dim=-1)).max()
+    assert rel < 0.01, rel
+
+
+@pytest.mark.parametrize("name,temporal", [("tiny", "token-t1d"), ("tiny-rn", "t1d")])
+def test_temporal_convs_start_as_identity(name, temporal):
+    plain = build_backbone(name)
+    x = clips(plain, b=2, t=3)
+    head = Head(random_matrix(2, plain.dim), "random")
+    ref = build_model(plain, "tap", head, 3).encode(x)
+    conv = build_model(build_backbone(name), temporal, head, 3).encode(x)
+    torch.testing.assert_close(conv, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_tiny_is_deterministic():
+    a, b = build_backbone("tiny"), build_backbone("tiny")
+    for (ka, va), (kb, vb) in zip(a.clip.state_dict().items(), b.clip.state_dict().items()):
+        assert ka == kb and torch.equal(va, vb), ka
+
+
+def test_building_does_not_touch_the_callers_rng():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    build_backbone("tiny")
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_preprocessing_comes_from_the_model(tiny):
+    assert tiny.image_size == 32  # tkvr/configs/tkvr-tiny.json
+    assert len(tiny.preprocess["mean"]) == 3 and len(tiny.preprocess["std"]) == 3
+
+
+def test_local_checkpoint_path(tmp_path):
+    """A saved state dict comes back through --pretrained PATH (open_clip's loader, as for real weights)."""
+    bb = build_backbone("tiny")
+    with torch.no_grad():
+        for p in bb.clip.parameters():
+            p.add_(0.5)
+    path = tmp_path / "tiny_weights.pt"
+    torch.save(bb.clip.state_dict(), path)
+    loaded = build_backbone("tiny", str(path))
+    for k, v in bb.clip.state_dict().items():
+        assert torch.equal(loaded.clip.state_dict()[k], v), k
+    assert loaded.pretrained == str(path)
+    # a checkpoint of another architecture is refused in one line
+    rn = tmp_path / "rn.pt"
+    torch.save(build_backbone("tiny-rn").clip.state_dict(), rn)
+    with pytest.raises(TkvrError, match="does not fit --backbone tiny"):
+        build_backbone("tiny", str(rn))
+
+
+def test_backbone_errors():
+    with pytest.raises(TkvrError, match="--backbone 'nope' is not known"):
+        build_backbone("nope")
+    with pytest.raises(TkvrError, match="no such file"):
+        build_backbone("tiny", "missing/weights.pt")
+    with pytest.raises(TkvrError, match="needs --pretrained"):
+        build_backbone("ViT-B-32")
+    with pytest.raises(TkvrError, match="--pretrained PATH"):  # offline: names the file to get
+        build_backbone("ViT-B/32")
+
+
+def test_temporal_errors(tiny):
+    head = Head(random_matrix(2, tiny.dim), "random")
+    with pytest.raises(TkvrError, match="choose one of tap, t1d, token-t1d, t-trans"):
+        build_model(tiny, "lstm", head, 4)
+    with pytest.raises(TkvrError, match="token-t1d"):
+        build_model(build_backbone("tiny"), "t1d", head, 4)
+    with pytest.raises(TkvrError, match="--temporal t1d"):
+        build_model(build_backbone("tiny-rn"), "token-t1d", head, 4)

@@ -1,0 +1,3 @@
+from tkvr.cli import main
+
+main()

@@ -1,0 +1,104 @@
+"""Classifier heads: the [C, D] matrix W in  logits = scale · z · Wᵀ.
+
+  text        rows are the text encoder's embeddings of the class names (tkvr.text), frozen.
+  random      rows ~ N(0, I), seeded, frozen.
+  orthogonal  rows orthonormal, from the QR decomposition of a seeded Gaussian [D, C]; needs D >= C.
+  lda         rows are multi-class LDA directions fitted on pre-trained visual features (fit_lda).
+  learned     the vision-only baseline: a trainable linear layer (weight + bias), initialised like
+              `random`, whose rows are NOT re-normalised (it learns its own scale).
+
+Frozen heads are L2-normalised and used with CLIP's fixed logit scale, 100. `--unfreeze-head`
+makes text / random / orthogonal / lda trainable (rows stay normalised in the forward pass).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tkvr.config import HEADS
+from tkvr.errors import TkvrError
+
+LOGIT_SCALE = 100.0
+
+
+def random_matrix(c: int, d: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return F.normalize(torch.randn(c, d, generator=g), dim=-1)  # [C, D]
+
+
+def orthogonal_matrix(c: int, d: int, seed: int = 0) -> torch.Tensor:
+    if d < c:
+        raise TkvrError(f"--head orthogonal needs embedding width D >= number of classes C, "
+                        f"got D={d} < C={c}: use --head text or random, or fewer classes")
+    g = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(d, c, generator=g, dtype=torch.float64))  # [D, C], orthonormal columns
+    return q.T.contiguous().float()  # [C, D]
+
+
+def fit_lda(features: torch.Tensor, labels: torch.Tensor, num_classes: int,
+            shrinkage: float | None = None) -> torch.Tensor:
+    """Multi-class LDA directions W[c] = Σ⁻¹ μ_c from features [N, D] and labels [N].
+
+    Σ is the pooled within-class covariance, shrunk towards (tr Σ / D)·I so it stays invertible
+    when there are fewer samples than dimensions. `shrinkage=None` picks the weight with the
+    Ledoit-Wolf estimate; a float in [0, 1] fixes it. Rows are L2-normalised (the head's format).
+    """
+    x = F.normalize(features.double(), dim=-1)  # [N, D]; the model compares normalised embeddings
+    y = labels.long()
+    n, d = x.shape
+    present = torch.bincount(y, minlength=num_classes)
+    if (present == 0).any():
+        missing = (present == 0).nonzero().flatten().tolist()[:5]
+        raise TkvrError(f"--head lda: no features for class ids {missing}; every class needs samples")
+    means = torch.zeros(num_classes, d, dtype=x.dtype).index_add_(0, y, x) / present[:, None]  # [C, D]
+    xc = x - means[y]  # within-class residuals [N, D]
+    s = xc.T @ xc / n  # [D, D]
+    mu = torch.trace(s) / d
+    if shrinkage is None:
+        # Ledoit-Wolf: weight = (mean over samples of ||x x^T - S||^2 / N) / ||S - mu I||^2, clipped.
+        num = ((xc ** 2).sum(1) ** 2).sum() / n - (s ** 2).sum()
+        den = ((s - mu * torch.eye(d, dtype=x.dtype)) ** 2).sum()
+        shrinkage = float((num / n / den).clamp(0, 1)) if den > 0 else 1.0
+    cov = (1 - shrinkage) * s + shrinkage * mu * torch.eye(d, dtype=x.dtype)
+    w = torch.linalg.solve(cov, means.T).T  # [C, D]
+    return F.normalize(w, dim=-1).float()
+
+
+class Head(nn.Module):
+    """logits [B, C] from normalised video embeddings z [B, D]."""
+
+    def __init__(self, weight: torch.Tensor, kind: str, trainable: bool = False,
+                 scale: float = LOGIT_SCALE):
+        super().__init__()
+        if kind not in HEADS:
+            raise TkvrError(f"--head {kind!r} is not known: choose one of {', '.join(HEADS)}")
+        self.kind = kind
+        self.scale = scale
+        trainable = trainable or kind == "learned"
+        w = weight.detach().float().clone()
+        if kind != "learned":
+            w = F.normalize(w, dim=-1)
+        self.weight = nn.Parameter(w, requires_grad=trainable)  # [C, D]
+        self.bias = nn.Parameter(torch.zeros(w.shape[0])) if kind == "learned" else None
+
+    @property
+    def num_classes(self) -> int:
+        return self.weight.shape[0]
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        w = self.weight if self.kind == "learned" else F.normalize(self.weight, dim=-1)
+        logits = self.scale * z @ w.to(z.dtype).T  # [B, C]
+        if self.bias is not None:
+            logits = logits + self.bias.to(z.dtype)
+        return logits
+
+
+def head_matrix(kind: str, num_classes: int, dim: int, seed: int = 0) -> torch.Tensor:
+    """The matrices that need neither text nor features."""
+    if kind in ("random", "learned"):
+        return random_matrix(num_classes, dim, seed)
+    if kind == "orthogonal":
+        return orthogonal_matrix(num_classes, dim, seed)
+    raise TkvrError(f"--head {kind} needs {'class-name embeddings' if kind == 'text' else 'visual features'}")

@@ -1,0 +1,208 @@
+"""Backbones and the video model: open_clip visual encoder -> temporal module -> classifier head.
+
+`--backbone` forms (see README "Backbones"):
+  - OpenAI names (`RN50`, `ViT-B/16`, `ViT-L/14@336px`, ...): open_clip configs with the `openai`
+    weights, QuickGELU as those weights were trained with;
+  - any open_clip model name with `--pretrained TAG|PATH|none`;
+  - `hf-hub:ORG/REPO`;
+  - built-in `tiny` (ViT) and `tiny-rn` (ResNet): open_clip configs shipped in tkvr/configs,
+    random init from a fixed seed, so two builds give the same weights; no download.
+`--pretrained PATH` loads a local checkpoint file through open_clip's own loader, the same code
+path as downloaded weights.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tkvr.errors import TkvrError
+
+OPENAI_NAMES = {
+    "RN50": "RN50",
+    "RN101": "RN101",
+    "RN50x4": "RN50x4",
+    "RN50x16": "RN50x16",
+    "RN50x64": "RN50x64",
+    "ViT-B/32": "ViT-B-32",
+    "ViT-B/16": "ViT-B-16",
+    "ViT-L/14": "ViT-L-14",
+    "ViT-L/14@336px": "ViT-L-14-336",
+}
+BUILTIN = {"tiny": "tkvr-tiny", "tiny-rn": "tkvr-tiny-rn"}
+BUILD_SEED = 0
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+@dataclass
+class Backbone:
+    """A built open_clip model plus what a run needs to know about it."""
+
+    clip: nn.Module  # open_clip CLIP: .visual, .encode_text
+    tokenizer: object
+    name: str  # what the user typed
+    pretrained: str | None
+    preprocess: dict  # size, mean, std, interpolation, resize_mode (from the model)
+
+    @property
+    def dim(self) -> int:
+        return int(self.clip.visual.output_dim)
+
+    @property
+    def image_size(self) -> int:
+        size = self.preprocess["size"]
+        return int(size[0] if isinstance(size, (tuple, list)) else size)
+
+
+def _open_clip():
+    import open_clip
+
+    if not getattr(_open_clip, "registered", False):
+        open_clip.add_model_config(CONFIG_DIR)
+        _open_clip.registered = True
+    return open_clip
+
+
+def backbone_names() -> list[str]:
+    return list(BUILTIN) + list(OPENAI_NAMES)
+
+
+def _resolve(backbone: str, pretrained: str | None):
+    """-> (open_clip model name, pretrained arg for open_clip or None, force_quick_gelu)."""
+    oc = _open_clip()
+    if pretrained is not None and pretrained.lower() == "none":
+        pretrained = None
+        explicit_none = True
+    else:
+        explicit_none = False
+    if backbone in BUILTIN:
+        return BUILTIN[backbone], pretrained, False
+    if backbone.startswith("hf-hub:"):
+        if pretrained:
+            raise TkvrError(f"--pretrained {pretrained}: an hf-hub: backbone brings its own weights; "
+                            "drop --pretrained")
+        return backbone, None, False
+    if backbone in OPENAI_NAMES:
+        if pretrained is None and not explicit_none:
+            pretrained = "openai"
+        return OPENAI_NAMES[backbone], pretrained, True
+    name = backbone.replace("/", "-")
+    if name in oc.list_models():
+        if pretrained is None and not explicit_none:
+            tags = oc.list_pretrained_tags_by_model(name)
+            raise TkvrError(f"--backbone {backbone} needs --pretrained: one of {', '.join(tags) or '(no tags)'}, "
+                            "a checkpoint file PATH, or 'none' for random init")
+        return name, pretrained, False
+    raise TkvrError(f"--backbone {backbone!r} is not known: use one of {', '.join(backbone_names())}, "
+                    "hf-hub:ORG/REPO, or an open_clip model name (python -c 'import open_clip; "
+                    "print(open_clip.list_models())')")
+
+
+def _fetch(oc, name: str, tag: str):
+    """Download (or find in the cache) the weights for a tag; a clear error when that fails."""
+    cfg = oc.get_pretrained_cfg(name, tag)
+    if not cfg:
+        tags = oc.list_pretrained_tags_by_model(name)
+        raise TkvrError(f"--pretrained {tag!r} is neither a file nor a weight tag of {name}: "
+                        f"tags are {', '.join(tags) or '(none)'}; or pass --pretrained PATH")
+    try:
+        logging.disable(logging.WARNING)  # the hub client logs every retry; we say it once below
+        oc.download_pretrained(cfg)
+    except Exception:  # noqa: BLE001 - any download failure means the same thing to the user
+        where = (cfg.get("hf_hub") or "").rstrip("/")
+        what = f"hf-hub {where} (open_clip_pytorch_model.bin)" if where else cfg.get("url", "?")
+        raise TkvrError(f"cannot get the weights of {name} ({tag}) from {what}: no network or not in "
+                        "the cache; download the file on a connected machine and pass "
+                        "--pretrained PATH") from None
+    finally:
+        logging.disable(logging.NOTSET)
+    return bool(cfg.get("quick_gelu", False))
+
+
+def build_backbone(backbone: str, pretrained: str | None = None) -> Backbone:
+    """Build the open_clip model for `--backbone` / `--pretrained`."""
+    oc = _open_clip()
+    name, weights, quick = _resolve(backbone, pretrained)
+    path_given = weights is not None and (os.path.sep in weights or Path(weights).suffix != "")
+    if weights is not None and not Path(weights).is_file():
+        if path_given:
+            raise TkvrError(f"--pretrained {weights}: no such file")
+        quick = _fetch(oc, name, weights) or quick
+    elif backbone.startswith("hf-hub:"):
+        try:
+            with contextlib.redirect_stderr(io.StringIO()):
+                model = oc.create_model(name)
+        except Exception:  # noqa: BLE001
+            raise TkvrError(f"cannot get {backbone} from the Hugging Face hub (no network or not "
+                            "cached); download it on a connected machine and pass the open_clip name "
+                            "with --pretrained PATH") from None
+        return Backbone(model, oc.get_tokenizer(name), backbone, None, oc.get_model_preprocess_cfg(model))
+    # A fixed seed for the random init (built-ins, 'none'), without touching the caller's RNG.
+    logger = logging.getLogger()
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # open_clip warns 'initialized randomly' for the built-ins
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(BUILD_SEED)
+            model = oc.create_model(name, pretrained=weights, force_quick_gelu=quick)
+    except RuntimeError as e:
+        if weights is not None and Path(weights).is_file():
+            msg = str(e).strip().splitlines()[0][:200]
+            raise TkvrError(f"--pretrained {weights} does not fit --backbone {backbone}: {msg}") from None
+        raise
+    finally:
+        logger.setLevel(level)
+    model.eval()
+    return Backbone(model, oc.get_tokenizer(name), backbone, pretrained,
+                    dict(oc.get_model_preprocess_cfg(model)))
+
+
+class FrameContext:
+    """The number of frames T of the batch being encoded, shared with modules inside the backbone
+    (T1D, TokenT1D) that must regroup [B*T, ...] into [B, T, ...]."""
+
+    def __init__(self):
+        self.t = 1
+
+
+class VideoModel(nn.Module):
+    """clip [B, T, C, H, W] -> frame features [B*T, D] -> video embedding [B, D] -> logits [B, C]."""
+
+    def __init__(self, visual: nn.Module, temporal: nn.Module, head: nn.Module, ctx: FrameContext):
+        super().__init__()
+        self.visual = visual
+        self.temporal = temporal
+        self.head = head
+        self.ctx = ctx
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        b, t = x.shape[:2]
+        self.ctx.t = t
+        f = self.visual(x.flatten(0, 1))  # [B*T, D]
+        f = f.reshape(b, t, -1)  # [B, T, D]
+        return F.normalize(self.temporal(f), dim=-1)  # [B, D]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encode(x))  # [B, C]
+
+
+def build_model(backbone: Backbone, temporal: str, head: nn.Module, frames: int,
+                temporal_layers: int = 6, t1d_blocks: list[int] | None = None) -> VideoModel:
+    """Wrap a backbone's visual encoder into a VideoModel. The text tower is not part of it."""
+    from tkvr.temporal import build_temporal
+
+    ctx = FrameContext()
+    visual = backbone.clip.visual
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(BUILD_SEED + 1)
+        module = build_temporal(temporal, visual, backbone.dim, frames, ctx,
+                                layers=temporal_layers, blocks=t1d_blocks)
+    return VideoModel(visual, module, head, ctx)

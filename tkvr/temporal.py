@@ -1,0 +1,141 @@
+"""Temporal modules: how T frame embeddings become one video embedding.
+
+  tap        mean over frames (order-blind).
+  t1d        ResNet backbones: a channel-wise (depthwise) temporal 1D convolution before every
+             bottleneck block of the last two stages; frames are then averaged.
+  token-t1d  ViT backbones: a depthwise temporal 1D convolution over the [class] token at the
+             input of chosen transformer blocks (default: the last half); frames then averaged.
+  t-trans    a temporal transformer (6 layers by default) over the frame embeddings with learned
+             frame position embeddings; its output is added as a residual to the frame mean, through
+             a projection initialised near zero, so at initialisation the module is close to TAP.
+
+The convolutions start as the identity (centre tap 1, others 0): inserting them does not change
+a pretrained backbone's output until training moves them.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from tkvr.config import TEMPORAL
+from tkvr.errors import TkvrError
+
+
+class TAP(nn.Module):
+    def forward(self, f: torch.Tensor) -> torch.Tensor:  # [B, T, D] -> [B, D]
+        return f.mean(dim=1)
+
+
+class TemporalConv(nn.Module):
+    """Depthwise conv over T of [B*T, C, ...] features, identity at init."""
+
+    def __init__(self, channels: int, ctx, kernel: int = 3):
+        super().__init__()
+        self.ctx = ctx
+        self.conv = nn.Conv1d(channels, channels, kernel, padding=kernel // 2, groups=channels, bias=False)
+        with torch.no_grad():
+            self.conv.weight.zero_()
+            self.conv.weight[:, 0, kernel // 2] = 1.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B*T, C, *S]
+        t = self.ctx.t
+        bt, c, *s = x.shape
+        y = x.reshape(bt // t, t, c, -1).permute(0, 3, 2, 1)  # [B, S, C, T]
+        y = y.reshape(-1, c, t)  # [B*S, C, T]
+        y = self.conv(y).reshape(bt // t, -1, c, t).permute(0, 3, 2, 1)  # [B, T, C, S]
+        return y.reshape(bt, c, *s)
+
+
+class T1DBlock(nn.Module):
+    """A ResNet bottleneck preceded by a temporal conv on its input."""
+
+    def __init__(self, block: nn.Module, channels: int, ctx):
+        super().__init__()
+        self.tconv = TemporalConv(channels, ctx)
+        self.block = block
+
+    def forward(self, x):
+        return self.block(self.tconv(x))
+
+
+class TokenT1DBlock(nn.Module):
+    """A ViT block whose [class] token is first mixed over time."""
+
+    def __init__(self, block: nn.Module, width: int, ctx, batch_first: bool):
+        super().__init__()
+        self.tconv = TemporalConv(width, ctx)
+        self.block = block
+        self.batch_first = batch_first
+
+    def forward(self, x, *args, **kwargs):
+        cls = x[:, 0] if self.batch_first else x[0]  # [B*T, W]
+        cls = self.tconv(cls)
+        if self.batch_first:
+            x = torch.cat([cls[:, None], x[:, 1:]], dim=1)
+        else:
+            x = torch.cat([cls[None], x[1:]], dim=0)
+        return self.block(x, *args, **kwargs)
+
+
+class TTrans(nn.Module):
+    def __init__(self, dim: int, frames: int, layers: int = 6, heads: int | None = None):
+        super().__init__()
+        heads = heads or max(1, dim // 64)
+        self.pos = nn.Parameter(torch.randn(frames, dim) * 0.02)  # [T, D]
+        layer = nn.TransformerEncoderLayer(dim, heads, dim * 4, dropout=0.0, activation="gelu",
+                                           batch_first=True, norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(dim)
+        self.proj = nn.Linear(dim, dim)
+        with torch.no_grad():  # near zero: the module starts as (almost) TAP
+            self.proj.weight.normal_(0, 1e-3 / dim ** 0.5)
+            self.proj.bias.zero_()
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:  # [B, T, D] -> [B, D]
+        t = f.shape[1]
+        if t > self.pos.shape[0]:
+            raise TkvrError(f"--frames: the t-trans module was built for {self.pos.shape[0]} frames, got {t}")
+        h = self.encoder(f + self.pos[:t])  # [B, T, D]
+        return f.mean(dim=1) + self.proj(self.norm(h)).mean(dim=1)
+
+
+def _is_vit(visual) -> bool:
+    return hasattr(visual, "transformer") and hasattr(visual.transformer, "resblocks")
+
+
+def _is_resnet(visual) -> bool:
+    return hasattr(visual, "layer3") and hasattr(visual, "layer4")
+
+
+def build_temporal(name: str, visual: nn.Module, dim: int, frames: int, ctx, layers: int = 6,
+                   blocks: list[int] | None = None) -> nn.Module:
+    """The module that pools [B, T, D] -> [B, D]; t1d / token-t1d also modify `visual` in place."""
+    if name not in TEMPORAL:
+        raise TkvrError(f"--temporal {name!r} is not known: choose one of {', '.join(TEMPORAL)}")
+    if name == "tap":
+        return TAP()
+    if name == "t-trans":
+        return TTrans(dim, frames, layers=layers)
+    if name == "t1d":
+        if not _is_resnet(visual):
+            raise TkvrError("--temporal t1d needs a ResNet backbone (RN50, tiny-rn, ...); "
+                            "for a ViT use --temporal token-t1d")
+        for stage in (visual.layer3, visual.layer4):
+            for i, block in enumerate(stage):
+                stage[i] = T1DBlock(block, block.conv1.in_channels, ctx)
+        return TAP()
+    # token-t1d
+    if not _is_vit(visual):
+        raise TkvrError("--temporal token-t1d needs a ViT backbone; for a ResNet use --temporal t1d")
+    res = visual.transformer.resblocks
+    n = len(res)
+    chosen = list(range(n // 2, n)) if blocks is None else blocks
+    bad = [b for b in chosen if not -n <= b < n]
+    if bad:
+        raise TkvrError(f"--t1d-blocks {bad}: the backbone has blocks 0..{n - 1}")
+    width = visual.transformer.width
+    batch_first = getattr(visual.transformer, "batch_first", True)
+    for b in sorted({b % n for b in chosen}):
+        res[b] = TokenT1DBlock(res[b], width, ctx, batch_first)
+    return TAP()

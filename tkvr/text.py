@@ -1,0 +1,177 @@
+"""Class names x prompt templates -> normalised [C, D] class embeddings, and their file format.
+
+An embeddings file is a `torch.save`d dict, loadable with `torch.load(..., weights_only=True)`:
+  embeddings  float32 [C, D], rows L2-normalised
+  classes     list[str], row order
+  backbone    str, pretrained str | None, templates list[str], head str ('text', 'random', ...)
+  format      1
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tkvr.errors import TkvrError
+
+DEFAULT_TEMPLATES = ("a video of a person {}.",)
+IMAGE_TEMPLATES = ("a photo of a {}.",)
+FORMAT = 1
+KEYS = ("embeddings", "classes", "backbone", "pretrained", "templates", "head", "format")
+
+
+def builtin_classes(name: str) -> list[str] | None:
+    key = name.lower().replace("-", "").replace("_", "")
+    if key in ("k400", "kinetics400", "kinetics"):
+        from torchvision.models._meta import _KINETICS400_CATEGORIES
+
+        return list(_KINETICS400_CATEGORIES)
+    if key in ("imagenet", "imagenet1k", "in1k"):
+        from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
+
+        return list(IMAGENET_CLASSNAMES)
+    return None
+
+
+BUILTIN_LISTS = ("k400", "imagenet")
+
+
+def read_labels_file(path: Path) -> list[str]:
+    """One class name a line, or CSV `id,name` (a header line `id,name` is skipped)."""
+    lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()]
+    lines = [ln for ln in lines if ln]
+    if not lines:
+        return []
+    if lines[0].replace(" ", "").lower() in ("id,name", "label,name"):
+        lines = lines[1:]
+    rows = [ln.split(",", 1) for ln in lines]
+    if rows and all(len(r) == 2 and r[0].strip().isdigit() for r in rows):
+        ids = [int(r[0]) for r in rows]
+        if sorted(ids) != list(range(min(ids), min(ids) + len(ids))):
+            raise TkvrError(f"labels file {path}: ids must run without gaps, got {ids[:8]}...")
+        order = sorted(range(len(rows)), key=lambda i: ids[i])
+        return [rows[i][1].strip() for i in order]
+    return lines
+
+
+def check_classes(classes: list[str], source: str) -> list[str]:
+    if not classes:
+        raise TkvrError(f"{source}: the class list is empty")
+    seen: dict[str, int] = {}
+    for i, c in enumerate(classes):
+        if c in seen:
+            raise TkvrError(f"{source}: class name {c!r} appears twice (entries {seen[c] + 1} and {i + 1}); "
+                            "class names must be unique")
+        seen[c] = i
+    return classes
+
+
+def resolve_classes(spec: str, flag: str = "--classes") -> list[str]:
+    """A labels file, a built-in list name, or a comma-separated list."""
+    path = Path(spec)
+    if path.is_file():
+        return check_classes(read_labels_file(path), f"{flag} {spec}")
+    if "," in spec:
+        return check_classes([c.strip() for c in spec.split(",") if c.strip()], f"{flag} {spec!r}")
+    found = builtin_classes(spec)
+    if found is not None:
+        return found
+    if not spec.strip():
+        raise TkvrError(f"{flag}: the class list is empty")
+    raise TkvrError(f"{flag} {spec!r}: no such labels file, and not a built-in list "
+                    f"({', '.join(BUILTIN_LISTS)}); for names write them comma-separated: \"a,b,c\"")
+
+
+def check_templates(templates) -> list[str]:
+    templates = list(templates)
+    if not templates:
+        raise TkvrError("--template: at least one prompt template is needed")
+    for t in templates:
+        if t.count("{}") != 1:
+            raise TkvrError(f"--template {t!r} must contain '{{}}' exactly once, where the class name goes")
+    return templates
+
+
+def encode_classes(backbone, classes: list[str], templates: list[str], batch: int = 256):
+    """[C, D] float32: per template the normalised text embedding, averaged, normalised again."""
+    import torch
+    import torch.nn.functional as F
+
+    clip = backbone.clip
+    out = []
+    with torch.no_grad():
+        for t in templates:
+            rows = []
+            for i in range(0, len(classes), batch):
+                tokens = backbone.tokenizer([t.format(c) for c in classes[i:i + batch]])
+                rows.append(F.normalize(clip.encode_text(tokens).float(), dim=-1))
+            out.append(torch.cat(rows))  # [C, D]
+    return F.normalize(torch.stack(out).mean(0), dim=-1)  # [C, D]
+
+
+def save_embeddings(path, embeddings, classes, backbone: str, pretrained, templates, head: str):
+    from tkvr.fileio import atomic_save
+
+    if embeddings.shape[0] != len(classes):
+        raise ValueError("one row per class")
+    atomic_save({
+        "embeddings": embeddings.detach().float().cpu().contiguous(),
+        "classes": list(classes),
+        "backbone": backbone,
+        "pretrained": pretrained,
+        "templates": list(templates),
+        "head": head,
+        "format": FORMAT,
+    }, path)
+
+
+def load_embeddings(path, classes: list[str] | None = None, dim: int | None = None,
+                    flag: str = "--embeddings") -> dict:
+    """Load and check an embeddings file against the classes and width it will be used with."""
+    import torch
+
+    from tkvr.fileio import safe_load
+
+    data = safe_load(path, f"{flag} file")
+    if not isinstance(data, dict) or any(k not in data for k in KEYS):
+        raise TkvrError(f"{flag} {path} is not a tkvr embeddings file (make one with tkvr embed)")
+    emb = data["embeddings"]
+    if not isinstance(emb, torch.Tensor) or emb.ndim != 2 or emb.shape[0] != len(data["classes"]):
+        raise TkvrError(f"{flag} {path}: 'embeddings' must be a [C, D] matrix with one row per class")
+    if dim is not None and emb.shape[1] != dim:
+        raise TkvrError(f"{flag} {path} has width D={emb.shape[1]} but the model's is {dim} "
+                        f"(made for backbone {data['backbone']}); re-run tkvr embed with this backbone")
+    if classes is not None and list(data["classes"]) != list(classes):
+        if len(data["classes"]) != len(classes):
+            why = f"{len(data['classes'])} classes, the data has {len(classes)}"
+        elif set(data["classes"]) == set(classes):
+            why = "the same classes in another order"
+        else:
+            diff = sorted(set(classes) - set(data["classes"]))[:3]
+            why = f"classes differ (e.g. {diff} missing)"
+        raise TkvrError(f"{flag} {path} does not match the data: {why}; re-run tkvr embed with the "
+                        "dataset's labels file")
+    return data
+
+
+def plot_correlation(embeddings, classes: list[str], path, title: str = "") -> None:
+    """The inter-class correlation map W·Wᵀ (the paper's Figure 1)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise TkvrError("--plot needs matplotlib: pip install 'tkvr[plot]'") from None
+    sim = (embeddings @ embeddings.T).numpy()  # [C, C]
+    c = len(classes)
+    fig, ax = plt.subplots(figsize=(6, 5))
+    im = ax.imshow(sim, cmap="viridis", vmin=min(0.0, float(sim.min())), vmax=1.0)
+    fig.colorbar(im, ax=ax, label="cosine similarity")
+    if c <= 30:
+        ax.set_xticks(range(c), classes, rotation=90, fontsize=6)
+        ax.set_yticks(range(c), classes, fontsize=6)
+    ax.set_title(title or f"inter-class correlation ({c} classes)")
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
