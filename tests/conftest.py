@@ -48,3 +48,30 @@ def assert_user_error(code, err, *words):
     assert "Traceback" not in err
     for w in words:
         assert w in lines[0], (w, lines[0])
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cache(tmp_path_factory):
+    """The toy world and other caches go to a folder of this test session, not the user's."""
+    os.environ["TKVR_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+
+
+def write_clip(path, frames=12, size=32, seed=0):
+    """A small real H.264 file with distinct frames (a bar that moves)."""
+    import torch
+
+    from tkvr.data.toy import write_video
+
+    x = torch.zeros(frames, 3, size, size, dtype=torch.uint8)
+    for t in range(frames):
+        x[t, :, :, (t * size) // frames] = 255
+        x[t, 0] = 20 * t % 255
+    write_video(x, path, fps=8)
+    return path
+
+
+def write_jpeg(img, path):
+    """uint8 [3, H, W] -> a JPEG file (Pillow)."""
+    from PIL import Image
+
+    Image.fromarray(img.permute(1, 2, 0).contiguous().numpy()).save(str(path), quality=95)

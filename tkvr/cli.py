@@ -64,6 +64,32 @@ def embed(**kw):
     cmd.run(cfg)
 
 
+@cli.command(context_settings=CONTEXT)
+@click.option("--data", required=True,
+              help="Built-in name (k400, k600, ucf101, hmdb51, imagenet, toy), a YAML dataset file or a "
+                   "folder; add @SUBSET for a class subset (k400@K300, ucf101@classes.txt).")
+@click.option("--split", default="train", type=click.Choice(["train", "val"]), help="Which split to scan.")
+@click.option("--data-root", default=None, help="Folder holding the built-in datasets [env: TKVR_DATA_ROOT].")
+@click.option("--fold", default=1, type=int, help="UCF-101 / HMDB-51 official split number (1-3).")
+@click.option("--decoder", default="auto", type=click.Choice(["auto", "torchcodec", "pyav"]),
+              help="Video decoder; auto takes torchcodec when FFmpeg's libraries load, else PyAV.")
+@click.option("--frames", default=8, type=int, help="Frames read per video, as in training.")
+@click.option("--workers", default=None, type=int, help="Reader processes. [default: cores - 1, at most 8]")
+@click.option("--json", "json_path", default=None, type=click.Path(dir_okay=False),
+              help="Write the report as JSON (num_samples, num_classes, classes, unreadable, ...).")
+def check(json_path, **kw):
+    """Read every sample of a split the way training will; report missing, empty and unreadable
+    files, the class count and samples per class. Exit 0 when every sample reads, 1 otherwise.
+
+    \b
+    Example:
+      tkvr check --data ucf101 --data-root /data --split val --json ucf_val.json
+    """
+    from tkvr.commands.check import CheckConfig, run
+
+    sys.exit(run(CheckConfig(json=json_path, **kw)))
+
+
 def _not_built(name: str, example: str):
     def command(**_):
         click.echo(f"tkvr {name}: not built yet in this version of tkvr; "

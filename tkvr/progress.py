@@ -25,3 +25,26 @@ def say(msg: str) -> None:
     """One line to stdout on rank 0."""
     if is_rank_zero():
         print(msg, file=sys.stdout, flush=True)
+
+
+def track(items, total: int, description: str):
+    """Iterate with a rich progress bar on a terminal; plain lines (every 10%) otherwise."""
+    if not is_rank_zero():
+        yield from items
+        return
+    con = console()
+    if con.is_terminal:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeRemainingColumn(), console=con) as bar:
+            task = bar.add_task(description, total=total)
+            for item in items:
+                yield item
+                bar.advance(task)
+        return
+    step = max(1, total // 10)
+    for n, item in enumerate(items, 1):
+        yield item
+        if n % step == 0 or n == total:
+            say(f"{description}: {n}/{total}")

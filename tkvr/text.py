@@ -9,6 +9,7 @@ An embeddings file is a `torch.save`d dict, loadable with `torch.load(..., weigh
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from tkvr.errors import TkvrError
@@ -53,6 +54,14 @@ def read_labels_file(path: Path) -> list[str]:
     return lines
 
 
+def prompt_name(name: str) -> str:
+    """How a class id reads in a prompt: 'ApplyEyeMakeup' -> 'Apply Eye Makeup',
+    'brush_hair' -> 'brush hair'. Names that already contain spaces are kept as they are."""
+    if " " in name:
+        return name
+    return re.sub(r"(?<=[a-z])(?=[A-Z])", " ", name.replace("_", " "))
+
+
 def check_classes(classes: list[str], source: str) -> list[str]:
     if not classes:
         raise TkvrError(f"{source}: the class list is empty")
@@ -92,7 +101,8 @@ def check_templates(templates) -> list[str]:
 
 
 def encode_classes(backbone, classes: list[str], templates: list[str], batch: int = 256):
-    """[C, D] float32: per template the normalised text embedding, averaged, normalised again."""
+    """[C, D] float32: per template the normalised text embedding, averaged, normalised again.
+    Class ids are put into prompts in readable form (prompt_name)."""
     import torch
     import torch.nn.functional as F
 
@@ -102,7 +112,7 @@ def encode_classes(backbone, classes: list[str], templates: list[str], batch: in
         for t in templates:
             rows = []
             for i in range(0, len(classes), batch):
-                tokens = backbone.tokenizer([t.format(c) for c in classes[i:i + batch]])
+                tokens = backbone.tokenizer([t.format(prompt_name(c)) for c in classes[i:i + batch]])
                 rows.append(F.normalize(clip.encode_text(tokens).float(), dim=-1))
             out.append(torch.cat(rows))  # [C, D]
     return F.normalize(torch.stack(out).mean(0), dim=-1)  # [C, D]

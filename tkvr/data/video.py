@@ -90,7 +90,11 @@ def _tc_decoder(path: str, device: str = "cpu"):
     from torchcodec.decoders import VideoDecoder
 
     try:
-        return VideoDecoder(path, seek_mode="exact", device=device)
+        # FFmpeg's own threads help a lone reader; DataLoader workers already fill the cores.
+        from torch.utils.data import get_worker_info
+
+        threads = 1 if get_worker_info() is not None else 0
+        return VideoDecoder(path, seek_mode="exact", device=device, num_ffmpeg_threads=threads)
     except Exception as e:  # noqa: BLE001 - torchcodec raises RuntimeError/ValueError for bad files
         raise UnreadableVideo(f"{path}: {_short(e)}") from None
 
@@ -271,16 +275,24 @@ class VideoFile:
         self._dec = None
 
 
+def _decode_still(path: str) -> torch.Tensor:
+    """uint8 [3, H, W] RGB through Pillow (a torchvision dependency; needs no FFmpeg)."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            arr = np.asarray(img.convert("RGB"))
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise UnreadableVideo(f"{path}: {_short(e)}") from None
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1)
+
+
 def read_image(path: str) -> torch.Tensor:
     """A still image as a 1-frame clip [1, 3, H, W] uint8."""
-    from torchvision.io import ImageReadMode, decode_image
-
     if not os.path.isfile(path):
         raise FileNotFoundError(path)
-    try:
-        return decode_image(path, mode=ImageReadMode.RGB)[None]
-    except Exception as e:  # noqa: BLE001
-        raise UnreadableVideo(f"{path}: {_short(e)}") from None
+    return _decode_still(path)[None]
 
 
 def frame_files(folder: str, template: str, num_frames: int | None, start: int = 1) -> int:
@@ -294,18 +306,12 @@ def frame_files(folder: str, template: str, num_frames: int | None, start: int =
 
 
 def read_frames_folder(folder: str, indices, template: str = "img_{:05d}.jpg", start: int = 1) -> torch.Tensor:
-    """JPEG frames i -> file template.format(start + i); [T, 3, H, W] uint8."""
-    from torchvision.io import ImageReadMode, decode_image
-
-    out, cache = [], {}
+    """JPEG frames: clip frame i is the file template.format(start + i); [T, 3, H, W] uint8."""
+    cache = {}
     for i in indices:
         if i not in cache:
             p = os.path.join(folder, template.format(start + int(i)))
             if not os.path.isfile(p):
                 raise UnreadableVideo(f"{folder}: missing frame file {Path(p).name}")
-            try:
-                cache[i] = decode_image(p, mode=ImageReadMode.RGB)
-            except Exception as e:  # noqa: BLE001
-                raise UnreadableVideo(f"{p}: {_short(e)}") from None
-        out.append(cache[i])
-    return torch.stack(out)
+            cache[i] = _decode_still(p)
+    return torch.stack([cache[i] for i in indices])

@@ -1,0 +1,81 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tkvr.data.sampling import k_shot, label_fraction, parse_views, segment_indices
+from tkvr.data.specs import subset_ids
+from tkvr.errors import TkvrError
+
+
+def test_segment_examples_from_the_docstring():
+    assert segment_indices(100, 4, False) == [12, 37, 62, 87]
+    assert segment_indices(100, 4, False, 0, 2) == [6, 31, 56, 81]
+    assert segment_indices(100, 4, False, 1, 2) == [18, 43, 68, 93]
+    assert segment_indices(3, 8, False) == [0, 0, 0, 1, 1, 2, 2, 2]
+
+
+def test_train_offsets_stay_in_their_segment():
+    import random
+
+    rng = random.Random(1)
+    for _ in range(200):
+        idx = segment_indices(50, 5, True, rng=rng)
+        assert all(10 * i <= x < 10 * (i + 1) for i, x in enumerate(idx))
+
+
+def test_views():
+    assert parse_views("4x3") == (4, 3) and parse_views("1x1") == (1, 1)
+    for bad, msg in (("0x3", "C must be >= 1"), ("4x2", "must be 1 or 3"), ("four", "CxS")):
+        with pytest.raises(TkvrError, match=msg):
+            parse_views(bad)
+
+
+def test_k_shot_exactly_k_per_class():
+    labels = [i % 5 for i in range(53)]
+    keep = k_shot(labels, 3, seed=7)
+    assert sorted(labels[i] for i in keep) == sorted(list(range(5)) * 3)
+    assert keep == k_shot(labels, 3, seed=7)
+    assert keep != k_shot(labels, 3, seed=8)
+
+
+def test_k_shot_too_many_names_the_class():
+    labels = [0, 0, 0, 1]
+    with pytest.raises(TkvrError, match="class 'cat' has only 1"):
+        k_shot(labels, 2, classes=["dog", "cat"])
+    with pytest.raises(TkvrError, match="class 'bird' has only 0"):
+        k_shot([0, 1], 1, classes=["dog", "cat", "bird"])
+
+
+def test_label_fraction_is_stratified():
+    labels = [0] * 50 + [1] * 20 + [2] * 3
+    keep = label_fraction(labels, 0.1, seed=0)
+    got = [labels[i] for i in keep]
+    assert got.count(0) == 5 and got.count(1) == 2 and got.count(2) == 1
+
+
+CODE = """
+import json
+from tkvr.data.sampling import k_shot
+from tkvr.data.specs import subset_ids
+labels = [i % 7 for i in range(100)]
+print(json.dumps([k_shot(labels, 2, seed=3), subset_ids(400, 300, True)]))
+"""
+
+
+def test_subsets_identical_in_two_processes():
+    runs = [json.loads(subprocess.run([sys.executable, "-c", CODE], capture_output=True, text=True,
+                                      check=True).stdout) for _ in range(2)]
+    assert runs[0] == runs[1]
+    assert runs[0][1] == subset_ids(400, 300, True)
+
+
+def test_k300_k100_disjoint_and_cover():
+    seen, unseen = subset_ids(400, 300, True), subset_ids(400, 300, False)
+    assert len(seen) == 300 and len(unseen) == 100
+    assert not set(seen) & set(unseen) and set(seen) | set(unseen) == set(range(400))
+    # the written-down rule (README): random.Random(0).shuffle of 0..399, first 300 seen
+    assert unseen[:5] == sorted(unseen)[:5]
+    i600, i400 = subset_ids(1000, 600, True), subset_ids(1000, 600, False)
+    assert len(i600) == 600 and len(i400) == 400 and not set(i600) & set(i400)

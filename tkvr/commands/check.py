@@ -1,0 +1,116 @@
+"""tkvr check: read every sample of a split the way training will, and report what does not read."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from tkvr.progress import console, say, track
+
+
+@dataclass
+class CheckConfig:
+    data: str
+    split: str = "train"
+    data_root: str | None = None
+    fold: int = 1
+    decoder: str = "auto"
+    frames: int = 8
+    workers: int | None = None
+    json: str | None = None
+
+
+class _Probe:
+    """Dataset of (index, status, message): status ok | missing | empty | unreadable."""
+
+    def __init__(self, samples, frames, decoder, template, start):
+        self.samples, self.frames, self.decoder = samples, frames, decoder
+        self.template, self.start = template, start
+
+    def __len__(self):
+        return len(self.samples)
+
+    def __getitem__(self, i):
+        import os
+
+        from tkvr.data.loader import read_clip
+        from tkvr.data.video import UnreadableVideo
+
+        s = self.samples[i]
+        if not os.path.exists(s.path):
+            return i, "missing", "no such file"
+        if os.path.isfile(s.path) and os.path.getsize(s.path) == 0:
+            return i, "empty", "0 bytes"
+        try:
+            read_clip(s, self.frames, train=False, decoder=self.decoder, frame_template=self.template,
+                      frame_start=self.start)
+        except (UnreadableVideo, FileNotFoundError, IndexError) as e:
+            return i, "unreadable", str(e)
+        return i, "ok", ""
+
+
+def run(cfg: CheckConfig) -> int:
+    from torch.utils.data import DataLoader
+
+    from tkvr.data.loader import default_workers
+    from tkvr.data.specs import resolve
+    from tkvr.data.video import pick_decoder
+
+    src = resolve(cfg.data, cfg.data_root, cfg.fold)
+    samples = src.split(cfg.split)
+    decoder = pick_decoder(cfg.decoder)
+    workers = default_workers() if cfg.workers is None else cfg.workers
+    loader = DataLoader(_Probe(samples, cfg.frames, decoder, src.frame_template, src.frame_start), batch_size=None,
+                        num_workers=workers)
+    status: dict[str, list[int]] = {"missing": [], "empty": [], "unreadable": []}
+    notes = {}
+    for i, st, msg in track(loader, len(samples), f"checking {src.name} {cfg.split}"):
+        if st != "ok":
+            status[st].append(i)
+            notes[i] = msg
+    bad = sorted(status["missing"] + status["empty"] + status["unreadable"])
+    counts = Counter(s.label for s in samples)
+    listed_missing = src.missing.get(cfg.split, [])
+
+    from rich.table import Table
+
+    table = Table(title=f"{src.name} / {cfg.split}: samples per class")
+    table.add_column("id", justify="right")
+    table.add_column("class")
+    table.add_column("samples", justify="right")
+    for y, name in enumerate(src.classes):
+        table.add_row(str(y), name, str(counts.get(y, 0)))
+    con = console()
+    if len(src.classes) <= 60:
+        con.print(table)
+    sizes = [counts.get(y, 0) for y in range(len(src.classes))]
+    say(f"{len(samples)} samples, {len(src.classes)} classes (per class: min {min(sizes)}, "
+        f"max {max(sizes)}); decoder {decoder}")
+    if listed_missing:
+        say(f"{len(listed_missing)} videos listed in the annotations are not on disk (left out)")
+    for kind in ("missing", "empty", "unreadable"):
+        for i in status[kind][:20]:
+            say(f"{kind}: {samples[i].path} ({notes[i]})")
+        if len(status[kind]) > 20:
+            say(f"... and {len(status[kind]) - 20} more {kind}")
+    empty_classes = [src.classes[y] for y in range(len(src.classes)) if counts.get(y, 0) == 0]
+    if empty_classes:
+        say(f"{len(empty_classes)} classes have no {cfg.split} samples (e.g. {empty_classes[:3]})")
+    say("all samples read" if not bad else f"{len(bad)} of {len(samples)} samples do not read")
+    if cfg.json:
+        report = {
+            "num_samples": len(samples),
+            "num_classes": len(src.classes),
+            "classes": src.classes,
+            "samples_per_class": sizes,
+            "unreadable": [samples[i].path for i in bad],
+            "missing": [samples[i].path for i in status["missing"]],
+            "empty": [samples[i].path for i in status["empty"]],
+            "listed_not_on_disk": listed_missing,
+            "decoder": decoder,
+        }
+        Path(cfg.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(cfg.json).write_text(json.dumps(report, indent=1))
+    return 1 if bad else 0

@@ -1,0 +1,79 @@
+"""Clip transforms on uint8 [T, C, H, W] with torchvision.transforms.v2.
+
+v2 treats the leading T as a batch dimension, so one draw of random parameters (crop box, flip)
+applies to every frame of a clip: the motion inside the clip is preserved.
+
+  train  random resized crop (scale 0.25-1, aspect 3/4-4/3) or multi-scale crop (TSN's corner
+         and centre crops at scales 1, .875, .75, .66 of the short side), horizontal flip unless
+         the dataset forbids it (classes that name a direction), then to float and normalise.
+  eval   resize the short side to the model's size, then a centre crop (S = 1) or three crops
+         along the long side (S = 3: start, centre, end), -> [S, T, C, H, W].
+Size, mean and std come from the model's preprocessing config.
+"""
+
+from __future__ import annotations
+
+import torch
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as TF
+
+CROPS = ("rrc", "multiscale")
+
+
+class MultiScaleCrop(torch.nn.Module):
+    """TSN's multi-scale crop: crop w, h each a random scale of the short side, at one of 5 fixed
+    positions (corners, centre), then resize to `size`."""
+
+    def __init__(self, size: int, scales=(1.0, 0.875, 0.75, 0.66)):
+        super().__init__()
+        self.size = size
+        self.scales = scales
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [T, C, H, W]
+        h, w = x.shape[-2:]
+        base = min(h, w)
+        pick = torch.randint(len(self.scales), (2,)).tolist()  # torch RNG: seeded per worker
+        ch, cw = int(base * self.scales[pick[0]]), int(base * self.scales[pick[1]])
+        spots = [(0, 0), (0, w - cw), (h - ch, 0), (h - ch, w - cw), ((h - ch) // 2, (w - cw) // 2)]
+        top, left = spots[int(torch.randint(len(spots), ()))]
+        return TF.resized_crop(x, top, left, ch, cw, [self.size, self.size], antialias=True)
+
+
+def _size(preprocess: dict) -> int:
+    s = preprocess["size"]
+    return int(s[0] if isinstance(s, (tuple, list)) else s)
+
+
+def train_transform(preprocess: dict, crop: str = "rrc", flip: bool = True):
+    size = _size(preprocess)
+    steps = [v2.RandomResizedCrop(size, scale=(0.25, 1.0), antialias=True) if crop == "rrc"
+             else MultiScaleCrop(size)]
+    if flip:
+        steps.append(v2.RandomHorizontalFlip())
+    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(preprocess["mean"], preprocess["std"])]
+    return v2.Compose(steps)
+
+
+class EvalTransform(torch.nn.Module):
+    """uint8 [T, C, H, W] -> float [S, T, C, size, size]."""
+
+    def __init__(self, preprocess: dict, crops: int = 1):
+        super().__init__()
+        self.size = _size(preprocess)
+        self.crops = crops
+        self.norm = v2.Compose([v2.ToDtype(torch.float32, scale=True),
+                                v2.Normalize(preprocess["mean"], preprocess["std"])])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = TF.resize(x, [self.size], antialias=True)  # short side -> size
+        if self.crops == 1:
+            out = [TF.center_crop(x, [self.size, self.size])]
+        else:
+            h, w = x.shape[-2:]
+            s = self.size
+            if w >= h:
+                boxes = [(0, (h - s) // 2, s), ((w - s) // 2, (h - s) // 2, s), (w - s, (h - s) // 2, s)]
+            else:
+                boxes = [((w - s) // 2, 0, s), ((w - s) // 2, (h - s) // 2, s), ((w - s) // 2, h - s, s)]
+            out = [TF.crop(x, top, left, s, s) for left, top, s in boxes]
+        return torch.stack([self.norm(o) for o in out])  # [S, T, C, H, W]
