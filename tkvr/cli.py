@@ -93,18 +93,177 @@ def check(json_path, **kw):
 def _not_built(name: str, example: str):
     def command(**_):
         click.echo(f"tkvr {name}: not built yet in this version of tkvr; "
-                   "see the README's roadmap for what exists today", err=True)
+                   "see the README's status table for what exists today", err=True)
         sys.exit(1)
 
     command.__doc__ = f"(not built yet) see README.\n\n\b\nExample:\n  {example}"
     return cli.command(name, context_settings=CONTEXT)(command)
 
 
-_not_built("train", "tkvr train --data k400 --backbone ViT-B/16 --out runs/k400")
-_not_built("eval", "tkvr eval --checkpoint runs/k400 --views 4x3")
+def _load_config(ctx, param, value):
+    """--config FILE.yaml: its keys are flag names; flags given on the command line win."""
+    if not value:
+        return value
+    import yaml
+
+    try:
+        data = yaml.safe_load(open(value, encoding="utf-8")) or {}
+    except OSError:
+        raise TkvrError(f"--config {value}: no such file") from None
+    except yaml.YAMLError as e:
+        raise TkvrError(f"--config {value}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise TkvrError(f"--config {value}: expected a mapping of flag names to values")
+    names = {p.name for p in ctx.command.params}
+    flat = {}
+    for k, v in data.items():
+        key = str(k).lstrip("-").replace("-", "_")
+        if key not in names or key == "config":
+            raise TkvrError(f"--config {value}: {k!r} is not a flag of tkvr {ctx.command.name}")
+        flat[key] = tuple(v) if isinstance(v, list) else v
+    ctx.default_map = {**(ctx.default_map or {}), **flat}
+    return value
+
+
+def fabric_options(f):
+    for opt in reversed([
+        click.option("--accelerator", default="auto", help="cpu, gpu, cuda, mps, or auto."),
+        click.option("--devices", default=1, type=int, help="Devices per node."),
+        click.option("--num-nodes", default=1, type=int, help="Nodes (torchrun / SLURM / Fabric launcher)."),
+        click.option("--strategy", default="auto", type=click.Choice(["auto", "ddp", "fsdp"]),
+                     help="Distributed strategy."),
+        click.option("--precision", default="32-true",
+                     type=click.Choice(["32-true", "bf16-mixed", "16-mixed", "bf16-true"]), help="Numeric precision."),
+    ]):
+        f = opt(f)
+    return f
+
+
+def data_options(f):
+    for opt in reversed([
+        click.option("--data-root", default=None, help="Folder holding the built-in datasets [env: TKVR_DATA_ROOT]."),
+        click.option("--fold", default=1, type=int, help="UCF-101 / HMDB-51 official split number."),
+        click.option("--decoder", default="auto", type=click.Choice(["auto", "torchcodec", "pyav"]),
+                     help="Video decoder."),
+        click.option("--decode-device", default="cpu", help="torchcodec decode device, e.g. cuda (NVDEC)."),
+        click.option("--workers", default=None, type=int, help="DataLoader workers [default: cores - 1, <= 8]."),
+    ]):
+        f = opt(f)
+    return f
+
+
+def train_options(f):
+    """The flags of every command that trains (train, fewshot, zeroshot)."""
+    for opt in reversed([
+        click.option("--config", type=click.Path(dir_okay=False), callback=_load_config, is_eager=True,
+                     expose_value=False, help="YAML file whose keys are flag names; flags override it."),
+        click.option("--backbone", default="ViT-B/16", help="See tkvr embed --help."),
+        click.option("--pretrained", default=None, help="Weight tag, checkpoint PATH, or none."),
+        click.option("--frames", default=8, type=int, help="Frames T per clip."),
+        click.option("--temporal", default="tap", type=click.Choice(list(TEMPORAL)), help="Temporal module."),
+        click.option("--temporal-layers", default=6, type=int, help="Layers of t-trans."),
+        click.option("--head", default="text", type=click.Choice(list(HEADS)), help="Classifier head."),
+        click.option("--unfreeze-head", is_flag=True, help="Train the head too."),
+        click.option("--embeddings", default=None, type=click.Path(dir_okay=False),
+                     help="Class embeddings from tkvr embed [default: computed on the fly]."),
+        click.option("--template", "templates", multiple=True,
+                     help="Prompt template(s) [default: the dataset's, e.g. 'a video of a person {}.']."),
+        click.option("--epochs", default=30, type=int, help="Epochs."),
+        click.option("--batch-size", default=128, type=int,
+                     help="Global batch = device batch x devices x nodes x accumulation."),
+        click.option("--device-batch", default=None, type=int, help="Per-device batch [default: batch / devices]."),
+        click.option("--lr", default=5e-6, type=float, help="Learning rate of the visual encoder."),
+        click.option("--new-lr-ratio", default=10.0, type=float, help="New modules train at lr x this."),
+        click.option("--weight-decay", default=0.2, type=float, help="AdamW weight decay (not on norms, biases, embeddings)."),
+        click.option("--warmup", default=5.0, type=float, help="Warm-up epochs of the cosine schedule."),
+        click.option("--grad-clip", default=None, type=float, help="Clip the gradient norm to this."),
+        click.option("--grad-checkpointing", is_flag=True, help="Recompute backbone activations to save memory."),
+        click.option("--label-fraction", default=1.0, type=float, help="Stratified fraction of the training labels."),
+        click.option("--max-bad-fraction", default=0.05, type=float,
+                     help="Stop when more than this share of training videos is unreadable."),
+        click.option("--train-crop", default="rrc", type=click.Choice(["rrc", "multiscale"]), help="Train crop."),
+        click.option("--views", default="1x1", help="Validation views CxS during training."),
+        click.option("--eval-every", default=1, type=int, help="Validate every N epochs."),
+        click.option("--seed", default=0, type=int, help="Seed of everything random."),
+        click.option("--max-steps", default=None, type=int, help="Stop after this many optimiser steps (smoke runs)."),
+        click.option("--limit-batches", default=None, type=int, help="Batches per epoch at most (smoke runs)."),
+        click.option("--log-every", default=10, type=int, help="Steps between rows of steps.csv."),
+        click.option("--compile", is_flag=True, help="torch.compile the visual encoder."),
+        click.option("--tensorboard", is_flag=True, help="Also log to TensorBoard (needs tensorboard)."),
+    ]):
+        f = opt(f)
+    return data_options(fabric_options(f))
+
+
+def _train_config(kw: dict):
+    from tkvr.config import TrainConfig
+
+    kw = dict(kw)
+    kw["templates"] = list(kw.get("templates") or []) or None
+    return TrainConfig.from_flags(kw)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("--data", default="toy", help="Dataset: see tkvr check --help.")
+@click.option("--out", default="runs/tkvr", help="Run directory.")
+@click.option("--resume", default=None, help="auto (this run's last checkpoint, if any) or a checkpoint PATH.")
+@train_options
+def train(**kw):
+    """Fine-tune the visual encoder with a frozen text classifier.
+
+    \b
+    Example:
+      tkvr train --data k400 --data-root /data --backbone ViT-B/16 --frames 8 --out runs/k400_b16
+    """
+    cfg = _train_config(kw)
+    from tkvr.commands import train as cmd
+
+    cmd.run(cfg)
+
+
+@cli.command("eval", context_settings=CONTEXT)
+@click.option("--checkpoint", required=True, help="Run directory (its best, else last checkpoint) or a file.")
+@click.option("--data", default=None, help="Evaluate on this dataset [default: the checkpoint's].")
+@click.option("--split", default="val", type=click.Choice(["train", "val"]), help="Split to score.")
+@click.option("--views", default="1x1", help="C temporal clips x S spatial crops (S in 1, 3), e.g. 4x3.")
+@click.option("--labels", default=None, help="'data': embed the eval data's class names (zero-shot swap).")
+@click.option("--batch-size", default=16, type=int, help="Videos per device and batch.")
+@click.option("--json", "json_path", default=None, type=click.Path(dir_okay=False), help="Write the report here.")
+@data_options
+@fabric_options
+def eval_(json_path, **kw):
+    """Score a checkpoint: top-1, top-5, mean class accuracy, per-class accuracy.
+
+    \b
+    Example:
+      tkvr eval --checkpoint runs/k400_b16 --views 4x3 --json runs/k400_b16/eval_4x3.json
+    """
+    from tkvr.commands.eval import EvalConfig, run
+
+    run(EvalConfig(json=json_path, **kw))
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("files", nargs=-1)
+@click.option("--checkpoint", required=True, help="Run directory or checkpoint file.")
+@click.option("--top-k", default=5, type=int, help="Labels per file.")
+@click.option("--labels", default=None, help="New class names: \"a,b,c\" or a labels file (open vocabulary).")
+@click.option("--decoder", default="auto", type=click.Choice(["auto", "torchcodec", "pyav"]), help="Video decoder.")
+@click.option("--json", "json_path", default=None, type=click.Path(dir_okay=False), help="Write results here.")
+def predict(files, json_path, **kw):
+    """Top-k labels with scores for video or image files.
+
+    \b
+    Example:
+      tkvr predict clip.mp4 photo.jpg --checkpoint runs/k400_b16 --top-k 3 --labels "surfing,skiing,cooking"
+    """
+    from tkvr.commands.predict import PredictConfig, run
+
+    run(PredictConfig(files=list(files), json=json_path, **kw))
+
+
 _not_built("fewshot", "tkvr fewshot --data ucf101 --shots 1,2,4 --backbone ViT-B/16")
 _not_built("zeroshot", "tkvr zeroshot --train K300 --eval K100 --backbone ViT-B/16")
-_not_built("predict", "tkvr predict clip.mp4 --checkpoint runs/k400 --top-k 5")
 
 
 def main(argv=None) -> None:
@@ -112,8 +271,10 @@ def main(argv=None) -> None:
     try:
         code = cli.main(args=argv, prog_name="tkvr", standalone_mode=False)
     except TkvrError as e:
+        from tkvr.commands import NotBuilt
+
         click.echo(f"tkvr: error: {e}", err=True)
-        sys.exit(2)
+        sys.exit(1 if isinstance(e, NotBuilt) else 2)
     except click.UsageError as e:
         cmd = e.ctx.command_path if e.ctx else "tkvr"
         click.echo(f"tkvr: error: {e.format_message()} (see '{cmd} --help')", err=True)

@@ -48,3 +48,57 @@ def track(items, total: int, description: str):
         yield item
         if n % step == 0 or n == total:
             say(f"{description}: {n}/{total}")
+
+
+class TrainProgress:
+    """Rank 0: a rich bar per epoch (step, loss, lr, clips/s, ETA) on a terminal; otherwise a
+    plain line every ~10% of an epoch. One summary line per epoch in both cases."""
+
+    def __init__(self, epochs: int, steps_per_epoch: int, enabled: bool = True):
+        self.epochs, self.steps_per_epoch, self.enabled = epochs, steps_per_epoch, enabled
+        self.bar = None
+        self.task = None
+        self.every = max(1, steps_per_epoch // 10)
+        self.done_in_epoch = 0
+
+    def __enter__(self):
+        if self.enabled and console().is_terminal:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TextColumn("{task.fields[info]}"), TimeRemainingColumn(), console=console())
+            self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+    def start_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.done_in_epoch = 0
+        if self.bar is not None:
+            if self.task is not None:
+                self.bar.remove_task(self.task)
+            self.task = self.bar.add_task(f"epoch {epoch + 1}/{self.epochs}", total=self.steps_per_epoch, info="")
+
+    def update(self, step: int, loss: float, lr: float, rate: float) -> None:
+        if not self.enabled:
+            return
+        self.done_in_epoch += 1
+        info = f"step {step} loss {loss:.4f} lr {lr:.2e} {rate:.1f} clips/s"
+        if self.bar is not None:
+            self.bar.update(self.task, advance=1, info=info)
+        elif self.done_in_epoch % self.every == 0:
+            say(f"epoch {self.epoch + 1}/{self.epochs} {self.done_in_epoch}/{self.steps_per_epoch}: {info}")
+
+    def end_epoch(self, row: dict) -> None:
+        if not self.enabled:
+            return
+        val = f", val top-1 {row['val_top1']:.1f}% top-5 {row['val_top5']:.1f}%" if "val_top1" in row else ""
+        line = (f"epoch {row['epoch']}/{self.epochs}: train loss {row['train_loss']:.4f}{val}, "
+                f"{row['clips_per_s']:.1f} clips/s, {row['wall_s']:.0f}s")
+        if self.bar is not None:
+            self.bar.console.print(line)
+        else:
+            say(line)
