@@ -13,6 +13,7 @@ from tkvr import __version__
 from tkvr.config import HEADS, TEMPORAL, EmbedConfig, fail_if
 from tkvr.errors import TkvrError
 
+ARGV: list[str] = []  # the arguments of this invocation, for reports
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100, "show_default": True}
 
 
@@ -200,6 +201,7 @@ def _train_config(kw: dict):
 
     kw = dict(kw)
     kw["templates"] = list(kw.get("templates") or []) or None
+    kw["command"] = " ".join(["tkvr"] + ARGV)
     return TrainConfig.from_flags(kw)
 
 
@@ -268,6 +270,7 @@ _not_built("zeroshot", "tkvr zeroshot --train K300 --eval K100 --backbone ViT-B/
 
 def main(argv=None) -> None:
     """Entry point: user mistakes become one line on stderr and exit code 2, never a traceback."""
+    ARGV[:] = list(sys.argv[1:] if argv is None else argv)
     try:
         code = cli.main(args=argv, prog_name="tkvr", standalone_mode=False)
     except TkvrError as e:

@@ -154,6 +154,7 @@ class RunConfig:
     compile: bool = False
     embeddings: str | None = None
     tensorboard: bool = False
+    command: str = ""  # the command line, for the report
 
     @property
     def world(self) -> int:

@@ -99,7 +99,7 @@ class EpochSampler(Sampler):
         self.n, self.rank, self.world, self.shuffle, self.seed = n, rank, world, shuffle, seed
         self.epoch = 0
 
-    def set_epoch(self, epoch: int) -> None:
+    def use_epoch(self, epoch: int) -> None:  # not set_epoch: Fabric would call that with its own count
         self.epoch = epoch
 
     def _indices(self) -> list[int]:
@@ -129,7 +129,7 @@ def loader(dataset, batch: int, shuffle: bool, workers: int, seed: int, rank: in
 
 def start_epoch(dl: DataLoader, epoch: int, seed: int, rank: int) -> None:
     """Per-epoch, per-rank seeds for the sampler and the workers' RNG (a new iterator each epoch)."""
-    dl.sampler.set_epoch(epoch)
+    dl.sampler.use_epoch(epoch)
     dl.generator.manual_seed(seed * 100003 + epoch * 1009 + rank)
 
 
@@ -330,6 +330,9 @@ class Trainer:
         self.bad = bad_budget
         self.train_ids = train_ids
         self.epoch, self.step, self.best, self.complete = 0, 0, -1.0, True
+        # Augmentations in the main process (workers=0) draw from the global RNG: seed it per rank.
+        torch.manual_seed(o.seed * 1000 + fabric.global_rank)
+        random.seed(o.seed * 1000 + fabric.global_rank)
         if resume is not None:
             self._resume(resume)
 
@@ -410,9 +413,9 @@ class Trainer:
                     self.step += 1
                     lr = self.optimizer.param_groups[0]["lr"]
                     rate = clips / max(1e-9, time.time() - t0)
-                    progress.update(self.step, float(loss), lr, rate)
+                    progress.update(self.step, float(loss.detach()), lr, rate)
                     if self.step % r.log_every == 0 and fabric.global_rank == 0:
-                        steps_log.write({"epoch": self.epoch + 1, "step": self.step, "loss": float(loss), "lr": lr,
+                        steps_log.write({"epoch": self.epoch + 1, "step": self.step, "loss": float(loss.detach()), "lr": lr,
                                          "clips_per_s": rate})
                     if o.max_steps and self.step >= o.max_steps:
                         stop = True
@@ -461,8 +464,8 @@ def _tensorboard(fabric, out: Path):
         raise TkvrError("--tensorboard needs the tensorboard package: pip install tensorboard") from None
 
 
-def write_report(path: Path, payload: dict) -> None:
+def write_report(path: Path, payload: dict, command: str = "") -> None:
     from tkvr.fileio import atomic_write_text
 
-    atomic_write_text(json.dumps({"command": " ".join(["tkvr"] + sys.argv[1:]), "versions": versions(),
-                                  **payload}, indent=1, default=str), path)
+    atomic_write_text(json.dumps({"command": command, "versions": versions(), **payload},
+                                 indent=1, default=str), path)

@@ -30,7 +30,8 @@ def prepare_run_dir(cfg: TrainConfig) -> Path | None:
         diff += [k for k in ("data", "fold", "label_fraction") if getattr(old.data, k) != getattr(cfg.data, k)]
         if diff:
             k = diff[0]
-            raise TkvrError(f"--resume {path}: the checkpoint was trained with a different --{k.replace('_', '-')} "
+            flag = "template" if k == "templates" else k.replace("_", "-")
+            raise TkvrError(f"--resume {path}: the checkpoint was trained with a different --{flag} "
                             f"({_get(old, k)!r}, now {_get(cfg, k)!r}); resume with the same settings")
         return path
     if (out / "config.yaml").exists() or last.exists():
@@ -81,9 +82,9 @@ def run(cfg: TrainConfig, src=None, train_ids: list[int] | None = None) -> dict:
 
     cfg.validate()
     out = Path(cfg.run.out)
-    resume = prepare_run_dir(cfg)
     src = src or resolve(cfg.data.data, cfg.data.data_root, cfg.data.fold)
     cfg.model.templates = cfg.model.templates or list(src.templates)
+    resume = prepare_run_dir(cfg)
     fabric = make_fabric(cfg.run)
     if fabric.global_rank == 0:
         out.mkdir(parents=True, exist_ok=True)
@@ -106,7 +107,7 @@ def run(cfg: TrainConfig, src=None, train_ids: list[int] | None = None) -> dict:
                   "best_top1": trainer.best, "unreadable_train": bad.paths(),
                   "final": {k: m[k] for k in ("top1", "top5", "mean_class_accuracy", "num_samples")} if m else {},
                   "history": result["history"]}
-        write_report(out / "report.json", report)
+        write_report(out / "report.json", report, cfg.run.command)
         if m:
             say(f"final: top-1 {m['top1']:.2f}%  top-5 {m['top5']:.2f}%  mean class {m['mean_class_accuracy']:.2f}% "
                 f"on {m['num_samples']} val clips; best top-1 {trainer.best:.2f}%")

@@ -1,0 +1,229 @@
+"""train / eval / predict end to end on the toy world with the tiny backbone (CPU)."""
+import csv
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import assert_user_error, realdata
+
+FAST = ["--data", "toy", "--backbone", "tiny", "--frames", "2", "--batch-size", "16", "--workers", "0",
+        "--lr", "1e-4", "--warmup", "0"]
+
+
+def train(run_cli, out, *extra):
+    code, stdout, err = run_cli("train", *FAST, "--out", out, *extra)
+    assert code == 0, err + stdout
+    return stdout
+
+
+def model_state(path):
+    return torch.load(path, weights_only=True)["model"]
+
+
+def test_train_eval_predict_end_to_end(run_cli, tmp_path):
+    out = tmp_path / "run"
+    stdout = train(run_cli, out, "--epochs", "1", "--limit-batches", "4")
+    for name in ("config.yaml", "metrics.csv", "steps.csv", "report.json", "checkpoints/last.pt", "checkpoints/best.pt"):
+        assert (out / name).is_file(), name
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    assert len(rows) == 1 and rows[0]["epoch"] == "1" and rows[0]["step"] == "4"
+    report = json.loads((out / "report.json").read_text())
+    assert report["steps"] == 4 and report["final"]["num_samples"] == 240
+    assert abs(report["final"]["top1"] - float(rows[0]["val_top1"])) < 1e-3
+    assert "versions" in report and report["command"].startswith("tkvr train")
+    assert "sanity validation (2 batches)" in stdout and "final: top-1" in stdout
+
+    code, _, err = run_cli("eval", "--checkpoint", out, "--views", "1x1", "--workers", "0", "--json", tmp_path / "e1.json")
+    assert code == 0, err
+    e1 = json.loads((tmp_path / "e1.json").read_text())
+    assert set(e1) >= {"top1", "top5", "mean_class_accuracy", "num_samples", "views", "per_class"}
+    assert e1["num_samples"] == 240 and e1["views"] == "1x1"
+    assert abs(e1["top1"] - report["final"]["top1"]) < 1e-3  # the checkpoint alone reproduces training's number
+    assert len(e1["per_class"]) == 60 and e1["top5"] >= e1["top1"]
+    assert abs(sum(e1["per_class"].values()) / 60 - e1["mean_class_accuracy"]) < 1e-3
+
+    code, _, err = run_cli("eval", "--checkpoint", out, "--views", "2x3", "--workers", "0", "--json", tmp_path / "e6.json")
+    assert code == 0, err
+    e6 = json.loads((tmp_path / "e6.json").read_text())
+    assert e6["num_samples"] == 240 and e6["views"] == "2x3"
+
+    clip = realdata("videos") / "k400_arm_wrestling_mmaction2_demo.mp4"
+    img = realdata("images") / "skimage_chelsea.png"
+    code, _, err = run_cli("predict", clip, img, "--checkpoint", out, "--top-k", "3", "--json", tmp_path / "p.json")
+    assert code == 0, err
+    preds = json.loads((tmp_path / "p.json").read_text())
+    assert [p["file"] for p in preds] == [str(clip), str(img)]
+    toy = json.loads((out / "report.json").read_text())  # labels come from the toy classes
+    for p in preds:
+        assert len(p["labels"]) == 3 and p["labels"][0].startswith("a ") and " moving " in p["labels"][0]
+        assert p["scores"] == sorted(p["scores"], reverse=True) and 0 < sum(p["scores"]) <= 1.0001
+    code, _, err = run_cli("predict", clip, "--checkpoint", out, "--labels", "cat,arm wrestling", "--json",
+                           tmp_path / "p2.json")
+    assert code == 0, err
+    p2 = json.loads((tmp_path / "p2.json").read_text())[0]
+    assert sorted(p2["labels"]) == ["arm wrestling", "cat"] and abs(sum(p2["scores"]) - 1) < 1e-4
+    assert toy["run"] == str(out)
+
+
+def test_resume_is_bit_exact(run_cli, tmp_path):
+    full, part = tmp_path / "full", tmp_path / "part"
+    args = ["--epochs", "2", "--limit-batches", "3", "--seed", "3"]
+    train(run_cli, full, *args)
+    train(run_cli, part, *args, "--max-steps", "3")  # stops at the end of epoch 1
+    assert torch.load(part / "checkpoints/last.pt", weights_only=True)["epoch"] == 1
+    out = train(run_cli, part, *args, "--resume", "auto")
+    assert "resumed from" in out
+    a, b = model_state(full / "checkpoints/last.pt"), model_state(part / "checkpoints/last.pt")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    ma = list(csv.DictReader((full / "metrics.csv").open()))
+    mb = list(csv.DictReader((part / "metrics.csv").open()))
+    assert [r["val_top1"] for r in ma] == [r["val_top1"] for r in mb]
+    assert [r["train_loss"] for r in ma] == [r["train_loss"] for r in mb]
+
+
+def test_frozen_head_stays_and_unfrozen_or_learned_moves(run_cli, tmp_path):
+    from tkvr.engine import read_checkpoint
+
+    base = ["--epochs", "1", "--limit-batches", "2"]
+    runs = {}
+    for name, extra in (("frozen", []), ("unfrozen", ["--unfreeze-head"]), ("learned", ["--head", "learned"])):
+        train(run_cli, tmp_path / name, *base, *extra)
+        runs[name] = model_state(tmp_path / name / "checkpoints/last.pt")
+    from tkvr.model import build_backbone
+    from tkvr.text import encode_classes
+
+    ckpt = read_checkpoint(str(tmp_path / "frozen"))
+    text = encode_classes(build_backbone("tiny"), ckpt["classes"], ckpt["config"]["model"]["templates"])
+    start = torch.nn.functional.normalize(text, dim=-1)  # what the head holds at step 0
+    assert torch.equal(runs["frozen"]["head.weight"], start)  # bit-identical through training
+    assert not torch.allclose(runs["unfrozen"]["head.weight"], start)
+    assert "head.bias" in runs["learned"] and runs["learned"]["head.bias"].abs().sum() > 0
+    # the frozen matrix is stored once, not as optimizer state
+    opt = torch.load(tmp_path / "frozen" / "checkpoints/last.pt", weights_only=True)["optimizer"]
+    n_trainable = sum(len(g["params"]) for g in opt["param_groups"])
+    assert n_trainable == len([k for k in runs["frozen"] if not k.startswith("head.")]) - _buffers(runs["frozen"])
+
+
+def _buffers(state):
+    from tkvr.engine import build_for  # noqa: F401 - counts non-parameter entries of the tiny model
+    from tkvr.heads import Head, random_matrix
+    from tkvr.model import build_backbone, build_model
+
+    m = build_model(build_backbone("tiny"), "tap", Head(random_matrix(60, 64), "text"), 2)
+    return len([k for k, _ in m.named_buffers() if not k.startswith("head.")])
+
+
+def test_kill_during_checkpoint_write_keeps_previous(tmp_path):
+    """SIGKILL while the next checkpoint is being written leaves the last one loadable."""
+    ck = tmp_path / "last.pt"
+    code = f"""
+import sys, torch
+from lightning_fabric import Fabric
+from tkvr.engine import save_checkpoint
+fabric = Fabric(accelerator="cpu", devices=1)
+big = torch.zeros(6_000_000)
+for i in range(1000):
+    save_checkpoint(fabric, {str(ck)!r}, {{"step": i, "weights": big + i}})
+    print(i, flush=True)
+"""
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "0"  # one checkpoint is complete
+    tmp = tmp_path / ".last.pt.tmp"
+    while not tmp.exists():  # the next write has begun
+        pass
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    state = torch.load(ck, weights_only=True)
+    assert torch.equal(state["weights"], torch.zeros(6_000_000) + state["step"])
+
+
+class _Evil:
+    def __reduce__(self):
+        return (exec, ("open(__import__('os').environ['TKVR_EVIL_MARK'], 'w').write('ran')",))
+
+
+def test_checkpoint_that_runs_code_is_refused(run_cli, tmp_path, monkeypatch):
+    mark = tmp_path / "ran.txt"
+    monkeypatch.setenv("TKVR_EVIL_MARK", str(mark))
+    torch.save({"format": 1, "config": _Evil()}, tmp_path / "evil.pt", pickle_module=pickle)
+    code, _, err = run_cli("eval", "--checkpoint", tmp_path / "evil.pt")
+    assert_user_error(code, err, "evil.pt", "refused")
+    assert not mark.exists()
+
+
+def test_user_mistakes(run_cli, tmp_path):
+    out = tmp_path / "run"
+    train(run_cli, out, "--epochs", "1", "--limit-batches", "1")
+    for views, word in (("0x3", "C must be >= 1"), ("4x2", "S must be 1 or 3")):
+        code, _, err = run_cli("eval", "--checkpoint", out, "--views", views)
+        assert_user_error(code, err, "--views", word)
+    code, _, err = run_cli("train", *FAST, "--out", out)
+    assert_user_error(code, err, "--out", "--resume auto")
+    code, _, err = run_cli("train", *FAST, "--out", tmp_path / "b", "--batch-size", "10", "--device-batch", "4")
+    assert_user_error(code, err, "--batch-size 10", "not divisible")
+    code, _, err = run_cli("train", *FAST, "--out", out, "--resume", "auto", "--backbone", "tiny-rn")
+    assert_user_error(code, err, "--resume", "--backbone")
+    # a file that is not a tkvr checkpoint (backbone weights)
+    from tkvr.model import build_backbone
+
+    torch.save(build_backbone("tiny").clip.state_dict(), tmp_path / "weights.pt")
+    code, _, err = run_cli("eval", "--checkpoint", tmp_path / "weights.pt")
+    assert_user_error(code, err, "not a tkvr checkpoint", "--pretrained PATH")
+    # a checkpoint whose weights belong to another model
+    ck = torch.load(out / "checkpoints/last.pt", weights_only=True)
+    ck["config"]["model"]["backbone"] = "tiny-rn"
+    torch.save(ck, tmp_path / "other.pt")
+    code, _, err = run_cli("eval", "--checkpoint", tmp_path / "other.pt")
+    assert_user_error(code, err, "does not fit")
+    # eval data with other classes
+    code, _, err = run_cli("eval", "--checkpoint", out, "--data", "toy@unseen", "--workers", "0")
+    assert_user_error(code, err, "differ from the checkpoint", "--labels data")
+    code, _, err = run_cli("eval", "--checkpoint", out, "--data", "toy@unseen", "--labels", "data", "--workers", "0",
+                           "--json", tmp_path / "zs.json")
+    assert code == 0, err
+    assert json.loads((tmp_path / "zs.json").read_text())["num_samples"] == 12 * 4
+
+
+def test_config_file_with_flags_overriding(run_cli, tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("epochs: 1\nlimit-batches: 1\nframes: 3\nseed: 5\n")
+    code, _, err = run_cli("train", *FAST, "--config", cfg, "--out", tmp_path / "r", "--frames", "2")
+    assert code == 0, err
+    import yaml
+
+    written = yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())
+    assert written["model"]["frames"] == 2 and written["optim"]["seed"] == 5 and written["optim"]["epochs"] == 1
+    cfg.write_text("epoch: 1\n")
+    code, _, err = run_cli("train", *FAST, "--config", cfg, "--out", tmp_path / "r2")
+    assert_user_error(code, err, "--config", "'epoch' is not a flag")
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_count_every_sample_once(tmp_path):
+    """train + eval with 2 CPU processes (gloo): eval sees each sample once, same top-1 as 1 device."""
+    env = {**os.environ, "TKVR_CACHE": os.environ["TKVR_CACHE"]}
+    run = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "tkvr", "train", *FAST, "--out", str(run), "--epochs", "1", "--limit-batches", "2",
+           "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp"]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    tops = {}
+    for devices in ("1", "2"):
+        js = tmp_path / f"e{devices}.json"
+        r = subprocess.run([sys.executable, "-m", "tkvr", "eval", "--checkpoint", str(run), "--workers", "0",
+                            "--accelerator", "cpu", "--devices", devices, "--strategy", "ddp" if devices == "2" else "auto",
+                            "--batch-size", "7", "--json", str(js)], capture_output=True, text=True, env=env)
+        assert r.returncode == 0, r.stderr[-3000:]
+        tops[devices] = json.loads(js.read_text())
+    assert tops["2"]["num_samples"] == tops["1"]["num_samples"] == 240
+    assert tops["2"]["top1"] == tops["1"]["top1"]
+    assert tops["2"]["per_class"] == tops["1"]["per_class"]
