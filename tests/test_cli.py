@@ -17,7 +17,7 @@ def test_command_help_shows_defaults_and_example(run_cli):
     assert "Example:" in out and "default: ViT-B/16" in out
 
 
-@pytest.mark.parametrize("name", ["train", "eval", "fewshot", "zeroshot", "predict"])
+@pytest.mark.parametrize("name", ["fewshot", "zeroshot"])
 def test_unbuilt_commands_say_so(run_cli, name):
     code, out, err = run_cli(name)
     assert code == 1
@@ -29,3 +29,18 @@ def test_help_does_not_import_torch():
            "assert 'torch' not in sys.modules, 'torch imported by --help'"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize("name", ["embed", "check", "train", "eval", "predict"])
+def test_every_built_command_has_help_with_an_example(run_cli, name):
+    code, out, _ = run_cli(name, "--help")
+    assert code == 0 and "Example:" in out
+
+
+def test_train_rejects_unknown_temporal_and_backbone(run_cli, tmp_path):
+    from conftest import assert_user_error
+
+    code, _, err = run_cli("train", "--data", "toy", "--backbone", "tiny", "--temporal", "lstm", "--out", tmp_path / "r")
+    assert_user_error(code, err, "--temporal", "lstm")
+    code, _, err = run_cli("train", "--data", "toy", "--backbone", "vit-huge-9000", "--out", tmp_path / "r")
+    assert_user_error(code, err, "--backbone", "vit-huge-9000")
