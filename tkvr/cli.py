@@ -48,6 +48,9 @@ def cli():
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="File to write (.pt).")
 @click.option("--plot", default=None, type=click.Path(dir_okay=False),
               help="Also draw the inter-class correlation map to this PNG (needs matplotlib).")
+@click.option("--text-encoder", default=None,
+              help="st:NAME_OR_PATH: a text-only sentence-transformers encoder instead of CLIP's "
+                   "(pip install 'tkvr[text]'); projected to the visual width by a seeded orthogonal map.")
 def embed(**kw):
     """Compute the class-embedding matrix [C, D] that serves as the frozen classifier.
 
@@ -164,6 +167,7 @@ def train_options(f):
         click.option("--temporal", default="tap", type=click.Choice(list(TEMPORAL)), help="Temporal module."),
         click.option("--temporal-layers", default=6, type=int, help="Layers of t-trans."),
         click.option("--head", default="text", type=click.Choice(list(HEADS)), help="Classifier head."),
+        click.option("--lda-samples", default=60, type=int, help="--head lda: videos per class to fit it on."),
         click.option("--unfreeze-head", is_flag=True, help="Train the head too."),
         click.option("--embeddings", default=None, type=click.Path(dir_okay=False),
                      help="Class embeddings from tkvr embed [default: computed on the fly]."),
@@ -264,8 +268,47 @@ def predict(files, json_path, **kw):
     run(PredictConfig(files=list(files), json=json_path, **kw))
 
 
-_not_built("fewshot", "tkvr fewshot --data ucf101 --shots 1,2,4 --backbone ViT-B/16")
-_not_built("zeroshot", "tkvr zeroshot --train K300 --eval K100 --backbone ViT-B/16")
+@cli.command(context_settings=CONTEXT)
+@click.option("--data", default="toy", help="Dataset: see tkvr check --help.")
+@click.option("--shots", default="1,2,4,8,16", help="K values to sweep, comma-separated.")
+@click.option("--repeats", default=1, type=int, help="Seeds per K (seed, seed+1, ...): mean ± std.")
+@click.option("--sample", default=None, help="Replay a saved sample (sample.json of a run) instead of drawing one.")
+@click.option("--epoch-size", default=None, type=int, help="Clips per epoch [default: the full training split].")
+@click.option("--out", default="runs/fewshot", help="Folder of the sweep; one run directory per K and seed.")
+@click.option("--json", "json_path", default=None, type=click.Path(dir_okay=False), help="Write the table here.")
+@train_options
+def fewshot(shots, repeats, sample, epoch_size, json_path, **kw):
+    """K-shot C-way training over all classes (the paper's Table 8), one run per K and seed.
+
+    \b
+    Example:
+      tkvr fewshot --data k400 --data-root /data --backbone ViT-B/16 --shots 1,2,4,8,16 --repeats 3
+    """
+    from tkvr.commands.fewshot import FewshotConfig, parse_shots, run
+
+    run(FewshotConfig(_train_config({**kw, "resume": None}), parse_shots(shots), repeats, sample, epoch_size,
+                      json_path))
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("--train", "data", default="toy@seen", help="Seen classes: a dataset or class subset (K300, IN600, ...).")
+@click.option("--eval", "eval_data", default="toy@unseen", help="Unseen classes (K100, IN400, ucf101, ...).")
+@click.option("--no-train", is_flag=True, help="Only the pre-trained model (the 'w/o train' row).")
+@click.option("--protocol", default="full", type=click.Choice(["full", "half"]),
+              help="full: all eval classes; half: mean ± std over 10 seeded random halves.")
+@click.option("--out", default="runs/zeroshot", help="Folder of the runs.")
+@click.option("--json", "json_path", default=None, type=click.Path(dir_okay=False), help="Write the rows here.")
+@train_options
+def zeroshot(eval_data, no_train, protocol, json_path, **kw):
+    """Zero-shot recognition of unseen classes (the paper's Table 9): w/o and w/ training.
+
+    \b
+    Example:
+      tkvr zeroshot --train K300 --eval K100 --data-root /data --backbone ViT-B/16 --protocol half
+    """
+    from tkvr.commands.zeroshot import ZeroshotConfig, run
+
+    run(ZeroshotConfig(_train_config({**kw, "resume": None}), eval_data, no_train, protocol, json_path))
 
 
 def main(argv=None) -> None:

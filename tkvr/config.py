@@ -31,6 +31,7 @@ class ModelConfig:
     head: str = "text"
     unfreeze_head: bool = False
     templates: list[str] | None = None  # prompt templates; None: the dataset's default
+    lda_samples: int = 60  # --head lda: videos per class whose features fit it
 
     def validate(self) -> list[str]:
         problems = []
@@ -55,9 +56,12 @@ class EmbedConfig:
     head: str = "text"
     seed: int = 0
     plot: str | None = None
+    text_encoder: str | None = None
 
     def validate(self) -> list[str]:
         problems = []
+        if self.text_encoder and self.head != "text":
+            problems.append("--text-encoder only makes --head text")
         if self.head not in ("text", "random", "orthogonal"):
             problems.append(f"--head {self.head!r}: tkvr embed writes text, random or orthogonal "
                             "(lda is fitted from visual features by tkvr train --head lda)")

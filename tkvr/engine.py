@@ -134,60 +134,94 @@ def start_epoch(dl: DataLoader, epoch: int, seed: int, rank: int) -> None:
 
 
 # ---------------------------------------------------------------- evaluation
-@torch.no_grad()
-def evaluate(fabric, model, dl: DataLoader, num_classes: int, limit: int | None = None) -> dict:
-    """Top-1 / top-5 / mean class accuracy over all views of every sample, each sample once.
+def _gather_rows(fabric, local: torch.Tensor) -> torch.Tensor:
+    """Rows of different counts per rank -> all rows on every rank (column 0 is the sample index;
+    padding rows carry index -1 and are dropped)."""
+    local = local.to(fabric.device)
+    if fabric.world_size > 1:
+        n = int(fabric.all_gather(torch.tensor(len(local), device=fabric.device)).max())
+        pad = torch.full((n - len(local), local.shape[1]), -1, dtype=local.dtype, device=fabric.device)
+        local = fabric.all_gather(torch.cat([local, pad])).reshape(-1, local.shape[1])
+        local = local[local[:, 0] >= 0]
+    local = local.cpu()
+    return local[local[:, 0].argsort()]  # in sample order, whatever the rank split
 
-    Batches are [B, V, T, 3, H, W]; the B*V views go through the model together, their softmax
-    scores are averaged per video.
+
+@torch.no_grad()
+def predict_scores(fabric, model, dl: DataLoader, limit: int | None = None) -> dict:
+    """Softmax scores averaged over the views of every sample, each sample once across ranks.
+
+    Batches are [B, V, T, 3, H, W]; the B*V views go through the model together.
+    Returns index [N], label [N], bad [N] (>= 0: unreadable), scores [N, C], in sample order.
     """
     model.eval()
-    rows = []  # per batch: [B, 8] = index, label, bad, top-5 predictions
+    rows = []
     for i, batch in enumerate(dl):
         if limit is not None and i >= limit:
             break
         x = batch["video"]  # [B, V, T, 3, H, W]
         b, v = x.shape[:2]
         scores = model(x.flatten(0, 1)).float().softmax(-1).view(b, v, -1).mean(1)  # [B, C]
-        top = scores.topk(min(5, num_classes), dim=-1).indices
-        if top.shape[1] < 5:
-            top = torch.cat([top, top[:, :1].expand(b, 5 - top.shape[1])], 1)
-        rows.append(torch.cat([batch["index"][:, None], batch["label"][:, None], batch["bad"][:, None],
-                               top.to(batch["index"].device)], 1))
-    local = torch.cat(rows) if rows else torch.zeros(0, 8, dtype=torch.long)
-    local = local.to(fabric.device)
-    if fabric.world_size > 1:
-        # ranks hold different counts: pad to the longest with index -1, gather, drop the padding
-        n = fabric.all_gather(torch.tensor(len(local), device=fabric.device)).max()
-        pad = torch.full((int(n) - len(local), 8), -1, dtype=local.dtype, device=fabric.device)
-        local = fabric.all_gather(torch.cat([local, pad])).reshape(-1, 8)
-        local = local[local[:, 0] >= 0]
-    local = local.cpu()
+        meta = torch.stack([batch["index"], batch["label"], batch["bad"]], 1).to(scores)
+        rows.append(torch.cat([meta, scores.double()], 1))
     model.train()
-    return metrics(local, num_classes)
+    c = (model.module if hasattr(model, "module") else model).head.num_classes
+    local = torch.cat(rows) if rows else torch.zeros(0, 3 + c, dtype=torch.float64)
+    allr = _gather_rows(fabric, local.double())
+    return {"index": allr[:, 0].long(), "label": allr[:, 1].long(), "bad": allr[:, 2].long(),
+            "scores": allr[:, 3:].float()}
 
 
-def metrics(rows: torch.Tensor, num_classes: int) -> dict:
-    bad = rows[rows[:, 2] >= 0][:, 0].tolist()
-    rows = rows[rows[:, 2] < 0]
-    labels, top = rows[:, 1], rows[:, 3:]
+def evaluate(fabric, model, dl: DataLoader, num_classes: int, limit: int | None = None) -> dict:
+    return metrics(predict_scores(fabric, model, dl, limit), num_classes)
+
+
+def metrics(pred: dict, num_classes: int, keep: list[int] | None = None) -> dict:
+    """Top-1 / top-5 / mean class accuracy (percent). `keep` restricts both the samples and the
+    classifier to a class subset (the half-class protocol)."""
+    ok = pred["bad"] < 0
+    labels, scores = pred["label"][ok], pred["scores"][ok]
+    if keep is not None:
+        cols = torch.tensor(keep)
+        remap = torch.full((num_classes,), -1, dtype=torch.long)
+        remap[cols] = torch.arange(len(keep))
+        labels = remap[labels]
+        sel = labels >= 0
+        labels, scores = labels[sel], scores[sel][:, cols]
+        num_classes = len(keep)
+    n = len(labels)
+    top = scores.topk(min(5, num_classes), dim=-1).indices if n else torch.zeros(0, 1, dtype=torch.long)
     hit1 = top[:, 0] == labels
     hit5 = (top == labels[:, None]).any(1)
-    per_class = {}
-    for c in range(num_classes):
-        m = labels == c
-        if m.any():
-            per_class[c] = 100.0 * hit1[m].float().mean().item()
-    n = len(rows)
+    per_class = {c: 100.0 * hit1[labels == c].float().mean().item() for c in range(num_classes) if (labels == c).any()}
     return {
         "top1": 100.0 * hit1.float().mean().item() if n else 0.0,
         "top5": 100.0 * hit5.float().mean().item() if n else 0.0,
         "mean_class_accuracy": sum(per_class.values()) / len(per_class) if per_class else 0.0,
         "per_class": per_class,
         "num_samples": n,
-        "unreadable": bad,
-        "indices": rows[:, 0].tolist(),
+        "unreadable": pred["index"][~ok].tolist(),
     }
+
+
+@torch.no_grad()
+def extract_features(fabric, model, dl: DataLoader) -> tuple[torch.Tensor, torch.Tensor]:
+    """Video embeddings [N, D] (before the head) and labels [N], in sample order, on every rank."""
+    model.eval()
+    rows = []
+    for batch in dl:
+        x = batch["video"]  # [B, V, T, 3, H, W]
+        b, v = x.shape[:2]
+        mod = model.module if hasattr(model, "module") else model
+        z = mod.encode(x.flatten(0, 1)).float().view(b, v, -1).mean(1)  # [B, D]
+        meta = torch.stack([batch["index"], batch["label"], batch["bad"]], 1).to(z)
+        rows.append(torch.cat([meta.double(), z.double()], 1))
+    model.train()
+    width = (model.module if hasattr(model, "module") else model).head.weight.shape[1]
+    local = torch.cat(rows) if rows else torch.zeros(0, 3 + width, dtype=torch.float64)
+    allr = _gather_rows(fabric, local)
+    allr = allr[allr[:, 2] < 0]  # unreadable samples give no feature
+    return allr[:, 3:].float(), allr[:, 1].long()
 
 
 # ---------------------------------------------------------------- checkpoints
@@ -260,10 +294,8 @@ def build_for(cfg: TrainConfig, classes: list[str], templates: list[str], weight
                 embeddings = load_embeddings(cfg.run.embeddings, classes, backbone.dim)["embeddings"]
             else:
                 embeddings = encode_classes(backbone, classes, templates)
-        elif m.head == "lda":
-            from tkvr.commands import NotBuilt
-
-            raise NotBuilt("--head lda is fitted from visual features by the protocols release; not built yet")
+        elif m.head == "lda":  # a placeholder: fit_lda_head replaces it from visual features
+            embeddings = head_matrix("random", len(classes), backbone.dim, cfg.optim.seed)
         else:
             embeddings = head_matrix(m.head, len(classes), backbone.dim, cfg.optim.seed)
     head = Head(embeddings, m.head, trainable=m.unfreeze_head)
@@ -271,6 +303,51 @@ def build_for(cfg: TrainConfig, classes: list[str], templates: list[str], weight
     if cfg.optim.grad_checkpointing:
         model.visual.set_grad_checkpointing(True)
     return backbone, model
+
+
+def fit_lda_head(fabric, cfg: TrainConfig, model, src, preprocess: dict, out: Path) -> torch.Tensor:
+    """--head lda: pre-trained visual features of up to --lda-samples videos per class of the
+    training split (one centre view each), extracted on every device, cached in the run
+    directory; multi-class LDA on them becomes the frozen head."""
+    from tkvr.data.loader import ClipDataset
+    from tkvr.data.transforms import EvalTransform
+    from tkvr.data.video import pick_decoder
+    from tkvr.heads import Head, fit_lda
+    from tkvr.text import save_embeddings
+
+    cache = out / "lda_features.pt"
+    if cache.is_file():
+        from tkvr.fileio import safe_load
+
+        data = safe_load(cache, "LDA feature cache")
+        feats, labels = data["features"], data["labels"]
+        say(f"LDA: {len(feats)} cached features from {cache}")
+    else:
+        train = src.split("train")
+        by_class: dict[int, list[int]] = {}
+        for i, s in enumerate(train):
+            by_class.setdefault(s.label, []).append(i)
+        rng = random.Random(cfg.optim.seed)
+        ids = sorted(i for idx in by_class.values() for i in rng.sample(idx, min(len(idx), cfg.model.lda_samples)))
+        ds = ClipDataset([train[i] for i in ids], cfg.model.frames, EvalTransform(preprocess, 1), train=False,
+                         decoder=pick_decoder(cfg.data.decoder, quiet=True), device=cfg.data.decode_device,
+                         frame_template=src.frame_template, frame_start=src.frame_start)
+        workers = cfg.data.workers if cfg.data.workers is not None else _default_workers()
+        dl = fabric.setup_dataloaders(loader(ds, cfg.optim.device_batch or 16, False, workers, 0,
+                                             fabric.global_rank, fabric.world_size), use_distributed_sampler=False)
+        model.to(fabric.device)
+        feats, labels = extract_features(fabric, model, dl)
+        if fabric.global_rank == 0:
+            from tkvr.fileio import atomic_save
+
+            atomic_save({"features": feats, "labels": labels}, cache)
+        say(f"LDA: features of {len(feats)} training videos (<= {cfg.model.lda_samples} per class) -> {cache}")
+    w = fit_lda(feats, labels, len(src.classes))
+    model.head = Head(w, "lda", trainable=cfg.model.unfreeze_head)
+    if fabric.global_rank == 0:
+        save_embeddings(out / "lda_embeddings.pt", w, src.classes, cfg.model.backbone, cfg.model.pretrained,
+                        [], "lda")
+    return w
 
 
 # ---------------------------------------------------------------- logs

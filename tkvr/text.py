@@ -118,6 +118,51 @@ def encode_classes(backbone, classes: list[str], templates: list[str], batch: in
     return F.normalize(torch.stack(out).mean(0), dim=-1)  # [C, D]
 
 
+def projection(d_in: int, d_out: int, seed: int = 0):
+    """A fixed random map [d_in, d_out] with orthonormal rows (d_in <= d_out) or columns.
+
+    With d_in <= d_out it is an isometry: inner products, hence the inter-class correlations,
+    survive exactly. With d_in > d_out it is a random orthogonal projection, which keeps them
+    approximately (Johnson-Lindenstrauss; error ~ 1/sqrt(d_out))."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    if d_in <= d_out:
+        q, _ = torch.linalg.qr(torch.randn(d_out, d_in, generator=g, dtype=torch.float64))  # [d_out, d_in]
+        return q.T.float()  # [d_in, d_out], orthonormal rows
+    q, _ = torch.linalg.qr(torch.randn(d_in, d_out, generator=g, dtype=torch.float64))  # [d_in, d_out]
+    return (q * (d_in / d_out) ** 0.5).float()
+
+
+def encode_text_only(spec: str, classes: list[str], templates: list[str], dim: int, seed: int = 0):
+    """--text-encoder st:NAME_OR_PATH: a sentence-transformers model embeds the prompts; the
+    [C, d] result is mapped to the visual width D by `projection` and L2-normalised."""
+    import torch
+    import torch.nn.functional as F
+
+    if not spec.startswith("st:"):
+        raise TkvrError(f"--text-encoder {spec!r}: use st:NAME_OR_PATH (a sentence-transformers model)")
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError:
+        raise TkvrError("--text-encoder needs sentence-transformers: pip install 'tkvr[text]'") from None
+    name = spec[3:]
+    try:
+        model = SentenceTransformer(name, device="cpu")
+    except Exception as e:  # noqa: BLE001 - hub, file and format errors all mean 'cannot load it'
+        raise TkvrError(f"--text-encoder {spec}: cannot load it ({type(e).__name__}); give a local folder "
+                        "or a cached model name") from None
+    rows = []
+    for t in templates:
+        emb = model.encode([t.format(prompt_name(c)) for c in classes], convert_to_tensor=True,
+                           normalize_embeddings=True)
+        rows.append(emb.float().cpu())  # [C, d]
+    emb = F.normalize(torch.stack(rows).mean(0), dim=-1)
+    if emb.shape[1] != dim:
+        emb = emb @ projection(emb.shape[1], dim, seed)  # [C, D]
+    return F.normalize(emb, dim=-1)
+
+
 def save_embeddings(path, embeddings, classes, backbone: str, pretrained, templates, head: str):
     from tkvr.fileio import atomic_save
 

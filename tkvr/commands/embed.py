@@ -14,13 +14,18 @@ def run(cfg: EmbedConfig) -> dict:
     classes = resolve_classes(cfg.classes)
     templates = check_templates(cfg.templates)
     backbone = build_backbone(cfg.backbone, cfg.pretrained)
-    if cfg.head == "text":
+    if cfg.text_encoder:
+        from tkvr.text import encode_text_only
+
+        emb = encode_text_only(cfg.text_encoder, classes, templates, backbone.dim, cfg.seed)
+    elif cfg.head == "text":
         emb = encode_classes(backbone, classes, templates)
     else:
         emb = head_matrix(cfg.head, len(classes), backbone.dim, cfg.seed)
     save_embeddings(cfg.out, emb, classes, cfg.backbone, cfg.pretrained, templates, cfg.head)
     say(f"wrote {cfg.out}: {cfg.head} embeddings [{emb.shape[0]}, {emb.shape[1]}] for "
-        f"{len(classes)} classes, backbone {cfg.backbone}, {len(templates)} template(s)")
+        f"{len(classes)} classes, backbone {cfg.backbone}, {len(templates)} template(s)"
+        + (f", text encoder {cfg.text_encoder}" if cfg.text_encoder else ""))
     if cfg.plot:
         plot_correlation(emb, classes, cfg.plot, title=f"{cfg.head} embeddings, {cfg.backbone}")
         say(f"wrote {cfg.plot}: inter-class correlation map")

@@ -43,6 +43,16 @@ def _get(cfg, key):
     return getattr(cfg.model, key) if hasattr(cfg.model, key) else getattr(cfg.data, key)
 
 
+def still_images(cfg: TrainConfig, src) -> None:
+    """An image dataset trains 1-frame clips: more frames of one image would only cost time."""
+    from tkvr.data.video import kind_of
+
+    first = next(iter(src.splits.values()), [])
+    if first and kind_of(first[0].path) == "image" and cfg.model.frames != 1:
+        say(f"{src.name} holds still images: --frames {cfg.model.frames} -> 1 (an image is a 1-frame clip)")
+        cfg.model.frames = 1
+
+
 def write_config(cfg: TrainConfig, out: Path) -> None:
     import yaml
 
@@ -74,25 +84,30 @@ def datasets(cfg: TrainConfig, src, preprocess: dict, train_ids: list[int] | Non
     return train_set, val_set
 
 
-def run(cfg: TrainConfig, src=None, train_ids: list[int] | None = None) -> dict:
-    """Train; `src` / `train_ids` let the protocol commands pass a class subset or a K-shot sample."""
+def run(cfg: TrainConfig, src=None, train_ids: list[int] | None = None, fabric=None) -> dict:
+    """Train; `src` / `train_ids` let the protocol commands pass a class subset or a K-shot
+    sample, `fabric` an already launched Fabric."""
     from tkvr.data.loader import BadFiles
     from tkvr.data.specs import resolve
-    from tkvr.engine import Trainer, build_for, make_fabric, write_report
+    from tkvr.engine import Trainer, build_for, fit_lda_head, make_fabric, write_report
 
     cfg.validate()
     out = Path(cfg.run.out)
     src = src or resolve(cfg.data.data, cfg.data.data_root, cfg.data.fold)
     cfg.model.templates = cfg.model.templates or list(src.templates)
+    still_images(cfg, src)
     resume = prepare_run_dir(cfg)
-    fabric = make_fabric(cfg.run)
+    fabric = fabric or make_fabric(cfg.run)
     if fabric.global_rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         write_config(cfg, out)  # first, so a crashed run still says what it was
     fabric.barrier()
     t0 = time.time()
-    _, model = build_for(cfg, src.classes, cfg.model.templates)
+    backbone, model = build_for(cfg, src.classes, cfg.model.templates)
+    if cfg.model.head == "lda" and resume is None:
+        fit_lda_head(fabric, cfg, model, src, _preprocess(model), out)
     train_set, val_set = datasets(cfg, src, _preprocess(model), train_ids)
+    write_samples(train_set.samples, src.classes, out, fabric.global_rank)
     say(f"run {out}: {cfg.model.backbone} + {cfg.model.temporal}, head {cfg.model.head}, {len(src.classes)} classes, "
         f"{len(train_set)} train / {len(val_set)} val samples, {fabric.world_size} device(s)")
     bad = BadFiles(train_set.samples, cfg.data.max_bad_fraction)
@@ -112,7 +127,19 @@ def run(cfg: TrainConfig, src=None, train_ids: list[int] | None = None) -> dict:
             say(f"final: top-1 {m['top1']:.2f}%  top-5 {m['top5']:.2f}%  mean class {m['mean_class_accuracy']:.2f}% "
                 f"on {m['num_samples']} val clips; best top-1 {trainer.best:.2f}%")
         say(f"run directory: {out} (config.yaml, checkpoints/, metrics.csv, report.json)")
-    return {"trainer": trainer, "metrics": result["metrics"], "history": result["history"]}
+    return {"trainer": trainer, "backbone": backbone, "metrics": result["metrics"], "history": result["history"]}
+
+
+def write_samples(samples, classes: list[str], out: Path, rank: int) -> None:
+    """The distinct training samples this rank can draw from, `path<TAB>class` a line:
+    train_samples.txt on rank 0, train_samples.rank<R>.txt on the others."""
+    seen, lines = set(), []
+    for s in samples:
+        if s.path not in seen:
+            seen.add(s.path)
+            lines.append(f"{s.path}\t{classes[s.label]}\n")
+    name = "train_samples.txt" if rank == 0 else f"train_samples.rank{rank}.txt"
+    (out / name).write_text("".join(lines))
 
 
 def _preprocess(model) -> dict:

@@ -262,11 +262,13 @@ def _image_folders(root: Path) -> DataSource:
     for split in SPLITS:
         if (root / split).is_dir():
             _, splits[split] = read_class_folders(root / split, wnids)
-    names = wnids
+    names, templates = wnids, ["a photo of a {}."]
     if len(wnids) == 1000 and all(re.fullmatch(r"n\d{8}", w) for w in wnids):
+        from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
+
         names = list(IMAGENET_CLASSNAMES)  # in sorted-wnid order, the standard class index
-    src = DataSource(root.name, names, splits, origin=str(root), templates=["a photo of a {}."])
-    return src
+        templates = [t("{}") for t in OPENAI_IMAGENET_TEMPLATES]  # CLIP's 80 ImageNet prompts
+    return DataSource(root.name, names, splits, origin=str(root), templates=templates)
 
 
 def _folder(root: Path, fold: int, labels: Path | None = None) -> DataSource:

