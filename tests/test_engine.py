@@ -190,7 +190,7 @@ def test_user_mistakes(run_cli, tmp_path):
     code, _, err = run_cli("eval", "--checkpoint", out, "--data", "toy@unseen", "--labels", "data", "--workers", "0",
                            "--json", tmp_path / "zs.json")
     assert code == 0, err
-    assert json.loads((tmp_path / "zs.json").read_text())["num_samples"] == 12 * 4
+    assert json.loads((tmp_path / "zs.json").read_text())["num_samples"] == 20 * 4
 
 
 def test_config_file_with_flags_overriding(run_cli, tmp_path):

@@ -70,13 +70,13 @@ def test_zeroshot_without_and_with_training(run_cli, tmp_path):
                                 "--json", tmp_path / "zs.json")
     assert code == 0, err
     rows = json.loads((tmp_path / "zs.json").read_text())
-    assert rows["without_training"]["num_samples"] == rows["with_training"]["num_samples"] == 48
+    assert rows["without_training"]["num_samples"] == rows["with_training"]["num_samples"] == 80
     for r in ("without_training", "with_training"):
         assert 0 <= rows[r]["top1"] <= 100
     from tkvr.data.toy import unseen_classes
 
     shown = {ln.split("\t")[1] for ln in (out / "seen" / "train_samples.txt").read_text().splitlines()}
-    assert len(shown) == 48 and not shown & set(unseen_classes())  # no unseen class in training
+    assert len(shown) == 40 and not shown & set(unseen_classes())  # no unseen class in training
     assert "w/o train" in stdout and "w/ train" in stdout
     code, _, err = run_cli("zeroshot", *FAST, "--no-train", "--protocol", "half", "--out", tmp_path / "zs2",
                            "--json", tmp_path / "zs2.json")
@@ -96,7 +96,7 @@ def test_half_protocol_halves_distinct_and_stable():
 
 def test_zeroshot_user_mistakes(run_cli, tmp_path):
     code, _, err = run_cli("zeroshot", "--train", "toy", "--eval", "toy@unseen", *FAST, "--out", tmp_path / "a")
-    assert_user_error(code, err, "share 12 classes", "must not overlap")
+    assert_user_error(code, err, "share 20 classes", "must not overlap")
     (tmp_path / "mars.txt").write_text("a red circle moving sideways\n")
     code, _, err = run_cli("zeroshot", "--train", "toy@seen", "--eval", f"toy@{tmp_path / 'mars.txt'}", *FAST,
                            "--out", tmp_path / "b")

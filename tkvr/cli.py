@@ -311,6 +311,23 @@ def zeroshot(eval_data, no_train, protocol, json_path, **kw):
     run(ZeroshotConfig(_train_config({**kw, "resume": None}), eval_data, no_train, protocol, json_path))
 
 
+@cli.command(context_settings=CONTEXT)
+@click.option("--out", default="runs/demo", help="Where the demo's runs go.")
+@click.option("--epochs", default=6, type=int, help="Training epochs on the seen toy classes.")
+@click.option("--workers", default=None, type=int, help="DataLoader workers [default: cores - 1, <= 8].")
+@click.option("--seed", default=0, type=int, help="Seed.")
+def demo(**kw):
+    """The toy world end to end, offline, on a CPU: embed -> zero-shot -> train -> eval.
+
+    \b
+    Example:
+      tkvr demo --out runs/demo
+    """
+    from tkvr.commands.demo import DemoConfig, run
+
+    run(DemoConfig(**kw))
+
+
 def main(argv=None) -> None:
     """Entry point: user mistakes become one line on stderr and exit code 2, never a traceback."""
     ARGV[:] = list(sys.argv[1:] if argv is None else argv)

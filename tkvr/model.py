@@ -37,7 +37,8 @@ OPENAI_NAMES = {
     "ViT-L/14": "ViT-L-14",
     "ViT-L/14@336px": "ViT-L-14-336",
 }
-BUILTIN = {"tiny": "tkvr-tiny", "tiny-rn": "tkvr-tiny-rn"}
+BUILTIN = {"tiny": "tkvr-tiny", "tiny-rn": "tkvr-tiny-rn", "toy": "tkvr-toy"}
+SHIPPED = {"toy": Path(__file__).parent / "assets" / "toy_clip.pt"}  # built-ins with weights
 BUILD_SEED = 0
 CONFIG_DIR = Path(__file__).parent / "configs"
 
@@ -84,6 +85,11 @@ def _resolve(backbone: str, pretrained: str | None):
     else:
         explicit_none = False
     if backbone in BUILTIN:
+        if backbone in SHIPPED and pretrained is None and not explicit_none:
+            if not SHIPPED[backbone].is_file():
+                raise TkvrError(f"--backbone {backbone}: its weights {SHIPPED[backbone]} are missing from the "
+                                "installation; reinstall tkvr")
+            pretrained = str(SHIPPED[backbone])
         return BUILTIN[backbone], pretrained, False
     if backbone.startswith("hf-hub:"):
         if pretrained:

@@ -2,8 +2,8 @@
 
 Classes are described in words, `a {colour} {shape} moving {direction}`: 5 colours x 3 shapes x
 4 directions = 60 classes. The world is built for the experiments of the paper in miniature:
-  - zero-shot: three colour x shape combinations (all four directions each, 12 classes) are held
-    out; `toy@seen` (48 classes) and `toy@unseen` (12) name the two subsets;
+  - zero-shot: five colour x shape combinations, one per colour (all four directions each, 20
+    classes) are held out; `toy@seen` (40 classes) and `toy@unseen` (20) name the two subsets;
   - temporal order: `moving left` / `moving right` (and up / down) of the same shape differ only in
     the order of their frames. A clip's path is a segment [a, b] drawn independently of the
     direction, travelled a -> b or b -> a, so the set of frames has the same distribution for both
@@ -30,8 +30,9 @@ COLOURS = {"red": (220, 40, 40), "green": (40, 190, 60), "blue": (50, 80, 230),
            "yellow": (235, 215, 40), "purple": (160, 60, 200)}
 SHAPES = ("circle", "square", "triangle")
 DIRECTIONS = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
-HELD_OUT = (("red", "triangle"), ("green", "square"), ("blue", "circle"), ("yellow", "triangle"))[:3]
-VERSION = 1
+# One held-out shape per colour: every colour and every shape still appears in seen classes.
+HELD_OUT = (("red", "triangle"), ("green", "square"), ("blue", "circle"), ("yellow", "square"), ("purple", "circle"))
+VERSION = 2
 WORLD = {"size": 64, "frames": 16, "fps": 8, "train_per_class": 8, "val_per_class": 4, "seed": 0}
 
 
@@ -195,3 +196,35 @@ def direction_pair(name: str) -> str:
     head, direction = name.rsplit(" ", 1)
     return f"{head} {dict(left='right', right='left', up='down', down='up')[direction]}"
 
+
+
+# ---------------------------------------------------------------- still images for the toy CLIP
+SIZES = {"small": (0.10, 0.13), "big": (0.14, 0.18)}  # radius as a fraction of the image side
+PLACES = {"on the left": (0.25, 0.5), "on the right": (0.75, 0.5), "at the top": (0.5, 0.25),
+          "at the bottom": (0.5, 0.75), "in the middle": (0.5, 0.5)}
+CAPTION_TEMPLATES = ("a photo of a {}.", "a picture of a {}.", "an image of a {}.", "a {}.", "{}")
+
+
+def still(g: torch.Generator, size: int = 64) -> tuple[torch.Tensor, str]:
+    """One captioned still image for the toy CLIP: uint8 [3, size, size] and its caption.
+
+    A shape of some colour, size and place on the toy world's background; the caption names them
+    ('a photo of a small red circle on the left.'), sometimes leaving size or place out. No motion
+    and no word of motion: the video classes are never seen here."""
+    def pick(options):
+        return options[int(torch.randint(len(options), (), generator=g))]
+
+    colour, shape = pick(list(COLOURS)), pick(SHAPES)
+    size_word, place = pick(list(SIZES)), pick(list(PLACES))
+    lo, hi = SIZES[size_word]
+    r = size * (lo + (hi - lo) * float(torch.rand((), generator=g)))
+    px, py = PLACES[place]
+    jitter = (torch.rand(2, generator=g) - 0.5) * 0.16 * size
+    img = render(colour, shape, px * size + float(jitter[0]), py * size + float(jitter[1]), r, background(size, g))
+    words = [colour, shape]
+    if float(torch.rand((), generator=g)) < 0.7:
+        words.insert(0, size_word)
+    desc = " ".join(words)
+    if float(torch.rand((), generator=g)) < 0.7:
+        desc += " " + place
+    return img, pick(CAPTION_TEMPLATES).format(desc)
