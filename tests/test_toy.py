@@ -37,3 +37,46 @@ def test_toy_dataset_is_real_video_files():
     assert len(seen.classes) == 40 and len(unseen.classes) == 20
     assert not {s.path for s in seen.split("train")} & {s.path for s in unseen.split("train")}
     assert unseen.classes == unseen_classes()
+
+
+def test_shipped_toy_clip_loads_and_matches_its_config():
+    import json
+
+    from tkvr.model import CONFIG_DIR, SHIPPED, build_backbone
+
+    state = torch.load(SHIPPED["toy"], weights_only=True)
+    assert SHIPPED["toy"].stat().st_size < 8 * 2 ** 20  # a few MB, in the package
+    cfg = json.loads((CONFIG_DIR / "tkvr-toy.json").read_text())
+    bb = build_backbone("toy")
+    model_state = bb.clip.state_dict()
+    assert state.keys() == model_state.keys()
+    for k, v in state.items():
+        assert v.shape == model_state[k].shape, k
+        torch.testing.assert_close(model_state[k], v.float(), rtol=0, atol=0)  # the file's weights, loaded
+    assert bb.dim == cfg["embed_dim"] and bb.image_size == cfg["vision_cfg"]["image_size"]
+    random_init = build_backbone("toy", "none").clip.state_dict()
+    assert not torch.equal(random_init["visual.conv1.weight"], model_state["visual.conv1.weight"])
+
+
+def test_toy_clip_stills_know_colour_and_shape():
+    """The shipped toy CLIP matches new captioned stills to their colour x shape names."""
+    import torch.nn.functional as F
+
+    from tkvr.data.toy import COLOURS, SHAPES, still
+    from tkvr.model import build_backbone
+
+    bb = build_backbone("toy")
+    g = torch.Generator().manual_seed(1234)
+    imgs, truth = [], []
+    names = [f"{c} {s}" for c in COLOURS for s in SHAPES]
+    for _ in range(150):
+        img, cap = still(g, 64)
+        imgs.append(F.interpolate(img[None].float(), size=(bb.image_size,) * 2, mode="bilinear", antialias=True)[0])
+        truth.append(next(i for i, n in enumerate(names) if n in cap))
+    mean = torch.tensor(bb.preprocess["mean"]).view(1, 3, 1, 1)
+    std = torch.tensor(bb.preprocess["std"]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        img = F.normalize(bb.clip.encode_image((torch.stack(imgs) / 255 - mean) / std), dim=-1)
+        txt = F.normalize(bb.clip.encode_text(bb.tokenizer([f"a photo of a {n}." for n in names])), dim=-1)
+    acc = ((img @ txt.T).argmax(1) == torch.tensor(truth)).float().mean().item()
+    assert acc > 0.6, acc  # chance is 1/15

@@ -194,6 +194,8 @@ def train_options(f):
         click.option("--limit-batches", default=None, type=int, help="Batches per epoch at most (smoke runs)."),
         click.option("--log-every", default=10, type=int, help="Steps between rows of steps.csv."),
         click.option("--compile", is_flag=True, help="torch.compile the visual encoder."),
+        click.option("--fused/--no-fused", default=None,
+                     help="Fused AdamW kernel [default: on for CUDA devices, off elsewhere]."),
         click.option("--tensorboard", is_flag=True, help="Also log to TensorBoard (needs tensorboard)."),
     ]):
         f = opt(f)

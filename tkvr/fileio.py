@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -17,13 +18,15 @@ import torch
 from tkvr.errors import TkvrError
 
 
-def atomic_save(obj, path: str | os.PathLike) -> Path:
+@contextmanager
+def _atomic(path: str | os.PathLike, mode: str):
+    """Open a temporary file beside `path`; on success flush it to disk and rename it over `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+        with os.fdopen(fd, mode) as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -31,22 +34,18 @@ def atomic_save(obj, path: str | os.PathLike) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    return path
+
+
+def atomic_save(obj, path: str | os.PathLike) -> Path:
+    with _atomic(path, "wb") as f:
+        torch.save(obj, f)
+    return Path(path)
 
 
 def atomic_write_text(text: str, path: str | os.PathLike) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    with _atomic(path, "w") as f:
+        f.write(text)
+    return Path(path)
 
 
 def safe_load(path: str | os.PathLike, what: str = "file"):

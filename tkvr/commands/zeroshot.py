@@ -96,6 +96,7 @@ def run(cfg: ZeroshotConfig) -> dict:
     fabric = make_fabric(base.run)
     ucfg = copy.deepcopy(base)
     ucfg.model.head, ucfg.model.templates = "text", templates
+    ucfg.run.embeddings = None  # an --embeddings file belongs to the seen classes
     _, model = build_for(ucfg, unseen.classes, templates)
     rows["without_training"] = evaluate_on_unseen(fabric, fabric.setup_module(model))
     say(f"w/o train: top-1 {_fmt(rows['without_training'])} on {len(unseen.classes)} unseen classes")

@@ -200,8 +200,8 @@ def direction_pair(name: str) -> str:
 
 # ---------------------------------------------------------------- still images for the toy CLIP
 SIZES = {"small": (0.10, 0.13), "big": (0.14, 0.18)}  # radius as a fraction of the image side
-PLACES = {"on the left": (0.25, 0.5), "on the right": (0.75, 0.5), "at the top": (0.5, 0.25),
-          "at the bottom": (0.5, 0.75), "in the middle": (0.5, 0.5)}
+PLACES = {"on the left": (0.25, 0.5), "on the right": (0.75, 0.5), "up at the top": (0.5, 0.25),
+          "down at the bottom": (0.5, 0.75), "in the middle": (0.5, 0.5)}
 CAPTION_TEMPLATES = ("a photo of a {}.", "a picture of a {}.", "an image of a {}.", "a {}.", "{}")
 
 

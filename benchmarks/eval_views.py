@@ -1,0 +1,65 @@
+"""Evaluation cost of multi-view testing: clips/s at 1x1 and 4x3 views on the same videos.
+
+    python benchmarks/eval_views.py [--backbone tiny] [--frames 8] [--videos 120]
+
+Runs tkvr's evaluation path (ClipDataset -> DataLoader -> predict_scores) on the toy world's
+validation videos. A 4x3 evaluation reads the frames of its 4 temporal clips with one decoder
+call per video and pushes all 12 views of a video through the model in one batch, so it should
+cost about 12x the model work of 1x1 and at most that in time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--backbone", default="tiny")
+    ap.add_argument("--frames", type=int, default=8)
+    ap.add_argument("--videos", type=int, default=120)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--workers", type=int, default=0)
+    args = ap.parse_args()
+    import open_clip
+    import torch
+    from lightning_fabric import Fabric
+
+    from tkvr.data.loader import ClipDataset
+    from tkvr.data.sampling import parse_views
+    from tkvr.data.specs import resolve
+    from tkvr.data.transforms import EvalTransform
+    from tkvr.data.video import pick_decoder
+    from tkvr.engine import loader, predict_scores
+    from tkvr.heads import Head, random_matrix
+    from tkvr.model import build_backbone, build_model
+
+    src = resolve("toy")
+    samples = src.split("val")[: args.videos]
+    bb = build_backbone(args.backbone)
+    model = build_model(bb, "tap", Head(random_matrix(len(src.classes), bb.dim), "random"), args.frames).eval()
+    pre = dict(open_clip.get_model_preprocess_cfg(model.visual))
+    fabric = Fabric(accelerator="cpu", devices=1)
+    decoder = pick_decoder("auto", quiet=True)
+    times = {}
+    for views in ("1x1", "4x3"):
+        c, s = parse_views(views)
+        ds = ClipDataset(samples, args.frames, EvalTransform(pre, s), train=False, views=(c, s), decoder=decoder)
+        dl = loader(ds, args.batch, False, args.workers, 0, 0, 1)
+        predict_scores(fabric, model, dl, limit=1)  # warm-up
+        t = time.perf_counter()
+        with torch.no_grad():
+            predict_scores(fabric, model, dl)
+        times[views] = time.perf_counter() - t
+    n = len(samples)
+    print(f"{n} toy videos, {args.backbone}, T={args.frames}, batch {args.batch}, {torch.get_num_threads()} threads, "
+          f"decoder {decoder}")
+    print("| views | videos/s | s total |\n|---|---:|---:|")
+    for v, t in times.items():
+        print(f"| {v} | {n / t:.1f} | {t:.2f} |")
+    print(f"\n4x3 / 1x1 time: {times['4x3'] / times['1x1']:.1f}x (12x the views)")
+
+
+if __name__ == "__main__":
+    main()
