@@ -65,7 +65,7 @@ def pair_accuracy(run_dir):
 def test_ttrans_beats_tap_on_direction_pairs(run_cli, tmp_path):
     acc = {}
     for temporal in ("tap", "t-trans"):
-        code, _, err = run_cli("train", "--data", "toy", *recipe(temporal=temporal, epochs=8),
+        code, _, err = run_cli("train", "--data", "toy", *recipe(temporal=temporal, epochs=14),
                                "--out", tmp_path / temporal)
         assert code == 0, err
         acc[temporal] = pair_accuracy(tmp_path / temporal)

@@ -315,7 +315,7 @@ def zeroshot(eval_data, no_train, protocol, json_path, **kw):
 
 @cli.command(context_settings=CONTEXT)
 @click.option("--out", default="runs/demo", help="Where the demo's runs go.")
-@click.option("--epochs", default=6, type=int, help="Training epochs on the seen toy classes.")
+@click.option("--epochs", default=8, type=int, help="Training epochs on the seen toy classes.")
 @click.option("--workers", default=None, type=int, help="DataLoader workers [default: cores - 1, <= 8].")
 @click.option("--seed", default=0, type=int, help="Seed.")
 def demo(**kw):

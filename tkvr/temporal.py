@@ -82,7 +82,7 @@ class TTrans(nn.Module):
     def __init__(self, dim: int, frames: int, layers: int = 6, heads: int | None = None):
         super().__init__()
         heads = heads or max(1, dim // 64)
-        self.pos = nn.Parameter(torch.randn(frames, dim) * 0.02)  # [T, D]
+        self.pos = nn.Parameter(torch.randn(frames, dim) * 0.2)  # [T, D]; large enough to tell frames apart
         layer = nn.TransformerEncoderLayer(dim, heads, dim * 4, dropout=0.0, activation="gelu",
                                            batch_first=True, norm_first=True)
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
