@@ -159,7 +159,7 @@ def predict_scores(fabric, model, dl: DataLoader, limit: int | None = None) -> d
     for i, batch in enumerate(dl):
         if limit is not None and i >= limit:
             break
-        x = batch["video"]  # [B, V, T, 3, H, W]
+        x = batch["video"].to(fabric.device, non_blocking=True)  # [B, V, T, 3, H, W]
         b, v = x.shape[:2]
         scores = model(x.flatten(0, 1)).float().softmax(-1).view(b, v, -1).mean(1)  # [B, C]
         meta = torch.stack([batch["index"], batch["label"], batch["bad"]], 1).to(scores)
@@ -210,7 +210,7 @@ def extract_features(fabric, model, dl: DataLoader) -> tuple[torch.Tensor, torch
     model.eval()
     rows = []
     for batch in dl:
-        x = batch["video"]  # [B, V, T, 3, H, W]
+        x = batch["video"].to(fabric.device, non_blocking=True)  # [B, V, T, 3, H, W]
         b, v = x.shape[:2]
         mod = model.module if hasattr(model, "module") else model
         z = mod.encode(x.flatten(0, 1)).float().view(b, v, -1).mean(1)  # [B, D]
@@ -393,8 +393,10 @@ class Trainer:
         self.train_dl = loader(train_set, device_batch, True, workers, o.seed, fabric.global_rank,
                                fabric.world_size, drop_last=len(train_set) >= device_batch * fabric.world_size)
         self.val_dl = loader(val_set, device_batch, False, workers, o.seed, fabric.global_rank, fabric.world_size)
+        # Batches stay on the CPU until the loop moves the tensors it needs: the `bad` flags are
+        # read on the host every step, and reading them from the device would sync it.
         self.train_dl, self.val_dl = fabric.setup_dataloaders(self.train_dl, self.val_dl,
-                                                              use_distributed_sampler=False)
+                                                              use_distributed_sampler=False, move_to_device=False)
         self.steps_per_epoch = max(1, self._batches(self.train_dl) // self.accum)
         total = self.steps_per_epoch * o.epochs
         fused = o.fused if o.fused is not None else fabric.device.type == "cuda"
@@ -472,14 +474,16 @@ class Trainer:
                         break
                     seen = i + 1
                     if self.bad is not None:
-                        self.bad.update(batch["bad"].cpu())
+                        self.bad.update(batch["bad"])
+                    x = batch["video"].to(fabric.device, non_blocking=True)  # [B, T, 3, H, W]
+                    y = batch["label"].to(fabric.device, non_blocking=True)
                     boundary = (i + 1) % self.accum == 0 or i + 1 == n_batches
                     with fabric.no_backward_sync(self.model, enabled=not boundary):
-                        logits = self.model(batch["video"])  # [B, C]
-                        loss = F.cross_entropy(logits.float(), batch["label"])
+                        logits = self.model(x)  # [B, C]
+                        loss = F.cross_entropy(logits.float(), y)
                         fabric.backward(loss / self.accum)
                     losses.append(loss.detach())
-                    clips += batch["video"].shape[0] * fabric.world_size
+                    clips += x.shape[0] * fabric.world_size
                     if not boundary:
                         continue
                     if o.grad_clip:
@@ -488,12 +492,16 @@ class Trainer:
                     self.optimizer.zero_grad(set_to_none=True)
                     self.scheduler.step()
                     self.step += 1
-                    lr = self.optimizer.param_groups[0]["lr"]
-                    rate = clips / max(1e-9, time.time() - t0)
-                    progress.update(self.step, float(loss.detach()), lr, rate)
-                    if self.step % r.log_every == 0 and fabric.global_rank == 0:
-                        steps_log.write({"epoch": self.epoch + 1, "step": self.step, "loss": float(loss.detach()), "lr": lr,
-                                         "clips_per_s": rate})
+                    if self.step % r.log_every == 0 or seen == n_batches:  # reading the loss syncs a GPU
+                        lr = self.optimizer.param_groups[0]["lr"]
+                        rate = clips / max(1e-9, time.time() - t0)
+                        value = float(loss.detach())
+                        progress.update(self.step, value, lr, rate)
+                        if fabric.global_rank == 0:
+                            steps_log.write({"epoch": self.epoch + 1, "step": self.step, "loss": value, "lr": lr,
+                                             "clips_per_s": rate})
+                    else:
+                        progress.advance()
                     if o.max_steps and self.step >= o.max_steps:
                         stop = True
                         if i + 1 < n_batches:

@@ -88,7 +88,9 @@ class Head(nn.Module):
         return self.weight.shape[0]
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        w = self.weight if self.kind == "learned" else F.normalize(self.weight, dim=-1)
+        # A frozen matrix was normalised once at construction; a trained one is re-normalised
+        # each step (except the learned head, which keeps its own scale).
+        w = F.normalize(self.weight, dim=-1) if self.weight.requires_grad and self.kind != "learned" else self.weight
         logits = self.scale * z @ w.to(z.dtype).T  # [B, C]
         if self.bias is not None:
             logits = logits + self.bias.to(z.dtype)

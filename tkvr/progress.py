@@ -82,6 +82,14 @@ class TrainProgress:
                 self.bar.remove_task(self.task)
             self.task = self.bar.add_task(f"epoch {epoch + 1}/{self.epochs}", total=self.steps_per_epoch, info="")
 
+    def advance(self) -> None:
+        """One step done, no new numbers (reading them would sync the device)."""
+        if not self.enabled:
+            return
+        self.done_in_epoch += 1
+        if self.bar is not None:
+            self.bar.update(self.task, advance=1)
+
     def update(self, step: int, loss: float, lr: float, rate: float) -> None:
         if not self.enabled:
             return
@@ -89,7 +97,7 @@ class TrainProgress:
         info = f"step {step} loss {loss:.4f} lr {lr:.2e} {rate:.1f} clips/s"
         if self.bar is not None:
             self.bar.update(self.task, advance=1, info=info)
-        elif self.done_in_epoch % self.every == 0:
+        else:
             say(f"epoch {self.epoch + 1}/{self.epochs} {self.done_in_epoch}/{self.steps_per_epoch}: {info}")
 
     def end_epoch(self, row: dict) -> None:
