@@ -43,12 +43,13 @@ for device in (["cpu", "cuda"] if dev == "cuda" else ["cpu"]):
     rates[device] = len(samples) / (time.perf_counter() - t)
 (out / "decode.json").write_text(json.dumps(rates))
 rows = ["| measurement | value |", "|---|---:|"]
+flops = json.loads((out / "b16_eager.json").read_text())["flops_per_clip"]  # compiled runs count none
+rows.append(f"| ViT-B/16 T=8: GFLOP per clip (fwd+bwd) | {flops / 1e9:.1f} |")
 for name, label in (("b16_eager", "ViT-B/16 T=8 train, eager"), ("b16_compile", "ViT-B/16 T=8 train, --compile")):
     r = json.loads((out / f"{name}.json").read_text())
     rows.append(f"| {label}: clips/s | {r['clips_per_s']:.1f} |")
-    flops = r["flops_per_clip"]
-    if flops == flops:
-        rows.append(f"| {label}: GFLOP per clip | {flops / 1e9:.1f} |")
+    if r.get("peak_flops"):
+        rows.append(f"| {label}: MFU | {100 * flops * r['clips_per_s'] / r['peak_flops']:.1f}% |")
 r = json.loads((out / "l14_batch8.json").read_text())
 rows.append(f"| ViT-L/14 T=8 batch 8: peak memory MiB | {r['peak_memory_mb']:.0f} |")
 for device, v in rates.items():

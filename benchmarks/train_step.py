@@ -185,7 +185,8 @@ def main():
                        "ratio": t_tkvr / t_ref if t_ref else None, "flops_per_clip": flops,
                        "step_ms": 1000 * t_tkvr, "peak_memory_mb": mem, "device": where,
                        "backbone": args.backbone, "frames": args.frames, "batch": args.batch,
-                       "precision": args.precision, "compile": args.compile}, f, indent=1)
+                       "precision": args.precision, "compile": args.compile,
+                       "peak_flops": device_peak()}, f, indent=1)
 
 
 if __name__ == "__main__":
