@@ -59,27 +59,12 @@ def ms(xs: list[float]) -> str:
 
 def pair_accuracy(run: Path) -> tuple[float, float]:
     """(top-1, direction-pair accuracy) of a run's checkpoint on the toy validation split."""
-    import torch
-    from lightning_fabric import Fabric
+    from tkvr.commands.eval import predictions
+    from tkvr.data.toy import pair_accuracy as pairs
 
-    from tkvr.commands.eval import load_model
-    from tkvr.commands.train import datasets
-    from tkvr.data.specs import resolve
-    from tkvr.data.toy import direction_pair
-    from tkvr.engine import loader, predict_scores, read_checkpoint
-
-    ckpt = read_checkpoint(str(run))
-    cfg, _, model = load_model(ckpt)
-    src = resolve(cfg.data.data)
-    _, val = datasets(cfg, src, dict(__import__("open_clip").get_model_preprocess_cfg(model.visual)))
-    fabric = Fabric(accelerator="cpu", devices=1)
-    pred = predict_scores(fabric, model, loader(val, 32, False, cfg.data.workers or 0, 0, 0, 1))
-    pair = torch.tensor([src.classes.index(direction_pair(c)) for c in src.classes])
-    y, s = pred["label"], pred["scores"]
-    top1 = (s.argmax(1) == y).float().mean().item()
-    rows = torch.arange(len(y))
-    pairs = (s[rows, y] > s[rows, pair[y]]).float().mean().item()
-    return 100 * top1, 100 * pairs
+    pred, src = predictions(str(run))
+    top1 = 100.0 * (pred["scores"].argmax(1) == pred["label"]).float().mean().item()
+    return top1, pairs(pred["scores"], pred["label"], src.classes)
 
 
 def main():

@@ -3,10 +3,19 @@ import pytest
 import torch
 
 from conftest import realdata, write_clip
-from tkvr.data.loader import BadFiles, ClipDataset, make_loader
+from tkvr.data.loader import BadFiles, ClipDataset
 from tkvr.data.specs import Sample
 from tkvr.data.transforms import EvalTransform, train_transform
 from tkvr.errors import TkvrError
+
+from tkvr.engine import loader, start_epoch
+
+
+def make_loader(ds, batch_size, shuffle, workers, seed=0, epoch=0):
+    dl = loader(ds, batch_size, shuffle, workers, seed, 0, 1)
+    start_epoch(dl, epoch, seed, 0)
+    return dl
+
 
 PRE = {"size": 32, "mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)}
 
@@ -52,7 +61,7 @@ def test_unreadable_training_videos_are_replaced_and_counted(corrupt_set):
     ds = ClipDataset(samples, 4, train_transform(PRE), train=True, decoder="pyav")
     seen_bad, budget = set(), BadFiles(samples, max_fraction=0.5)
     for epoch in range(2):
-        for batch in make_loader(ds, batch_size=7, shuffle=True, workers=0, seed=epoch):
+        for batch in make_loader(ds, batch_size=7, shuffle=True, workers=0, epoch=epoch):
             assert batch["video"].shape == (7, 4, 3, 32, 32)
             for used, label in zip(batch["index"].tolist(), batch["label"].tolist()):
                 assert used not in bad_ids and samples[used].label == label  # same class
@@ -82,13 +91,11 @@ def test_eval_marks_unreadable_and_keeps_going(corrupt_set):
 def test_workers_draw_different_augmentations_each_epoch(tmp_path):
     clip = write_clip(tmp_path / "a.mp4", frames=40)
     ds = ClipDataset([Sample(str(clip), 0)] * 4, 4, train_transform(PRE), train=True, decoder="pyav")
-    loader = make_loader(ds, batch_size=1, shuffle=False, workers=2, seed=0)
-    e1 = torch.cat([b["video"] for b in loader])
-    e2 = torch.cat([b["video"] for b in loader])
-    assert not torch.equal(e1[0], e1[1])  # items on different workers differ
-    assert not torch.equal(e1, e2)  # and epochs differ
-    again = torch.cat([b["video"] for b in make_loader(ds, batch_size=1, shuffle=False, workers=2, seed=0)])
-    assert torch.equal(again, e1)  # while a seeded loader repeats exactly
+    epochs = [torch.cat([b["video"] for b in make_loader(ds, 1, False, workers=2, epoch=e)]) for e in (0, 1)]
+    assert not torch.equal(epochs[0][0], epochs[0][1])  # items on different workers differ
+    assert not torch.equal(epochs[0], epochs[1])  # and epochs differ
+    again = torch.cat([b["video"] for b in make_loader(ds, 1, False, workers=2, epoch=0)])
+    assert torch.equal(again, epochs[0])  # while the same seed and epoch repeat exactly
 
 
 def test_real_images_as_one_frame_clips():

@@ -80,3 +80,16 @@ def test_toy_clip_stills_know_colour_and_shape():
         txt = F.normalize(bb.clip.encode_text(bb.tokenizer([f"a photo of a {n}." for n in names])), dim=-1)
     acc = ((img @ txt.T).argmax(1) == torch.tensor(truth)).float().mean().item()
     assert acc > 0.6, acc  # chance is 1/15
+
+
+def test_pair_accuracy_counts_only_the_direction_pair():
+    from tkvr.data.toy import pair_accuracy
+
+    classes = toy_classes()
+    labels = torch.tensor([0, 1, 2, 3])  # red circle: left, right, up, down
+    scores = torch.zeros(4, 60)
+    scores[torch.arange(4), labels] = 0.6
+    scores[:, 59] = 0.9  # a different class scoring higher does not matter here
+    assert pair_accuracy(scores, labels, classes) == 100.0
+    scores[0, 1] = 0.7  # 'left' clip: 'right' beats it
+    assert pair_accuracy(scores, labels, classes) == 75.0

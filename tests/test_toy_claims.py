@@ -41,25 +41,12 @@ def test_zero_shot_on_held_out_combinations(run_cli, tmp_path):
     assert rows["with_training"]["top1"] >= 3 * chance, rows  # training on seen classes keeps it
 
 
-def pair_accuracy(run_dir):
-    from lightning_fabric import Fabric
+def pair_accuracy(run_dir) -> float:
+    from tkvr.commands.eval import predictions
+    from tkvr.data.toy import pair_accuracy as pairs
 
-    from tkvr.commands.eval import load_model
-    from tkvr.commands.train import datasets
-    from tkvr.data.specs import resolve
-    from tkvr.data.toy import direction_pair
-    from tkvr.engine import loader, predict_scores, read_checkpoint
-    import open_clip
-
-    ckpt = read_checkpoint(str(run_dir))
-    cfg, _, model = load_model(ckpt)
-    src = resolve(cfg.data.data)
-    _, val = datasets(cfg, src, dict(open_clip.get_model_preprocess_cfg(model.visual)))
-    pred = predict_scores(Fabric(accelerator="cpu", devices=1), model, loader(val, 32, False, 0, 0, 0, 1))
-    pair = torch.tensor([src.classes.index(direction_pair(c)) for c in src.classes])
-    rows = torch.arange(len(pred["label"]))
-    s, y = pred["scores"], pred["label"]
-    return 100 * (s[rows, y] > s[rows, pair[y]]).float().mean().item()
+    pred, src = predictions(str(run_dir))
+    return pairs(pred["scores"], pred["label"], src.classes)
 
 
 def test_ttrans_beats_tap_on_direction_pairs(run_cli, tmp_path):

@@ -123,3 +123,20 @@ def show(report: dict) -> None:
     console().print(t)
     if report["unreadable"]:
         say(f"{len(report['unreadable'])} unreadable videos left out, e.g. {report['unreadable'][0]}")
+
+
+def predictions(where: str, workers: int = 0, batch: int = 32):
+    """Scores of a run's checkpoint on its own validation split (one view, one CPU process):
+    -> (predict_scores dict, data source). For benchmarks and tests that need more than top-1."""
+    import open_clip
+    from lightning_fabric import Fabric
+
+    from tkvr.commands.train import datasets
+    from tkvr.data.specs import resolve
+    from tkvr.engine import loader, predict_scores, read_checkpoint
+
+    ckpt = read_checkpoint(where)
+    cfg, _, model = load_model(ckpt)
+    src = resolve(cfg.data.data, cfg.data.data_root, cfg.data.fold)
+    _, val = datasets(cfg, src, dict(open_clip.get_model_preprocess_cfg(model.visual)))
+    return predict_scores(Fabric(accelerator="cpu", devices=1), model, loader(val, batch, False, workers, 0, 0, 1)), src

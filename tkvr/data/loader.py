@@ -23,7 +23,7 @@ import random
 from collections import defaultdict
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from tkvr.data.sampling import segment_indices
 from tkvr.data.specs import Sample
@@ -132,17 +132,6 @@ def default_workers() -> int:
     except AttributeError:
         cores = os.cpu_count() or 1
     return max(0, min(8, cores - 1))
-
-
-def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, workers: int | None = None,
-                seed: int = 0, drop_last: bool = False) -> DataLoader:
-    workers = default_workers() if workers is None else workers
-    return DataLoader(
-        dataset, batch_size=batch_size, shuffle=shuffle, num_workers=workers, collate_fn=collate,
-        pin_memory=torch.cuda.is_available(), drop_last=drop_last,
-        persistent_workers=workers > 0, prefetch_factor=2 if workers > 0 else None,
-        generator=torch.Generator().manual_seed(seed),
-    )
 
 
 class BadFiles:

@@ -228,3 +228,11 @@ def still(g: torch.Generator, size: int = 64) -> tuple[torch.Tensor, str]:
     if float(torch.rand((), generator=g)) < 0.7:
         desc += " " + place
     return img, pick(CAPTION_TEMPLATES).format(desc)
+
+
+def pair_accuracy(scores: torch.Tensor, labels: torch.Tensor, classes: list[str]) -> float:
+    """Percent of clips scored above their direction pair (left vs right, up vs down of the same
+    coloured shape): 50 is chance, and an order-blind model cannot do better."""
+    pair = torch.tensor([classes.index(direction_pair(c)) for c in classes])
+    rows = torch.arange(len(labels))
+    return 100.0 * (scores[rows, labels] > scores[rows, pair[labels]]).float().mean().item()
