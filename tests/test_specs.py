@@ -188,3 +188,22 @@ def test_check_reports_bad_files(run_cli, tmp_path):
 def test_check_user_error(run_cli, tmp_path):
     code, _, err = run_cli("check", "--data", tmp_path / "nowhere")
     assert_user_error(code, err, "--data", "nowhere")
+
+
+def test_imagenet_layout_with_in600_in400(tmp_path):
+    """1000 wnid folders: open_clip's class names and 80 templates; IN600 / IN400 split them."""
+    root = tmp_path / "imagenet"
+    for i in range(1000):
+        for split in ("train", "val"):
+            touch(root / split / f"n{i:08d}" / "a.JPEG")
+    full = resolve("imagenet", root=str(tmp_path))
+    assert len(full.classes) == 1000 and full.classes[0] == "tench" and len(full.templates) == 80
+    seen, unseen = resolve("IN600", root=str(tmp_path)), resolve("IN400", root=str(tmp_path))
+    assert len(seen.classes) == 600 and len(unseen.classes) == 400
+    from tkvr.data.specs import subset_ids
+
+    assert not set(subset_ids(1000, 600, True)) & set(subset_ids(1000, 600, False))
+    # open_clip's names hold 'missile' and 'sunglasses' twice: the subsets go by id, not name
+    assert [full.classes[i] for i in subset_ids(1000, 600, False)] == unseen.classes
+    assert not set(seen.class_ids()) & set(unseen.class_ids())  # ids, not names, tell them apart
+    assert len(unseen.split("val")) == 400 and {s.label for s in unseen.split("val")} == set(range(400))

@@ -94,16 +94,6 @@ def check(json_path, **kw):
     sys.exit(run(CheckConfig(json=json_path, **kw)))
 
 
-def _not_built(name: str, example: str):
-    def command(**_):
-        click.echo(f"tkvr {name}: not built yet in this version of tkvr; "
-                   "see the README's status table for what exists today", err=True)
-        sys.exit(1)
-
-    command.__doc__ = f"(not built yet) see README.\n\n\b\nExample:\n  {example}"
-    return cli.command(name, context_settings=CONTEXT)(command)
-
-
 def _load_config(ctx, param, value):
     """--config FILE.yaml: its keys are flag names; flags given on the command line win."""
     if not value:

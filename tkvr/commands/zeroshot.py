@@ -71,10 +71,12 @@ def run(cfg: ZeroshotConfig) -> dict:
     seen = resolve(base.data.data, base.data.data_root, base.data.fold)
     unseen = resolve(cfg.eval_data, base.data.data_root, base.data.fold)
     if seen.name.split("@")[0] == unseen.name.split("@")[0]:
-        both = sorted(set(seen.classes) & set(unseen.classes))
+        both = set(seen.class_ids()) & set(unseen.class_ids())
         if both:
+            ids = seen.class_ids()
+            example = seen.classes[ids.index(next(iter(sorted(both, key=str))))]
             raise TkvrError(f"--train {base.data.data} and --eval {cfg.eval_data} share {len(both)} classes "
-                            f"(e.g. {both[0]!r}); seen and unseen classes must not overlap")
+                            f"(e.g. {example!r}); seen and unseen classes must not overlap")
     if cfg.protocol == "half" and len(unseen.classes) < 2:
         raise TkvrError(f"--protocol half needs at least 2 eval classes; {cfg.eval_data} has {len(unseen.classes)}")
     root = Path(base.run.out)

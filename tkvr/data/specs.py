@@ -57,6 +57,7 @@ class DataSource:
     flip: bool = True  # False when classes name a direction (left/right)
     templates: list[str] = field(default_factory=lambda: list(VIDEO_TEMPLATES))
     origin: str = ""
+    base_ids: list[int] | None = None  # a class subset: its classes' ids in the full dataset
 
     def split(self, name: str) -> list[Sample]:
         if name not in self.splits:
@@ -68,17 +69,27 @@ class DataSource:
                             f"({len(self.missing.get(name, []))} listed files missing on disk)")
         return samples
 
-    def subset(self, keep: list[str], label: str) -> "DataSource":
-        """Keep the named classes (in `keep`'s order) and relabel 0..len(keep)-1."""
-        unknown = [c for c in keep if c not in self.classes]
-        if unknown:
-            raise TkvrError(f"class subset {label}: {len(unknown)} classes are not in {self.name} "
-                            f"(e.g. {unknown[:3]})")
-        new = {self.classes.index(c): i for i, c in enumerate(keep)}
+    def subset(self, keep: list[str] | list[int], label: str) -> "DataSource":
+        """Keep classes, named or by id (in `keep`'s order), and relabel them 0..len(keep)-1.
+        Ids matter where names repeat: open_clip's 1000 ImageNet names hold two twice."""
+        if keep and isinstance(keep[0], int):
+            ids = list(keep)
+        else:
+            unknown = [c for c in keep if c not in self.classes]
+            if unknown:
+                raise TkvrError(f"class subset {label}: {len(unknown)} classes are not in {self.name} "
+                                f"(e.g. {unknown[:3]})")
+            ids = [self.classes.index(c) for c in keep]
+        new = {old: i for i, old in enumerate(ids)}
         splits = {s: [Sample(x.path, new[x.label], x.frames) for x in xs if x.label in new]
                   for s, xs in self.splits.items()}
-        return DataSource(f"{self.name}@{label}", list(keep), splits, self.missing, self.frame_template,
-                          self.frame_start, self.flip, self.templates, self.origin)
+        base = [self.base_ids[i] for i in ids] if self.base_ids is not None else ids
+        return DataSource(f"{self.name}@{label}", [self.classes[i] for i in ids], splits, self.missing,
+                          self.frame_template, self.frame_start, self.flip, self.templates, self.origin, base)
+
+    def class_ids(self) -> list[int]:
+        """What identifies a class across subsets of one dataset: its id in the full dataset."""
+        return self.base_ids if self.base_ids is not None else list(range(len(self.classes)))
 
 
 def subset_ids(total: int, seen: int, want_seen: bool) -> list[int]:
@@ -373,8 +384,10 @@ def resolve(spec: str, root: str | None = None, fold: int = 1) -> DataSource:
     if subset:
         if subset in SUBSETS:
             dataset, total, seen, want_seen = SUBSETS[subset]
+            ids = subset_ids(total, seen, want_seen)
             canon = canonical_classes(dataset)
-            keep = [canon[i] for i in subset_ids(total, seen, want_seen)]
+            # the dataset in the canonical order: take ids; otherwise match the canonical names
+            keep = ids if src.classes == canon else [canon[i] for i in ids]
         else:
             own = Path(src.origin) / f"{subset}.txt"  # a subset the dataset ships: toy@unseen
             keep = read_labels(own if not Path(subset).is_file() and own.is_file() else Path(subset))
