@@ -48,3 +48,9 @@ def test_lda_separates_synthetic_classes():
 def test_lda_needs_every_class():
     with pytest.raises(TkvrError, match="no features for class ids \\[2\\]"):
         fit_lda(torch.randn(4, 8), torch.tensor([0, 0, 1, 1]), 3)
+
+
+def test_lda_with_one_sample_per_class_is_the_class_means():
+    x = torch.randn(5, 16)
+    w = fit_lda(x, torch.arange(5), 5)
+    torch.testing.assert_close(w, torch.nn.functional.normalize(x, dim=-1), atol=1e-5, rtol=1e-5)

@@ -61,7 +61,10 @@ def fit_lda(features: torch.Tensor, labels: torch.Tensor, num_classes: int,
         num = ((xc ** 2).sum(1) ** 2).sum() / n - (s ** 2).sum()
         den = ((s - mu * torch.eye(d, dtype=x.dtype)) ** 2).sum()
         shrinkage = float((num / n / den).clamp(0, 1)) if den > 0 else 1.0
-    cov = (1 - shrinkage) * s + shrinkage * mu * torch.eye(d, dtype=x.dtype)
+    if mu <= 0:  # one sample per class: no within-class spread, LDA falls back to class means
+        cov = torch.eye(d, dtype=x.dtype)
+    else:
+        cov = (1 - shrinkage) * s + shrinkage * mu * torch.eye(d, dtype=x.dtype)
     w = torch.linalg.solve(cov, means.T).T  # [C, D]
     return F.normalize(w, dim=-1).float()
 
