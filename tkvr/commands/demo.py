@@ -12,7 +12,7 @@ from pathlib import Path
 from tkvr.progress import console, say
 
 # The toy recipe: the paper's, scaled for a 3M-parameter model and a 480-clip dataset.
-# A 1.2M-parameter visual encoder and 480 clips need a larger step than CLIP ViT-B on Kinetics:
+# A 0.47M-parameter visual encoder and 480 clips need a larger step than CLIP ViT-B on Kinetics:
 # lr 1e-4 for the backbone, 50x for the temporal transformer, which starts from scratch (near TAP).
 TOY_RECIPE = dict(backbone="toy", frames=8, temporal="t-trans", temporal_layers=2, batch_size=32, lr=1e-4,
                   new_lr_ratio=50.0, warmup=1.0, weight_decay=0.2, train_crop="multiscale")
