@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Sampler
 
 from tkvr.config import TrainConfig
+from tkvr.data.loader import workers_for
 from tkvr.errors import TkvrError
 from tkvr.progress import TrainProgress, say
 
@@ -332,7 +333,7 @@ def fit_lda_head(fabric, cfg: TrainConfig, model, src, preprocess: dict, out: Pa
         ds = ClipDataset([train[i] for i in ids], cfg.model.frames, EvalTransform(preprocess, 1), train=False,
                          decoder=pick_decoder(cfg.data.decoder, quiet=True), device=cfg.data.decode_device,
                          frame_template=src.frame_template, frame_start=src.frame_start)
-        workers = cfg.data.workers if cfg.data.workers is not None else _default_workers()
+        workers = workers_for(cfg.data.workers)
         dl = fabric.setup_dataloaders(loader(ds, cfg.optim.device_batch or 16, False, workers, 0,
                                              fabric.global_rank, fabric.world_size), use_distributed_sampler=False)
         model.to(fabric.device)
@@ -389,7 +390,7 @@ class Trainer:
         o, r = cfg.optim, cfg.run
         self.accum = o.accumulation(fabric.world_size)
         device_batch = o.device_batch or o.batch_size // fabric.world_size
-        workers = cfg.data.workers if cfg.data.workers is not None else _default_workers()
+        workers = workers_for(cfg.data.workers)
         self.train_dl = loader(train_set, device_batch, True, workers, o.seed, fabric.global_rank,
                                fabric.world_size, drop_last=len(train_set) >= device_batch * fabric.world_size)
         self.val_dl = loader(val_set, device_batch, False, workers, o.seed, fabric.global_rank, fabric.world_size)
@@ -532,12 +533,6 @@ class Trainer:
                 history.append(row)
                 progress.end_epoch(row)
         return {"history": history, "metrics": last_metrics, "wall_s": time.time() - start}
-
-
-def _default_workers() -> int:
-    from tkvr.data.loader import default_workers
-
-    return default_workers()
 
 
 def _tensorboard(fabric, out: Path):

@@ -200,6 +200,14 @@ class VideoModel(nn.Module):
         return self.head(self.encode(x))  # [B, C]
 
 
+def preprocess_of(model: nn.Module) -> dict:
+    """Size, mean and std of a VideoModel's visual encoder (also when Fabric wraps the model)."""
+    from open_clip import get_model_preprocess_cfg
+
+    inner = getattr(model, "module", model)
+    return dict(get_model_preprocess_cfg(inner.visual))
+
+
 def build_model(backbone: Backbone, temporal: str, head: nn.Module, frames: int,
                 temporal_layers: int = 6, t1d_blocks: list[int] | None = None) -> VideoModel:
     """Wrap a backbone's visual encoder into a VideoModel. The text tower is not part of it."""

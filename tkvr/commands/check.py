@@ -54,14 +54,14 @@ class _Probe:
 def run(cfg: CheckConfig) -> int:
     from torch.utils.data import DataLoader
 
-    from tkvr.data.loader import default_workers
+    from tkvr.data.loader import workers_for
     from tkvr.data.specs import resolve
     from tkvr.data.video import pick_decoder
 
     src = resolve(cfg.data, cfg.data_root, cfg.fold)
     samples = src.split(cfg.split)
     decoder = pick_decoder(cfg.decoder)
-    workers = default_workers() if cfg.workers is None else cfg.workers
+    workers = workers_for(cfg.workers)
     loader = DataLoader(_Probe(samples, cfg.frames, decoder, src.frame_template, src.frame_start), batch_size=None,
                         num_workers=workers)
     status: dict[str, list[int]] = {"missing": [], "empty": [], "unreadable": []}

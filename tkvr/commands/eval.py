@@ -62,12 +62,13 @@ def load_model(ckpt: dict, classes: list[str] | None = None, flag: str = "--labe
 
 def run(cfg: EvalConfig) -> dict:
     from tkvr.config import RunConfig, fail_if
-    from tkvr.data.loader import ClipDataset
+    from tkvr.data.loader import ClipDataset, workers_for
     from tkvr.data.sampling import parse_views
     from tkvr.data.specs import resolve
     from tkvr.data.transforms import EvalTransform
     from tkvr.data.video import pick_decoder
     from tkvr.engine import evaluate, loader, make_fabric, read_checkpoint
+    from tkvr.model import preprocess_of
 
     views = parse_views(cfg.views)
     run_cfg = RunConfig(accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes,
@@ -87,15 +88,10 @@ def run(cfg: EvalConfig) -> dict:
     tcfg, _, model = load_model(ckpt, classes)
     fabric = make_fabric(run_cfg)
     model = fabric.setup_module(model)
-    import open_clip
-
-    pre = dict(open_clip.get_model_preprocess_cfg(model.module.visual if hasattr(model, "module") else model.visual))
-    ds = ClipDataset(src.split(cfg.split), tcfg.model.frames, EvalTransform(pre, views[1]), train=False,
+    ds = ClipDataset(src.split(cfg.split), tcfg.model.frames, EvalTransform(preprocess_of(model), views[1]), train=False,
                      views=views, decoder=pick_decoder(cfg.decoder), device=cfg.decode_device,
                      frame_template=src.frame_template, frame_start=src.frame_start)
-    from tkvr.data.loader import default_workers
-
-    workers = default_workers() if cfg.workers is None else cfg.workers
+    workers = workers_for(cfg.workers)
     dl = fabric.setup_dataloaders(loader(ds, cfg.batch_size, False, workers, 0, fabric.global_rank, fabric.world_size),
                                   use_distributed_sampler=False)
     m = evaluate(fabric, model, dl, len(src.classes))
@@ -128,15 +124,15 @@ def show(report: dict) -> None:
 def predictions(where: str, workers: int = 0, batch: int = 32):
     """Scores of a run's checkpoint on its own validation split (one view, one CPU process):
     -> (predict_scores dict, data source). For benchmarks and tests that need more than top-1."""
-    import open_clip
     from lightning_fabric import Fabric
 
     from tkvr.commands.train import datasets
     from tkvr.data.specs import resolve
     from tkvr.engine import loader, predict_scores, read_checkpoint
+    from tkvr.model import preprocess_of
 
     ckpt = read_checkpoint(where)
     cfg, _, model = load_model(ckpt)
     src = resolve(cfg.data.data, cfg.data.data_root, cfg.data.fold)
-    _, val = datasets(cfg, src, dict(open_clip.get_model_preprocess_cfg(model.visual)))
+    _, val = datasets(cfg, src, preprocess_of(model))
     return predict_scores(Fabric(accelerator="cpu", devices=1), model, loader(val, batch, False, workers, 0, 0, 1)), src

@@ -21,7 +21,6 @@ class PredictConfig:
 
 
 def run(cfg: PredictConfig) -> list[dict]:
-    import open_clip
     import torch
 
     from tkvr.commands.eval import load_model
@@ -30,6 +29,7 @@ def run(cfg: PredictConfig) -> list[dict]:
     from tkvr.data.transforms import EvalTransform
     from tkvr.data.video import UnreadableVideo, pick_decoder
     from tkvr.engine import read_checkpoint
+    from tkvr.model import preprocess_of
     from tkvr.text import resolve_classes
 
     if not cfg.files:
@@ -42,8 +42,7 @@ def run(cfg: PredictConfig) -> list[dict]:
     ckpt = read_checkpoint(cfg.checkpoint)
     classes = resolve_classes(cfg.labels, "--labels") if cfg.labels else ckpt["classes"]
     tcfg, _, model = load_model(ckpt, classes)
-    pre = dict(open_clip.get_model_preprocess_cfg(model.visual))
-    tf = EvalTransform(pre, 1)
+    tf = EvalTransform(preprocess_of(model), 1)
     decoder = pick_decoder(cfg.decoder, quiet=True)
     k = min(cfg.top_k, len(classes))
     results = []

@@ -90,6 +90,7 @@ def run(cfg: TrainConfig, src=None, train_ids: list[int] | None = None, fabric=N
     from tkvr.data.loader import BadFiles
     from tkvr.data.specs import resolve
     from tkvr.engine import Trainer, build_for, fit_lda_head, make_fabric, write_report
+    from tkvr.model import preprocess_of
 
     cfg.validate()
     out = Path(cfg.run.out)
@@ -105,8 +106,8 @@ def run(cfg: TrainConfig, src=None, train_ids: list[int] | None = None, fabric=N
     t0 = time.time()
     backbone, model = build_for(cfg, src.classes, cfg.model.templates)
     if cfg.model.head == "lda" and resume is None:
-        fit_lda_head(fabric, cfg, model, src, _preprocess(model), out)
-    train_set, val_set = datasets(cfg, src, _preprocess(model), train_ids)
+        fit_lda_head(fabric, cfg, model, src, preprocess_of(model), out)
+    train_set, val_set = datasets(cfg, src, preprocess_of(model), train_ids)
     write_samples(train_set.samples, src.classes, out, fabric.global_rank)
     say(f"run {out}: {cfg.model.backbone} + {cfg.model.temporal}, head {cfg.model.head}, {len(src.classes)} classes, "
         f"{len(train_set)} train / {len(val_set)} val samples, {fabric.world_size} device(s)")
@@ -142,7 +143,3 @@ def write_samples(samples, classes: list[str], out: Path, rank: int) -> None:
     (out / name).write_text("".join(lines))
 
 
-def _preprocess(model) -> dict:
-    import open_clip
-
-    return dict(open_clip.get_model_preprocess_cfg(model.visual))

@@ -59,8 +59,10 @@ def score(fabric, model, dl, num_classes: int, protocol: str, seed: int) -> dict
 
 def run(cfg: ZeroshotConfig) -> dict:
     from tkvr.commands import train as train_cmd
+    from tkvr.data.loader import workers_for
     from tkvr.data.specs import resolve
     from tkvr.engine import build_for, loader, make_fabric
+    from tkvr.model import preprocess_of
     from tkvr.heads import Head
     from tkvr.text import encode_classes
 
@@ -88,8 +90,8 @@ def run(cfg: ZeroshotConfig) -> dict:
 
         sub = copy.deepcopy(base)
         sub.data.views = base.data.views
-        _, val = datasets(sub, unseen, _pre(model))
-        workers = base.data.workers if base.data.workers is not None else _workers()
+        _, val = datasets(sub, unseen, preprocess_of(model))
+        workers = workers_for(base.data.workers)
         dl = fabric.setup_dataloaders(loader(val, base.optim.device_batch or 16, False, workers, 0,
                                              fabric.global_rank, fabric.world_size), use_distributed_sampler=False)
         return score(fabric, model, dl, len(unseen.classes), cfg.protocol, base.optim.seed)
@@ -112,7 +114,7 @@ def run(cfg: ZeroshotConfig) -> dict:
         rows["with_training"] = evaluate_on_unseen(res["trainer"].fabric, trained)
         say(f"w/ train: top-1 {_fmt(rows['with_training'])} on {len(unseen.classes)} unseen classes")
     show(rows, cfg.protocol, seen.name, unseen.name)
-    out = {k: {kk: v for kk, v in r.items()} for k, r in rows.items()}
+    out = dict(rows)
     out["protocol"] = cfg.protocol
     out["train"], out["eval"] = seen.name, unseen.name
     if fabric.global_rank == 0:
@@ -126,19 +128,6 @@ def run(cfg: ZeroshotConfig) -> dict:
 
 def _fmt(r: dict) -> str:
     return f"{r['top1']:.2f}%" + (f" ± {r['std']:.2f}" if "std" in r else "")
-
-
-def _pre(model) -> dict:
-    import open_clip
-
-    inner = model.module if hasattr(model, "module") else model
-    return dict(open_clip.get_model_preprocess_cfg(inner.visual))
-
-
-def _workers() -> int:
-    from tkvr.data.loader import default_workers
-
-    return default_workers()
 
 
 def show(rows: dict, protocol: str, seen: str, unseen: str) -> None:

@@ -125,6 +125,11 @@ def collate(items: list[dict]) -> dict:
     }
 
 
+def workers_for(setting: int | None) -> int:
+    """--workers as given, or the machine's default when it is not."""
+    return default_workers() if setting is None else setting
+
+
 def default_workers() -> int:
     """One worker per core, leaving one for the main process; at most 8 per device."""
     try:
