@@ -10,14 +10,22 @@ Decoders:
   torchcodec  one batched `get_frames_at` call for all indices of a clip: seeks to the nearest
               key frame before each run of frames and decodes only what it needs.
   pyav        the fallback when torchcodec cannot load FFmpeg's shared libraries (PyAV's wheel
-              carries its own FFmpeg). Seek-based as well: it seeks to the key frame before each
-              wanted frame that is not reachable by decoding forward, never decodes the whole video.
-              AVI is the exception: its timestamps are made up by the container, so frames are
-              counted in output order from the start, up to the last wanted one.
+              carries its own FFmpeg). Seek-based as well: it seeks to the key frame before a
+              wanted frame when one lies between, never decodes the whole video, and skips the
+              unwanted frames that no other frame refers to (FFmpeg's skip_frame, which torchcodec
+              does not expose): the same pixels, less decoding.
+
+AVI is read by PyAV under either decoder. AVI has no presentation timestamps; the container makes
+them up in packet order, so with B-frames an index maps to a neighbouring frame in both decoders.
+Frames are therefore counted in output (display) order from the start, up to the last wanted one.
+torchcodec can only do that by converting every frame it passes (it has no decode-without-convert
+call), PyAV converts only the wanted ones: 2.6 against 1.7 clips/s on the real 1080p NTU clip
+(benchmarks/decode.py).
 """
 
 from __future__ import annotations
 
+import bisect
 import logging
 import os
 from functools import lru_cache
@@ -86,15 +94,19 @@ def pick_decoder(name: str = "auto", quiet: bool = False) -> str:
 
 
 # ---------------------------------------------------------------- torchcodec
+def _threads() -> int:
+    """FFmpeg's own threads help a lone reader (0: FFmpeg picks); DataLoader workers already fill
+    the cores, so each decodes on one."""
+    from torch.utils.data import get_worker_info
+
+    return 1 if get_worker_info() is not None else 0
+
+
 def _tc_decoder(path: str, device: str = "cpu"):
     from torchcodec.decoders import VideoDecoder
 
     try:
-        # FFmpeg's own threads help a lone reader; DataLoader workers already fill the cores.
-        from torch.utils.data import get_worker_info
-
-        threads = 1 if get_worker_info() is not None else 0
-        return VideoDecoder(path, seek_mode="exact", device=device, num_ffmpeg_threads=threads)
+        return VideoDecoder(path, seek_mode="exact", device=device, num_ffmpeg_threads=_threads())
     except Exception as e:  # noqa: BLE001 - torchcodec raises RuntimeError/ValueError for bad files
         raise UnreadableVideo(f"{path}: {_short(e)}") from None
 
@@ -115,23 +127,41 @@ def _av_open(path: str):
     if not container.streams.video:
         container.close()
         raise UnreadableVideo(f"{path}: no video stream")
-    container.streams.video[0].thread_type = "AUTO"
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    stream.codec_context.thread_count = _threads()
     return container
 
 
-def _av_frame_pts(container) -> list[int]:
-    """Presentation timestamps of every frame, from the packets (no decoding), in display order."""
+def _av_frame_pts(container) -> tuple[list[int], list[int]]:
+    """Presentation timestamps of every frame, from the packets (no decoding), in display order,
+    and the display positions of the key frames."""
     stream = container.streams.video[0]
-    pts = sorted(p.pts for p in container.demux(stream) if p.pts is not None and p.size > 0)
+    packets = [(p.pts, p.is_keyframe) for p in container.demux(stream) if p.pts is not None and p.size > 0]
     container.seek(0)
-    return pts
+    pts = sorted(t for t, _ in packets)
+    where = {t: i for i, t in enumerate(pts)}
+    return pts, sorted(where[t] for t, key in packets if key)
 
 
-def _av_read(container, pts: list[int], indices: list[int]) -> list[torch.Tensor]:
-    """Decode the frames at `indices` (positions in display order), seeking where it pays."""
+def _av_frames(container, stream, skip: set[int]):
+    """Decoded frames from the current position. Packets whose timestamp is in `skip` are decoded
+    only if other frames refer to them: FFmpeg skips non-reference frames (B-frames in most H.264)
+    under skip_frame=NONREF. Set per packet, since a wanted frame may be a non-reference one."""
+    ctx = stream.codec_context
+    for packet in container.demux(stream):
+        ctx.skip_frame = "NONREF" if packet.pts in skip else "DEFAULT"
+        yield from stream.decode(packet)
+
+
+def _av_read(container, pts: list[int], keys: list[int], indices: list[int]) -> list[torch.Tensor]:
+    """Decode the frames at `indices` (positions in display order): seek to the key frame before a
+    wanted frame when one lies between it and where decoding stands, decode forward otherwise,
+    skipping the unwanted frames that nothing refers to."""
     stream = container.streams.video[0]
     wanted = set(indices)
     pos = {p: i for i, p in enumerate(pts)}
+    skip = set(pts) - {pts[i] for i in wanted}
     got: dict[int, torch.Tensor] = {}
 
     def decode_until(idx, it):
@@ -143,23 +173,25 @@ def _av_read(container, pts: list[int], indices: list[int]) -> list[torch.Tensor
             last = i
             if i in wanted and i not in got:
                 got[i] = torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1)  # [3, H, W]
-            # Output order can differ from timestamp order (B-frames in AVI): go a little past idx.
+            # Output order can differ from timestamp order: go a little past idx before giving up.
             if idx in got or i > idx + REORDER:
                 break
         return last
+
+    def seek(i):
+        container.seek(pts[i], stream=stream, backward=True, any_frame=False)
+        return _av_frames(container, stream, skip)
 
     it, last = None, -1
     for idx in sorted(wanted):
         if idx in got:
             continue
-        # Seek when the frame is behind us or far ahead (decoding ~2 GOPs forward costs less).
-        if it is None or idx <= last - REORDER or idx - last > 48:
-            container.seek(pts[idx], stream=stream, backward=True, any_frame=False)
-            it = container.decode(stream)
+        key = keys[max(0, bisect.bisect_right(keys, idx) - 1)] if keys else 0
+        if it is None or idx <= last - REORDER or key > last:
+            it = seek(idx)
         last = decode_until(idx, it)
         if idx not in got:  # a seek that landed past the frame: decode from the start once
-            container.seek(pts[0], stream=stream, backward=True, any_frame=False)
-            it = container.decode(stream)
+            it = seek(0)
             last = decode_until(idx, it)
         if idx not in got:
             raise UnreadableVideo(f"frame {idx} could not be decoded")
@@ -189,11 +221,11 @@ class VideoFile:
 
     def __init__(self, path: str, decoder: str = "torchcodec", device: str = "cpu"):
         self.path = str(path)
-        self.decoder = decoder
         # AVI has no presentation timestamps: the container invents them, and with B-frames both
         # decoders map an index to the wrong frame (off by 1-2, seen on real UCF-101 and NTU clips).
-        # There, frames are read in output (display) order from the start, which both get right.
+        # There, frames are read in output (display) order from the start, by PyAV (module doc).
         self._by_order = Path(self.path).suffix.lower() == ".avi"
+        self.decoder = decoder = "pyav" if self._by_order else decoder
         if not os.path.isfile(self.path):
             raise FileNotFoundError(self.path)
         if os.path.getsize(self.path) == 0:
@@ -204,7 +236,7 @@ class VideoFile:
         else:
             self._dec = _av_open(self.path)
             try:
-                self._pts = _av_frame_pts(self._dec)
+                self._pts, self._keys = _av_frame_pts(self._dec)
             except Exception as e:  # noqa: BLE001
                 self.close()
                 raise UnreadableVideo(f"{self.path}: {_short(e)}") from None
@@ -223,40 +255,22 @@ class VideoFile:
             raise IndexError(f"{self.path}: frame indices {bad[:4]} outside 0..{self.num_frames - 1}")
         try:
             if self.decoder == "torchcodec":
-                if self._by_order:
-                    return self._tc_in_order(indices)
                 try:
                     return self._dec.get_frames_at(indices).data.cpu()  # [T, 3, H, W] uint8
                 except RuntimeError:
                     return self._read_each(indices)
             if self._by_order:
                 return torch.stack(_av_read_in_order(self._dec, indices))
-            return torch.stack(_av_read(self._dec, self._pts, indices))
+            return torch.stack(_av_read(self._dec, self._pts, self._keys, indices))
         except UnreadableVideo:
             raise
         except Exception as e:  # noqa: BLE001 - a corrupt stream fails mid-decode
             raise UnreadableVideo(f"{self.path}: {_short(e)}") from None
 
-    def _tc_in_order(self, indices: list[int], chunk: int = 16) -> torch.Tensor:
-        """torchcodec, consecutive chunks from frame 0 (it then decodes forward without seeking)."""
-        wanted, got = set(indices), {}
-        self._dec = _tc_decoder(self.path)  # a fresh decoder starts at frame 0
-        for start in range(0, max(indices) + 1, chunk):
-            run = list(range(start, min(start + chunk, max(indices) + 1)))
-            try:
-                frames = self._dec.get_frames_at(run).data.cpu()
-            except RuntimeError:
-                frames = self._read_each(run)
-            for k, i in enumerate(run):
-                if i in wanted:
-                    got[i] = frames[k]
-        return torch.stack([got[i] for i in indices])
-
     def _read_each(self, indices: list[int]) -> torch.Tensor:
-        """Slow path after a failed batch: frames one by one; a frame the stream cannot deliver is
-        replaced by the nearest earlier one that it can. In AVIs with B-frames the container makes
-        timestamps up, and a frame counted from the packets can be unreachable by timestamp (seen
-        on real UCF-101 and NTU clips: one frame near the end)."""
+        """Slow path after a failed batch: frames one by one; a frame the stream cannot deliver by
+        its timestamp (a packet whose frame the decoder drops) is replaced by the nearest earlier
+        one that it can."""
         got: dict[int, torch.Tensor] = {}
         for i in sorted(set(indices)):
             for j in range(i, max(-1, i - REORDER), -1):
