@@ -76,7 +76,8 @@ def embed(**kw):
 @click.option("--data-root", default=None, help="Folder holding the built-in datasets [env: TKVR_DATA_ROOT].")
 @click.option("--fold", default=1, type=int, help="UCF-101 / HMDB-51 official split number (1-3).")
 @click.option("--decoder", default="auto", type=click.Choice(["auto", "torchcodec", "pyav"]),
-              help="Video decoder; auto takes torchcodec when FFmpeg's libraries load, else PyAV.")
+              help="Video decoder; auto takes torchcodec when FFmpeg's libraries load, else PyAV. "
+                   "AVIs are read by PyAV either way.")
 @click.option("--frames", default=8, type=int, help="Frames read per video, as in training.")
 @click.option("--workers", default=None, type=int, help="Reader processes. [default: cores - 1, at most 8]")
 @click.option("--json", "json_path", default=None, type=click.Path(dir_okay=False),
@@ -138,7 +139,7 @@ def data_options(f):
         click.option("--data-root", default=None, help="Folder holding the built-in datasets [env: TKVR_DATA_ROOT]."),
         click.option("--fold", default=1, type=int, help="UCF-101 / HMDB-51 official split number."),
         click.option("--decoder", default="auto", type=click.Choice(["auto", "torchcodec", "pyav"]),
-                     help="Video decoder."),
+                     help="Video decoder (AVIs are read by PyAV either way)."),
         click.option("--decode-device", default="cpu", help="torchcodec decode device, e.g. cuda (NVDEC)."),
         click.option("--workers", default=None, type=int, help="DataLoader workers [default: cores - 1, <= 8]."),
     ]):
