@@ -31,7 +31,8 @@ def main():
     from tkvr.data.specs import resolve
     from tkvr.data.transforms import EvalTransform
     from tkvr.data.video import pick_decoder
-    from tkvr.engine import loader, predict_scores
+    from tkvr.data.loader import loader
+    from tkvr.evaluation import predict_scores
     from tkvr.heads import Head, random_matrix
     from tkvr.model import build_backbone, build_model
 

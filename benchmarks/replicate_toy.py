@@ -44,7 +44,7 @@ def tkvr(*args) -> None:
 
 
 def recipe(epochs: int, workers: int, **over) -> list[str]:
-    from tkvr.commands.demo import TOY_RECIPE
+    from tkvr.config import TOY_RECIPE
 
     r = {**TOY_RECIPE, "epochs": epochs, "workers": workers, **over}
     out = []
@@ -60,7 +60,7 @@ def ms(xs: list[float], digits: int = 1) -> str:
 
 def pair_accuracy(run: Path) -> tuple[float, float]:
     """(top-1, direction-pair accuracy) of a run's checkpoint on the toy validation split."""
-    from tkvr.commands.eval import predictions
+    from tkvr.evaluation import predictions
     from tkvr.data.toy import pair_accuracy as pairs
 
     pred, src = predictions(str(run))

@@ -64,13 +64,14 @@ def tkvr_step(args, classes: int):
     from lightning_fabric import Fabric
 
     from tkvr.config import TrainConfig
-    from tkvr.engine import build_for, cosine_schedule, param_groups
+    from tkvr.engine import cosine_schedule, param_groups
+    from tkvr.model import build
 
     cfg = TrainConfig.from_flags({"backbone": args.backbone, "pretrained": args.pretrained, "frames": args.frames,
                                   "temporal": args.temporal, "head": "random", "grad_checkpointing": args.grad_ckpt,
                                   "compile": args.compile})
     fabric = Fabric(accelerator=args.accelerator, devices=1, precision=args.precision)
-    _, model = build_for(cfg, [str(i) for i in range(classes)], ["{}"])
+    _, model = build(cfg, [str(i) for i in range(classes)], ["{}"])
     fused = fabric.device.type == "cuda"
     opt = torch.optim.AdamW(param_groups(model, 5e-6, 10.0, 0.2), betas=(0.9, 0.98), fused=fused)
     if args.compile:

@@ -91,7 +91,7 @@ def test_resume_is_bit_exact(run_cli, tmp_path):
 
 
 def test_frozen_head_stays_and_unfrozen_or_learned_moves(run_cli, tmp_path):
-    from tkvr.engine import read_checkpoint
+    from tkvr.checkpoint import read_checkpoint
 
     base = ["--epochs", "1", "--limit-batches", "2"]
     runs = {}
@@ -114,7 +114,6 @@ def test_frozen_head_stays_and_unfrozen_or_learned_moves(run_cli, tmp_path):
 
 
 def _buffers(state):
-    from tkvr.engine import build_for  # noqa: F401 - counts non-parameter entries of the tiny model
     from tkvr.heads import Head, random_matrix
     from tkvr.model import build_backbone, build_model
 
@@ -128,7 +127,7 @@ def test_kill_during_checkpoint_write_keeps_previous(tmp_path):
     code = f"""
 import sys, torch
 from lightning_fabric import Fabric
-from tkvr.engine import save_checkpoint
+from tkvr.checkpoint import save_checkpoint
 fabric = Fabric(accelerator="cpu", devices=1)
 big = torch.zeros(6_000_000)
 for i in range(1000):

@@ -8,7 +8,7 @@ from tkvr.data.specs import Sample
 from tkvr.data.transforms import EvalTransform, train_transform
 from tkvr.errors import TkvrError
 
-from tkvr.engine import loader, start_epoch
+from tkvr.data.loader import loader, start_epoch
 
 
 def make_loader(ds, batch_size, shuffle, workers, seed=0, epoch=0):

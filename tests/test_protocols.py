@@ -87,7 +87,7 @@ def test_zeroshot_without_and_with_training(run_cli, tmp_path):
 
 
 def test_half_protocol_halves_distinct_and_stable():
-    from tkvr.commands.zeroshot import halves
+    from tkvr.evaluation import halves
 
     a, b = halves(12, seed=4), halves(12, seed=4)
     assert a == b and len(a) == 10 and len({tuple(h) for h in a}) == 10

@@ -7,7 +7,7 @@ import statistics
 import pytest
 import torch
 
-from tkvr.commands.demo import TOY_RECIPE
+from tkvr.config import TOY_RECIPE
 
 pytestmark = pytest.mark.slow
 
@@ -42,7 +42,7 @@ def test_zero_shot_on_held_out_combinations(run_cli, tmp_path):
 
 
 def pair_accuracy(run_dir) -> float:
-    from tkvr.commands.eval import predictions
+    from tkvr.evaluation import predictions
     from tkvr.data.toy import pair_accuracy as pairs
 
     pred, src = predictions(str(run_dir))
@@ -65,12 +65,12 @@ def test_scrambled_class_order_falls_to_chance(tmp_path):
     accuracy far above chance; the same rows in a shuffled order give chance."""
     from lightning_fabric import Fabric
 
-    from tkvr.commands.train import datasets
     from tkvr.config import TrainConfig
+    from tkvr.data.loader import datasets, loader
     from tkvr.data.specs import resolve
-    from tkvr.engine import build_for, evaluate, loader
+    from tkvr.evaluation import evaluate
+    from tkvr.model import build, build_backbone
     from tkvr.text import encode_classes, load_embeddings, save_embeddings
-    from tkvr.model import build_backbone
     import open_clip
 
     src = resolve("toy@unseen")
@@ -85,7 +85,7 @@ def test_scrambled_class_order_falls_to_chance(tmp_path):
         cfg = TrainConfig.from_flags({"backbone": "toy", "frames": 8, "embeddings": str(tmp_path / f"{name}.pt"),
                                       "data": "toy@unseen", "workers": 0})
         w = load_embeddings(tmp_path / f"{name}.pt", src.classes, bb.dim)["embeddings"]
-        _, model = build_for(cfg, src.classes, list(src.templates), embeddings=w)
+        _, model = build(cfg, src.classes, list(src.templates), embeddings=w)
         _, val = datasets(cfg, src, dict(open_clip.get_model_preprocess_cfg(model.visual)))
         tops[name] = evaluate(Fabric(accelerator="cpu", devices=1), model, loader(val, 32, False, 0, 0, 0, 1), c)["top1"]
     chance = 100 / c

@@ -1,18 +1,66 @@
-"""Typed settings for every command. No torch here: `tkvr --help` must stay fast.
+"""Typed settings for every command, each declared once. No torch here: `tkvr --help` stays fast.
+
+A setting is a dataclass field made by `setting(default, help, ...)`: its name, type, default,
+choices and help live in that one declaration. `tkvr.cli` derives the click option from it
+(`--temporal-layers` from `temporal_layers`) and builds the config a command receives from the
+parsed flags, so no default or choice list exists twice. A command that shows a setting of
+another group with another default (`tkvr check --split` defaults to train, `tkvr eval --split`
+to val) borrows the declaration with `borrow(Group, name, default=...)` instead of writing it
+again.
+
+Settings whose value depends on a checkpoint or a dataset (`--fold`, `--data` of eval,
+templates) default to None, "unset", until the command resolves them; a literal default would
+hide the checkpoint's value.
 
 Validation collects every problem and names the flag the user typed; the CLI prints them as one
-line (problems joined by '; ') and exits with code 2.
+line (problems joined by '; ') and exits with code 2. Every command validates before its first
+side effect.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from tkvr.errors import TkvrError
 
 # Registries' names, kept here so the CLI can validate and show them without importing torch.
 TEMPORAL = ("tap", "t1d", "token-t1d", "t-trans")
 HEADS = ("text", "random", "orthogonal", "lda", "learned")
+DECODERS = ("auto", "torchcodec", "pyav")
+PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true")
+STRATEGIES = ("auto", "ddp", "fsdp")
+CROPS = ("rrc", "multiscale")
+SPLITS = ("train", "val")
+
+
+def setting(default=dataclasses.MISSING, help: str = "", *, choices=None, flag: str | None = None,
+            cli: bool = True, required: bool = False, negatable: bool = False, shown: str | None = None):
+    """One setting: a dataclass field whose metadata the CLI turns into its option.
+
+    flag: the option's name when it is not `--` + the field name with dashes (`--template`);
+    cli=False: a config value with no option (set by code); negatable: `--x/--no-x`;
+    shown: the default as help shows it, where the value is resolved later ("cores - 1, <= 8").
+    """
+    meta = {"help": help, "choices": tuple(choices) if choices else None, "flag": flag, "cli": cli,
+            "required": required, "negatable": negatable, "shown": shown}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def borrow(group, name: str, **changes):
+    """Another group's declaration of `name`, for a command that shows it too; `changes` may set
+    another default, help or flag. The metadata keeps where it was declared."""
+    f = group.__dataclass_fields__[name]
+    meta = {**f.metadata, "origin": f.metadata.get("origin", f"{group.__name__}.{name}")}
+    default = changes.pop("default", f.default)
+    for k, v in changes.items():
+        if k not in meta:
+            raise TypeError(f"borrow: unknown change {k!r}")
+        meta[k] = tuple(v) if k == "choices" else v
+    return field(default=default, metadata=meta)
 
 
 def fail_if(problems: list[str]) -> None:
@@ -20,114 +68,155 @@ def fail_if(problems: list[str]) -> None:
         raise TkvrError("; ".join(problems))
 
 
+def _at_least(problems: list[str], obj, minimum, *names: str) -> None:
+    for name in names:
+        v = getattr(obj, name)
+        if v is not None and v < minimum:
+            problems.append(f"--{name.replace('_', '-')} must be >= {minimum}, got {v}")
+
+
+def _views(problems: list[str], spec: str) -> None:
+    from tkvr.data.sampling import parse_views  # plain Python, no torch
+
+    try:
+        parse_views(spec)
+    except TkvrError as e:
+        problems.append(str(e))
+
+
+# ---------------------------------------------------------------- shared groups
 @dataclass
-class ModelConfig:
-    backbone: str = "ViT-B/16"
-    pretrained: str | None = None
-    frames: int = 8
-    temporal: str = "tap"
-    temporal_layers: int = 6
-    t1d_blocks: list[int] | None = None
-    head: str = "text"
-    unfreeze_head: bool = False
-    templates: list[str] | None = None  # prompt templates; None: the dataset's default
-    lda_samples: int = 60  # --head lda: videos per class whose features fit it
+class SourceConfig:
+    """Which samples, read how: every command that reads a dataset."""
+
+    data: str | None = setting("toy", "Built-in name (k400, k600, ucf101, hmdb51, imagenet, toy), a YAML dataset "
+                                      "file or a folder; add @SUBSET for a class subset (k400@K300, ucf101@classes.txt).")
+    data_root: str | None = setting(None, "Folder holding the built-in datasets [env: TKVR_DATA_ROOT].")
+    fold: int | None = setting(None, "UCF-101 / HMDB-51 official split number (1-3).",
+                               shown="1; eval: the checkpoint's")
+    decoder: str = setting("auto", "Video decoder; auto takes torchcodec when FFmpeg's libraries load, else PyAV. "
+                                   "AVIs are read by PyAV either way.", choices=DECODERS)
+    decode_device: str = setting("cpu", "torchcodec decode device, e.g. cuda (NVDEC).")
+    workers: int | None = setting(None, "Reader processes (DataLoader workers).", shown="cores - 1, at most 8")
+
+    def fold_or(self, fallback: int = 1) -> int:
+        return self.fold if self.fold is not None else fallback
 
     def validate(self) -> list[str]:
-        problems = []
-        if self.frames < 1:
-            problems.append(f"--frames must be >= 1, got {self.frames}")
+        problems: list[str] = []
+        if self.fold is not None and not 1 <= self.fold <= 3:
+            problems.append(f"--fold must be 1, 2 or 3, got {self.fold}")
+        _at_least(problems, self, 0, "workers")
+        return problems
+
+
+@dataclass
+class DeviceConfig:
+    """Lightning Fabric: where and how the model runs."""
+
+    accelerator: str = setting("auto", "cpu, gpu, cuda, mps, or auto.")
+    devices: int = setting(1, "Devices per node.")
+    num_nodes: int = setting(1, "Nodes (torchrun / SLURM / Fabric launcher).")
+    strategy: str = setting("auto", "Distributed strategy.", choices=STRATEGIES)
+    precision: str = setting("32-true", "Numeric precision.", choices=PRECISIONS)
+
+    @property
+    def world(self) -> int:
+        return self.devices * self.num_nodes
+
+    def validate(self) -> list[str]:
+        problems: list[str] = []
+        if self.precision not in PRECISIONS:
+            problems.append(f"--precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
+        if self.strategy not in STRATEGIES:
+            problems.append(f"--strategy {self.strategy!r}: choose one of {', '.join(STRATEGIES)}")
+        _at_least(problems, self, 1, "devices", "num_nodes")
+        return problems
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = setting("ViT-B/16", "OpenAI name (ViT-B/16, ViT-L/14, RN50, ...), open_clip name, "
+                                        "hf-hub:ORG/REPO, or built-in tiny / tiny-rn / toy.")
+    pretrained: str | None = setting(None, "Weight tag (e.g. laion2b_s34b_b88k), a local checkpoint PATH, or "
+                                           "'none'. OpenAI names default to 'openai'.")
+    frames: int = setting(8, "Frames T per clip.")
+    temporal: str = setting("tap", "Temporal module.", choices=TEMPORAL)
+    temporal_layers: int = setting(6, "Layers of t-trans.")
+    t1d_blocks: list[int] | None = setting(None, cli=False)
+    head: str = setting("text", "Classifier head.", choices=HEADS)
+    unfreeze_head: bool = setting(False, "Train the head too.")
+    templates: list[str] | None = setting(None, "Prompt template with {} for the class name; repeat to average "
+                                                "several.", flag="--template",
+                                          shown="the dataset's, e.g. 'a video of a person {}.'")
+    lda_samples: int = setting(60, "--head lda: videos per class to fit it on.")
+    embeddings: str | None = setting(None, "Class embeddings from tkvr embed.", shown="computed on the fly")
+
+    def validate(self) -> list[str]:
+        problems: list[str] = []
+        _at_least(problems, self, 1, "frames", "temporal_layers", "lda_samples")
         if self.temporal not in TEMPORAL:
             problems.append(f"--temporal {self.temporal!r} is not known: choose one of {', '.join(TEMPORAL)}")
         if self.head not in HEADS:
             problems.append(f"--head {self.head!r} is not known: choose one of {', '.join(HEADS)}")
-        if self.temporal_layers < 1:
-            problems.append(f"--temporal-layers must be >= 1, got {self.temporal_layers}")
+        if self.templates is not None:
+            problems += template_problems(self.templates)
         return problems
 
 
-@dataclass
-class EmbedConfig:
-    classes: str
-    out: str
-    backbone: str = "ViT-B/16"
-    pretrained: str | None = None
-    templates: list[str] = field(default_factory=list)
-    head: str = "text"
-    seed: int = 0
-    plot: str | None = None
-    text_encoder: str | None = None
-
-    def validate(self) -> list[str]:
-        problems = []
-        if self.text_encoder and self.head != "text":
-            problems.append("--text-encoder only makes --head text")
-        if self.head not in ("text", "random", "orthogonal"):
-            problems.append(f"--head {self.head!r}: tkvr embed writes text, random or orthogonal "
-                            "(lda is fitted from visual features by tkvr train --head lda)")
-        if not self.out:
-            problems.append("--out is required: the file to write")
-        return problems
-
-
-PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true")
-STRATEGIES = ("auto", "ddp", "fsdp")
+def template_problems(templates) -> list[str]:
+    if isinstance(templates, str) or not list(templates):
+        return ["--template: give one or more prompt templates, each with {} where the class name goes"]
+    return [f"--template {t!r} must contain '{{}}' exactly once, where the class name goes"
+            for t in templates if not isinstance(t, str) or t.count("{}") != 1]
 
 
 @dataclass
-class DataConfig:
-    data: str = "toy"
-    data_root: str | None = None
-    fold: int = 1
-    decoder: str = "auto"
-    decode_device: str = "cpu"
-    workers: int | None = None
-    label_fraction: float = 1.0
-    max_bad_fraction: float = 0.05
-    train_crop: str = "rrc"
-    views: str = "1x1"  # eval views during training
+class DataConfig(SourceConfig):
+    """The data settings of a training run."""
+
+    label_fraction: float = setting(1.0, "Stratified fraction of the training labels.")
+    max_bad_fraction: float = setting(0.05, "Stop when more than this share of training videos is unreadable.")
+    train_crop: str = setting("rrc", "Train crop.", choices=CROPS)
+    views: str = setting("1x1", "Validation views C temporal clips x S spatial crops (S in 1, 3), e.g. 4x3.")
 
     def validate(self) -> list[str]:
-        problems = []
+        problems = super().validate()
         if not 0 < self.label_fraction <= 1:
             problems.append(f"--label-fraction must be in (0, 1], got {self.label_fraction}")
         if not 0 <= self.max_bad_fraction <= 1:
             problems.append(f"--max-bad-fraction must be in [0, 1], got {self.max_bad_fraction}")
-        if self.train_crop not in ("rrc", "multiscale"):
+        if self.train_crop not in CROPS:
             problems.append(f"--train-crop {self.train_crop!r}: choose rrc or multiscale")
-        if self.workers is not None and self.workers < 0:
-            problems.append(f"--workers must be >= 0, got {self.workers}")
+        _views(problems, self.views)
         return problems
 
 
 @dataclass
 class OptimConfig:
-    epochs: int = 30
-    batch_size: int = 128  # global: device batch x devices x nodes x accumulation
-    device_batch: int | None = None  # per device and step; default: batch_size / world size
-    lr: float = 5e-6  # visual encoder
-    new_lr_ratio: float = 10.0  # new modules (temporal, learned head) train at lr x this
-    weight_decay: float = 0.2
-    betas: tuple[float, float] = (0.9, 0.98)
-    warmup: float = 5.0  # epochs
-    grad_clip: float | None = None
-    grad_checkpointing: bool = False
-    fused: bool | None = None  # fused AdamW: default on where the device supports it
-    seed: int = 0
-    max_steps: int | None = None
-    limit_batches: int | None = None
+    epochs: int = setting(30, "Epochs.")
+    batch_size: int = setting(128, "Global batch = device batch x devices x nodes x accumulation.")
+    device_batch: int | None = setting(None, "Per-device batch.", shown="batch / devices")
+    lr: float = setting(5e-6, "Learning rate of the visual encoder.")
+    new_lr_ratio: float = setting(10.0, "New modules (temporal module, learned head) train at lr x this.")
+    weight_decay: float = setting(0.2, "AdamW weight decay (not on norms, biases, embeddings).")
+    betas: tuple[float, float] = setting((0.9, 0.98), cli=False)
+    warmup: float = setting(5.0, "Warm-up epochs of the cosine schedule.")
+    grad_clip: float | None = setting(None, "Clip the gradient norm to this.")
+    grad_checkpointing: bool = setting(False, "Recompute backbone activations to save memory.")
+    fused: bool | None = setting(None, "Fused AdamW kernel.", negatable=True, shown="on for CUDA devices, off elsewhere")
+    seed: int = setting(0, "Seed of everything random.")
+    max_steps: int | None = setting(None, "Stop after this many optimiser steps (smoke runs).")
+    limit_batches: int | None = setting(None, "Batches per epoch at most (smoke runs).")
 
     def accumulation(self, world: int) -> int:
         device_batch = self.device_batch or self.batch_size // world
         return self.batch_size // (device_batch * world)
 
     def validate(self, world: int = 1) -> list[str]:
-        problems = []
-        if self.epochs < 1:
-            problems.append(f"--epochs must be >= 1, got {self.epochs}")
-        if self.batch_size < 1:
-            problems.append(f"--batch-size must be >= 1, got {self.batch_size}")
-        else:
+        problems: list[str] = []
+        _at_least(problems, self, 1, "epochs", "batch_size", "device_batch", "max_steps", "limit_batches")
+        if self.batch_size >= 1 and (self.device_batch is None or self.device_batch >= 1):
             device_batch = self.device_batch or (self.batch_size // world if self.batch_size % world == 0 else 0)
             if device_batch < 1 or self.batch_size % (device_batch * world):
                 problems.append(f"--batch-size {self.batch_size} is not divisible by --device-batch "
@@ -137,43 +226,22 @@ class OptimConfig:
             problems.append(f"--lr must be > 0, got {self.lr}")
         if self.warmup < 0:
             problems.append(f"--warmup must be >= 0, got {self.warmup}")
-        for name in ("max_steps", "limit_batches"):
-            v = getattr(self, name)
-            if v is not None and v < 1:
-                problems.append(f"--{name.replace('_', '-')} must be >= 1, got {v}")
         return problems
 
 
 @dataclass
 class RunConfig:
-    out: str = "runs/tkvr"
-    resume: str | None = None  # auto | PATH
-    eval_every: int = 1
-    log_every: int = 10  # steps between rows of steps.csv
-    accelerator: str = "auto"
-    devices: int = 1
-    num_nodes: int = 1
-    strategy: str = "auto"
-    precision: str = "32-true"
-    compile: bool = False
-    embeddings: str | None = None
-    tensorboard: bool = False
-    command: str = ""  # the command line, for the report
-
-    @property
-    def world(self) -> int:
-        return self.devices * self.num_nodes
+    out: str = setting("runs/tkvr", "Run directory.")
+    resume: str | None = setting(None, "auto (this run's last checkpoint, if any) or a checkpoint PATH.")
+    eval_every: int = setting(1, "Validate every N epochs.")
+    log_every: int = setting(10, "Steps between rows of steps.csv.")
+    compile: bool = setting(False, "torch.compile the visual encoder.")
+    tensorboard: bool = setting(False, "Also log to TensorBoard (needs tensorboard).")
+    command: str = setting("", cli=False)  # the command line, for the report
 
     def validate(self) -> list[str]:
-        problems = []
-        if self.precision not in PRECISIONS:
-            problems.append(f"--precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
-        if self.strategy not in STRATEGIES:
-            problems.append(f"--strategy {self.strategy!r}: choose one of {', '.join(STRATEGIES)}")
-        if self.devices < 1 or self.num_nodes < 1:
-            problems.append("--devices and --num-nodes must be >= 1")
-        if self.eval_every < 1:
-            problems.append(f"--eval-every must be >= 1, got {self.eval_every}")
+        problems: list[str] = []
+        _at_least(problems, self, 1, "eval_every", "log_every")
         return problems
 
 
@@ -183,35 +251,247 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    device: DeviceConfig = field(default_factory=DeviceConfig)
+
+    def problems(self) -> list[str]:
+        return (self.model.validate() + self.data.validate() + self.optim.validate(self.device.world)
+                + self.run.validate() + self.device.validate())
 
     def validate(self) -> None:
-        fail_if(self.model.validate() + self.data.validate() + self.optim.validate(self.run.world)
-                + self.run.validate())
+        fail_if(self.problems())
 
     def to_dict(self) -> dict:
-        from dataclasses import asdict
-
-        d = asdict(self)
+        d = dataclasses.asdict(self)
         d["optim"]["betas"] = list(d["optim"]["betas"])
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
-        optim = dict(d["optim"])
-        optim["betas"] = tuple(optim["betas"])
-        return cls(ModelConfig(**d["model"]), DataConfig(**d["data"]), OptimConfig(**optim), RunConfig(**d["run"]))
+        d = {k: dict(v) for k, v in d.items()}
+        d["optim"]["betas"] = tuple(d["optim"]["betas"])
+        if "device" not in d:  # checkpoints written before the device group kept these under run
+            d["device"] = {k: d["run"].pop(k) for k in list(d["run"]) if k in DeviceConfig.__dataclass_fields__}
+        if "embeddings" in d["run"]:
+            d["model"].setdefault("embeddings", d["run"].pop("embeddings"))
+        return cls(ModelConfig(**d["model"]), DataConfig(**d["data"]), OptimConfig(**d["optim"]),
+                   RunConfig(**d["run"]), DeviceConfig(**d["device"]))
 
     @classmethod
     def from_flags(cls, flags: dict) -> "TrainConfig":
-        """Flat flag names (as click gives them) -> grouped config; unknown names are an error."""
-        from dataclasses import fields
+        """Flat setting names -> grouped config (for scripts); unknown names are an error."""
+        return build(cls, flags, strict=True)
 
-        groups = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig, "run": RunConfig}
-        parts: dict[str, dict] = {g: {} for g in groups}
-        owner = {f.name: g for g, c in groups.items() for f in fields(c)}
-        unknown = [k for k in flags if k not in owner]
+
+# ---------------------------------------------------------------- command configs
+@dataclass
+class EmbedConfig:
+    classes: str = setting(required=True, help="Labels file (one name a line, or CSV id,name), a comma list "
+                                               "\"a,b,c\", or a built-in list: k400, imagenet.")
+    out: str = setting(required=True, help="File to write (.pt).")
+    backbone: str = borrow(ModelConfig, "backbone")
+    pretrained: str | None = borrow(ModelConfig, "pretrained")
+    templates: list[str] | None = borrow(ModelConfig, "templates", shown="'a video of a person {}.'")
+    head: str = borrow(ModelConfig, "head", choices=("text", "random", "orthogonal"),
+                       help="Which matrix to write: text embeddings, or a random / orthogonal baseline.")
+    seed: int = borrow(OptimConfig, "seed", help="Seed of the random and orthogonal matrices.")
+    plot: str | None = setting(None, "Also draw the inter-class correlation map to this PNG (needs matplotlib).")
+    text_encoder: str | None = setting(None, "st:NAME_OR_PATH: a text-only sentence-transformers encoder instead "
+                                             "of CLIP's (pip install 'tkvr[text]'); projected to the visual width "
+                                             "by a seeded orthogonal map.")
+
+    def validate(self) -> None:
+        problems = []
+        if self.text_encoder and self.head != "text":
+            problems.append("--text-encoder only makes --head text")
+        if self.head not in ("text", "random", "orthogonal"):
+            problems.append(f"--head {self.head!r}: tkvr embed writes text, random or orthogonal "
+                            "(lda is fitted from visual features by tkvr train --head lda)")
+        if self.templates is not None:
+            problems += template_problems(self.templates)
+        fail_if(problems)
+
+
+@dataclass
+class CheckSource(SourceConfig):
+    data: str = borrow(SourceConfig, "data", default=dataclasses.MISSING, required=True)
+
+
+@dataclass
+class EvalSource(SourceConfig):
+    data: str | None = borrow(SourceConfig, "data", default=None, shown="the checkpoint's")
+
+
+@dataclass
+class CheckConfig:
+    source: CheckSource = field(default_factory=CheckSource)
+    split: str = setting("train", "Which split to scan.", choices=SPLITS)
+    frames: int = borrow(ModelConfig, "frames", help="Frames read per video, as in training.")
+    json: str | None = setting(None, "Write the report here as JSON (written whole or not at all).")
+
+    def validate(self) -> None:
+        problems = self.source.validate()
+        _at_least(problems, self, 1, "frames")
+        fail_if(problems)
+
+
+@dataclass
+class EvalConfig:
+    checkpoint: str = setting(required=True, help="Run directory (its best, else last checkpoint) or a file.")
+    source: EvalSource = field(default_factory=EvalSource)
+    device: DeviceConfig = field(default_factory=DeviceConfig)
+    split: str = borrow(CheckConfig, "split", default="val", help="Split to score.")
+    views: str = borrow(DataConfig, "views")
+    labels: str | None = setting(None, "'data': embed the eval data's class names (zero-shot swap).")
+    batch_size: int = setting(16, "Videos per device and batch.")
+    json: str | None = borrow(CheckConfig, "json")
+
+    def validate(self) -> None:
+        problems = self.source.validate() + self.device.validate()
+        _views(problems, self.views)
+        _at_least(problems, self, 1, "batch_size")
+        if self.labels not in (None, "data"):
+            problems.append(f"--labels {self.labels!r}: the only value is 'data' (embed the eval data's names); "
+                            "for other names use tkvr predict --labels")
+        fail_if(problems)
+
+
+@dataclass
+class PredictConfig:
+    checkpoint: str = borrow(EvalConfig, "checkpoint", help="Run directory or checkpoint file.")
+    files: list[str] = setting(cli=False, default=[])  # the command's arguments
+    top_k: int = setting(5, "Labels per file.")
+    labels: str | None = setting(None, "New class names: \"a,b,c\" or a labels file (open vocabulary).")
+    decoder: str = borrow(SourceConfig, "decoder")
+    json: str | None = borrow(CheckConfig, "json")
+
+    def validate(self) -> None:
+        problems: list[str] = []
+        _at_least(problems, self, 1, "top_k")
+        if not self.files:
+            problems.append("give one or more video or image files to predict")
+        fail_if(problems)
+
+
+def parse_shots(text: str) -> list[int]:
+    try:
+        shots = [int(x) for x in str(text).split(",") if x.strip()]
+    except ValueError:
+        raise TkvrError(f"--shots {text!r} must be a comma list of integers, e.g. 1,2,4") from None
+    if not shots or min(shots) < 1:
+        raise TkvrError(f"--shots {text!r}: every K must be >= 1")
+    return shots
+
+
+@dataclass
+class FewshotConfig:
+    train: TrainConfig = field(default_factory=TrainConfig)
+    shots: str = setting("1,2,4,8,16", "K values to sweep, comma-separated.")
+    repeats: int = setting(1, "Seeds per K (seed, seed+1, ...): mean ± std.")
+    sample: str | None = setting(None, "Replay a saved sample (sample.json of a run) instead of drawing one.")
+    epoch_size: int | None = setting(None, "Clips per epoch.", shown="the full training split")
+    out: str = borrow(RunConfig, "out", default="runs/fewshot",
+                      help="Folder of the sweep; one run directory per K and seed.")
+    json: str | None = borrow(CheckConfig, "json")
+    hidden: ClassVar[tuple] = ("out", "resume")  # of the train group: one run per K and seed, fresh
+
+    def validate(self) -> None:
+        problems = self.train.problems()
+        try:
+            parse_shots(self.shots)
+        except TkvrError as e:
+            problems.append(str(e))
+        _at_least(problems, self, 1, "repeats", "epoch_size")
+        fail_if(problems)
+
+
+@dataclass
+class ZeroshotConfig:
+    train: TrainConfig = field(default_factory=TrainConfig)  # train.data.data: the SEEN classes
+    seen: str = borrow(SourceConfig, "data", default="toy@seen", flag="--train",
+                       help="Seen classes: a dataset or class subset (K300, IN600, ...).")
+    eval_data: str = borrow(SourceConfig, "data", default="toy@unseen", flag="--eval",
+                            help="Unseen classes (K100, IN400, ucf101, ...).")
+    no_train: bool = setting(False, "Only the pre-trained model (the 'w/o train' row).")
+    protocol: str = setting("full", "full: all eval classes; half: mean ± std over 10 seeded random halves.",
+                            choices=("full", "half"))
+    out: str = borrow(RunConfig, "out", default="runs/zeroshot", help="Folder of the runs.")
+    json: str | None = borrow(CheckConfig, "json")
+    hidden: ClassVar[tuple] = ("data", "out", "resume")
+
+    def validate(self) -> None:
+        problems = self.train.problems()
+        if self.protocol not in ("full", "half"):
+            problems.append(f"--protocol {self.protocol!r}: choose full or half")
+        fail_if(problems)
+
+
+@dataclass
+class DemoConfig:
+    out: str = borrow(RunConfig, "out", default="runs/demo", help="Where the demo's runs go.")
+    epochs: int = borrow(OptimConfig, "epochs", default=8, help="Training epochs on the seen toy classes.")
+    workers: int | None = borrow(SourceConfig, "workers")
+    seed: int = borrow(OptimConfig, "seed")
+
+    def validate(self) -> None:
+        problems: list[str] = []
+        _at_least(problems, self, 1, "epochs")
+        _at_least(problems, self, 0, "workers")
+        fail_if(problems)
+
+
+# The toy recipe: the paper's, scaled for a 3M-parameter model and a 480-clip dataset.
+# A 0.47M-parameter visual encoder and 480 clips need a larger step than CLIP ViT-B on Kinetics:
+# lr 1e-4 for the backbone, 50x for the temporal transformer, which starts from scratch (near TAP).
+TOY_RECIPE = dict(backbone="toy", frames=8, temporal="t-trans", temporal_layers=2, batch_size=32, lr=1e-4,
+                  new_lr_ratio=50.0, warmup=1.0, weight_decay=0.2, train_crop="multiscale")
+
+
+# ---------------------------------------------------------------- flat flags <-> grouped configs
+def leaves(cls, hidden: tuple = ()) -> dict[str, tuple[tuple[str, ...], dataclasses.Field]]:
+    """Every setting of a (nested) config: name -> (path of group names, field). A name shown by
+    the command itself hides the same name in a nested group (listed in `hidden`)."""
+    out: dict[str, tuple[tuple[str, ...], dataclasses.Field]] = {}
+    hidden = hidden or getattr(cls, "hidden", ())
+    for f in dataclasses.fields(cls):
+        if _is_group(f):
+            for name, (path, sub) in leaves(_group_type(cls, f), ()).items():
+                if name in hidden:
+                    continue
+                if name in out:
+                    raise TypeError(f"{cls.__name__}: setting {name!r} appears twice")
+                out[name] = ((f.name,) + path, sub)
+        else:
+            if f.name in out:
+                raise TypeError(f"{cls.__name__}: setting {f.name!r} appears twice")
+            out[f.name] = ((), f)
+    return out
+
+
+def _is_group(f: dataclasses.Field) -> bool:
+    return f.default_factory is not dataclasses.MISSING and dataclasses.is_dataclass(f.default_factory)
+
+
+def _group_type(cls, f: dataclasses.Field):
+    return f.default_factory
+
+
+def build(cls, flat: dict, strict: bool = False):
+    """A config from flat setting names; groups are built from the names they hold, the rest keep
+    their declared defaults. strict: a name the config does not hold is an error."""
+    names = leaves(cls)
+    if strict:
+        unknown = [k for k in flat if k not in names]
         if unknown:
             raise TkvrError(f"unknown setting {unknown[0]!r}")
-        for k, v in flags.items():
-            parts[owner[k]][k] = v
-        return cls(**{g: groups[g](**parts[g]) for g in groups})
+    return _build(cls, flat, getattr(cls, "hidden", ()))
+
+
+def _build(cls, flat: dict, hidden: tuple):
+    kw = {}
+    for f in dataclasses.fields(cls):
+        if _is_group(f):
+            sub = {k: v for k, v in flat.items() if k not in hidden}
+            kw[f.name] = _build(_group_type(cls, f), sub, ())
+        elif f.name in flat and f.init:
+            kw[f.name] = flat[f.name]
+    return cls(**kw)

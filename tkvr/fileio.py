@@ -48,6 +48,13 @@ def atomic_write_text(text: str, path: str | os.PathLike) -> Path:
     return Path(path)
 
 
+def write_json(obj, path: str | os.PathLike) -> Path:
+    """A report as JSON, written whole or not at all (--json, report.json)."""
+    import json
+
+    return atomic_write_text(json.dumps(obj, indent=1, default=str), path)
+
+
 def safe_load(path: str | os.PathLike, what: str = "file"):
     """torch.load with weights_only=True; any refusal becomes a one-line TkvrError."""
     path = Path(path)

@@ -220,3 +220,42 @@ def build_model(backbone: Backbone, temporal: str, head: nn.Module, frames: int,
         module = build_temporal(temporal, visual, backbone.dim, frames, ctx,
                                 layers=temporal_layers, blocks=t1d_blocks)
     return VideoModel(visual, module, head, ctx)
+
+
+def build(cfg, classes: list[str], templates: list[str], weights: bool = True, embeddings=None):
+    """(Backbone, VideoModel) for `classes` from a run's config (TrainConfig): backbone, head,
+    temporal module. `weights=False` builds the architecture only (a checkpoint supplies the
+    weights). `embeddings` [C, D] overrides the head's matrix."""
+    from tkvr.heads import Head, head_matrix
+    from tkvr.text import encode_classes, load_embeddings
+
+    m = cfg.model
+    backbone = build_backbone(m.backbone, m.pretrained if weights else "none")
+    if embeddings is None:
+        if m.head == "text":
+            if m.embeddings:
+                embeddings = load_embeddings(m.embeddings, classes, backbone.dim)["embeddings"]
+            else:
+                embeddings = encode_classes(backbone, classes, templates)
+        elif m.head == "lda":  # a placeholder: the LDA fit replaces it from visual features
+            embeddings = head_matrix("random", len(classes), backbone.dim, cfg.optim.seed)
+        else:
+            embeddings = head_matrix(m.head, len(classes), backbone.dim, cfg.optim.seed)
+    head = Head(embeddings, m.head, trainable=m.unfreeze_head)
+    model = build_model(backbone, m.temporal, head, m.frames, m.temporal_layers, m.t1d_blocks)
+    if cfg.optim.grad_checkpointing:
+        model.visual.set_grad_checkpointing(True)
+    return backbone, model
+
+
+def swap_classes(model: nn.Module, text: Backbone, classes: list[str], templates: list[str]) -> nn.Module:
+    """The paper's zero-shot swap: `model` gets a new frozen text head whose rows are the class
+    names embedded by `text`'s text encoder. Works on a Fabric-wrapped model; the head goes to
+    the device of the one it replaces."""
+    from tkvr.heads import Head
+    from tkvr.text import encode_classes
+
+    inner = getattr(model, "module", model)
+    device = inner.head.weight.device
+    inner.head = Head(encode_classes(text, classes, templates), "text").to(device)
+    return model

@@ -90,16 +90,6 @@ def resolve_classes(spec: str, flag: str = "--classes") -> list[str]:
                     f"({', '.join(BUILTIN_LISTS)}); for names write them comma-separated: \"a,b,c\"")
 
 
-def check_templates(templates) -> list[str]:
-    templates = list(templates)
-    if not templates:
-        raise TkvrError("--template: at least one prompt template is needed")
-    for t in templates:
-        if t.count("{}") != 1:
-            raise TkvrError(f"--template {t!r} must contain '{{}}' exactly once, where the class name goes")
-    return templates
-
-
 def encode_classes(backbone, classes: list[str], templates: list[str], batch: int = 256):
     """[C, D] float32: per template the normalised text embedding, averaged, normalised again.
     Class ids are put into prompts in readable form (prompt_name)."""
@@ -161,6 +151,28 @@ def encode_text_only(spec: str, classes: list[str], templates: list[str], dim: i
     if emb.shape[1] != dim:
         emb = emb @ projection(emb.shape[1], dim, seed)  # [C, D]
     return F.normalize(emb, dim=-1)
+
+
+def embed(cfg) -> dict:
+    """The work of `tkvr embed` (cfg: EmbedConfig): class names x templates -> [C, D], saved to
+    cfg.out (and the correlation map to cfg.plot). -> {embeddings, classes, templates}."""
+    from tkvr.heads import head_matrix
+    from tkvr.model import build_backbone
+
+    cfg.validate()
+    templates = list(cfg.templates or DEFAULT_TEMPLATES)
+    classes = resolve_classes(cfg.classes)
+    backbone = build_backbone(cfg.backbone, cfg.pretrained)
+    if cfg.text_encoder:
+        emb = encode_text_only(cfg.text_encoder, classes, templates, backbone.dim, cfg.seed)
+    elif cfg.head == "text":
+        emb = encode_classes(backbone, classes, templates)
+    else:
+        emb = head_matrix(cfg.head, len(classes), backbone.dim, cfg.seed)
+    save_embeddings(cfg.out, emb, classes, cfg.backbone, cfg.pretrained, templates, cfg.head)
+    if cfg.plot:
+        plot_correlation(emb, classes, cfg.plot, title=f"{cfg.head} embeddings, {cfg.backbone}")
+    return {"embeddings": emb, "classes": classes, "templates": templates}
 
 
 def save_embeddings(path, embeddings, classes, backbone: str, pretrained, templates, head: str):

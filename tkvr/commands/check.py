@@ -2,31 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
-from dataclasses import dataclass
-from pathlib import Path
 
+from tkvr.config import CheckConfig
 from tkvr.progress import console, say, track
-
-
-@dataclass
-class CheckConfig:
-    data: str
-    split: str = "train"
-    data_root: str | None = None
-    fold: int = 1
-    decoder: str = "auto"
-    frames: int = 8
-    workers: int | None = None
-    json: str | None = None
 
 
 class _Probe:
     """Dataset of (index, status, message): status ok | missing | empty | unreadable."""
 
-    def __init__(self, samples, frames, decoder, template, start):
-        self.samples, self.frames, self.decoder = samples, frames, decoder
+    def __init__(self, samples, frames, decoder, device, template, start):
+        self.samples, self.frames, self.decoder, self.device = samples, frames, decoder, device
         self.template, self.start = template, start
 
     def __len__(self):
@@ -44,8 +30,8 @@ class _Probe:
         if os.path.isfile(s.path) and os.path.getsize(s.path) == 0:
             return i, "empty", "0 bytes"
         try:
-            read_clip(s, self.frames, train=False, decoder=self.decoder, frame_template=self.template,
-                      frame_start=self.start)
+            read_clip(s, self.frames, train=False, decoder=self.decoder, device=self.device,
+                      frame_template=self.template, frame_start=self.start)
         except (UnreadableVideo, FileNotFoundError, IndexError) as e:
             return i, "unreadable", str(e)
         return i, "ok", ""
@@ -57,13 +43,16 @@ def run(cfg: CheckConfig) -> int:
     from tkvr.data.loader import workers_for
     from tkvr.data.specs import resolve
     from tkvr.data.video import pick_decoder
+    from tkvr.fileio import write_json
 
-    src = resolve(cfg.data, cfg.data_root, cfg.fold)
+    cfg.validate()
+    s = cfg.source
+    src = resolve(s.data, s.data_root, s.fold_or())
     samples = src.split(cfg.split)
-    decoder = pick_decoder(cfg.decoder)
-    workers = workers_for(cfg.workers)
-    loader = DataLoader(_Probe(samples, cfg.frames, decoder, src.frame_template, src.frame_start), batch_size=None,
-                        num_workers=workers)
+    decoder = pick_decoder(s.decoder)
+    workers = workers_for(s.workers)
+    loader = DataLoader(_Probe(samples, cfg.frames, decoder, s.decode_device, src.frame_template, src.frame_start),
+                        batch_size=None, num_workers=workers)
     status: dict[str, list[int]] = {"missing": [], "empty": [], "unreadable": []}
     notes = {}
     for i, st, msg in track(loader, len(samples), f"checking {src.name} {cfg.split}"):
@@ -111,6 +100,5 @@ def run(cfg: CheckConfig) -> int:
             "listed_not_on_disk": listed_missing,
             "decoder": decoder,
         }
-        Path(cfg.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(cfg.json).write_text(json.dumps(report, indent=1))
+        write_json(report, cfg.json)
     return 1 if bad else 0

@@ -1,46 +1,34 @@
 """tkvr demo: the toy world end to end on a CPU in a few minutes.
 
 embed -> zero-shot with the pre-trained toy CLIP -> train on the seen classes -> eval (2x3 views)
--> zero-shot again with the trained model. Everything goes through the same commands a user runs.
+-> zero-shot again with the trained model. Every step is the library call behind the command a
+user would type.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
+from tkvr.config import TOY_RECIPE, DemoConfig
 from tkvr.progress import console, say
-
-# The toy recipe: the paper's, scaled for a 3M-parameter model and a 480-clip dataset.
-# A 0.47M-parameter visual encoder and 480 clips need a larger step than CLIP ViT-B on Kinetics:
-# lr 1e-4 for the backbone, 50x for the temporal transformer, which starts from scratch (near TAP).
-TOY_RECIPE = dict(backbone="toy", frames=8, temporal="t-trans", temporal_layers=2, batch_size=32, lr=1e-4,
-                  new_lr_ratio=50.0, warmup=1.0, weight_decay=0.2, train_crop="multiscale")
-
-
-@dataclass
-class DemoConfig:
-    out: str = "runs/demo"
-    epochs: int = 8
-    workers: int | None = None
-    seed: int = 0
 
 
 def run(cfg: DemoConfig) -> dict:
-    from tkvr.commands import embed as embed_cmd
-    from tkvr.commands import eval as eval_cmd
-    from tkvr.commands import train as train_cmd
-    from tkvr.commands import zeroshot as zs_cmd
-    from tkvr.config import EmbedConfig, TrainConfig
+    from tkvr.config import EmbedConfig, EvalConfig, EvalSource, TrainConfig, ZeroshotConfig, build
     from tkvr.data.specs import resolve
+    from tkvr.evaluation import evaluate_checkpoint
+    from tkvr.fileio import atomic_write_text, write_json
+    from tkvr.protocols import zeroshot
+    from tkvr.text import embed
+    from tkvr.training import train
 
+    cfg.validate()
     out = Path(cfg.out)
     seen = resolve("toy@seen")
     say(f"[1/5] the toy world: {len(seen.classes)} seen classes (e.g. '{seen.classes[0]}'), "
         "20 unseen ones, 16-frame videos")
     emb = out / "seen_embeddings.pt"
-    (out / "seen_classes.txt").parent.mkdir(parents=True, exist_ok=True)
-    (out / "seen_classes.txt").write_text("".join(c + "\n" for c in seen.classes))
+    atomic_write_text("".join(c + "\n" for c in seen.classes), out / "seen_classes.txt")
     plot = None
     try:
         import matplotlib  # noqa: F401
@@ -49,22 +37,23 @@ def run(cfg: DemoConfig) -> dict:
     except ImportError:
         pass
     say("[2/5] tkvr embed: class names -> frozen classifier")
-    embed_cmd.run(EmbedConfig(classes=str(out / "seen_classes.txt"), out=str(emb), backbone="toy",
-                              templates=list(seen.templates), plot=plot))
+    embed(EmbedConfig(classes=str(out / "seen_classes.txt"), out=str(emb), backbone="toy",
+                      templates=list(seen.templates), plot=plot))
 
-    flags = dict(TOY_RECIPE, data="toy@seen", epochs=cfg.epochs, workers=cfg.workers, seed=cfg.seed,
-                 embeddings=str(emb), out=str(out / "train"), views="1x1", command="tkvr demo")
-    tcfg = TrainConfig.from_flags(flags)
+    flags = dict(TOY_RECIPE, epochs=cfg.epochs, workers=cfg.workers, seed=cfg.seed, embeddings=str(emb), views="1x1",
+                 command="tkvr demo")
     say("[3/5] tkvr zeroshot --no-train: the pre-trained toy CLIP on the 20 unseen classes")
-    zs = zs_cmd.run(zs_cmd.ZeroshotConfig(TrainConfig.from_flags({**flags, "out": str(out / "zeroshot")}),
-                                          "toy@unseen", no_train=True))
+    zs = zeroshot(build(ZeroshotConfig, {**flags, "seen": "toy@seen", "eval_data": "toy@unseen", "no_train": True,
+                                         "out": str(out / "zeroshot")}))
     say(f"[4/5] tkvr train: {cfg.epochs} epochs on the seen classes, frozen text head, t-trans")
-    train_cmd.run(tcfg)
+    train(TrainConfig.from_flags({**flags, "data": "toy@seen", "out": str(out / "train")}))
     say("[5/5] tkvr eval: seen classes (2x3 views), then unseen classes with their names swapped in")
-    seen_eval = eval_cmd.run(eval_cmd.EvalConfig(checkpoint=str(out / "train"), views="2x3", workers=cfg.workers,
-                                                 json=str(out / "eval_seen.json")))
-    unseen_eval = eval_cmd.run(eval_cmd.EvalConfig(checkpoint=str(out / "train"), data="toy@unseen", labels="data",
-                                                   workers=cfg.workers, json=str(out / "eval_unseen.json")))
+    ckpt = str(out / "train")
+    seen_eval = evaluate_checkpoint(EvalConfig(checkpoint=ckpt, views="2x3", source=EvalSource(workers=cfg.workers)))
+    unseen_eval = evaluate_checkpoint(EvalConfig(checkpoint=ckpt, labels="data",
+                                                 source=EvalSource(data="toy@unseen", workers=cfg.workers)))
+    write_json(seen_eval, out / "eval_seen.json")
+    write_json(unseen_eval, out / "eval_unseen.json")
     from rich.table import Table
 
     t = Table(title="tkvr demo: what the toy world shows")

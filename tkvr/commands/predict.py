@@ -2,43 +2,29 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
 from pathlib import Path
 
+from tkvr.config import PredictConfig
 from tkvr.errors import TkvrError
 from tkvr.progress import console
-
-
-@dataclass
-class PredictConfig:
-    files: list[str]
-    checkpoint: str
-    top_k: int = 5
-    labels: str | None = None
-    decoder: str = "auto"
-    json: str | None = None
 
 
 def run(cfg: PredictConfig) -> list[dict]:
     import torch
 
-    from tkvr.commands.eval import load_model
+    from tkvr.checkpoint import load_model, read_checkpoint
     from tkvr.data.loader import read_clip
     from tkvr.data.specs import Sample
     from tkvr.data.transforms import EvalTransform
     from tkvr.data.video import UnreadableVideo, pick_decoder
-    from tkvr.engine import read_checkpoint
+    from tkvr.fileio import write_json
     from tkvr.model import preprocess_of
     from tkvr.text import resolve_classes
 
-    if not cfg.files:
-        raise TkvrError("give one or more video or image files to predict")
+    cfg.validate()
     missing = [f for f in cfg.files if not Path(f).exists()]
     if missing:
         raise TkvrError(f"{missing[0]}: no such file")
-    if cfg.top_k < 1:
-        raise TkvrError(f"--top-k must be >= 1, got {cfg.top_k}")
     ckpt = read_checkpoint(cfg.checkpoint)
     classes = resolve_classes(cfg.labels, "--labels") if cfg.labels else ckpt["classes"]
     tcfg, _, model = load_model(ckpt, classes)
@@ -66,6 +52,5 @@ def run(cfg: PredictConfig) -> list[dict]:
         for lab, s in zip(r["labels"], r["scores"]):
             con.print(f"  {s:6.3f}  {lab}")
     if cfg.json:
-        Path(cfg.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(cfg.json).write_text(json.dumps(results, indent=1))
+        write_json(results, cfg.json)
     return results

@@ -23,12 +23,11 @@ import random
 from collections import defaultdict
 
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from tkvr.data.sampling import segment_indices
 from tkvr.data.specs import Sample
-from tkvr.data.video import (UnreadableVideo, VideoFile, kind_of, read_frames_folder, read_image,
-                             frame_files)
+from tkvr.data.video import UnreadableVideo, open_reader
 from tkvr.errors import TkvrError
 
 log = logging.getLogger("tkvr")
@@ -39,27 +38,14 @@ def read_clip(sample: Sample, frames: int, train: bool, clips: int = 1, decoder:
               device: str = "cpu", frame_template: str = "img_{:05d}.jpg", frame_start: int = 1,
               rng: random.Random | None = None) -> torch.Tensor:
     """uint8 [clips, T, 3, H, W] for one sample; raises UnreadableVideo / FileNotFoundError."""
-    kind = kind_of(sample.path)
-    if kind == "image":
-        img = read_image(sample.path)  # [1, 3, H, W]
-        return img.expand(clips, frames, *img.shape[1:])
-    if kind == "frames":
-        n = frame_files(sample.path, frame_template, sample.frames, frame_start)
-        if n == 0:
-            raise UnreadableVideo(f"{sample.path}: no frames matching {frame_template}")
-    else:
-        video = VideoFile(sample.path, decoder, device)
-        n = len(video)
-    idx = []
-    for c in range(clips):
-        idx += segment_indices(n, frames, train, c, clips, rng)
-    if kind == "frames":
-        x = read_frames_folder(sample.path, idx, frame_template, frame_start)
-    else:
-        try:
-            x = video.read(idx)  # one call for all clips: [clips*T, 3, H, W]
-        finally:
-            video.close()
+    reader = open_reader(sample.path, decoder, device, frame_template, sample.frames, frame_start)
+    try:
+        idx = []
+        for c in range(clips):
+            idx += segment_indices(len(reader), frames, train, c, clips, rng)
+        x = reader.read(idx)  # one call for all clips: [clips*T, 3, H, W]
+    finally:
+        reader.close()
     return x.reshape(clips, frames, *x.shape[1:])
 
 
@@ -158,3 +144,87 @@ class BadFiles:
 
     def paths(self) -> list[str]:
         return [self.samples[i].path for i in sorted(self.bad)]
+
+
+# ---------------------------------------------------------------- samplers and loaders
+class EpochSampler(Sampler):
+    """This rank's share of a seeded permutation per epoch (train), or of the plain order (eval).
+
+    train: every rank takes rank::world of the same permutation, truncated to equal length so
+    all ranks step together. eval: rank::world without padding or truncation, so every sample is
+    scored exactly once across ranks.
+    """
+
+    def __init__(self, n: int, rank: int = 0, world: int = 1, shuffle: bool = True, seed: int = 0):
+        self.n, self.rank, self.world, self.shuffle, self.seed = n, rank, world, shuffle, seed
+        self.epoch = 0
+
+    def use_epoch(self, epoch: int) -> None:  # not set_epoch: Fabric would call that with its own count
+        self.epoch = epoch
+
+    def _indices(self) -> list[int]:
+        if not self.shuffle:
+            return list(range(self.rank, self.n, self.world))
+        g = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
+        perm = torch.randperm(self.n, generator=g).tolist()
+        usable = (self.n // self.world) * self.world or self.n
+        return perm[:usable][self.rank::self.world]
+
+    def __iter__(self):
+        return iter(self._indices())
+
+    def __len__(self) -> int:
+        return len(self._indices())
+
+
+def loader(dataset, batch: int, shuffle: bool, workers: int, seed: int, rank: int, world: int,
+           drop_last: bool = False) -> DataLoader:
+    return DataLoader(dataset, batch_size=batch, sampler=EpochSampler(len(dataset), rank, world, shuffle, seed),
+                      num_workers=workers, collate_fn=collate, pin_memory=torch.cuda.is_available(),
+                      drop_last=drop_last, prefetch_factor=2 if workers > 0 else None,
+                      generator=torch.Generator().manual_seed(seed))
+
+
+def eval_loader(fabric, dataset, batch: int, workers: int | None) -> DataLoader:
+    """The one evaluation loader: plain order, this rank's share, set up by Fabric."""
+    dl = loader(dataset, batch, False, workers_for(workers), 0, fabric.global_rank, fabric.world_size)
+    return fabric.setup_dataloaders(dl, use_distributed_sampler=False)
+
+
+def start_epoch(dl: DataLoader, epoch: int, seed: int, rank: int) -> None:
+    """Per-epoch, per-rank seeds for the sampler and the workers' RNG (a new iterator each epoch)."""
+    dl.sampler.use_epoch(epoch)
+    dl.generator.manual_seed(seed * 100003 + epoch * 1009 + rank)
+
+
+# ---------------------------------------------------------------- datasets of a run
+def eval_set(samples: list[Sample], src, frames: int, preprocess: dict, views: str, decoder: str,
+             device: str = "cpu") -> ClipDataset:
+    """Eval clips of `samples` of a resolved data source, V = C x S views each."""
+    from tkvr.data.sampling import parse_views
+    from tkvr.data.transforms import EvalTransform
+
+    v = parse_views(views)
+    return ClipDataset(samples, frames, EvalTransform(preprocess, v[1]), train=False, views=v, decoder=decoder,
+                       device=device, frame_template=src.frame_template, frame_start=src.frame_start)
+
+
+def datasets(cfg, src, preprocess: dict, train_ids: list[int] | None = None):
+    """Train and val ClipDatasets of a run (cfg: TrainConfig) over a resolved data source;
+    `train_ids` restricts training to those samples (a K-shot sample); else --label-fraction."""
+    from tkvr.data.sampling import label_fraction
+    from tkvr.data.transforms import train_transform
+    from tkvr.data.video import pick_decoder
+
+    decoder = pick_decoder(cfg.data.decoder)
+    train = src.split("train")
+    if train_ids is None and cfg.data.label_fraction < 1:
+        train_ids = label_fraction([s.label for s in train], cfg.data.label_fraction, cfg.optim.seed)
+    if train_ids is not None:
+        train = [train[i] for i in train_ids]
+    train_set = ClipDataset(train, cfg.model.frames, train_transform(preprocess, cfg.data.train_crop, src.flip),
+                            train=True, decoder=decoder, device=cfg.data.decode_device,
+                            frame_template=src.frame_template, frame_start=src.frame_start)
+    val_set = eval_set(src.split("val"), src, cfg.model.frames, preprocess, cfg.data.views, decoder,
+                       cfg.data.decode_device)
+    return train_set, val_set

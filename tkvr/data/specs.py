@@ -398,9 +398,11 @@ def resolve(spec: str, root: str | None = None, fold: int = 1) -> DataSource:
 def _resolve_base(spec: str, root: str | None, fold: int) -> DataSource:
     path = Path(spec).expanduser()
     if spec == "toy":
-        from tkvr.data.toy import toy_source
+        from tkvr.data.toy import TEMPLATES, ensure_world
 
-        return toy_source()
+        src = _folder(ensure_world(), fold=1)
+        src.name, src.flip, src.templates = "toy", False, list(TEMPLATES)  # classes name directions: no flips
+        return src
     if spec in BUILTIN:
         base = data_root(root)
         if base is None:

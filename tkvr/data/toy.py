@@ -181,14 +181,7 @@ def ensure_world(world: dict | None = None, quiet: bool = False) -> Path:
     return root
 
 
-def toy_source(world: dict | None = None):
-    from tkvr.data.specs import _folder
-
-    src = _folder(ensure_world(world), fold=1)
-    src.name = "toy"
-    src.flip = False
-    src.templates = ["a video of {}."]
-    return src
+TEMPLATES = ["a video of {}."]  # the toy world's prompt
 
 
 def direction_pair(name: str) -> str:

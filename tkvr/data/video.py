@@ -6,6 +6,9 @@ Every reader returns uint8 [T, 3, H, W] for the requested frame indices, in the 
 they do not hold), so torchcodec runs in its `exact` seek mode (one scan of the packets, no
 decoding) and PyAV counts the packets the same way.
 
+One reader class per source (TorchcodecVideo, PyAVVideo, PyAVInOrder for AVI, FrameFolder,
+StillImage) behind one interface: `len()`, `read(indices)`, `close()`; `open_reader` picks it.
+
 Decoders:
   torchcodec  one batched `get_frames_at` call for all indices of a clip: seeks to the nearest
               key frame before each run of frames and decodes only what it needs.
@@ -33,11 +36,11 @@ from pathlib import Path
 
 import torch
 
+from tkvr.config import DECODERS
 from tkvr.errors import TkvrError
 
 VIDEO_EXTS = {".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp", ".ogv"}
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
-DECODERS = ("auto", "torchcodec", "pyav")
 REORDER = 16  # frames decoded past a wanted one before giving up on it
 
 log = logging.getLogger("tkvr")
@@ -215,35 +218,13 @@ def _av_read_in_order(container, indices: list[int]) -> list[torch.Tensor]:
     return [got[i] for i in indices]
 
 
-# ---------------------------------------------------------------- public API
-class VideoFile:
-    """An open video file: `len()` frames (counted from content), `read(indices)` -> [T, 3, H, W] uint8."""
+# ---------------------------------------------------------------- readers
+class Reader:
+    """One source of frames: `len()` frames (counted from content), `read(indices)` -> uint8
+    [T, 3, H, W] in the order asked (indices may repeat), `close()`. One subclass per source."""
 
-    def __init__(self, path: str, decoder: str = "torchcodec", device: str = "cpu"):
-        self.path = str(path)
-        # AVI has no presentation timestamps: the container invents them, and with B-frames both
-        # decoders map an index to the wrong frame (off by 1-2, seen on real UCF-101 and NTU clips).
-        # There, frames are read in output (display) order from the start, by PyAV (module doc).
-        self._by_order = Path(self.path).suffix.lower() == ".avi"
-        self.decoder = decoder = "pyav" if self._by_order else decoder
-        if not os.path.isfile(self.path):
-            raise FileNotFoundError(self.path)
-        if os.path.getsize(self.path) == 0:
-            raise UnreadableVideo(f"{self.path}: empty file (0 bytes)")
-        if decoder == "torchcodec":
-            self._dec = _tc_decoder(self.path, device)
-            self.num_frames = int(self._dec.metadata.num_frames or 0)
-        else:
-            self._dec = _av_open(self.path)
-            try:
-                self._pts, self._keys = _av_frame_pts(self._dec)
-            except Exception as e:  # noqa: BLE001
-                self.close()
-                raise UnreadableVideo(f"{self.path}: {_short(e)}") from None
-            self.num_frames = len(self._pts)
-        if self.num_frames <= 0:
-            self.close()
-            raise UnreadableVideo(f"{self.path}: no frames")
+    decoder = ""
+    path = ""
 
     def __len__(self) -> int:
         return self.num_frames
@@ -254,18 +235,48 @@ class VideoFile:
         if bad:
             raise IndexError(f"{self.path}: frame indices {bad[:4]} outside 0..{self.num_frames - 1}")
         try:
-            if self.decoder == "torchcodec":
-                try:
-                    return self._dec.get_frames_at(indices).data.cpu()  # [T, 3, H, W] uint8
-                except RuntimeError:
-                    return self._read_each(indices)
-            if self._by_order:
-                return torch.stack(_av_read_in_order(self._dec, indices))
-            return torch.stack(_av_read(self._dec, self._pts, self._keys, indices))
+            return self._read(indices)
         except UnreadableVideo:
             raise
         except Exception as e:  # noqa: BLE001 - a corrupt stream fails mid-decode
             raise UnreadableVideo(f"{self.path}: {_short(e)}") from None
+
+    def _read(self, indices: list[int]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+def _check_file(path: str) -> None:
+    if not os.path.isfile(path):
+        raise FileNotFoundError(path)
+    if os.path.getsize(path) == 0:
+        raise UnreadableVideo(f"{path}: empty file (0 bytes)")
+
+
+def _counted(reader: Reader) -> Reader:
+    if reader.num_frames <= 0:
+        reader.close()
+        raise UnreadableVideo(f"{reader.path}: no frames")
+    return reader
+
+
+class TorchcodecVideo(Reader):
+    """torchcodec: one batched `get_frames_at` call for all indices of a clip."""
+
+    decoder = "torchcodec"
+
+    def __init__(self, path: str, device: str = "cpu"):
+        self.path = path
+        self._dec = _tc_decoder(path, device)
+        self.num_frames = int(self._dec.metadata.num_frames or 0)
+
+    def _read(self, indices: list[int]) -> torch.Tensor:
+        try:
+            return self._dec.get_frames_at(indices).data.cpu()  # [T, 3, H, W] uint8
+        except RuntimeError:
+            return self._read_each(indices)
 
     def _read_each(self, indices: list[int]) -> torch.Tensor:
         """Slow path after a failed batch: frames one by one; a frame the stream cannot deliver by
@@ -283,10 +294,93 @@ class VideoFile:
                 raise UnreadableVideo(f"{self.path}: frame {i} cannot be decoded")
         return torch.stack([got[i] for i in indices])
 
-    def close(self):
-        if self.decoder == "pyav" and getattr(self, "_dec", None) is not None:
+    def close(self) -> None:
+        self._dec = None
+
+
+class PyAVVideo(Reader):
+    """PyAV, seek-based: frame positions in display order from the packets, no full decode."""
+
+    decoder = "pyav"
+
+    def __init__(self, path: str):
+        self.path = path
+        self._dec = _av_open(path)
+        try:
+            self._pts, self._keys = _av_frame_pts(self._dec)
+        except Exception as e:  # noqa: BLE001
+            self.close()
+            raise UnreadableVideo(f"{path}: {_short(e)}") from None
+        self.num_frames = len(self._pts)
+
+    def _read(self, indices: list[int]) -> torch.Tensor:
+        return torch.stack(_av_read(self._dec, self._pts, self._keys, indices))
+
+    def close(self) -> None:
+        if getattr(self, "_dec", None) is not None:
             self._dec.close()
         self._dec = None
+
+
+class PyAVInOrder(PyAVVideo):
+    """AVI: frames counted in output (display) order from the start (module doc)."""
+
+    def _read(self, indices: list[int]) -> torch.Tensor:
+        return torch.stack(_av_read_in_order(self._dec, indices))
+
+
+def VideoFile(path, decoder: str = "torchcodec", device: str = "cpu") -> Reader:
+    """Open a video file with the reader for `decoder` (AVIs: PyAV in display order)."""
+    path = str(path)
+    _check_file(path)
+    # AVI has no presentation timestamps: the container invents them, and with B-frames both
+    # decoders map an index to the wrong frame (off by 1-2, seen on real UCF-101 and NTU clips).
+    if Path(path).suffix.lower() == ".avi":
+        return _counted(PyAVInOrder(path))
+    if decoder == "torchcodec":
+        return _counted(TorchcodecVideo(path, device))
+    return _counted(PyAVVideo(path))
+
+
+class FrameFolder(Reader):
+    """JPEG frames: clip frame i is the file template.format(start + i)."""
+
+    decoder = "jpeg"
+
+    def __init__(self, folder: str, template: str = "img_{:05d}.jpg", num_frames: int | None = None,
+                 start: int = 1):
+        self.path, self.template, self.start = folder, template, start
+        self.num_frames = frame_files(folder, template, num_frames, start)
+        if self.num_frames == 0:
+            raise UnreadableVideo(f"{folder}: no frames matching {template}")
+
+    def _read(self, indices: list[int]) -> torch.Tensor:
+        return read_frames_folder(self.path, indices, self.template, self.start)
+
+
+class StillImage(Reader):
+    """A still image: a 1-frame video; any number of reads of frame 0 share one decoded image."""
+
+    decoder = "pillow"
+
+    def __init__(self, path: str):
+        self.path = path
+        self.image = read_image(path)  # [1, 3, H, W]
+        self.num_frames = 1
+
+    def _read(self, indices: list[int]) -> torch.Tensor:
+        return self.image.expand(len(indices), *self.image.shape[1:])
+
+
+def open_reader(path: str, decoder: str = "torchcodec", device: str = "cpu", frame_template: str = "img_{:05d}.jpg",
+                num_frames: int | None = None, frame_start: int = 1) -> Reader:
+    """The reader for any sample: a video file, a still image or a folder of JPEG frames."""
+    kind = kind_of(path)
+    if kind == "image":
+        return StillImage(path)
+    if kind == "frames":
+        return FrameFolder(path, frame_template, num_frames, frame_start)
+    return VideoFile(path, decoder, device)
 
 
 def _decode_still(path: str) -> torch.Tensor:

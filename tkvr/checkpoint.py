@@ -1,0 +1,120 @@
+"""Run checkpoints: save (atomic), find, read (weights_only), rebuild a model from one alone.
+
+A checkpoint is one `state` dict through fabric.save / fabric.load: model (visual encoder,
+temporal module, head: the frozen class-embedding matrix is stored once, as the head's weight,
+and never enters the optimiser), optimiser, scheduler, epoch, step, RNG states, config, class
+names, best top-1. It is written to a temporary file and renamed, so a killed run leaves the
+previous checkpoint whole; it carries everything eval and predict need to rebuild the model.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import torch
+
+from tkvr.config import TrainConfig
+from tkvr.errors import TkvrError
+
+FORMAT = 1
+STATE_KEYS = {"model", "optimizer", "scheduler", "epoch", "step", "epoch_complete", "rng", "config", "classes",
+              "best_top1", "format"}
+# Settings a resumed run must share with its checkpoint: they shape the model or the data.
+MODEL_KEYS = ("backbone", "pretrained", "frames", "temporal", "temporal_layers", "t1d_blocks", "head",
+              "unfreeze_head", "templates")
+DATA_KEYS = ("data", "fold", "label_fraction")
+
+
+def rng_state() -> dict:
+    return {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate((3, tuple(state["python"]), None))
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(fabric, path: Path, state: dict) -> None:
+    """fabric.save to a temporary name, then an atomic rename by rank 0."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fabric.save(tmp, state)
+    fabric.barrier()
+    if fabric.global_rank == 0:
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    fabric.barrier()
+
+
+def find_checkpoint(where: str) -> Path:
+    """A run directory means its best checkpoint, else its last; a file means itself."""
+    p = Path(where)
+    if p.is_dir():
+        for name in ("best.pt", "last.pt"):
+            for cand in (p / "checkpoints" / name, p / name):
+                if cand.is_file():
+                    return cand
+        raise TkvrError(f"--checkpoint {where}: no checkpoints/best.pt or checkpoints/last.pt in this folder")
+    if not p.is_file():
+        raise TkvrError(f"--checkpoint {where}: no such file or run directory")
+    return p
+
+
+def read_checkpoint(where: str, flag: str = "--checkpoint") -> dict:
+    """The checkpoint as plain data (weights_only), checked to be a tkvr checkpoint."""
+    from tkvr.fileio import safe_load
+
+    path = find_checkpoint(where) if flag == "--checkpoint" else Path(where)
+    ckpt = safe_load(path, f"{flag} file")
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT or "config" not in ckpt:
+        raise TkvrError(f"{flag} {path} is not a tkvr checkpoint (a run's checkpoints/best.pt or "
+                        "last.pt); for backbone weights use --pretrained PATH")
+    ckpt["path"] = str(path)
+    return ckpt
+
+
+def config_of(ckpt: dict) -> TrainConfig:
+    return TrainConfig.from_dict(ckpt["config"])
+
+
+def check_resumable(path: Path, cfg: TrainConfig) -> None:
+    """A checkpoint resumes only a run of the same model on the same data."""
+    old = config_of(read_checkpoint(str(path), "--resume"))
+    diff = [("model", k) for k in MODEL_KEYS if getattr(old.model, k) != getattr(cfg.model, k)]
+    diff += [("data", k) for k in DATA_KEYS if getattr(old.data, k) != getattr(cfg.data, k)]
+    if diff:
+        group, k = diff[0]
+        flag = "template" if k == "templates" else k.replace("_", "-")
+        was, now = getattr(getattr(old, group), k), getattr(getattr(cfg, group), k)
+        raise TkvrError(f"--resume {path}: the checkpoint was trained with a different --{flag} "
+                        f"({was!r}, now {now!r}); resume with the same settings")
+
+
+def load_model(ckpt: dict, classes: list[str] | None = None, flag: str = "--labels"):
+    """Rebuild (cfg, backbone, model) from a checkpoint alone; `classes` swaps in new class names,
+    embedded with the backbone's own (pretrained, never fine-tuned) text encoder."""
+    from tkvr.model import build, build_backbone, swap_classes
+
+    cfg = config_of(ckpt)
+    weight = ckpt["model"].get("head.weight")
+    if weight is None:
+        raise TkvrError(f"--checkpoint {ckpt['path']}: no head weights inside (a checkpoint of another model?)")
+    backbone, model = build(cfg, ckpt["classes"], cfg.model.templates, weights=False, embeddings=weight)
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0][:160]
+        raise TkvrError(f"--checkpoint {ckpt['path']} does not fit the model its config describes ({first})") from None
+    if classes is not None and classes != ckpt["classes"]:
+        if cfg.model.head != "text":
+            raise TkvrError(f"{flag}: new class names need a text head; this checkpoint's head is {cfg.model.head}")
+        text = build_backbone(cfg.model.backbone, cfg.model.pretrained)  # the text tower's own weights
+        swap_classes(model, text, classes, cfg.model.templates)
+    model.eval()
+    return cfg, backbone, model

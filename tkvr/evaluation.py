@@ -1,0 +1,186 @@
+"""Evaluation: softmax scores averaged over views, metrics, predictions, feature extraction,
+and scoring a checkpoint on a split (the library side of `tkvr eval`).
+
+Under DDP every rank scores its share of the samples (rank::world, no padding) and the rows are
+gathered, so each sample counts exactly once whatever the number of processes.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+
+import torch
+from torch.utils.data import DataLoader
+
+from tkvr.errors import TkvrError
+
+HALVES = 10  # the half-class protocol: this many seeded random halves
+
+
+def _gather_rows(fabric, local: torch.Tensor) -> torch.Tensor:
+    """Rows of different counts per rank -> all rows on every rank (column 0 is the sample index;
+    padding rows carry index -1 and are dropped)."""
+    local = local.to(fabric.device)
+    if fabric.world_size > 1:
+        n = int(fabric.all_gather(torch.tensor(len(local), device=fabric.device)).max())
+        pad = torch.full((n - len(local), local.shape[1]), -1, dtype=local.dtype, device=fabric.device)
+        local = fabric.all_gather(torch.cat([local, pad])).reshape(-1, local.shape[1])
+        local = local[local[:, 0] >= 0]
+    local = local.cpu()
+    return local[local[:, 0].argsort()]  # in sample order, whatever the rank split
+
+
+@torch.no_grad()
+def predict_scores(fabric, model, dl: DataLoader, limit: int | None = None) -> dict:
+    """Softmax scores averaged over the views of every sample, each sample once across ranks.
+
+    Batches are [B, V, T, 3, H, W]; the B*V views go through the model together.
+    Returns index [N], label [N], bad [N] (>= 0: unreadable), scores [N, C], in sample order.
+    """
+    model.eval()
+    rows = []
+    for i, batch in enumerate(dl):
+        if limit is not None and i >= limit:
+            break
+        x = batch["video"].to(fabric.device, non_blocking=True)  # [B, V, T, 3, H, W]
+        b, v = x.shape[:2]
+        scores = model(x.flatten(0, 1)).float().softmax(-1).view(b, v, -1).mean(1)  # [B, C]
+        meta = torch.stack([batch["index"], batch["label"], batch["bad"]], 1).to(scores)
+        rows.append(torch.cat([meta, scores.double()], 1))
+    model.train()
+    c = (model.module if hasattr(model, "module") else model).head.num_classes
+    local = torch.cat(rows) if rows else torch.zeros(0, 3 + c, dtype=torch.float64)
+    allr = _gather_rows(fabric, local.double())
+    return {"index": allr[:, 0].long(), "label": allr[:, 1].long(), "bad": allr[:, 2].long(),
+            "scores": allr[:, 3:].float()}
+
+
+def evaluate(fabric, model, dl: DataLoader, num_classes: int, limit: int | None = None) -> dict:
+    return metrics(predict_scores(fabric, model, dl, limit), num_classes)
+
+
+def metrics(pred: dict, num_classes: int, keep: list[int] | None = None) -> dict:
+    """Top-1 / top-5 / mean class accuracy (percent). `keep` restricts both the samples and the
+    classifier to a class subset (the half-class protocol)."""
+    ok = pred["bad"] < 0
+    labels, scores = pred["label"][ok], pred["scores"][ok]
+    if keep is not None:
+        cols = torch.tensor(keep)
+        remap = torch.full((num_classes,), -1, dtype=torch.long)
+        remap[cols] = torch.arange(len(keep))
+        labels = remap[labels]
+        sel = labels >= 0
+        labels, scores = labels[sel], scores[sel][:, cols]
+        num_classes = len(keep)
+    n = len(labels)
+    top = scores.topk(min(5, num_classes), dim=-1).indices if n else torch.zeros(0, 1, dtype=torch.long)
+    hit1 = top[:, 0] == labels
+    hit5 = (top == labels[:, None]).any(1)
+    per_class = {c: 100.0 * hit1[labels == c].float().mean().item() for c in range(num_classes) if (labels == c).any()}
+    return {
+        "top1": 100.0 * hit1.float().mean().item() if n else 0.0,
+        "top5": 100.0 * hit5.float().mean().item() if n else 0.0,
+        "mean_class_accuracy": sum(per_class.values()) / len(per_class) if per_class else 0.0,
+        "per_class": per_class,
+        "num_samples": n,
+        "unreadable": pred["index"][~ok].tolist(),
+    }
+
+
+@torch.no_grad()
+def extract_features(fabric, model, dl: DataLoader) -> tuple[torch.Tensor, torch.Tensor]:
+    """Video embeddings [N, D] (before the head) and labels [N], in sample order, on every rank."""
+    model.eval()
+    rows = []
+    for batch in dl:
+        x = batch["video"].to(fabric.device, non_blocking=True)  # [B, V, T, 3, H, W]
+        b, v = x.shape[:2]
+        mod = model.module if hasattr(model, "module") else model
+        z = mod.encode(x.flatten(0, 1)).float().view(b, v, -1).mean(1)  # [B, D]
+        meta = torch.stack([batch["index"], batch["label"], batch["bad"]], 1).to(z)
+        rows.append(torch.cat([meta.double(), z.double()], 1))
+    model.train()
+    width = (model.module if hasattr(model, "module") else model).head.weight.shape[1]
+    local = torch.cat(rows) if rows else torch.zeros(0, 3 + width, dtype=torch.float64)
+    allr = _gather_rows(fabric, local)
+    allr = allr[allr[:, 2] < 0]  # unreadable samples give no feature
+    return allr[:, 3:].float(), allr[:, 1].long()
+
+
+def halves(num_classes: int, seed: int, n: int = HALVES) -> list[list[int]]:
+    """n distinct random halves of range(num_classes), seeded (the half-class protocol)."""
+    if num_classes < 2:
+        raise TkvrError(f"--protocol half needs at least 2 eval classes, got {num_classes}")
+    out, seen, rng = [], set(), random.Random(seed)
+    tries = 0
+    while len(out) < n and tries < 1000:
+        h = tuple(sorted(rng.sample(range(num_classes), num_classes // 2)))
+        tries += 1
+        if h not in seen:
+            seen.add(h)
+            out.append(list(h))
+    return out
+
+
+def protocol_top1(pred: dict, num_classes: int, protocol: str, seed: int) -> dict:
+    """top-1 over all classes (full), or mean ± std over seeded random halves of them (half)."""
+    n = int((pred["bad"] < 0).sum())
+    if protocol == "full":
+        return {"top1": metrics(pred, num_classes)["top1"], "num_samples": n}
+    tops = [metrics(pred, num_classes, keep=h)["top1"] for h in halves(num_classes, seed)]
+    return {"top1": statistics.fmean(tops), "std": statistics.pstdev(tops), "halves": tops, "num_samples": n}
+
+
+def evaluate_checkpoint(cfg, fabric=None) -> dict:
+    """Score a checkpoint on a split (cfg: EvalConfig): the report `tkvr eval` shows and writes.
+    Data, root and fold default to the checkpoint's; other classes than the checkpoint's need
+    --labels data (their names are embedded and swapped in)."""
+    from tkvr.checkpoint import load_model, read_checkpoint
+    from tkvr.data.loader import eval_loader, eval_set
+    from tkvr.data.specs import resolve
+    from tkvr.data.video import pick_decoder
+    from tkvr.engine import make_fabric
+    from tkvr.model import preprocess_of
+
+    cfg.validate()
+    ckpt = read_checkpoint(cfg.checkpoint)
+    trained = ckpt["config"]["data"]
+    s = cfg.source
+    fold = s.fold_or(trained["fold"] or 1)  # unset: the fold the checkpoint was trained on
+    src = resolve(s.data or trained["data"], s.data_root or trained["data_root"], fold)
+    classes = None
+    if src.classes != ckpt["classes"]:
+        if cfg.labels != "data":
+            raise TkvrError(f"--data {src.name}: its {len(src.classes)} classes differ from the checkpoint's "
+                            f"{len(ckpt['classes'])}; pass --labels data to embed the data's class names with "
+                            "the checkpoint's text encoder (zero-shot)")
+        classes = src.classes
+    tcfg, _, model = load_model(ckpt, classes)
+    decoder = pick_decoder(s.decoder)
+    fabric = fabric or make_fabric(cfg.device)
+    model = fabric.setup_module(model)
+    ds = eval_set(src.split(cfg.split), src, tcfg.model.frames, preprocess_of(model), cfg.views, decoder,
+                  s.decode_device)
+    m = evaluate(fabric, model, eval_loader(fabric, ds, cfg.batch_size, s.workers), len(src.classes))
+    return {"top1": m["top1"], "top5": m["top5"], "mean_class_accuracy": m["mean_class_accuracy"],
+            "num_samples": m["num_samples"], "views": cfg.views, "split": cfg.split, "data": src.name,
+            "fold": fold, "checkpoint": ckpt["path"],
+            "per_class": {src.classes[c]: acc for c, acc in m["per_class"].items()},
+            "unreadable": [ds.samples[i].path for i in m["unreadable"]]}
+
+
+def predictions(where: str, workers: int = 0, batch: int = 32):
+    """Scores of a run's checkpoint on its own validation split (one view, one CPU process):
+    -> (predict_scores dict, data source). For benchmarks and tests that need more than top-1."""
+    from lightning_fabric import Fabric
+
+    from tkvr.checkpoint import load_model, read_checkpoint
+    from tkvr.data.loader import datasets, loader
+    from tkvr.data.specs import resolve
+    from tkvr.model import preprocess_of
+
+    cfg, _, model = load_model(read_checkpoint(where))
+    src = resolve(cfg.data.data, cfg.data.data_root, cfg.data.fold_or())
+    _, val = datasets(cfg, src, preprocess_of(model))
+    return predict_scores(Fabric(accelerator="cpu", devices=1), model, loader(val, batch, False, workers, 0, 0, 1)), src

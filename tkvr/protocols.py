@@ -1,0 +1,162 @@
+"""The paper's protocols over ordinary training runs: the few-shot sweep and zero-shot transfer.
+
+few-shot (Table 8): K videos per class for ALL classes, seeded, identical on every rank, the
+sample saved in each run directory (sample.json) before it trains; one run per K and seed,
+repeated to a normal epoch length, evaluated on the full validation split.
+
+zero-shot (Table 9): the pre-trained model ("w/o train") and the model trained on the seen
+classes ("w/ train"), both scored on the unseen classes' validation videos with the unseen
+names swapped in as the classifier (tkvr.model.swap_classes). Protocol `full` scores all unseen
+classes at once; `half` scores 10 seeded random halves and reports mean ± std (as later papers do).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import statistics
+from pathlib import Path
+
+from tkvr.config import FewshotConfig, ZeroshotConfig, parse_shots
+from tkvr.errors import TkvrError
+from tkvr.progress import say
+
+
+def read_sample(path: str, train, classes: list[str]) -> list[int]:
+    """A saved sample (sample.json of an earlier run, or `path<TAB>class` lines) -> indices."""
+    p = Path(path)
+    if not p.is_file():
+        raise TkvrError(f"--sample {path}: no such file")
+    try:
+        rows = json.loads(p.read_text())["samples"] if p.suffix == ".json" else \
+            [ln.split("\t") for ln in p.read_text().splitlines() if ln.strip()]
+    except (ValueError, KeyError, TypeError):
+        raise TkvrError(f"--sample {path}: not a sample file (sample.json of a few-shot run)") from None
+    where = {s.path: i for i, s in enumerate(train)}
+    ids = []
+    for n, row in enumerate(rows, 1):
+        if len(row) != 2:
+            raise TkvrError(f"--sample {path}:{n}: expected a path and a class name")
+        sp, cls = row
+        if sp not in where:
+            raise TkvrError(f"--sample {path}:{n}: {sp} is not in the training split")
+        if classes[train[where[sp]].label] != cls:
+            raise TkvrError(f"--sample {path}:{n}: {sp} is labelled {cls!r} in the sample but "
+                            f"{classes[train[where[sp]].label]!r} in the dataset")
+        ids.append(where[sp])
+    return ids
+
+
+def fewshot(cfg: FewshotConfig) -> dict[int, dict]:
+    """The sweep: K -> {top1, std, runs}; fewshot.csv / fewshot.json in --out (rank 0)."""
+    from tkvr.data.sampling import k_shot
+    from tkvr.data.specs import resolve
+    from tkvr.fileio import atomic_write_text
+    from tkvr.training import train as train_run
+
+    cfg.validate()
+    base = cfg.train
+    shots = parse_shots(cfg.shots)
+    src = resolve(base.data.data, base.data.data_root, base.data.fold_or())
+    train = src.split("train")
+    labels = [s.label for s in train]
+    fixed = read_sample(cfg.sample, train, src.classes) if cfg.sample else None
+    for k in shots:  # fail before any training if a K cannot be drawn
+        k_shot(labels, k, base.optim.seed, src.classes)
+    root = Path(cfg.out)
+    fabric = None  # launched by the first run, once it has checked its model and data
+    results: dict[int, dict] = {}
+    for k in shots:
+        tops = []
+        for r in range(cfg.repeats):
+            seed = base.optim.seed + r
+            ids = fixed if fixed is not None else k_shot(labels, k, seed, src.classes)
+            sub = copy.deepcopy(base)
+            sub.run.out, sub.optim.seed = str(root / f"{k}shot_seed{seed}"), seed
+            sample = {"dataset": src.name, "shots": k, "seed": seed,
+                      "samples": [[train[i].path, src.classes[train[i].label]] for i in ids]}
+
+            def save_sample(f, sample=sample, out=Path(sub.run.out)):
+                if f.global_rank == 0:
+                    atomic_write_text(json.dumps(sample, indent=1), out / "sample.json")
+
+            size = cfg.epoch_size or len(train)
+            repeated = ids * max(1, math.ceil(size / len(ids)))  # a normal epoch length
+            say(f"{k}-shot, seed {seed}: {len(ids)} videos repeated to {len(repeated)} per epoch -> {sub.run.out}")
+            res = train_run(sub, src=src, train_ids=repeated, fabric=fabric, on_ready=save_sample)
+            fabric = res.fabric
+            tops.append(res.metrics["top1"])
+        results[k] = {"top1": statistics.fmean(tops), "std": statistics.pstdev(tops) if len(tops) > 1 else 0.0,
+                      "runs": tops}
+    if fabric.global_rank == 0:
+        atomic_write_text("shots,top1,std,runs\n" + "".join(
+            f"{k},{v['top1']:.4f},{v['std']:.4f},{' '.join(f'{t:.4f}' for t in v['runs'])}\n"
+            for k, v in results.items()), root / "fewshot.csv")
+        atomic_write_text(json.dumps({str(k): v for k, v in results.items()}, indent=1), root / "fewshot.json")
+    return results
+
+
+def zeroshot(cfg: ZeroshotConfig) -> dict:
+    """Rows without_training (and with_training unless --no-train), each {top1, num_samples}
+    (+ std, halves under --protocol half); zeroshot.json in --out (rank 0)."""
+    from tkvr.data.loader import eval_loader, eval_set
+    from tkvr.data.specs import resolve
+    from tkvr.data.video import pick_decoder
+    from tkvr.engine import make_fabric
+    from tkvr.evaluation import protocol_top1, predict_scores
+    from tkvr.fileio import atomic_write_text
+    from tkvr.model import build, preprocess_of, swap_classes
+    from tkvr.training import train as train_run
+
+    cfg.validate()
+    base = copy.deepcopy(cfg.train)
+    base.data.data = cfg.seen
+    d = base.data
+    seen = resolve(cfg.seen, d.data_root, d.fold_or())
+    unseen = resolve(cfg.eval_data, d.data_root, d.fold_or())
+    if seen.name.split("@")[0] == unseen.name.split("@")[0]:
+        both = set(seen.class_ids()) & set(unseen.class_ids())
+        if both:
+            ids = seen.class_ids()
+            example = seen.classes[ids.index(next(iter(sorted(both, key=str))))]
+            raise TkvrError(f"--train {cfg.seen} and --eval {cfg.eval_data} share {len(both)} classes "
+                            f"(e.g. {example!r}); seen and unseen classes must not overlap")
+    if cfg.protocol == "half" and len(unseen.classes) < 2:
+        raise TkvrError(f"--protocol half needs at least 2 eval classes; {cfg.eval_data} has {len(unseen.classes)}")
+    root = Path(cfg.out)
+    base.run.out = str(root / "seen")
+    templates = base.model.templates or list(unseen.templates)
+    base.model.templates = base.model.templates or list(seen.templates)
+    decoder = pick_decoder(d.decoder)
+
+    def score(fabric, model) -> dict:
+        val = eval_set(unseen.split("val"), unseen, base.model.frames, preprocess_of(model), d.views, decoder,
+                       d.decode_device)
+        pred = predict_scores(fabric, model, eval_loader(fabric, val, base.optim.device_batch or 16, d.workers))
+        return protocol_top1(pred, len(unseen.classes), cfg.protocol, base.optim.seed)
+
+    rows = {}
+    # w/o train: the pre-trained model (no weights trained yet), the unseen names swapped in
+    backbone, model = build(base, seen.classes, base.model.templates)
+    swap_classes(model, backbone, unseen.classes, templates)
+    if not cfg.no_train:
+        from tkvr.training import plan_run_dir
+
+        plan_run_dir(base)  # a refused --out must fail now, not after the first row
+    fabric = make_fabric(base.device)
+    rows["without_training"] = score(fabric, fabric.setup_module(model))
+    say(f"w/o train: top-1 {fmt(rows['without_training'])} on {len(unseen.classes)} unseen classes")
+    if not cfg.no_train:
+        res = train_run(base, src=seen, fabric=fabric)
+        swap_classes(res.model, res.backbone, unseen.classes, templates)
+        rows["with_training"] = score(res.fabric, res.model)
+        say(f"w/ train: top-1 {fmt(rows['with_training'])} on {len(unseen.classes)} unseen classes")
+    out = {**rows, "protocol": cfg.protocol, "train": seen.name, "eval": unseen.name}
+    if fabric.global_rank == 0:
+        atomic_write_text(json.dumps(out, indent=1), root / "zeroshot.json")
+    return out
+
+
+def fmt(r: dict) -> str:
+    return f"{r['top1']:.2f}%" + (f" ± {r['std']:.2f}" if "std" in r else "")

@@ -1,0 +1,189 @@
+"""A training run from its config: validate, build, then write the run directory and fit.
+
+Everything that can be wrong with a request is found before the first side effect: the flags
+(config validation), the data (resolved and split), the run directory (a folder holding a
+checkpoint is a run; one without is not), the model (backbone name, weights, embeddings file,
+temporal module) and the datasets. Only then is a process launched and `--out` written, so a
+corrected rerun never meets a half-made run directory.
+
+Run directory: config.yaml, checkpoints/{last,best}.pt, metrics.csv, steps.csv,
+train_samples.txt, report.json, unreadable.txt (when a training video did not read), and for
+--head lda its feature cache and matrix.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tkvr.config import TrainConfig
+from tkvr.errors import TkvrError
+from tkvr.progress import say
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    epochs: int
+    steps: int
+    best_top1: float
+    metrics: dict  # the last validation: top1, top5, mean_class_accuracy, num_samples, ...
+    history: list[dict] = field(default_factory=list)  # one row per epoch
+    unreadable: list[str] = field(default_factory=list)  # training videos that did not read
+    model: object = None  # the trained model (Fabric-wrapped)
+    backbone: object = None  # its open_clip backbone (the text tower embeds new class names)
+    fabric: object = None
+
+
+def plan_run_dir(cfg: TrainConfig) -> Path | None:
+    """Check --out / --resume without writing; return the checkpoint to resume from (or None)."""
+    from tkvr.checkpoint import check_resumable
+
+    out = Path(cfg.run.out)
+    if out.exists() and not out.is_dir():
+        raise TkvrError(f"--out {out} is a file; give a folder for the run")
+    last = out / "checkpoints" / "last.pt"
+    if cfg.run.resume:
+        path = last if cfg.run.resume == "auto" else Path(cfg.run.resume)
+        if cfg.run.resume == "auto" and not path.is_file():
+            return None  # nothing to resume yet: start fresh
+        if not path.is_file():
+            raise TkvrError(f"--resume {cfg.run.resume}: no such checkpoint")
+        check_resumable(path, cfg)
+        return path
+    if last.exists() or (out / "checkpoints" / "best.pt").exists():
+        raise TkvrError(f"--out {out} already holds a run; continue it with --resume auto, or choose another --out")
+    return None
+
+
+def still_images(cfg: TrainConfig, src) -> None:
+    """An image dataset trains 1-frame clips: more frames of one image would only cost time."""
+    from tkvr.data.video import kind_of
+
+    first = next(iter(src.splits.values()), [])
+    if first and kind_of(first[0].path) == "image" and cfg.model.frames != 1:
+        say(f"{src.name} holds still images: --frames {cfg.model.frames} -> 1 (an image is a 1-frame clip)")
+        cfg.model.frames = 1
+
+
+def train(cfg: TrainConfig, src=None, train_ids: list[int] | None = None, fabric=None,
+          on_ready=None) -> TrainResult:
+    """Train; `src` / `train_ids` let the protocols pass a class subset or a K-shot sample,
+    `fabric` an already launched Fabric. `on_ready(fabric)` runs once everything has been
+    checked, just before the run directory is written (the few-shot sweep writes its sample)."""
+    from tkvr.data.loader import BadFiles, datasets
+    from tkvr.data.specs import resolve
+    from tkvr.engine import Trainer, make_fabric
+    from tkvr.model import build, preprocess_of
+
+    cfg.validate()
+    out = Path(cfg.run.out)
+    src = src or resolve(cfg.data.data, cfg.data.data_root, cfg.data.fold_or())
+    cfg.data.fold = cfg.data.fold_or()  # the checkpoint records the fold it was trained on
+    cfg.model.templates = cfg.model.templates or list(src.templates)
+    still_images(cfg, src)
+    resume = plan_run_dir(cfg)
+    t0 = time.time()
+    backbone, model = build(cfg, src.classes, cfg.model.templates)
+    train_set, val_set = datasets(cfg, src, preprocess_of(model), train_ids)
+    fabric = fabric or make_fabric(cfg.device)
+    if on_ready is not None:
+        on_ready(fabric)
+    if fabric.global_rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        write_config(cfg, out)  # first, so a crashed run still says what it was
+    fabric.barrier()
+    if cfg.model.head == "lda" and resume is None:
+        fit_lda_head(fabric, cfg, model, src, preprocess_of(model), out)
+    write_samples(train_set.samples, src.classes, out, fabric.global_rank)
+    say(f"run {out}: {cfg.model.backbone} + {cfg.model.temporal}, head {cfg.model.head}, {len(src.classes)} classes, "
+        f"{len(train_set)} train / {len(val_set)} val samples, {fabric.world_size} device(s)")
+    bad = BadFiles(train_set.samples, cfg.data.max_bad_fraction)
+    trainer = Trainer(cfg, fabric, model, train_set, val_set, src.classes, out, bad, resume)
+    fit = trainer.fit()
+    result = TrainResult(out, trainer.epoch, trainer.step, trainer.best, fit.metrics, fit.history, bad.paths(),
+                         trainer.model, backbone, fabric)
+    if fabric.global_rank == 0:
+        finish(cfg, result, time.time() - t0)
+    return result
+
+
+def finish(cfg: TrainConfig, r: TrainResult, wall: float) -> None:
+    """unreadable.txt, report.json and the closing lines (rank 0)."""
+    from tkvr.engine import write_report
+    from tkvr.fileio import atomic_write_text
+
+    if r.unreadable:
+        atomic_write_text("".join(p + "\n" for p in r.unreadable), r.out / "unreadable.txt")
+        say(f"{len(r.unreadable)} unreadable training videos were replaced; listed in {r.out / 'unreadable.txt'}")
+    m = r.metrics
+    report = {"run": str(r.out), "wall_s": wall, "epochs": r.epochs, "steps": r.steps, "best_top1": r.best_top1,
+              "unreadable_train": r.unreadable,
+              "final": {k: m[k] for k in ("top1", "top5", "mean_class_accuracy", "num_samples")} if m else {},
+              "history": r.history}
+    write_report(r.out / "report.json", report, cfg.run.command)
+    if m:
+        say(f"final: top-1 {m['top1']:.2f}%  top-5 {m['top5']:.2f}%  mean class {m['mean_class_accuracy']:.2f}% "
+            f"on {m['num_samples']} val clips; best top-1 {r.best_top1:.2f}%")
+    say(f"run directory: {r.out} (config.yaml, checkpoints/, metrics.csv, report.json)")
+
+
+def write_config(cfg: TrainConfig, out: Path) -> None:
+    import yaml
+
+    from tkvr.fileio import atomic_write_text
+
+    atomic_write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), out / "config.yaml")
+
+
+def write_samples(samples, classes: list[str], out: Path, rank: int) -> None:
+    """The distinct training samples this rank can draw from, `path<TAB>class` a line:
+    train_samples.txt on rank 0, train_samples.rank<R>.txt on the others."""
+    from tkvr.fileio import atomic_write_text
+
+    seen, lines = set(), []
+    for s in samples:
+        if s.path not in seen:
+            seen.add(s.path)
+            lines.append(f"{s.path}\t{classes[s.label]}\n")
+    atomic_write_text("".join(lines), out / ("train_samples.txt" if rank == 0 else f"train_samples.rank{rank}.txt"))
+
+
+def fit_lda_head(fabric, cfg: TrainConfig, model, src, preprocess: dict, out: Path):
+    """--head lda: pre-trained visual features of up to --lda-samples videos per class of the
+    training split (one centre view each), extracted on every device, cached in the run
+    directory; multi-class LDA on them becomes the frozen head."""
+    from tkvr.data.loader import eval_loader, eval_set
+    from tkvr.data.video import pick_decoder
+    from tkvr.evaluation import extract_features
+    from tkvr.fileio import atomic_save, safe_load
+    from tkvr.heads import Head, fit_lda
+    from tkvr.text import save_embeddings
+
+    cache = out / "lda_features.pt"
+    if cache.is_file():
+        data = safe_load(cache, "LDA feature cache")
+        feats, labels = data["features"], data["labels"]
+        say(f"LDA: {len(feats)} cached features from {cache}")
+    else:
+        train = src.split("train")
+        by_class: dict[int, list[int]] = {}
+        for i, s in enumerate(train):
+            by_class.setdefault(s.label, []).append(i)
+        rng = random.Random(cfg.optim.seed)
+        ids = sorted(i for idx in by_class.values() for i in rng.sample(idx, min(len(idx), cfg.model.lda_samples)))
+        ds = eval_set([train[i] for i in ids], src, cfg.model.frames, preprocess, "1x1",
+                      pick_decoder(cfg.data.decoder, quiet=True), cfg.data.decode_device)
+        model.to(fabric.device)
+        feats, labels = extract_features(fabric, model, eval_loader(fabric, ds, cfg.optim.device_batch or 16,
+                                                                    cfg.data.workers))
+        if fabric.global_rank == 0:
+            atomic_save({"features": feats, "labels": labels}, cache)
+        say(f"LDA: features of {len(feats)} training videos (<= {cfg.model.lda_samples} per class) -> {cache}")
+    w = fit_lda(feats, labels, len(src.classes))
+    model.head = Head(w, "lda", trainable=cfg.model.unfreeze_head)
+    if fabric.global_rank == 0:
+        save_embeddings(out / "lda_embeddings.pt", w, src.classes, cfg.model.backbone, cfg.model.pretrained, [], "lda")
+    return w
