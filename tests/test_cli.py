@@ -17,8 +17,9 @@ def test_command_help_shows_defaults_and_example(run_cli):
     assert "Example:" in out and "default: ViT-B/16" in out
 
 
-def test_help_does_not_import_torch():
-    code = "import sys; from tkvr.cli import main\ntry:\n main(['--help'])\nexcept SystemExit: pass\n" \
+@pytest.mark.parametrize("args", [["--help"], ["train", "--help"], ["eval", "--help"], ["fewshot", "--help"]])
+def test_help_does_not_import_torch(args):
+    code = f"import sys; from tkvr.cli import main\ntry:\n main({args!r})\nexcept SystemExit: pass\n" \
            "assert 'torch' not in sys.modules, 'torch imported by --help'"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr

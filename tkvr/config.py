@@ -52,15 +52,20 @@ def setting(default=dataclasses.MISSING, help: str = "", *, choices=None, flag: 
 
 def borrow(group, name: str, **changes):
     """Another group's declaration of `name`, for a command that shows it too; `changes` may set
-    another default, help or flag. The metadata keeps where it was declared."""
+    another default, help or flag. The metadata keeps the declaring field (`origin`)."""
     f = group.__dataclass_fields__[name]
-    meta = {**f.metadata, "origin": f.metadata.get("origin", f"{group.__name__}.{name}")}
+    meta = {**f.metadata, "origin": f.metadata.get("origin", f)}
     default = changes.pop("default", f.default)
     for k, v in changes.items():
         if k not in meta:
             raise TypeError(f"borrow: unknown change {k!r}")
         meta[k] = tuple(v) if k == "choices" else v
     return field(default=default, metadata=meta)
+
+
+def declaration(f: dataclasses.Field) -> dataclasses.Field:
+    """The field that declared a setting: itself, or the one it was borrowed from."""
+    return f.metadata.get("origin", f)
 
 
 def fail_if(problems: list[str]) -> None:

@@ -1,4 +1,5 @@
-"""The one training engine every command uses: Fabric, optimiser, schedule and the loop.
+"""The one training engine every command uses: optimiser, schedule and the loop (Fabric is
+launched by tkvr.launch).
 
 Recipe defaults (the paper's official configs): AdamW, lr 5e-6 for the visual encoder and 10x for
 new modules (temporal module, inserted temporal convolutions, a learned head); betas (0.9, 0.98);
@@ -27,30 +28,11 @@ import torch
 import torch.nn.functional as F
 
 from tkvr.checkpoint import FORMAT, STATE_KEYS, rng_state, save_checkpoint, set_rng_state
-from tkvr.config import DeviceConfig, TrainConfig
+from tkvr.config import TrainConfig
 from tkvr.data.loader import loader, start_epoch, workers_for
 from tkvr.errors import TkvrError
 from tkvr.evaluation import evaluate
 from tkvr.progress import TrainProgress, say
-
-
-# ---------------------------------------------------------------- Fabric
-def make_fabric(device: DeviceConfig):
-    from lightning_fabric import Fabric
-
-    strategy = device.strategy
-    if strategy == "fsdp":
-        from lightning_fabric.strategies import FSDPStrategy
-
-        strategy = FSDPStrategy(state_dict_type="full")
-    elif strategy == "ddp" and device.accelerator == "cpu":
-        from lightning_fabric.strategies import DDPStrategy
-
-        strategy = DDPStrategy(process_group_backend="gloo")
-    fabric = Fabric(accelerator=device.accelerator, devices=device.devices, num_nodes=device.num_nodes,
-                    strategy=strategy, precision=device.precision)
-    fabric.launch()
-    return fabric
 
 
 # ---------------------------------------------------------------- optimiser and schedule

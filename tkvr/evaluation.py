@@ -140,7 +140,7 @@ def evaluate_checkpoint(cfg, fabric=None) -> dict:
     from tkvr.data.loader import eval_loader, eval_set
     from tkvr.data.specs import resolve
     from tkvr.data.video import pick_decoder
-    from tkvr.engine import make_fabric
+    from tkvr.launch import make_fabric
     from tkvr.model import preprocess_of
 
     cfg.validate()

@@ -27,6 +27,18 @@ def say(msg: str) -> None:
         print(msg, file=sys.stdout, flush=True)
 
 
+def publish(result, show, json_path: str | None, payload=None):
+    """Rank 0 shows a command's result and writes it (or `payload`) to --json, whole or not at
+    all. Returns the result."""
+    if is_rank_zero():
+        show(result)
+        if json_path:
+            from tkvr.fileio import write_json
+
+            write_json(result if payload is None else payload, json_path)
+    return result
+
+
 def track(items, total: int, description: str):
     """Iterate with a rich progress bar on a terminal; plain lines (every 10%) otherwise."""
     if not is_rank_zero():

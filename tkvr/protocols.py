@@ -103,7 +103,7 @@ def zeroshot(cfg: ZeroshotConfig) -> dict:
     from tkvr.data.loader import eval_loader, eval_set
     from tkvr.data.specs import resolve
     from tkvr.data.video import pick_decoder
-    from tkvr.engine import make_fabric
+    from tkvr.launch import make_fabric
     from tkvr.evaluation import protocol_top1, predict_scores
     from tkvr.fileio import atomic_write_text
     from tkvr.model import build, preprocess_of, swap_classes

@@ -153,16 +153,13 @@ def encode_text_only(spec: str, classes: list[str], templates: list[str], dim: i
     return F.normalize(emb, dim=-1)
 
 
-def embed(cfg) -> dict:
-    """The work of `tkvr embed` (cfg: EmbedConfig): class names x templates -> [C, D], saved to
-    cfg.out (and the correlation map to cfg.plot). -> {embeddings, classes, templates}."""
+def embed(cfg, classes: list[str], backbone) -> dict:
+    """The work of `tkvr embed` (cfg: EmbedConfig, checked; classes resolved; backbone built from
+    cfg): class names x templates -> [C, D], saved to cfg.out (and the correlation map to
+    cfg.plot). -> {embeddings, classes, templates}."""
     from tkvr.heads import head_matrix
-    from tkvr.model import build_backbone
 
-    cfg.validate()
     templates = list(cfg.templates or DEFAULT_TEMPLATES)
-    classes = resolve_classes(cfg.classes)
-    backbone = build_backbone(cfg.backbone, cfg.pretrained)
     if cfg.text_encoder:
         emb = encode_text_only(cfg.text_encoder, classes, templates, backbone.dim, cfg.seed)
     elif cfg.head == "text":

@@ -75,7 +75,8 @@ def train(cfg: TrainConfig, src=None, train_ids: list[int] | None = None, fabric
     checked, just before the run directory is written (the few-shot sweep writes its sample)."""
     from tkvr.data.loader import BadFiles, datasets
     from tkvr.data.specs import resolve
-    from tkvr.engine import Trainer, make_fabric
+    from tkvr.engine import Trainer
+    from tkvr.launch import make_fabric
     from tkvr.model import build, preprocess_of
 
     cfg.validate()

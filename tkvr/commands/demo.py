@@ -18,6 +18,7 @@ def run(cfg: DemoConfig) -> dict:
     from tkvr.data.specs import resolve
     from tkvr.evaluation import evaluate_checkpoint
     from tkvr.fileio import atomic_write_text, write_json
+    from tkvr.model import build_backbone
     from tkvr.protocols import zeroshot
     from tkvr.text import embed
     from tkvr.training import train
@@ -38,7 +39,7 @@ def run(cfg: DemoConfig) -> dict:
         pass
     say("[2/5] tkvr embed: class names -> frozen classifier")
     embed(EmbedConfig(classes=str(out / "seen_classes.txt"), out=str(emb), backbone="toy",
-                      templates=list(seen.templates), plot=plot))
+                      templates=list(seen.templates), plot=plot), seen.classes, build_backbone("toy"))
 
     flags = dict(TOY_RECIPE, epochs=cfg.epochs, workers=cfg.workers, seed=cfg.seed, embeddings=str(emb), views="1x1",
                  command="tkvr demo")

@@ -7,9 +7,12 @@ from tkvr.progress import say
 
 
 def run(cfg: EmbedConfig) -> dict:
-    from tkvr.text import embed
+    from tkvr.model import build_backbone
+    from tkvr.text import embed, resolve_classes
 
-    res = embed(cfg)
+    cfg.validate()
+    classes = resolve_classes(cfg.classes)
+    res = embed(cfg, classes, build_backbone(cfg.backbone, cfg.pretrained))
     emb = res["embeddings"]
     say(f"wrote {cfg.out}: {cfg.head} embeddings [{emb.shape[0]}, {emb.shape[1]}] for "
         f"{len(res['classes'])} classes, backbone {cfg.backbone}, {len(res['templates'])} template(s)"

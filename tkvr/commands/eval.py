@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 from tkvr.config import EvalConfig
-from tkvr.progress import console, say
+from tkvr.progress import console, publish, say
 
 
 def run(cfg: EvalConfig) -> dict:
     from tkvr.evaluation import evaluate_checkpoint
-    from tkvr.fileio import write_json
-    from tkvr.progress import is_rank_zero
 
-    report = evaluate_checkpoint(cfg)
-    if is_rank_zero():
-        show(report)
-        if cfg.json:
-            write_json(report, cfg.json)
-    return report
+    return publish(evaluate_checkpoint(cfg), show, cfg.json)
 
 
 def show(report: dict) -> None:

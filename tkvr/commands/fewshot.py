@@ -6,19 +6,15 @@ Each (K, seed) is an ordinary training run on a K-shot sample (tkvr.protocols.fe
 from __future__ import annotations
 
 from tkvr.config import FewshotConfig
-from tkvr.progress import console, is_rank_zero
+from tkvr.progress import console, publish
 
 
 def run(cfg: FewshotConfig) -> dict:
-    from tkvr.fileio import write_json
     from tkvr.protocols import fewshot
 
     results = fewshot(cfg)
-    if is_rank_zero():
-        show(results, cfg.train.model.head, cfg.train.data.data)
-        if cfg.json:
-            write_json({str(k): v for k, v in results.items()}, cfg.json)
-    return results
+    return publish(results, lambda r: show(r, cfg.train.model.head, cfg.train.data.data), cfg.json,
+                   {str(k): v for k, v in results.items()})
 
 
 def show(results: dict, head: str, data: str) -> None:

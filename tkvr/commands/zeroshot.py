@@ -4,19 +4,13 @@
 from __future__ import annotations
 
 from tkvr.config import ZeroshotConfig
-from tkvr.progress import console, is_rank_zero
+from tkvr.progress import console, publish
 
 
 def run(cfg: ZeroshotConfig) -> dict:
-    from tkvr.fileio import write_json
     from tkvr.protocols import zeroshot
 
-    out = zeroshot(cfg)
-    if is_rank_zero():
-        show(out)
-        if cfg.json:
-            write_json(out, cfg.json)
-    return out
+    return publish(zeroshot(cfg), show, cfg.json)
 
 
 def show(out: dict) -> None:

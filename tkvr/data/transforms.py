@@ -17,7 +17,7 @@ import torch
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-CROPS = ("rrc", "multiscale")
+from tkvr.config import CROPS
 
 
 class MultiScaleCrop(torch.nn.Module):
@@ -45,6 +45,9 @@ def _size(preprocess: dict) -> int:
 
 
 def train_transform(preprocess: dict, crop: str = "rrc", flip: bool = True):
+    """crop: one of --train-crop's choices (tkvr.config.CROPS)."""
+    if crop not in CROPS:
+        raise ValueError(f"crop {crop!r}: one of {CROPS}")
     size = _size(preprocess)
     steps = [v2.RandomResizedCrop(size, scale=(0.25, 1.0), antialias=True) if crop == "rrc"
              else MultiScaleCrop(size)]

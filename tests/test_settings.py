@@ -1,0 +1,180 @@
+"""Each setting declared once; everything validated before the first side effect; checkpoint-
+dependent defaults resolved from the checkpoint (the eval fold)."""
+import ast
+import json
+from pathlib import Path
+
+import click
+import pytest
+import torch
+
+from conftest import assert_user_error, write_clip
+
+TKVR = Path(__file__).resolve().parents[1] / "tkvr"
+FAST = ["--backbone", "tiny", "--frames", "2", "--batch-size", "8", "--workers", "0", "--epochs", "1",
+        "--limit-batches", "1", "--warmup", "0"]
+# Flags that two declarations share on purpose, because they mean different things per command.
+SAME_NAME_OTHER_MEANING = {
+    "--batch-size": "train: the global batch; eval: videos per device and batch",
+    "--labels": "eval: 'data' swaps in the eval data's names; predict: the new names themselves",
+    "--out": "train and the protocols: a run folder; embed: the embeddings file",
+}
+
+
+def commands():
+    from tkvr.cli import cli
+
+    return {name: cmd for name, cmd in cli.commands.items()}
+
+
+def test_every_option_has_exactly_one_declaration():
+    from tkvr.config import declaration, leaves
+
+    by_flag: dict[str, set] = {}
+    for name, cmd in commands().items():
+        cls = cmd.callback.__tkvr_config__
+        fields = leaves(cls)
+        options = [p for p in cmd.params if isinstance(p, click.Option) and p.name not in ("help", "config")]
+        shown = {p.name for p in options}
+        declared = {n for n, (_, f) in fields.items() if f.metadata.get("cli", True)}
+        assert shown == declared, (name, shown ^ declared)  # no orphan option, no orphan setting
+        assert len(shown) == len(options), name  # no option twice
+        for p in options:
+            f = fields[p.name][1]
+            meta = f.metadata
+            assert p.help == meta["help"], (name, p.name)
+            if meta["choices"]:
+                assert tuple(p.type.choices) == meta["choices"], (name, p.name)
+            if not p.multiple and not meta["required"]:
+                assert p.default == f.default, (name, p.name, p.default, f.default)
+            for flag in p.opts:
+                by_flag.setdefault(flag, set()).add(id(declaration(f)))
+    shared = {flag for flag, decls in by_flag.items() if len(decls) > 1}
+    assert shared == set(SAME_NAME_OTHER_MEANING), shared
+    # the shared groups really are shared: one declaration behind each of these everywhere
+    for flag in ("--json", "--workers", "--decoder", "--frames", "--views", "--seed", "--data", "--fold"):
+        assert len(by_flag[flag]) == 1, flag
+
+
+def test_command_modules_import_only_the_library():
+    names = {p.stem for p in (TKVR / "commands").glob("*.py")} - {"__init__"}
+    for p in (TKVR / "commands").glob("*.py"):
+        for node in ast.walk(ast.parse(p.read_text())):
+            mods = []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                mods = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                mods = [a.name for a in node.names]
+            for m in mods:
+                assert not (m.startswith("tkvr.commands.") and m.split(".")[2] in names), (p.name, m)
+
+
+def test_no_import_cycle_and_a_short_engine():
+    modules = {".".join(p.relative_to(TKVR.parent).with_suffix("").parts).removesuffix(".__init__"): p
+               for p in TKVR.rglob("*.py")}
+    graph = {}
+    for name, p in modules.items():
+        deps = set()
+        for node in ast.walk(ast.parse(p.read_text())):  # function-level imports count too
+            if isinstance(node, ast.ImportFrom) and node.module:
+                deps |= {m for m in [node.module] + [f"{node.module}.{a.name}" for a in node.names] if m in modules}
+            elif isinstance(node, ast.Import):
+                deps |= {a.name for a in node.names if a.name in modules}
+        graph[name] = deps - {name, "tkvr"}
+    done, path = set(), []
+
+    def visit(m):
+        assert m not in path, "import cycle: " + " -> ".join(path[path.index(m):] + [m])
+        if m in done:
+            return
+        path.append(m)
+        for d in sorted(graph[m]):
+            visit(d)
+        path.pop()
+        done.add(m)
+
+    for m in sorted(graph):
+        visit(m)
+    assert len((TKVR / "engine.py").read_text().splitlines()) < 350
+
+
+@pytest.mark.parametrize("cmd, args, word", [
+    ("train", ["--views", "4by3"], "--views"),
+    ("train", ["--frames", "0"], "--frames"),
+    ("train", ["--label-fraction", "1.5"], "--label-fraction"),
+    ("fewshot", ["--shots", "0,1"], "--shots"),
+    ("fewshot", ["--shots", "one"], "--shots"),
+    ("train", ["--backbone", "vit-huge-9000"], "--backbone"),
+    ("train", ["--pretrained", "missing/weights.pt"], "--pretrained"),
+    ("train", ["--temporal", "t1d"], "token-t1d"),
+    ("zeroshot", ["--views", "0x1"], "--views"),
+])
+def test_bad_request_fails_before_anything_is_written(run_cli, tmp_path, cmd, args, word):
+    out = tmp_path / "run"
+    code, _, err = run_cli(cmd, "--data" if cmd != "zeroshot" else "--train", "toy" if cmd != "zeroshot" else "toy@seen",
+                           *FAST, *args, "--out", out)
+    assert_user_error(code, err, word)
+    assert not out.exists()
+
+
+def test_mismatched_embeddings_fail_before_anything_is_written(run_cli, tmp_path):
+    code, _, err = run_cli("embed", "--classes", "a,b,c", "--backbone", "tiny", "--out", tmp_path / "abc.pt")
+    assert code == 0, err
+    code, _, err = run_cli("train", "--data", "toy", *FAST, "--embeddings", tmp_path / "abc.pt", "--out",
+                           tmp_path / "run")
+    assert_user_error(code, err, "--embeddings", "does not match")
+    assert not (tmp_path / "run").exists()
+
+
+def test_bad_top_k_writes_no_json(run_cli, tmp_path):
+    clip = write_clip(tmp_path / "c.mp4")
+    code, _, err = run_cli("predict", clip, "--checkpoint", tmp_path / "nowhere", "--top-k", "0",
+                           "--json", tmp_path / "p.json")
+    assert_user_error(code, err, "--top-k")
+    assert not (tmp_path / "p.json").exists()
+
+
+def test_a_folder_without_checkpoint_is_not_a_run(run_cli, tmp_path):
+    """A run that failed before its first checkpoint (config.yaml only) does not block a rerun."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.yaml").write_text("model: {}\n")
+    code, _, err = run_cli("train", "--data", "toy", *FAST, "--out", out)
+    assert code == 0, err
+    assert (out / "checkpoints" / "last.pt").is_file()
+    code, _, err = run_cli("train", "--data", "toy", *FAST, "--out", out)  # now it is one
+    assert_user_error(code, err, "--out", "--resume auto")
+
+
+def ucf_split(root: Path) -> Path:
+    """A tiny UCF-101 layout: 2 classes, 3 folds; testlist01 holds 4 videos, testlist02 holds 2."""
+    lists = root / "ucfTrainTestlist"
+    lists.mkdir(parents=True)
+    (lists / "classInd.txt").write_text("1 Archery\n2 Bowling\n")
+    names = {c: [f"{c}/v_{c}_g0{g}_c01.mp4" for g in range(1, 5)] for c in ("Archery", "Bowling")}
+    for c, files in names.items():
+        (root / "UCF-101" / c).mkdir(parents=True)
+        for i, f in enumerate(files):
+            write_clip(root / "UCF-101" / f, frames=8, size=32, seed=i)
+    a, b = names["Archery"], names["Bowling"]
+    folds = {1: (a[2:] + b[2:], a[:2] + b[:2]), 2: (a[:3] + b[:3], a[3:] + b[3:]), 3: (a[:2] + b[:2], a[2:] + b[2:])}
+    for k, (train, test) in folds.items():
+        (lists / f"trainlist0{k}.txt").write_text("".join(f"{f} {1 + f.startswith('Bowling')}\n" for f in train))
+        (lists / f"testlist0{k}.txt").write_text("".join(f"{f}\n" for f in test))
+    return root
+
+
+def test_eval_scores_the_fold_the_checkpoint_was_trained_on(run_cli, tmp_path):
+    data = ucf_split(tmp_path / "ucf")
+    run = tmp_path / "run"
+    code, _, err = run_cli("train", "--data", data, "--fold", "2", *FAST, "--out", run)
+    assert code == 0, err
+    assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["config"]["data"]["fold"] == 2
+    code, _, err = run_cli("eval", "--checkpoint", run, "--workers", "0", "--json", tmp_path / "e.json")
+    assert code == 0, err
+    report = json.loads((tmp_path / "e.json").read_text())
+    assert report["fold"] == 2 and report["num_samples"] == 2  # testlist02, not testlist01 (4 videos)
+    code, _, err = run_cli("eval", "--checkpoint", run, "--fold", "1", "--workers", "0", "--json", tmp_path / "e1.json")
+    assert code == 0, err
+    report = json.loads((tmp_path / "e1.json").read_text())
+    assert report["fold"] == 1 and report["num_samples"] == 4  # asked for explicitly
