@@ -8,12 +8,11 @@ loading it.
 from __future__ import annotations
 
 import sys
+from dataclasses import MISSING
 
 import click
 
 from tkvr import __version__
-from dataclasses import MISSING
-
 from tkvr.config import (CheckConfig, DemoConfig, EmbedConfig, EvalConfig, FewshotConfig, PredictConfig, TrainConfig,
                          ZeroshotConfig, build, leaves)
 from tkvr.errors import TkvrError
