@@ -26,12 +26,11 @@ def main():
     import torch
     from lightning_fabric import Fabric
 
-    from tkvr.data.loader import ClipDataset
+    from tkvr.data.loader import ClipDataset, loader
     from tkvr.data.sampling import parse_views
     from tkvr.data.specs import resolve
     from tkvr.data.transforms import EvalTransform
     from tkvr.data.video import pick_decoder
-    from tkvr.data.loader import loader
     from tkvr.evaluation import predict_scores
     from tkvr.heads import Head, random_matrix
     from tkvr.model import build_backbone, build_model

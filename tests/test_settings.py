@@ -36,11 +36,11 @@ def test_every_option_has_exactly_one_declaration():
         fields = leaves(cls)
         options = [p for p in cmd.params if isinstance(p, click.Option) and p.name not in ("help", "config")]
         shown = {p.name for p in options}
-        declared = {n for n, (_, f) in fields.items() if f.metadata.get("cli", True)}
+        declared = {n for n, f in fields.items() if f.metadata.get("cli", True)}
         assert shown == declared, (name, shown ^ declared)  # no orphan option, no orphan setting
         assert len(shown) == len(options), name  # no option twice
         for p in options:
-            f = fields[p.name][1]
+            f = fields[p.name]
             meta = f.metadata
             assert p.help == meta["help"], (name, p.name)
             if meta["choices"]:
@@ -178,3 +178,17 @@ def test_eval_scores_the_fold_the_checkpoint_was_trained_on(run_cli, tmp_path):
     assert code == 0, err
     report = json.loads((tmp_path / "e1.json").read_text())
     assert report["fold"] == 1 and report["num_samples"] == 4  # asked for explicitly
+
+
+def test_checkpoint_configs_of_the_earlier_layout_load():
+    """Checkpoints written before the device group kept devices and --embeddings under run."""
+    from tkvr.config import TrainConfig
+
+    cfg = TrainConfig.from_flags({"backbone": "tiny", "devices": 2, "precision": "bf16-mixed", "embeddings": "e.pt",
+                                  "fold": 2, "out": "runs/x"})
+    old = cfg.to_dict()
+    device = old.pop("device")
+    old["run"].update(device, embeddings=old["model"].pop("embeddings"))
+    assert "device" not in old and "embeddings" not in old["model"]
+    assert TrainConfig.from_dict(old) == cfg
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg

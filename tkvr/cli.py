@@ -85,7 +85,7 @@ def _option(name: str, f):
 def options(cls, config_file: bool = False):
     """The options of a command, derived from the settings of its config class, in order."""
     def decorate(fn):
-        for name, (_, f) in reversed(list(leaves(cls).items())):
+        for name, f in reversed(list(leaves(cls).items())):
             if f.metadata.get("cli", True):
                 fn = _option(name, f)(fn)
         if config_file:

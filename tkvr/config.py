@@ -452,23 +452,20 @@ TOY_RECIPE = dict(backbone="toy", frames=8, temporal="t-trans", temporal_layers=
 
 
 # ---------------------------------------------------------------- flat flags <-> grouped configs
-def leaves(cls, hidden: tuple = ()) -> dict[str, tuple[tuple[str, ...], dataclasses.Field]]:
-    """Every setting of a (nested) config: name -> (path of group names, field). A name shown by
-    the command itself hides the same name in a nested group (listed in `hidden`)."""
-    out: dict[str, tuple[tuple[str, ...], dataclasses.Field]] = {}
+def leaves(cls, hidden: tuple = ()) -> dict[str, dataclasses.Field]:
+    """Every setting of a (nested) config by name. A name the command shows itself hides the
+    same name in its nested groups (listed in the class's `hidden`)."""
+    out: dict[str, dataclasses.Field] = {}
     hidden = hidden or getattr(cls, "hidden", ())
     for f in dataclasses.fields(cls):
         if _is_group(f):
-            for name, (path, sub) in leaves(_group_type(cls, f), ()).items():
-                if name in hidden:
-                    continue
-                if name in out:
-                    raise TypeError(f"{cls.__name__}: setting {name!r} appears twice")
-                out[name] = ((f.name,) + path, sub)
+            inner = {n: sub for n, sub in leaves(f.default_factory, ()).items() if n not in hidden}
         else:
-            if f.name in out:
-                raise TypeError(f"{cls.__name__}: setting {f.name!r} appears twice")
-            out[f.name] = ((), f)
+            inner = {f.name: f}
+        for name, field_ in inner.items():
+            if name in out:
+                raise TypeError(f"{cls.__name__}: setting {name!r} appears twice")
+            out[name] = field_
     return out
 
 
@@ -476,27 +473,18 @@ def _is_group(f: dataclasses.Field) -> bool:
     return f.default_factory is not dataclasses.MISSING and dataclasses.is_dataclass(f.default_factory)
 
 
-def _group_type(cls, f: dataclasses.Field):
-    return f.default_factory
-
-
 def build(cls, flat: dict, strict: bool = False):
     """A config from flat setting names; groups are built from the names they hold, the rest keep
     their declared defaults. strict: a name the config does not hold is an error."""
-    names = leaves(cls)
     if strict:
-        unknown = [k for k in flat if k not in names]
+        unknown = [k for k in flat if k not in leaves(cls)]
         if unknown:
             raise TkvrError(f"unknown setting {unknown[0]!r}")
-    return _build(cls, flat, getattr(cls, "hidden", ()))
-
-
-def _build(cls, flat: dict, hidden: tuple):
+    hidden = getattr(cls, "hidden", ())
     kw = {}
     for f in dataclasses.fields(cls):
         if _is_group(f):
-            sub = {k: v for k, v in flat.items() if k not in hidden}
-            kw[f.name] = _build(_group_type(cls, f), sub, ())
-        elif f.name in flat and f.init:
+            kw[f.name] = build(f.default_factory, {k: v for k, v in flat.items() if k not in hidden})
+        elif f.name in flat:
             kw[f.name] = flat[f.name]
     return cls(**kw)
