@@ -103,11 +103,11 @@ def zeroshot(cfg: ZeroshotConfig) -> dict:
     from tkvr.data.loader import eval_loader, eval_set
     from tkvr.data.specs import resolve
     from tkvr.data.video import pick_decoder
-    from tkvr.launch import make_fabric
-    from tkvr.evaluation import protocol_top1, predict_scores
+    from tkvr.evaluation import predict_scores, protocol_top1
     from tkvr.fileio import atomic_write_text
+    from tkvr.launch import make_fabric
     from tkvr.model import build, preprocess_of, swap_classes
-    from tkvr.training import train as train_run
+    from tkvr.training import plan_run_dir, train as train_run
 
     cfg.validate()
     base = copy.deepcopy(cfg.train)
@@ -141,8 +141,6 @@ def zeroshot(cfg: ZeroshotConfig) -> dict:
     backbone, model = build(base, seen.classes, base.model.templates)
     swap_classes(model, backbone, unseen.classes, templates)
     if not cfg.no_train:
-        from tkvr.training import plan_run_dir
-
         plan_run_dir(base)  # a refused --out must fail now, not after the first row
     fabric = make_fabric(base.device)
     rows["without_training"] = score(fabric, fabric.setup_module(model))
