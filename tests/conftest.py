@@ -75,3 +75,47 @@ def write_jpeg(img, path):
     from PIL import Image
 
     Image.fromarray(img.permute(1, 2, 0).contiguous().numpy()).save(str(path), quality=95)
+
+
+def write_divx_avi(path, frames=10, placeholder=True, title=None):
+    """An MPEG-4 Part 2 AVI that says it comes from DivX, as real HMDB-51 clips do. placeholder:
+    one more 1-byte packet after the last frame, which the decoder turns into no frame (DivX's
+    packed B-frame placeholders): the container holds frames + 1 packets. title: metadata, with
+    its 'é' rewritten to a Latin-1 byte (not UTF-8), as in some HMDB-51 files."""
+    import fractions
+
+    import av
+    import numpy as np
+
+    enc = av.CodecContext.create("mpeg4", "w")
+    enc.width, enc.height, enc.pix_fmt = 32, 32, "yuv420p"
+    enc.time_base, enc.framerate = fractions.Fraction(1, 8), 8
+    packets = []
+    for t in range(frames):
+        img = np.zeros((32, 32, 3), np.uint8)
+        img[:, :, 0] = 20 * t
+        img[:, t * 3 % 32, :] = 255
+        f = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format="yuv420p")
+        f.pts, f.time_base = t, enc.time_base
+        packets += [bytes(p) for p in enc.encode(f)]
+    packets += [bytes(p) for p in enc.encode(None)]
+    vop = packets[0].index(b"\x00\x00\x01\xb6")  # user data before the first picture: DivX 5.0.3
+    packets[0] = packets[0][:vop] + b"\x00\x00\x01\xb2DivX503b1393" + packets[0][vop:]
+    if placeholder:
+        packets.append(b"\x7f")
+    out = av.open(str(path), "w", format="avi")
+    if title:
+        out.metadata["title"] = title
+    stream = out.add_stream("mpeg4", rate=8)
+    stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+    for k, data in enumerate(packets):
+        p = av.Packet(data)
+        p.stream, p.pts, p.dts, p.time_base = stream, k, k, fractions.Fraction(1, 8)
+        p.is_keyframe = k == 0
+        out.mux(p)
+    out.close()
+    if title and "é" in title:
+        data = open(path, "rb").read()
+        at = data.index("é".encode())
+        open(path, "wb").write(data[:at] + b"\xe9 " + data[at + 2:])  # same length, not UTF-8
+    return path

@@ -21,8 +21,8 @@ class _Probe:
     def __getitem__(self, i):
         import os
 
-        from tkvr.data.loader import read_clip
-        from tkvr.data.video import UnreadableVideo
+        from tkvr.data.sampling import segment_indices
+        from tkvr.data.video import UnreadableVideo, open_reader
 
         s = self.samples[i]
         if not os.path.exists(s.path):
@@ -30,8 +30,13 @@ class _Probe:
         if os.path.isfile(s.path) and os.path.getsize(s.path) == 0:
             return i, "empty", "0 bytes"
         try:
-            read_clip(s, self.frames, train=False, decoder=self.decoder, device=self.device,
-                      frame_template=self.template, frame_start=self.start)
+            # The test clip's frames and the last frame: training may draw any frame up to it.
+            reader = open_reader(s.path, self.decoder, self.device, self.template, s.frames, self.start)
+            try:
+                n = len(reader)
+                reader.read(segment_indices(n, self.frames, train=False) + [n - 1])
+            finally:
+                reader.close()
         except (UnreadableVideo, FileNotFoundError, IndexError) as e:
             return i, "unreadable", str(e)
         return i, "ok", ""

@@ -124,7 +124,9 @@ def _av_open(path: str):
     import av
 
     try:
-        container = av.open(path)
+        # Metadata of real files is not always UTF-8 (HMDB-51 AVIs hold Latin-1 titles): the
+        # frames are what matters, so undecodable metadata bytes are dropped, not fatal.
+        container = av.open(path, metadata_errors="ignore")
     except Exception as e:  # noqa: BLE001 - av.error.* for bad files
         raise UnreadableVideo(f"{path}: {_short(e)}") from None
     if not container.streams.video:
@@ -201,21 +203,24 @@ def _av_read(container, pts: list[int], keys: list[int], indices: list[int]) -> 
     return [got[i] for i in indices]
 
 
-def _av_read_in_order(container, indices: list[int]) -> list[torch.Tensor]:
-    """Decode from the start, counting frames in output (display) order, up to the last index."""
+def _av_read_in_order(container, indices: list[int]) -> tuple[dict[int, torch.Tensor], int | None]:
+    """Decode from the start, counting frames in output (display) order, up to the last index.
+    -> (frames by index, None), or (frames, n) when the stream ended after n frames, before the
+    last index; then frames[n - 1] holds its last frame."""
     stream = container.streams.video[0]
     wanted, stop = set(indices), max(indices)
     got: dict[int, torch.Tensor] = {}
     container.seek(0)
+    n, last = 0, None
     for i, frame in enumerate(container.decode(stream)):
+        n, last = i + 1, frame
         if i in wanted:
             got[i] = torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1)  # [3, H, W]
         if i >= stop:
-            break
-    missing = wanted - set(got)
-    if missing:
-        raise UnreadableVideo(f"frames {sorted(missing)[:4]} could not be decoded")
-    return [got[i] for i in indices]
+            return got, None
+    if last is not None and n - 1 not in got:
+        got[n - 1] = torch.from_numpy(last.to_ndarray(format="rgb24")).permute(2, 0, 1)
+    return got, n
 
 
 # ---------------------------------------------------------------- readers
@@ -323,10 +328,24 @@ class PyAVVideo(Reader):
 
 
 class PyAVInOrder(PyAVVideo):
-    """AVI: frames counted in output (display) order from the start (module doc)."""
+    """AVI: frames counted in output (display) order from the start (module doc).
+
+    DivX AVIs with packed B-frames hold placeholder packets that decode to no frame, so the
+    packet count can exceed the frames by one or two (seen on real HMDB-51 clips). When the
+    stream ends that little short of a wanted index, the count becomes what decoded and the
+    index is clamped to the last frame; a larger shortfall is a damaged file."""
+
+    SLACK = 2  # placeholder packets tolerated at the end
 
     def _read(self, indices: list[int]) -> torch.Tensor:
-        return torch.stack(_av_read_in_order(self._dec, indices))
+        got, ended = _av_read_in_order(self._dec, indices)
+        if ended is not None:
+            if ended == 0 or self.num_frames - ended > self.SLACK:
+                raise UnreadableVideo(f"{self.path}: the stream ends after {ended} of its {self.num_frames} "
+                                      "frames (damaged or cut file)")
+            self.num_frames = ended
+            indices = [min(i, ended - 1) for i in indices]
+        return torch.stack([got[i] for i in indices])
 
 
 def VideoFile(path, decoder: str = "torchcodec", device: str = "cpu") -> Reader:

@@ -1,0 +1,70 @@
+"""Faults and mistakes as users meet them: real-world file quirks, corrupt files, bad flags, kills.
+Every user mistake ends in one line and exit 2; every fault keeps what was already written."""
+import json
+
+import pytest
+import torch
+
+from conftest import assert_user_error, write_clip, write_divx_avi
+
+FAST = ["--backbone", "tiny", "--frames", "2", "--batch-size", "4", "--workers", "0", "--epochs", "1",
+        "--warmup", "0"]
+
+
+def list_dataset(root, files: dict):
+    """A list-file dataset: files = {name: class}, used as both train and val."""
+    classes = sorted(set(files.values()))
+    (root / "labels.txt").write_text("".join(c + "\n" for c in classes))
+    lines = "".join(f"{name} {classes.index(c)}\n" for name, c in files.items())
+    (root / "train.txt").write_text(lines)
+    (root / "val.txt").write_text(lines)
+    return root
+
+
+# ---------------------------------------------------------------- 1. real HMDB-51 AVIs
+@pytest.mark.parametrize("decoder", ["pyav", "torchcodec"])
+def test_divx_placeholder_packet_reads_every_frame(tmp_path, decoder):
+    from tkvr.data.loader import read_clip
+    from tkvr.data.specs import Sample
+    from tkvr.data.video import VideoFile
+
+    path = write_divx_avi(tmp_path / "brush_hair.avi", frames=10)
+    import av
+
+    with av.open(str(path)) as c:
+        decoded = [torch.from_numpy(f.to_ndarray(format="rgb24")).permute(2, 0, 1) for f in c.decode(video=0)]
+    assert len(decoded) == 10
+    v = VideoFile(path, decoder)
+    x = v.read([0, len(v) - 1])  # the packet count says 11; frame 10 does not exist
+    assert torch.equal(x[1], decoded[-1]) and len(v) == 10
+    v.close()
+    for _ in range(40):  # training draws anywhere, the last frame included
+        read_clip(Sample(str(path), 0), 8, train=True, decoder=decoder)
+    clip = read_clip(Sample(str(path), 0), 8, train=False, clips=4, decoder=decoder)  # 4x eval views
+    assert clip.shape == (4, 8, 3, 32, 32)
+
+
+def test_latin1_metadata_opens(tmp_path):
+    from tkvr.data.video import VideoFile
+
+    path = write_divx_avi(tmp_path / "clip.avi", frames=6, placeholder=False, title="café")
+    assert b"caf\xe9 " in path.read_bytes()
+    for decoder in ("pyav", "torchcodec"):
+        v = VideoFile(path, decoder)
+        assert len(v) == 6 and v.read([5]).shape == (1, 3, 32, 32)
+        v.close()
+
+
+def test_check_reads_the_last_frame(run_cli, tmp_path):
+    """check reads what training reads: a file whose end is damaged fails check."""
+    data = list_dataset(tmp_path, {"a.avi": "x", "b.avi": "y"})
+    write_divx_avi(data / "a.avi", frames=10)
+    write_divx_avi(data / "b.avi", frames=10)
+    code, out, err = run_cli("check", "--data", data, "--workers", "0", "--json", tmp_path / "c.json")
+    assert code == 0, out + err
+    assert json.loads((tmp_path / "c.json").read_text())["unreadable"] == []
+    raw = (data / "b.avi").read_bytes()
+    (data / "b.avi").write_bytes(raw[: len(raw) * 2 // 3])  # the last third is gone
+    code, out, err = run_cli("check", "--data", data, "--workers", "0", "--json", tmp_path / "c.json")
+    report = json.loads((tmp_path / "c.json").read_text())
+    assert code == 1 and report["unreadable"] == [str(data / "b.avi")], out
