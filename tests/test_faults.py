@@ -68,3 +68,48 @@ def test_check_reads_the_last_frame(run_cli, tmp_path):
     code, out, err = run_cli("check", "--data", data, "--workers", "0", "--json", tmp_path / "c.json")
     report = json.loads((tmp_path / "c.json").read_text())
     assert code == 1 and report["unreadable"] == [str(data / "b.avi")], out
+
+
+# ---------------------------------------------------------------- 2. batches of unreadable videos only
+def small_set(tmp_path, bad=("bad.mp4",)):
+    files = {name: "x" for name in bad}
+    files.update({"a.mp4": "x", "b.mp4": "y", "c.mp4": "y"})
+    (tmp_path / "data").mkdir()
+    data = list_dataset(tmp_path / "data", files)
+    for i, name in enumerate(("a.mp4", "b.mp4", "c.mp4")):
+        write_clip(data / name, frames=8, size=32, seed=i)
+    for name in bad:
+        (data / name).write_bytes(bytes(range(256)) * 8)  # not a video
+    return data
+
+
+def test_eval_with_a_batch_of_unreadable_videos_only(run_cli, tmp_path):
+    data = small_set(tmp_path)
+    run = tmp_path / "run"
+    code, out, err = run_cli("train", "--data", data, *FAST, "--batch-size", "1", "--limit-batches", "1",
+                             "--max-bad-fraction", "1.0", "--out", run)
+    assert code == 0, err  # the sanity validation's first batch is the unreadable video alone
+    code, out, err = run_cli("eval", "--checkpoint", run, "--batch-size", "1", "--workers", "0",
+                             "--json", tmp_path / "e.json")
+    assert code == 0, err
+    report = json.loads((tmp_path / "e.json").read_text())
+    assert report["unreadable"] == [str(data / "bad.mp4")] and report["num_samples"] == 3
+
+
+# ---------------------------------------------------------------- 3. worker errors, the replacement pool
+def test_bad_videos_are_never_replacements(run_cli, tmp_path):
+    """Six unreadable videos and one good one in a class: every draw ends on the good one."""
+    data = small_set(tmp_path, bad=tuple(f"bad{i}.mp4" for i in range(6)))
+    code, out, err = run_cli("train", "--data", data, *FAST, "--batch-size", "3", "--max-bad-fraction", "1.0",
+                             "--out", tmp_path / "run")
+    assert code == 0, err
+    unreadable = (tmp_path / "run" / "unreadable.txt").read_text().split()
+    assert sorted(unreadable) == sorted(str(data / f"bad{i}.mp4") for i in range(6))
+
+
+def test_error_inside_a_worker_is_one_line(run_cli, tmp_path):
+    data = small_set(tmp_path)
+    (data / "a.mp4").write_bytes(b"\x00" * 100)  # now every video of class x is unreadable
+    code, _, err = run_cli("train", "--data", data, *FAST, "--workers", "1", "--max-bad-fraction", "1.0",
+                           "--out", tmp_path / "run")
+    assert_user_error(code, err, "every training video of class 'x' is unreadable")

@@ -15,7 +15,7 @@ import click
 from tkvr import __version__
 from tkvr.config import (CheckConfig, DemoConfig, EmbedConfig, EvalConfig, FewshotConfig, PredictConfig, TrainConfig,
                          ZeroshotConfig, build, leaves)
-from tkvr.errors import TkvrError
+from tkvr.errors import TkvrError, one_line
 
 ARGV: list[str] = []  # the arguments of this invocation, for reports
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100, "show_default": True}
@@ -226,7 +226,7 @@ def main(argv=None) -> None:
     except TkvrError as e:
         from tkvr.commands import NotBuilt
 
-        click.echo(f"tkvr: error: {e}", err=True)
+        click.echo(f"tkvr: error: {one_line(e)}", err=True)
         sys.exit(1 if isinstance(e, NotBuilt) else 2)
     except click.UsageError as e:
         cmd = e.ctx.command_path if e.ctx else "tkvr"

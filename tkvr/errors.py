@@ -7,3 +7,12 @@ The CLI prints it without a traceback and exits with code 2.
 
 class TkvrError(Exception):
     """A mistake in what the user asked for (flag, file, value), not a fault of tkvr."""
+
+
+def one_line(e: Exception) -> str:
+    """The message of a TkvrError. One raised inside a DataLoader worker comes back wrapped with
+    the worker's traceback (torch's ExceptionWrapper); its last line holds the message."""
+    text = str(e).strip()
+    if "Original Traceback" in text:
+        text = text.splitlines()[-1].partition(": ")[2] or text.splitlines()[-1]
+    return text

@@ -32,26 +32,33 @@ def _gather_rows(fabric, local: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict_scores(fabric, model, dl: DataLoader, limit: int | None = None) -> dict:
-    """Softmax scores averaged over the views of every sample, each sample once across ranks.
-
-    Batches are [B, V, T, 3, H, W]; the B*V views go through the model together.
-    Returns index [N], label [N], bad [N] (>= 0: unreadable), scores [N, C], in sample order.
-    """
+def _per_sample(fabric, model, dl: DataLoader, out, width: int, limit: int | None = None) -> torch.Tensor:
+    """Rows [index, label, bad, out averaged over views] for every sample, gathered over ranks,
+    in sample order. Batches are [B, V, T, 3, H, W]; the B*V views go through `out` together
+    ([B*V, ...] -> [B*V, width]). A batch whose videos are all unreadable gets zero rows."""
     model.eval()
     rows = []
     for i, batch in enumerate(dl):
         if limit is not None and i >= limit:
             break
-        x = batch["video"].to(fabric.device, non_blocking=True)  # [B, V, T, 3, H, W]
-        b, v = x.shape[:2]
-        scores = model(x.flatten(0, 1)).float().softmax(-1).view(b, v, -1).mean(1)  # [B, C]
-        meta = torch.stack([batch["index"], batch["label"], batch["bad"]], 1).to(scores)
-        rows.append(torch.cat([meta, scores.double()], 1))
+        meta = torch.stack([batch["index"], batch["label"], batch["bad"]], 1).to(fabric.device, torch.float64)
+        if batch["video"].numel() == 0:  # every video of this batch is unreadable: nothing to run
+            y = torch.zeros(len(meta), width, dtype=torch.float64, device=fabric.device)
+        else:
+            x = batch["video"].to(fabric.device, non_blocking=True)  # [B, V, T, 3, H, W]
+            b, v = x.shape[:2]
+            y = out(x.flatten(0, 1)).float().view(b, v, -1).mean(1).double()  # [B, width]
+        rows.append(torch.cat([meta, y], 1))
     model.train()
-    c = (model.module if hasattr(model, "module") else model).head.num_classes
-    local = torch.cat(rows) if rows else torch.zeros(0, 3 + c, dtype=torch.float64)
-    allr = _gather_rows(fabric, local.double())
+    local = torch.cat(rows) if rows else torch.zeros(0, 3 + width, dtype=torch.float64)
+    return _gather_rows(fabric, local)
+
+
+def predict_scores(fabric, model, dl: DataLoader, limit: int | None = None) -> dict:
+    """Softmax scores averaged over the views of every sample, each sample once across ranks.
+    Returns index [N], label [N], bad [N] (>= 0: unreadable), scores [N, C], in sample order."""
+    inner = getattr(model, "module", model)
+    allr = _per_sample(fabric, model, dl, lambda x: model(x).float().softmax(-1), inner.head.num_classes, limit)
     return {"index": allr[:, 0].long(), "label": allr[:, 1].long(), "bad": allr[:, 2].long(),
             "scores": allr[:, 3:].float()}
 
@@ -88,22 +95,10 @@ def metrics(pred: dict, num_classes: int, keep: list[int] | None = None) -> dict
     }
 
 
-@torch.no_grad()
 def extract_features(fabric, model, dl: DataLoader) -> tuple[torch.Tensor, torch.Tensor]:
     """Video embeddings [N, D] (before the head) and labels [N], in sample order, on every rank."""
-    model.eval()
-    rows = []
-    for batch in dl:
-        x = batch["video"].to(fabric.device, non_blocking=True)  # [B, V, T, 3, H, W]
-        b, v = x.shape[:2]
-        mod = model.module if hasattr(model, "module") else model
-        z = mod.encode(x.flatten(0, 1)).float().view(b, v, -1).mean(1)  # [B, D]
-        meta = torch.stack([batch["index"], batch["label"], batch["bad"]], 1).to(z)
-        rows.append(torch.cat([meta.double(), z.double()], 1))
-    model.train()
-    width = (model.module if hasattr(model, "module") else model).head.weight.shape[1]
-    local = torch.cat(rows) if rows else torch.zeros(0, 3 + width, dtype=torch.float64)
-    allr = _gather_rows(fabric, local)
+    inner = getattr(model, "module", model)
+    allr = _per_sample(fabric, model, dl, inner.encode, inner.head.weight.shape[1])
     allr = allr[allr[:, 2] < 0]  # unreadable samples give no feature
     return allr[:, 3:].float(), allr[:, 1].long()
 

@@ -31,7 +31,6 @@ from tkvr.data.video import UnreadableVideo, open_reader
 from tkvr.errors import TkvrError
 
 log = logging.getLogger("tkvr")
-RETRIES = 5
 
 
 def read_clip(sample: Sample, frames: int, train: bool, clips: int = 1, decoder: str = "torchcodec",
@@ -52,7 +51,7 @@ def read_clip(sample: Sample, frames: int, train: bool, clips: int = 1, decoder:
 class ClipDataset(Dataset):
     def __init__(self, samples: list[Sample], frames: int, transform, train: bool, views: tuple[int, int] = (1, 1),
                  decoder: str = "torchcodec", device: str = "cpu", frame_template: str = "img_{:05d}.jpg",
-                 frame_start: int = 1):
+                 frame_start: int = 1, classes: list[str] | None = None):
         self.samples = samples
         self.frames = frames
         self.transform = transform
@@ -62,13 +61,18 @@ class ClipDataset(Dataset):
         self.device = device
         self.frame_template = frame_template
         self.frame_start = frame_start
+        self.classes = classes
         by_class = defaultdict(list)
         for i, s in enumerate(samples):
             by_class[s.label].append(i)
         self.by_class = dict(by_class)
+        self.known_bad: set[int] = set()  # samples this process found unreadable: never a replacement
 
     def __len__(self) -> int:
         return len(self.samples)
+
+    def _name(self, label: int) -> str:
+        return repr(self.classes[label]) if self.classes else f"id {label}"
 
     def _read(self, i: int) -> torch.Tensor:
         rng = random.Random(int(torch.randint(2 ** 62, ()))) if self.train else None
@@ -83,20 +87,35 @@ class ClipDataset(Dataset):
                 views = torch.cat([self.transform(c) for c in x])  # [C*S, T, 3, H, W]
                 return {"video": views, "label": label, "index": i, "bad": -1}
             except (UnreadableVideo, FileNotFoundError) as e:
-                log.warning("unreadable: %s", e)
+                warn_once(self.samples[i].path, f"unreadable, left out of the metrics: {e}")
                 return {"video": None, "label": label, "index": i, "bad": i}
+        # An unreadable video is replaced by another of its class, never one known to be bad, in
+        # random order until one reads; the budget (BadFiles) decides when too many are bad.
         bad, j = -1, i
-        for _ in range(RETRIES):
+        pool = [k for k in self.by_class[label] if k != i and k not in self.known_bad]
+        while True:
             try:
                 x = self._read(j)[0]  # [T, 3, H, W] uint8
                 return {"video": self.transform(x), "label": label, "index": j, "bad": bad}
             except (UnreadableVideo, FileNotFoundError) as e:
-                log.warning("unreadable, replaced by another %s sample: %s", label, e)
+                warn_once(self.samples[j].path, f"unreadable, replaced by another {self._name(label)} sample: {e}")
+                self.known_bad.add(j)
                 bad = i if bad < 0 else bad
-                pool = self.by_class[label]
+                pool = [k for k in pool if k not in self.known_bad]
+                if not pool:
+                    raise TkvrError(f"every training video of class {self._name(label)} is unreadable (e.g. "
+                                    f"{self.samples[i].path}); run tkvr check on the dataset") from None
                 j = pool[int(torch.randint(len(pool), ()))]
-        raise TkvrError(f"class {label}: {RETRIES} unreadable videos in a row (last: {self.samples[j].path}); "
-                        "run tkvr check on the dataset")
+
+
+_warned: set[str] = set()
+
+
+def warn_once(path: str, message: str) -> None:
+    """A decoder warning once per file and process, not once per epoch."""
+    if path not in _warned:
+        _warned.add(path)
+        log.warning("%s", message)
 
 
 def collate(items: list[dict]) -> dict:
@@ -224,7 +243,7 @@ def datasets(cfg, src, preprocess: dict, train_ids: list[int] | None = None):
         train = [train[i] for i in train_ids]
     train_set = ClipDataset(train, cfg.model.frames, train_transform(preprocess, cfg.data.train_crop, src.flip),
                             train=True, decoder=decoder, device=cfg.data.decode_device,
-                            frame_template=src.frame_template, frame_start=src.frame_start)
+                            frame_template=src.frame_template, frame_start=src.frame_start, classes=src.classes)
     val_set = eval_set(src.split("val"), src, cfg.model.frames, preprocess, cfg.data.views, decoder,
                        cfg.data.decode_device)
     return train_set, val_set
