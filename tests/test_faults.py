@@ -113,3 +113,35 @@ def test_error_inside_a_worker_is_one_line(run_cli, tmp_path):
     code, _, err = run_cli("train", "--data", data, *FAST, "--workers", "1", "--max-bad-fraction", "1.0",
                            "--out", tmp_path / "run")
     assert_user_error(code, err, "every training video of class 'x' is unreadable")
+
+
+# ---------------------------------------------------------------- 4. the bad-file budget under DDP
+def tkvr_process(*args):
+    import os
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "tkvr", *map(str, args)], capture_output=True, text=True,
+                       env=dict(os.environ))
+    return r.returncode, r.stdout, r.stderr
+
+
+@pytest.mark.slow
+def test_bad_file_budget_and_list_are_global_under_ddp(tmp_path):
+    data = small_set(tmp_path, bad=tuple(f"bad{i}.mp4" for i in range(5)))  # 5 of 8 training videos
+    ddp = ["--accelerator", "cpu", "--devices", "2", "--strategy", "ddp"]
+    for extra in ([], ddp):  # 62% unreadable > 50%: refused by one process and by two
+        code, _, err = tkvr_process("train", "--data", data, *FAST, "--batch-size", "2", "--max-bad-fraction", "0.5",
+                                    *extra, "--out", tmp_path / f"refused{len(extra)}")
+        assert code == 2 and "5 of 8 training videos are unreadable" in err and "Traceback" not in err, err
+    run = tmp_path / "run"
+    code, _, err = tkvr_process("train", "--data", data, *FAST, "--batch-size", "2", "--max-bad-fraction", "1.0",
+                                *ddp, "--out", run)
+    assert code == 0, err[-3000:]
+    assert sorted((run / "unreadable.txt").read_text().split()) == sorted(str(data / f"bad{i}.mp4") for i in range(5))
+    # eval with 2 processes and batches of one: whole shards of unreadable videos
+    code, _, err = tkvr_process("eval", "--checkpoint", run, "--batch-size", "1", "--workers", "0", *ddp,
+                                "--json", tmp_path / "e.json")
+    assert code == 0, err[-3000:]
+    report = json.loads((tmp_path / "e.json").read_text())
+    assert report["num_samples"] == 3 and len(report["unreadable"]) == 5

@@ -202,7 +202,7 @@ class Trainer:
                 break
             seen = i + 1
             if self.bad is not None:
-                self.bad.update(batch["bad"])
+                self.bad.update(batch["bad"], check=fabric.world_size == 1)
             x = batch["video"].to(fabric.device, non_blocking=True)  # [B, T, 3, H, W]
             y = batch["label"].to(fabric.device, non_blocking=True)
             boundary = seen % self.accum == 0 or seen == n
@@ -222,6 +222,9 @@ class Trainer:
                 break
         mean = float(torch.stack(losses).mean()) if losses else float("nan")
         mean = float(fabric.all_reduce(torch.tensor(mean, device=fabric.device), reduce_op="mean"))
+        if self.bad is not None:  # every rank alike: the budget holds for the whole run
+            self.bad.merge(fabric)
+            self.bad.check()
         return mean, clips, seen >= n
 
     def optimizer_step(self) -> None:

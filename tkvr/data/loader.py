@@ -145,21 +145,37 @@ def default_workers() -> int:
 
 
 class BadFiles:
-    """Distinct unreadable training samples; an error once their share passes the budget."""
+    """Distinct unreadable training samples; an error once their share passes the budget.
+
+    Under DDP each rank sees its own share, so the budget is checked on the union over ranks
+    (`merge`, at the end of every epoch, on every rank alike); a single process also checks
+    after every batch, so it stops at once."""
 
     def __init__(self, samples: list[Sample], max_fraction: float):
         self.samples = samples
         self.max_fraction = max_fraction
         self.bad: set[int] = set()
 
-    def update(self, bad: torch.Tensor) -> None:
-        new = {int(b) for b in bad.tolist() if b >= 0} - self.bad
-        self.bad |= new
+    def update(self, bad: torch.Tensor, check: bool = True) -> None:
+        self.bad |= {int(b) for b in bad.tolist() if b >= 0}
+        if check:
+            self.check()
+
+    def check(self) -> None:
         if self.bad and len(self.bad) / len(self.samples) > self.max_fraction:
             first = self.samples[min(self.bad)].path
             raise TkvrError(f"{len(self.bad)} of {len(self.samples)} training videos are unreadable "
                             f"({100 * len(self.bad) / len(self.samples):.1f}% > --max-bad-fraction "
                             f"{self.max_fraction}; first: {first}); run tkvr check --data ... to list them")
+
+    def merge(self, fabric) -> None:
+        """The union of every rank's bad samples, on every rank."""
+        if fabric.world_size == 1:
+            return
+        local = torch.tensor(sorted(self.bad), dtype=torch.long, device=fabric.device)
+        n = int(fabric.all_gather(torch.tensor(len(local), device=fabric.device)).max()) + 1
+        padded = torch.cat([local, torch.full((n - len(local),), -1, dtype=torch.long, device=fabric.device)])
+        self.bad |= {int(b) for b in fabric.all_gather(padded).flatten().tolist() if b >= 0}
 
     def paths(self) -> list[str]:
         return [self.samples[i].path for i in sorted(self.bad)]
