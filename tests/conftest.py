@@ -75,6 +75,7 @@ def write_jpeg(img, path):
     from PIL import Image
 
     Image.fromarray(img.permute(1, 2, 0).contiguous().numpy()).save(str(path), quality=95)
+    return path
 
 
 def write_divx_avi(path, frames=10, placeholder=True, title=None):

@@ -145,3 +145,52 @@ def test_bad_file_budget_and_list_are_global_under_ddp(tmp_path):
     assert code == 0, err[-3000:]
     report = json.loads((tmp_path / "e.json").read_text())
     assert report["num_samples"] == 3 and len(report["unreadable"]) == 5
+
+
+# ---------------------------------------------------------------- 5. corrupt files that looked fine
+def write_faststart_mp4(path, frames=48):
+    """An H.264 MP4 with its index (moov) before the frames, as web downloads have."""
+    import av
+    import numpy as np
+
+    out = av.open(str(path), "w", format="mp4", options={"movflags": "faststart"})
+    s = out.add_stream("libx264", rate=8)
+    s.width = s.height = 64
+    s.pix_fmt, s.options = "yuv420p", {"g": "8"}
+    for t in range(frames):
+        img = (np.random.RandomState(t).rand(64, 64, 3) * 255).astype(np.uint8)
+        for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+            out.mux(p)
+    for p in s.encode():
+        out.mux(p)
+    out.close()
+    return path
+
+
+@pytest.mark.parametrize("decoder", ["torchcodec", "pyav"])
+def test_cut_mp4_and_renamed_jpeg_are_unreadable(run_cli, tmp_path, decoder):
+    from conftest import write_jpeg
+    from tkvr.data.video import UnreadableVideo, VideoFile
+
+    data = list_dataset(tmp_path, {"whole.mp4": "x", "cut.mp4": "x", "photo.mp4": "y"})
+    raw = write_faststart_mp4(data / "whole.mp4").read_bytes()
+    (data / "cut.mp4").write_bytes(raw[: len(raw) * 3 // 10])  # the index survives, 70% of the frames do not
+    write_jpeg(torch.zeros(3, 16, 16, dtype=torch.uint8), data / "photo.jpg").rename(data / "photo.mp4")
+    assert len(VideoFile(data / "whole.mp4", decoder)) == 48
+    with pytest.raises(UnreadableVideo, match="cut short: [0-9]+ of the 48 frames"):
+        VideoFile(data / "cut.mp4", decoder)
+    with pytest.raises(UnreadableVideo, match="a JPEG image, not a video"):
+        VideoFile(data / "photo.mp4", decoder)
+    code, _, _ = run_cli("check", "--data", data, "--decoder", decoder, "--workers", "0", "--json", tmp_path / "c.json")
+    report = json.loads((tmp_path / "c.json").read_text())
+    assert code == 1 and sorted(report["unreadable"]) == sorted([str(data / "cut.mp4"), str(data / "photo.mp4")])
+
+
+def test_hls_playlist_named_mp4_is_not_followed(tmp_path):
+    from tkvr.data.video import UnreadableVideo, VideoFile
+
+    target = write_clip(tmp_path / "other.mp4")
+    (tmp_path / "clip.mp4").write_text(f"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\n{target}\n#EXT-X-ENDLIST\n")
+    for decoder in ("torchcodec", "pyav"):
+        with pytest.raises(UnreadableVideo, match="an HLS playlist, not a video"):
+            VideoFile(tmp_path / "clip.mp4", decoder)

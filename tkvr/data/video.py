@@ -253,17 +253,35 @@ class Reader:
         pass
 
 
+# What a file named like a video may really be: FFmpeg would read an image as a 1-frame video
+# and follow a playlist to other files, so both are refused by their first bytes.
+NOT_VIDEO = ((b"\xff\xd8\xff", "a JPEG image"), (b"\x89PNG\r\n\x1a\n", "a PNG image"), (b"GIF8", "a GIF image"),
+             (b"#EXTM3U", "an HLS playlist"))
+
+
 def _check_file(path: str) -> None:
     if not os.path.isfile(path):
         raise FileNotFoundError(path)
     if os.path.getsize(path) == 0:
         raise UnreadableVideo(f"{path}: empty file (0 bytes)")
+    with open(path, "rb") as f:
+        head = f.read(16)
+    for magic, what in NOT_VIDEO:
+        if head.startswith(magic):
+            raise UnreadableVideo(f"{path}: {what}, not a video")
 
 
-def _counted(reader: Reader) -> Reader:
+def _counted(reader: Reader, header: int | None = None) -> Reader:
+    """A reader whose file holds frames, and all the frames its index lists: a file cut short
+    keeps an index (MP4 'moov', AVI header) naming frames that are gone, and decoders then
+    return wrong frames or fail at random."""
     if reader.num_frames <= 0:
         reader.close()
         raise UnreadableVideo(f"{reader.path}: no frames")
+    if header and header - reader.num_frames > max(PyAVInOrder.SLACK, header // 20):
+        reader.close()
+        raise UnreadableVideo(f"{reader.path}: cut short: {reader.num_frames} of the {header} frames its "
+                              "index lists are in the file")
     return reader
 
 
@@ -276,6 +294,7 @@ class TorchcodecVideo(Reader):
         self.path = path
         self._dec = _tc_decoder(path, device)
         self.num_frames = int(self._dec.metadata.num_frames or 0)
+        self.header_frames = self._dec.metadata.num_frames_from_header
 
     def _read(self, indices: list[int]) -> torch.Tensor:
         try:
@@ -317,6 +336,7 @@ class PyAVVideo(Reader):
             self.close()
             raise UnreadableVideo(f"{path}: {_short(e)}") from None
         self.num_frames = len(self._pts)
+        self.header_frames = self._dec.streams.video[0].frames
 
     def _read(self, indices: list[int]) -> torch.Tensor:
         return torch.stack(_av_read(self._dec, self._pts, self._keys, indices))
@@ -355,10 +375,12 @@ def VideoFile(path, decoder: str = "torchcodec", device: str = "cpu") -> Reader:
     # AVI has no presentation timestamps: the container invents them, and with B-frames both
     # decoders map an index to the wrong frame (off by 1-2, seen on real UCF-101 and NTU clips).
     if Path(path).suffix.lower() == ".avi":
-        return _counted(PyAVInOrder(path))
-    if decoder == "torchcodec":
-        return _counted(TorchcodecVideo(path, device))
-    return _counted(PyAVVideo(path))
+        reader = PyAVInOrder(path)
+    elif decoder == "torchcodec":
+        reader = TorchcodecVideo(path, device)
+    else:
+        reader = PyAVVideo(path)
+    return _counted(reader, reader.header_frames)
 
 
 class FrameFolder(Reader):
