@@ -194,3 +194,42 @@ def test_hls_playlist_named_mp4_is_not_followed(tmp_path):
     for decoder in ("torchcodec", "pyav"):
         with pytest.raises(UnreadableVideo, match="an HLS playlist, not a video"):
             VideoFile(tmp_path / "clip.mp4", decoder)
+
+
+# ---------------------------------------------------------------- 6. output failures
+def test_unwritable_outputs_fail_before_the_work(run_cli, tmp_path):
+    (tmp_path / "afile").write_text("x")
+    for args, words in (
+        (["train", "--data", "toy", *FAST, "--out", tmp_path / "afile"], ["--out", "is a file"]),
+        (["train", "--data", "toy", *FAST, "--out", "/proc/tkvr_run"], ["--out", "cannot write in /proc"]),
+        (["eval", "--checkpoint", tmp_path / "none", "--json", tmp_path / "afile" / "e.json"], ["--json", "is a file"]),
+        (["embed", "--classes", "a,b", "--backbone", "tiny", "--out", tmp_path], ["--out", "is a folder"]),
+        (["check", "--data", "toy", "--json", "/proc/c.json"], ["--json", "cannot write"]),
+    ):
+        code, _, err = run_cli(*args)
+        assert_user_error(code, err, *words)
+
+
+@pytest.mark.parametrize("how", ["disk full", "swallowed"])
+def test_checkpoint_write_fault_keeps_the_previous_one(run_cli, tmp_path, monkeypatch, how):
+    """The third checkpoint write fails (epoch 2): one line, exit 1, epoch 1's checkpoint whole."""
+    import errno
+
+    from lightning_fabric import Fabric
+
+    real, calls = Fabric.save, []
+
+    def save(self, path, state, *a, **k):
+        calls.append(path)
+        if len(calls) < 3:
+            return real(self, path, state, *a, **k)
+        if how == "disk full":
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        # Lightning's atomic save can swallow a PermissionError: nothing written, nothing raised
+
+    monkeypatch.setattr(Fabric, "save", save)
+    run = tmp_path / "run"
+    code, _, err = run_cli("train", "--data", "toy", *FAST, "--epochs", "2", "--limit-batches", "1", "--out", run)
+    lines = err.strip().splitlines()
+    assert code == 1 and len(lines) == 1 and "cannot write checkpoint" in lines[0], err
+    assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["epoch"] == 1

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from tkvr.config import TrainConfig
-from tkvr.errors import TkvrError
+from tkvr.errors import Fault, TkvrError
 
 FORMAT = 1
 STATE_KEYS = {"model", "optimizer", "scheduler", "epoch", "step", "epoch_complete", "rng", "config", "classes",
@@ -43,9 +43,15 @@ def save_checkpoint(fabric, path: Path, state: dict) -> None:
     """fabric.save to a temporary name, then an atomic rename by rank 0."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    fabric.save(tmp, state)
+    try:
+        fabric.save(tmp, state)
+    except OSError as e:
+        raise Fault(f"cannot write checkpoint {path}: {e.strerror or e}; the previous one is intact") from None
     fabric.barrier()
     if fabric.global_rank == 0:
+        if not tmp.is_file():  # Lightning's own atomic save can swallow a write error
+            raise Fault(f"cannot write checkpoint {path} (folder not writable, or disk full?); the previous "
+                        "one is intact")
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

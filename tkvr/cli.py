@@ -7,6 +7,7 @@ loading it.
 
 from __future__ import annotations
 
+import errno
 import sys
 from dataclasses import MISSING
 
@@ -15,8 +16,9 @@ import click
 from tkvr import __version__
 from tkvr.config import (CheckConfig, DemoConfig, EmbedConfig, EvalConfig, FewshotConfig, PredictConfig, TrainConfig,
                          ZeroshotConfig, build, leaves)
-from tkvr.errors import TkvrError, one_line
+from tkvr.errors import Fault, TkvrError, one_line
 
+WRITE_FAULTS = (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT)
 ARGV: list[str] = []  # the arguments of this invocation, for reports
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100, "show_default": True}
 
@@ -227,7 +229,14 @@ def main(argv=None) -> None:
         from tkvr.commands import NotBuilt
 
         click.echo(f"tkvr: error: {one_line(e)}", err=True)
-        sys.exit(1 if isinstance(e, NotBuilt) else 2)
+        sys.exit(1 if isinstance(e, (NotBuilt, Fault)) else 2)
+    except OSError as e:
+        if e.errno not in WRITE_FAULTS:
+            raise
+        # A fault of the machine, not of the request (disk full, a folder turned read-only):
+        # atomic writes left every earlier file whole.
+        click.echo(f"tkvr: error: cannot write {e.filename or 'a file'}: {e.strerror}", err=True)
+        sys.exit(1)
     except click.UsageError as e:
         cmd = e.ctx.command_path if e.ctx else "tkvr"
         click.echo(f"tkvr: error: {e.format_message()} (see '{cmd} --help')", err=True)

@@ -80,6 +80,35 @@ def _at_least(problems: list[str], obj, minimum, *names: str) -> None:
             problems.append(f"--{name.replace('_', '-')} must be >= {minimum}, got {v}")
 
 
+def _writable(problems: list[str], flag: str, path: str | None, folder: bool = False) -> None:
+    """`path` can be written (a file, or a folder when `folder`): checked before any work, so a
+    result is never computed and then lost. Nothing is left behind by the check."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    if not path:
+        return
+    p = Path(path)
+    if p.exists() and p.is_dir() != folder:
+        problems.append(f"{flag} {path} is a {'file' if folder else 'folder'}; give a "
+                        f"{'folder' if folder else 'file name'}")
+        return
+    where = p if folder and p.is_dir() else p.parent
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    if not where.is_dir():
+        problems.append(f"{flag} {path}: {where} is a file, not a folder")
+        return
+    try:
+        with tempfile.TemporaryFile(dir=where):
+            pass
+    except OSError as e:
+        problems.append(f"{flag} {path}: cannot write in {where} ({e.strerror or type(e).__name__})")
+    if not os.access(where, os.W_OK):
+        problems.append(f"{flag} {path}: no permission to write in {where}")
+
+
 def _views(problems: list[str], spec: str) -> None:
     from tkvr.data.sampling import parse_views  # plain Python, no torch
 
@@ -263,7 +292,9 @@ class TrainConfig:
                 + self.run.validate() + self.device.validate())
 
     def validate(self) -> None:
-        fail_if(self.problems())
+        problems = self.problems()
+        _writable(problems, "--out", self.run.out, folder=True)  # the protocols check their own --out
+        fail_if(problems)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -313,6 +344,8 @@ class EmbedConfig:
                             "(lda is fitted from visual features by tkvr train --head lda)")
         if self.templates is not None:
             problems += template_problems(self.templates)
+        _writable(problems, "--out", self.out)
+        _writable(problems, "--plot", self.plot)
         fail_if(problems)
 
 
@@ -336,6 +369,7 @@ class CheckConfig:
     def validate(self) -> None:
         problems = self.source.validate()
         _at_least(problems, self, 1, "frames")
+        _writable(problems, "--json", self.json)
         fail_if(problems)
 
 
@@ -357,6 +391,7 @@ class EvalConfig:
         if self.labels not in (None, "data"):
             problems.append(f"--labels {self.labels!r}: the only value is 'data' (embed the eval data's names); "
                             "for other names use tkvr predict --labels")
+        _writable(problems, "--json", self.json)
         fail_if(problems)
 
 
@@ -374,6 +409,7 @@ class PredictConfig:
         _at_least(problems, self, 1, "top_k")
         if not self.files:
             problems.append("give one or more video or image files to predict")
+        _writable(problems, "--json", self.json)
         fail_if(problems)
 
 
@@ -406,6 +442,8 @@ class FewshotConfig:
         except TkvrError as e:
             problems.append(str(e))
         _at_least(problems, self, 1, "repeats", "epoch_size")
+        _writable(problems, "--out", self.out, folder=True)
+        _writable(problems, "--json", self.json)
         fail_if(problems)
 
 
@@ -427,6 +465,8 @@ class ZeroshotConfig:
         problems = self.train.problems()
         if self.protocol not in ("full", "half"):
             problems.append(f"--protocol {self.protocol!r}: choose full or half")
+        _writable(problems, "--out", self.out, folder=True)
+        _writable(problems, "--json", self.json)
         fail_if(problems)
 
 
@@ -441,6 +481,7 @@ class DemoConfig:
         problems: list[str] = []
         _at_least(problems, self, 1, "epochs")
         _at_least(problems, self, 0, "workers")
+        _writable(problems, "--out", self.out, folder=True)
         fail_if(problems)
 
 

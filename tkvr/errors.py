@@ -9,6 +9,11 @@ class TkvrError(Exception):
     """A mistake in what the user asked for (flag, file, value), not a fault of tkvr."""
 
 
+class Fault(TkvrError):
+    """Something outside the request went wrong (disk full, a folder turned read-only): one line,
+    exit code 1; what was written before it stays intact."""
+
+
 def one_line(e: Exception) -> str:
     """The message of a TkvrError. One raised inside a DataLoader worker comes back wrapped with
     the worker's traceback (torch's ExceptionWrapper); its last line holds the message."""
