@@ -233,3 +233,59 @@ def test_checkpoint_write_fault_keeps_the_previous_one(run_cli, tmp_path, monkey
     lines = err.strip().splitlines()
     assert code == 1 and len(lines) == 1 and "cannot write checkpoint" in lines[0], err
     assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["epoch"] == 1
+
+
+# ---------------------------------------------------------------- 7-9. templates, other tracebacks, silent exits
+def test_mistakes_found_by_trying(run_cli, tmp_path):
+    """Each: exit 2, one line naming the flag or file, no traceback, nothing written."""
+    out = tmp_path / "run"
+    (tmp_path / "list.yaml").write_text("- a\n- b\n")
+    (tmp_path / "fold.yaml").write_text("fold: one\n")
+    torch.save({"weights": _Pickled()}, tmp_path / "pickled.pt")
+    cases = [
+        (["train", "--data", "toy", *FAST, "--template", "no braces"], ["--template", "{}"]),
+        (["train", "--data", "toy", *FAST, "--devices", "0"], ["--devices"]),
+        (["train", "--data", "toy", *FAST, "--accelerator", "gpu"] if not torch.cuda.is_available() else
+         ["train", "--data", "toy", *FAST, "--accelerator", "tpu"], ["--accelerator"]),
+        (["train", "--data", "toy", *FAST, "--decode-device", "cuda"] if not torch.cuda.is_available() else
+         ["train", "--data", "toy", *FAST, "--fold", "4"], ["--decode-device" if not torch.cuda.is_available()
+                                                            else "--fold"]),
+        (["train", "--config", tmp_path / "fold.yaml", *FAST], ["--fold", "one"]),
+        (["train", "--data", tmp_path / "list.yaml", *FAST], ["list.yaml", "mapping"]),
+        (["train", "--data", "toy", *FAST, "--pretrained", tmp_path / "pickled.pt"], ["--pretrained", "refused"]),
+        (["eval", "--checkpoint", tmp_path / "nowhere", "--batch-size", "0"], ["--batch-size"]),
+        (["check", "--data", "toy", "--frames", "0"], ["--frames"]),
+        (["eval", "--checkpoint", tmp_path / "nowhere", "--labels", "foo"], ["--labels", "'foo'"]),
+        (["fewshot", "--data", "toy", *FAST, "--epoch-size", "0"], ["--epoch-size"]),
+        (["predict", tmp_path, "--checkpoint", tmp_path / "nowhere"], ["is a folder"]),
+    ]
+    for args, words in cases:
+        code, _, err = run_cli(*args, *(["--out", out] if args[0] in ("train", "fewshot") else []))
+        assert_user_error(code, err, *words)
+        assert not out.exists(), args
+
+
+class _Pickled:
+    pass
+
+
+def test_yaml_template_given_as_one_string(run_cli, tmp_path):
+    (tmp_path / "c.yaml").write_text("template: 'a clip of {}.'\nepochs: 1\nlimit-batches: 1\n")
+    code, _, err = run_cli("train", "--config", tmp_path / "c.yaml", "--data", "toy", *FAST, "--out", tmp_path / "r")
+    assert code == 0, err
+    import yaml
+
+    assert yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())["model"]["templates"] == ["a clip of {}."]
+
+
+def test_predict_says_when_files_did_not_read(run_cli, tmp_path):
+    run = tmp_path / "run"
+    code, _, err = run_cli("train", "--data", "toy", *FAST, "--limit-batches", "1", "--out", run)
+    assert code == 0, err
+    good = write_clip(tmp_path / "good.mp4")
+    (tmp_path / "bad.mp4").write_bytes(b"\x00" * 64)
+    code, out, err = run_cli("predict", good, tmp_path / "bad.mp4", "--checkpoint", run, "--json", tmp_path / "p.json")
+    assert code == 1 and err.strip().splitlines() == [
+        f"tkvr: error: 1 of 2 files could not be read (e.g. {tmp_path / 'bad.mp4'})"], err
+    preds = json.loads((tmp_path / "p.json").read_text())
+    assert len(preds[0]["labels"]) == 5 and "error" in preds[1]  # the readable file still got its labels

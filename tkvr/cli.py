@@ -57,7 +57,11 @@ def _config_file(ctx, param, value):
         key = flags.get(key, key.replace("-", "_"))
         if key not in names or key == "config":
             raise TkvrError(f"--config {value}: {k!r} is not a flag of tkvr {ctx.command.name}")
-        flat[key] = tuple(v) if isinstance(v, list) else v
+        if isinstance(v, list):
+            v = tuple(v)
+        elif getattr(names[key], "multiple", False):
+            v = (v,)  # one value of a repeatable flag (`template: "a video of {}."`), not its characters
+        flat[key] = v
     ctx.default_map = {**(ctx.default_map or {}), **flat}
     return value
 

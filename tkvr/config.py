@@ -141,6 +141,11 @@ class SourceConfig:
         if self.fold is not None and not 1 <= self.fold <= 3:
             problems.append(f"--fold must be 1, 2 or 3, got {self.fold}")
         _at_least(problems, self, 0, "workers")
+        if self.decode_device.startswith("cuda"):
+            import torch
+
+            if not torch.cuda.is_available():
+                problems.append(f"--decode-device {self.decode_device}: no CUDA device here; use cpu")
         return problems
 
 
@@ -250,7 +255,7 @@ class OptimConfig:
     def validate(self, world: int = 1) -> list[str]:
         problems: list[str] = []
         _at_least(problems, self, 1, "epochs", "batch_size", "device_batch", "max_steps", "limit_batches")
-        if self.batch_size >= 1 and (self.device_batch is None or self.device_batch >= 1):
+        if self.batch_size >= 1 and (self.device_batch is None or self.device_batch >= 1) and world >= 1:
             device_batch = self.device_batch or (self.batch_size // world if self.batch_size % world == 0 else 0)
             if device_batch < 1 or self.batch_size % (device_batch * world):
                 problems.append(f"--batch-size {self.batch_size} is not divisible by --device-batch "

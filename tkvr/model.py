@@ -17,6 +17,7 @@ import contextlib
 import io
 import logging
 import os
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -159,6 +160,9 @@ def build_backbone(backbone: str, pretrained: str | None = None) -> Backbone:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(BUILD_SEED)
             model = oc.create_model(name, pretrained=weights, force_quick_gelu=quick)
+    except pickle.UnpicklingError:
+        raise TkvrError(f"--pretrained {weights} was refused: it holds objects other than tensors and plain "
+                        "data (weights-only load); only load files you trust") from None
     except RuntimeError as e:
         if weights is not None and Path(weights).is_file():
             msg = str(e).strip().splitlines()[0][:200]

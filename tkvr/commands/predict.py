@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tkvr.config import PredictConfig
-from tkvr.errors import TkvrError
+from tkvr.errors import Fault, TkvrError
 from tkvr.progress import console
 
 
@@ -25,6 +25,9 @@ def run(cfg: PredictConfig) -> list[dict]:
     missing = [f for f in cfg.files if not Path(f).exists()]
     if missing:
         raise TkvrError(f"{missing[0]}: no such file")
+    folders = [f for f in cfg.files if Path(f).is_dir()]
+    if folders:
+        raise TkvrError(f"{folders[0]} is a folder; give video or image files (e.g. {folders[0]}/*.mp4)")
     ckpt = read_checkpoint(cfg.checkpoint)
     classes = resolve_classes(cfg.labels, "--labels") if cfg.labels else ckpt["classes"]
     tcfg, _, model = load_model(ckpt, classes)
@@ -53,4 +56,7 @@ def run(cfg: PredictConfig) -> list[dict]:
             con.print(f"  {s:6.3f}  {lab}")
     if cfg.json:
         write_json(results, cfg.json)
+    bad = [r["file"] for r in results if "error" in r]
+    if bad:  # the others' labels are printed and written; the exit code says not all were read
+        raise Fault(f"{len(bad)} of {len(results)} files could not be read (e.g. {bad[0]})")
     return results

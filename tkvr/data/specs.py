@@ -320,6 +320,9 @@ def _yaml(path: Path, fold: int) -> DataSource:
         cfg = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as e:
         raise TkvrError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(cfg, dict):
+        raise TkvrError(f"{path}: a dataset file is a mapping of keys (format, root, labels, train, val, ...), "
+                        f"not a {type(cfg).__name__}")
     known = {"format", "root", "labels", "train", "val", "frame_template", "frame_start", "flip", "templates",
              "name", "fold"}
     unknown = sorted(set(cfg) - known)
