@@ -289,3 +289,26 @@ def test_predict_says_when_files_did_not_read(run_cli, tmp_path):
         f"tkvr: error: 1 of 2 files could not be read (e.g. {tmp_path / 'bad.mp4'})"], err
     preds = json.loads((tmp_path / "p.json").read_text())
     assert len(preds[0]["labels"]) == 5 and "error" in preds[1]  # the readable file still got its labels
+
+
+# ---------------------------------------------------------------- 10. records across resumes
+def test_resume_keeps_one_record_of_each_step_and_epoch(run_cli, tmp_path):
+    import csv
+
+    run = tmp_path / "run"
+    args = ["train", "--data", "toy", *FAST, "--epochs", "3", "--limit-batches", "3", "--log-every", "1",
+            "--out", run]
+    code, _, err = run_cli(*args, "--max-steps", "3")  # epoch 1 ends at step 3, its checkpoint written
+    assert code == 0, err
+    with (run / "steps.csv").open("a") as f:  # what a process killed in epoch 2 had logged after it
+        f.write("2,4,5.0,1e-06,10\n2,5,5.0,1e-06,10\n")
+    code, _, err = run_cli(*args, "--resume", "auto")  # epoch 2 again, from step 3
+    assert code == 0, err
+    steps = [int(r["step"]) for r in csv.DictReader((run / "steps.csv").open())]
+    assert steps == list(range(1, 10)), steps
+    report = json.loads((run / "report.json").read_text())
+    assert [h["epoch"] for h in report["history"]] == [1, 2, 3] and report["final"]["num_samples"] == 240
+    before = (run / "report.json").read_text()
+    code, out, err = run_cli(*args, "--resume", "auto")  # a finished run
+    assert code == 0 and "nothing to train" in out, err
+    assert (run / "report.json").read_text() == before

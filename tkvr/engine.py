@@ -66,15 +66,31 @@ def cosine_schedule(optimizer, warmup_steps: int, total_steps: int):
 
 # ---------------------------------------------------------------- logs
 class CsvLog:
-    def __init__(self, path: Path, columns: list[str], append: bool):
+    """A CSV log, a row at a time. Resuming keeps the rows up to the checkpoint (`upto`: the last
+    step, or epoch, it holds) and drops the rest, which the resumed run writes again."""
+
+    def __init__(self, path: Path, columns: list[str], key: str, upto: int | None):
+        from tkvr.fileio import atomic_write_text
+
         self.path, self.columns = path, columns
-        if not (append and path.is_file()):
-            with path.open("w", newline="") as f:
-                csv.writer(f).writerow(columns)
+        rows = read_csv(path) if upto is not None and path.is_file() else []
+        kept = "".join(",".join(r[c] for c in columns) + "\n" for r in rows if int(r[key]) <= upto)
+        atomic_write_text(",".join(columns) + "\n" + kept, path)
 
     def write(self, row: dict) -> None:
         with self.path.open("a", newline="") as f:
             csv.writer(f).writerow([_fmt(row.get(c, "")) for c in self.columns])
+
+
+def read_csv(path: Path) -> list[dict]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def history(path: Path) -> list[dict]:
+    """metrics.csv as rows of numbers: the whole run's history, resumes included."""
+    return [{k: (float(v) if k not in ("epoch", "step") else int(v)) for k, v in r.items() if v != ""}
+            for r in read_csv(path)] if path.is_file() else []
 
 
 def _fmt(v):
@@ -165,8 +181,10 @@ class Trainer:
 
     def fit(self) -> FitResult:
         o, rank0 = self.cfg.optim, self.fabric.global_rank == 0
-        self.epochs_log = CsvLog(self.out / "metrics.csv", EPOCH_COLUMNS, append=self.step > 0)
-        self.steps_log = CsvLog(self.out / "steps.csv", STEP_COLUMNS, append=self.step > 0)
+        if rank0:
+            resumed = self.step > 0
+            self.epochs_log = CsvLog(self.out / "metrics.csv", EPOCH_COLUMNS, "epoch", self.epoch if resumed else None)
+            self.steps_log = CsvLog(self.out / "steps.csv", STEP_COLUMNS, "step", self.step if resumed else None)
         self.tb = _tensorboard(self.out) if self.cfg.run.tensorboard else None
         if self.step == 0:  # a broken evaluation shows up now, not after an epoch
             m = self.validate(limit=2)

@@ -75,7 +75,7 @@ def train(cfg: TrainConfig, src=None, train_ids: list[int] | None = None, fabric
     checked, just before the run directory is written (the few-shot sweep writes its sample)."""
     from tkvr.data.loader import BadFiles, datasets
     from tkvr.data.specs import resolve
-    from tkvr.engine import Trainer
+    from tkvr.engine import Trainer, history
     from tkvr.launch import make_fabric
     from tkvr.model import build, preprocess_of
 
@@ -103,10 +103,16 @@ def train(cfg: TrainConfig, src=None, train_ids: list[int] | None = None, fabric
         f"{len(train_set)} train / {len(val_set)} val samples, {fabric.world_size} device(s)")
     bad = BadFiles(train_set.samples, cfg.data.max_bad_fraction)
     trainer = Trainer(cfg, fabric, model, train_set, val_set, src.classes, out, bad, resume)
+    if trainer.epoch >= cfg.optim.epochs:  # a finished run: its report stays as it is
+        say(f"{out} has finished its {cfg.optim.epochs} epochs; nothing to train (raise --epochs to go on)")
+        return TrainResult(out, trainer.epoch, trainer.step, trainer.best, {}, history(out / "metrics.csv"), [],
+                           trainer.model, backbone, fabric)
     fit = trainer.fit()
-    result = TrainResult(out, trainer.epoch, trainer.step, trainer.best, fit.metrics, fit.history, bad.paths(),
-                         trainer.model, backbone, fabric)
-    if fabric.global_rank == 0:
+    rank0 = fabric.global_rank == 0
+    result = TrainResult(out, trainer.epoch, trainer.step, trainer.best, fit.metrics,
+                         history(out / "metrics.csv") if rank0 else fit.history, bad.paths(), trainer.model,
+                         backbone, fabric)
+    if rank0:
         finish(cfg, result, time.time() - t0)
     return result
 
@@ -116,8 +122,11 @@ def finish(cfg: TrainConfig, r: TrainResult, wall: float) -> None:
     from tkvr.engine import write_report
     from tkvr.fileio import atomic_write_text
 
+    listed = r.out / "unreadable.txt"
+    if listed.is_file():  # a resumed run: keep what the earlier part found
+        r.unreadable = sorted(set(r.unreadable) | set(listed.read_text().split("\n")) - {""})
     if r.unreadable:
-        atomic_write_text("".join(p + "\n" for p in r.unreadable), r.out / "unreadable.txt")
+        atomic_write_text("".join(p + "\n" for p in r.unreadable), listed)
         say(f"{len(r.unreadable)} unreadable training videos were replaced; listed in {r.out / 'unreadable.txt'}")
     m = r.metrics
     report = {"run": str(r.out), "wall_s": wall, "epochs": r.epochs, "steps": r.steps, "best_top1": r.best_top1,
