@@ -62,6 +62,7 @@ def write_clip(path, frames=12, size=32, seed=0):
 
     from tkvr.data.toy import write_video
 
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     x = torch.zeros(frames, 3, size, size, dtype=torch.uint8)
     for t in range(frames):
         x[t, :, :, (t * size) // frames] = 255

@@ -312,3 +312,70 @@ def test_resume_keeps_one_record_of_each_step_and_epoch(run_cli, tmp_path):
     code, out, err = run_cli(*args, "--resume", "auto")  # a finished run
     assert code == 0 and "nothing to train" in out, err
     assert (run / "report.json").read_text() == before
+
+
+# ---------------------------------------------------------------- 11-12. hardening, found by trying
+def test_dataset_folders_say_what_they_leave_out(run_cli, tmp_path):
+    for cls in ("jump", "run"):
+        write_clip(tmp_path / "data" / cls / "a.mp4")
+        (tmp_path / "data" / cls / "notes.txt").write_text("shot on a phone")
+    code, out, err = run_cli("check", "--data", tmp_path / "data", "--workers", "0", "--json", tmp_path / "c.json")
+    assert code == 0, err
+    assert json.loads((tmp_path / "c.json").read_text())["num_samples"] == 2  # the notes are not samples
+    assert "2 files that are neither videos nor images left out" in out
+    assert "the same samples serve as training and validation data" in out
+    (tmp_path / "list").mkdir()
+    list_dataset(tmp_path / "list", {"../data/jump/a.mp4": "jump", str(tmp_path / "data/run/a.mp4"): "run"})
+    code, out, err = run_cli("check", "--data", tmp_path / "list", "--workers", "0")
+    assert code == 0 and "2 of 2 listed files lie outside" in out, err
+
+
+def test_out_of_memory_is_not_an_unreadable_video(run_cli, tmp_path, monkeypatch):
+    from tkvr.data import video
+
+    run = tmp_path / "run"
+    code, _, err = run_cli("train", "--data", "toy", *FAST, "--limit-batches", "1", "--out", run)
+    assert code == 0, err
+
+    def oom(self, indices):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory")
+
+    monkeypatch.setattr(video.TorchcodecVideo, "_read", oom)
+    monkeypatch.setattr(video.PyAVVideo, "_read", oom)
+    code, _, err = run_cli("eval", "--checkpoint", run, "--views", "1000x1", "--workers", "0")
+    lines = err.strip().splitlines()
+    assert code == 1 and len(lines) == 1 and "out of memory" in lines[0] and "--views" in lines[0], err
+
+
+def test_a_run_is_found_from_anywhere_and_its_config_reused(run_cli, tmp_path, monkeypatch):
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    data = small_set(tmp_path / "work", bad=())
+    code, out, err = run_cli("train", "--data", "data", *FAST, "--limit-batches", "1", "--out", "run")
+    assert code == 0, err
+    assert "warning: --warmup 0 >= --epochs" not in out
+    import yaml
+
+    saved = yaml.safe_load((tmp_path / "work" / "run" / "config.yaml").read_text())
+    assert saved["data"]["data"] == str(data)  # absolute, not as typed
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli("eval", "--checkpoint", tmp_path / "work" / "run", "--workers", "0")
+    assert code == 0, err
+    # the run's own config.yaml as --config: same settings, a new folder
+    code, out, err = run_cli("train", "--config", tmp_path / "work" / "run" / "config.yaml", "--out", "again",
+                             "--warmup", "3")
+    assert code == 0, err
+    again = yaml.safe_load((tmp_path / "again" / "config.yaml").read_text())
+    assert again["model"] == saved["model"] and again["data"] == saved["data"]
+    assert "warning: --warmup 3 >= --epochs 1" in out
+
+
+def test_decoder_messages_are_short_and_counts_read_well():
+    from tkvr.data.video import _short
+    from tkvr.progress import count
+
+    msg = _short(RuntimeError("/__w/torchcodec/src/torchcodec/_core/SingleStreamDecoder.cpp:123: Could not open "
+                              "input file: clip.mp4"))
+    assert msg == "RuntimeError: Could not open input file: clip.mp4"
+    assert [count(1, "class"), count(2, "class"), count(1, "video"), count(3, "video")] == [
+        "1 class", "2 classes", "1 video", "3 videos"]

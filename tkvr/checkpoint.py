@@ -91,7 +91,10 @@ def config_of(ckpt: dict) -> TrainConfig:
 
 def check_resumable(path: Path, cfg: TrainConfig) -> None:
     """A checkpoint resumes only a run of the same model on the same data."""
+    from tkvr.data.specs import absolute
+
     old = config_of(read_checkpoint(str(path), "--resume"))
+    old.data.data = absolute(old.data.data)  # checkpoints before paths were stored absolute
     diff = [("model", k) for k in MODEL_KEYS if getattr(old.model, k) != getattr(cfg.model, k)]
     diff += [("data", k) for k in DATA_KEYS if getattr(old.data, k) != getattr(cfg.data, k)]
     if diff:

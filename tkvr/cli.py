@@ -51,8 +51,15 @@ def _config_file(ctx, param, value):
         raise TkvrError(f"--config {value}: expected a mapping of flag names to values")
     names = {p.name: p for p in ctx.command.params}
     flags = {o.lstrip("-"): p.name for p in ctx.command.params for o in getattr(p, "opts", [])}
+    settings = leaves(ctx.command.callback.__tkvr_config__)
+    # A run's own config.yaml holds groups (model:, data:, ...): their keys are settings too.
+    items = [(k2, v2) for k, v in data.items() for k2, v2 in (v.items() if isinstance(v, dict) else [(k, v)])]
     flat = {}
-    for k, v in data.items():
+    for k, v in items:
+        if k in settings and not settings[k].metadata.get("cli", True):
+            continue  # recorded by tkvr (the command line, betas), not a flag
+        if str(k).replace("-", "_") == "out" and isinstance(data.get("run"), dict):
+            continue  # a run's config names that run's folder; the new run goes to --out
         key = str(k).lstrip("-")
         key = flags.get(key, key.replace("-", "_"))
         if key not in names or key == "config":

@@ -21,6 +21,13 @@ def console():
     return Console(highlight=False, soft_wrap=True)
 
 
+def count(n: int, noun: str) -> str:
+    """'1 video', '2 videos', '1 class', '3 classes'."""
+    if n == 1:
+        return f"1 {noun}"
+    return f"{n} {noun}es" if noun.endswith(("s", "x", "ch", "sh")) else f"{n} {noun}s"
+
+
 def say(msg: str) -> None:
     """One line to stdout on rank 0."""
     if is_rank_zero():

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from tkvr.config import FewshotConfig, ZeroshotConfig, parse_shots
 from tkvr.errors import TkvrError
-from tkvr.progress import say
+from tkvr.progress import count, say
 
 
 def read_sample(path: str, train, classes: list[str]) -> list[int]:
@@ -83,7 +83,7 @@ def fewshot(cfg: FewshotConfig) -> dict[int, dict]:
 
             size = cfg.epoch_size or len(train)
             repeated = ids * max(1, math.ceil(size / len(ids)))  # a normal epoch length
-            say(f"{k}-shot, seed {seed}: {len(ids)} videos repeated to {len(repeated)} per epoch -> {sub.run.out}")
+            say(f"{k}-shot, seed {seed}: {count(len(ids), 'video')} repeated to {len(repeated)} per epoch -> {sub.run.out}")
             res = train_run(sub, src=src, train_ids=repeated, fabric=fabric, on_ready=save_sample)
             fabric = res.fabric
             tops.append(res.metrics["top1"])

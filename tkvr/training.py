@@ -13,6 +13,7 @@ train_samples.txt, report.json, unreadable.txt (when a training video did not re
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from tkvr.config import TrainConfig
 from tkvr.errors import TkvrError
-from tkvr.progress import say
+from tkvr.progress import count, say
 
 
 @dataclass
@@ -74,7 +75,7 @@ def train(cfg: TrainConfig, src=None, train_ids: list[int] | None = None, fabric
     `fabric` an already launched Fabric. `on_ready(fabric)` runs once everything has been
     checked, just before the run directory is written (the few-shot sweep writes its sample)."""
     from tkvr.data.loader import BadFiles, datasets
-    from tkvr.data.specs import resolve
+    from tkvr.data.specs import absolute, resolve
     from tkvr.engine import Trainer, history
     from tkvr.launch import make_fabric
     from tkvr.model import build, preprocess_of
@@ -83,6 +84,12 @@ def train(cfg: TrainConfig, src=None, train_ids: list[int] | None = None, fabric
     out = Path(cfg.run.out)
     src = src or resolve(cfg.data.data, cfg.data.data_root, cfg.data.fold_or())
     cfg.data.fold = cfg.data.fold_or()  # the checkpoint records the fold it was trained on
+    cfg.data.data = absolute(cfg.data.data)  # and a data path that works from anywhere
+    if cfg.data.data_root:
+        cfg.data.data_root = os.path.abspath(cfg.data.data_root)
+    if cfg.optim.warmup >= cfg.optim.epochs:
+        say(f"warning: --warmup {cfg.optim.warmup:g} >= --epochs {cfg.optim.epochs}: the learning rate stays on "
+            "its warm-up ramp for the whole run; lower --warmup for short runs")
     cfg.model.templates = cfg.model.templates or list(src.templates)
     still_images(cfg, src)
     resume = plan_run_dir(cfg)
@@ -99,8 +106,8 @@ def train(cfg: TrainConfig, src=None, train_ids: list[int] | None = None, fabric
     if cfg.model.head == "lda" and resume is None:
         fit_lda_head(fabric, cfg, model, src, preprocess_of(model), out)
     write_samples(train_set.samples, src.classes, out, fabric.global_rank)
-    say(f"run {out}: {cfg.model.backbone} + {cfg.model.temporal}, head {cfg.model.head}, {len(src.classes)} classes, "
-        f"{len(train_set)} train / {len(val_set)} val samples, {fabric.world_size} device(s)")
+    say(f"run {out}: {cfg.model.backbone} + {cfg.model.temporal}, head {cfg.model.head}, {count(len(src.classes), 'class')}, "
+        f"{len(train_set)} train / {len(val_set)} val samples, {count(fabric.world_size, 'device')}")
     bad = BadFiles(train_set.samples, cfg.data.max_bad_fraction)
     trainer = Trainer(cfg, fabric, model, train_set, val_set, src.classes, out, bad, resume)
     if trainer.epoch >= cfg.optim.epochs:  # a finished run: its report stays as it is
@@ -127,7 +134,7 @@ def finish(cfg: TrainConfig, r: TrainResult, wall: float) -> None:
         r.unreadable = sorted(set(r.unreadable) | set(listed.read_text().split("\n")) - {""})
     if r.unreadable:
         atomic_write_text("".join(p + "\n" for p in r.unreadable), listed)
-        say(f"{len(r.unreadable)} unreadable training videos were replaced; listed in {r.out / 'unreadable.txt'}")
+        say(f"{count(len(r.unreadable), 'unreadable training video')} replaced; listed in {r.out / 'unreadable.txt'}")
     m = r.metrics
     report = {"run": str(r.out), "wall_s": wall, "epochs": r.epochs, "steps": r.steps, "best_top1": r.best_top1,
               "unreadable_train": r.unreadable,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from tkvr.config import CheckConfig
-from tkvr.progress import console, say, track
+from tkvr.progress import console, count, say, track
 
 
 class _Probe:
@@ -80,10 +80,10 @@ def run(cfg: CheckConfig) -> int:
     if len(src.classes) <= 60:
         con.print(table)
     sizes = [counts.get(y, 0) for y in range(len(src.classes))]
-    say(f"{len(samples)} samples, {len(src.classes)} classes (per class: min {min(sizes)}, "
+    say(f"{count(len(samples), 'sample')}, {count(len(src.classes), 'class')} (per class: min {min(sizes)}, "
         f"max {max(sizes)}); decoder {decoder}")
     if listed_missing:
-        say(f"{len(listed_missing)} videos listed in the annotations are not on disk (left out)")
+        say(f"{count(len(listed_missing), 'video')} listed in the annotations are not on disk (left out)")
     for kind in ("missing", "empty", "unreadable"):
         for i in status[kind][:20]:
             say(f"{kind}: {samples[i].path} ({notes[i]})")
@@ -91,7 +91,7 @@ def run(cfg: CheckConfig) -> int:
             say(f"... and {len(status[kind]) - 20} more {kind}")
     empty_classes = [src.classes[y] for y in range(len(src.classes)) if counts.get(y, 0) == 0]
     if empty_classes:
-        say(f"{len(empty_classes)} classes have no {cfg.split} samples (e.g. {empty_classes[:3]})")
+        say(f"{count(len(empty_classes), 'class')} with no {cfg.split} samples (e.g. {empty_classes[:3]})")
     say("all samples read" if not bad else f"{len(bad)} of {len(samples)} samples do not read")
     if cfg.json:
         report = {

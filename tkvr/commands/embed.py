@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tkvr.config import EmbedConfig
-from tkvr.progress import say
+from tkvr.progress import count, say
 
 
 def run(cfg: EmbedConfig) -> dict:
@@ -15,7 +15,7 @@ def run(cfg: EmbedConfig) -> dict:
     res = embed(cfg, classes, build_backbone(cfg.backbone, cfg.pretrained))
     emb = res["embeddings"]
     say(f"wrote {cfg.out}: {cfg.head} embeddings [{emb.shape[0]}, {emb.shape[1]}] for "
-        f"{len(res['classes'])} classes, backbone {cfg.backbone}, {len(res['templates'])} template(s)"
+        f"{count(len(res['classes']), 'class')}, backbone {cfg.backbone}, {count(len(res['templates']), 'template')}"
         + (f", text encoder {cfg.text_encoder}" if cfg.text_encoder else ""))
     if cfg.plot:
         say(f"wrote {cfg.plot}: inter-class correlation map")

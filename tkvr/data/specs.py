@@ -30,7 +30,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tkvr.data.video import IMAGE_EXTS, VIDEO_EXTS
 from tkvr.errors import TkvrError
+from tkvr.progress import count, say
 
 BUILTIN = ("k400", "k600", "ucf101", "hmdb51", "imagenet", "toy")
 SUBSETS = {"K300": ("k400", 400, 300, True), "K100": ("k400", 400, 300, False),
@@ -149,7 +151,14 @@ def read_list(path: Path, root: Path, classes: list[str]) -> list[Sample]:
         else:
             raise TkvrError(f"{path}:{n}: class {label!r} is not in the labels file")
         out.append(Sample(str(root / rel), y, frames))
+    outside = sum(1 for x in out if not _inside(Path(x.path), root))
+    if outside:  # allowed (list files often point into a shared video store), but said
+        say(f"{path}: {outside} of {len(out)} listed files lie outside {root} (absolute or ../ paths)")
     return out
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return os.path.abspath(path).startswith(os.path.abspath(root) + os.sep)
 
 
 def _files(folder: Path) -> list[Path]:
@@ -167,8 +176,15 @@ def read_class_folders(folder: Path, classes: list[str] | None = None) -> tuple[
         if extra:
             raise TkvrError(f"{folder}: class folder {extra[0]!r} is not in the labels file")
     index = {c: i for i, c in enumerate(classes)}
-    samples = [Sample(str(f), index[d.name]) for d in dirs for f in _files(d)]
-    return classes, samples
+    samples, skipped = [], []
+    for d in dirs:
+        for f in _files(d):
+            # videos, images and JPEG frame folders; anything else (notes.txt, .json) is not a sample
+            (samples if f.is_dir() or f.suffix.lower() in VIDEO_EXTS | IMAGE_EXTS else skipped).append(f)
+    if skipped:
+        say(f"{folder}: {count(len(skipped), 'file')} that are neither videos nor images left out "
+            f"(e.g. {skipped[0].relative_to(folder)})")
+    return classes, [Sample(str(f), index[f.parent.name]) for f in samples]
 
 
 # ---------------------------------------------------------------- formats
@@ -310,6 +326,7 @@ def _folder(root: Path, fold: int, labels: Path | None = None) -> DataSource:
     if not samples:
         raise TkvrError(f"--data {root}: no dataset layout recognised (see README 'Datasets')")
     # One folder of classes, no split: it serves as both (for check, predict, zero-shot eval).
+    say(f"{root}: no train/ and val/ folders: the same samples serve as training and validation data")
     return DataSource(root.name, classes, {"train": samples, "val": samples}, origin=str(root))
 
 
@@ -376,6 +393,18 @@ def _yaml(path: Path, fold: int) -> DataSource:
 def data_root(flag: str | None) -> Path | None:
     value = flag or os.environ.get("TKVR_DATA_ROOT")
     return Path(value).expanduser() if value else None
+
+
+def absolute(spec: str) -> str:
+    """--data with its paths made absolute (a folder, a YAML file, an @subset file), so a
+    checkpoint's data resolves from any working directory; names stay names."""
+    def fix(part: str) -> str:
+        return os.path.abspath(part) if part and Path(part).expanduser().exists() else part
+
+    if Path(spec).exists() or "@" not in spec:
+        return fix(spec)
+    base, _, subset = spec.partition("@")
+    return f"{fix(base)}@{fix(subset)}"
 
 
 def resolve(spec: str, root: str | None = None, fold: int = 1) -> DataSource:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import bisect
 import logging
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -115,8 +116,13 @@ def _tc_decoder(path: str, device: str = "cpu"):
 
 
 def _short(e: Exception) -> str:
+    """One short line: torchcodec's messages start with its C++ source location, which tells a
+    user nothing; the file is named by the caller."""
     text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0][:160]}" if text else type(e).__name__
+    if not text:
+        return type(e).__name__
+    line = re.sub(r"\s*\S+\.(?:cpp|cc|h):\d+[,:]?\s*", " ", text[0]).strip(" ,:")
+    return f"{type(e).__name__}: {line[:160]}"
 
 
 # ---------------------------------------------------------------- PyAV
@@ -243,7 +249,11 @@ class Reader:
             return self._read(indices)
         except UnreadableVideo:
             raise
+        except (MemoryError, torch.OutOfMemoryError):
+            raise _out_of_memory(self.path, len(indices)) from None
         except Exception as e:  # noqa: BLE001 - a corrupt stream fails mid-decode
+            if "allocate memory" in str(e) or "out of memory" in str(e).lower():  # torch's CPU allocator
+                raise _out_of_memory(self.path, len(indices)) from None
             raise UnreadableVideo(f"{self.path}: {_short(e)}") from None
 
     def _read(self, indices: list[int]) -> torch.Tensor:
@@ -257,6 +267,14 @@ class Reader:
 # and follow a playlist to other files, so both are refused by their first bytes.
 NOT_VIDEO = ((b"\xff\xd8\xff", "a JPEG image"), (b"\x89PNG\r\n\x1a\n", "a PNG image"), (b"GIF8", "a GIF image"),
              (b"#EXTM3U", "an HLS playlist"))
+
+
+def _out_of_memory(path: str, frames: int):
+    """Memory is the machine's limit, never a bad file: the run stops and says how to ask less."""
+    from tkvr.errors import Fault
+
+    return Fault(f"out of memory while reading {frames} frames of {path}; lower --views, --frames or "
+                 "--batch-size")
 
 
 def _check_file(path: str) -> None:
