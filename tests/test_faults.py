@@ -236,33 +236,97 @@ def test_checkpoint_write_fault_keeps_the_previous_one(run_cli, tmp_path, monkey
 
 
 # ---------------------------------------------------------------- 7-9. templates, other tracebacks, silent exits
-def test_mistakes_found_by_trying(run_cli, tmp_path):
-    """Each: exit 2, one line naming the flag or file, no traceback, nothing written."""
-    out = tmp_path / "run"
-    (tmp_path / "list.yaml").write_text("- a\n- b\n")
-    (tmp_path / "fold.yaml").write_text("fold: one\n")
-    torch.save({"weights": _Pickled()}, tmp_path / "pickled.pt")
-    cases = [
-        (["train", "--data", "toy", *FAST, "--template", "no braces"], ["--template", "{}"]),
-        (["train", "--data", "toy", *FAST, "--devices", "0"], ["--devices"]),
-        (["train", "--data", "toy", *FAST, "--accelerator", "gpu"] if not torch.cuda.is_available() else
-         ["train", "--data", "toy", *FAST, "--accelerator", "tpu"], ["--accelerator"]),
-        (["train", "--data", "toy", *FAST, "--decode-device", "cuda"] if not torch.cuda.is_available() else
-         ["train", "--data", "toy", *FAST, "--fold", "4"], ["--decode-device" if not torch.cuda.is_available()
-                                                            else "--fold"]),
-        (["train", "--config", tmp_path / "fold.yaml", *FAST], ["--fold", "one"]),
-        (["train", "--data", tmp_path / "list.yaml", *FAST], ["list.yaml", "mapping"]),
-        (["train", "--data", "toy", *FAST, "--pretrained", tmp_path / "pickled.pt"], ["--pretrained", "refused"]),
-        (["eval", "--checkpoint", tmp_path / "nowhere", "--batch-size", "0"], ["--batch-size"]),
-        (["check", "--data", "toy", "--frames", "0"], ["--frames"]),
-        (["eval", "--checkpoint", tmp_path / "nowhere", "--labels", "foo"], ["--labels", "'foo'"]),
-        (["fewshot", "--data", "toy", *FAST, "--epoch-size", "0"], ["--epoch-size"]),
-        (["predict", tmp_path, "--checkpoint", tmp_path / "nowhere"], ["is a folder"]),
-    ]
-    for args, words in cases:
-        code, _, err = run_cli(*args, *(["--out", out] if args[0] in ("train", "fewshot") else []))
-        assert_user_error(code, err, *words)
-        assert not out.exists(), args
+NO_GPU = not torch.cuda.is_available()
+# The user-mistake table: (command line, words the one line must hold). {tmp} is a fresh folder
+# holding: afile (a file), list.yaml (a YAML list), fold.yaml (fold: one), pickled.pt (a pickle
+# with an object), abc.pt (embeddings for classes a, b, c). Every row: exit 2, one line, no
+# traceback, and no run folder {tmp}/run afterwards.
+MISTAKES = [
+    ("train --data toy --views 4by3", ["--views", "CxS"]),
+    ("train --data toy --views 0x3", ["--views", "C must be >= 1"]),
+    ("train --data toy --frames 0", ["--frames", ">= 1"]),
+    ("train --data toy --label-fraction 1.5", ["--label-fraction", "(0, 1]"]),
+    ("train --data toy --max-bad-fraction 2", ["--max-bad-fraction"]),
+    ("train --data toy --epochs 0", ["--epochs"]),
+    ("train --data toy --lr 0", ["--lr", "> 0"]),
+    ("train --data toy --warmup -1", ["--warmup"]),
+    ("train --data toy --eval-every 0", ["--eval-every"]),
+    ("train --data toy --workers -1", ["--workers"]),
+    ("train --data toy --fold 4", ["--fold", "1, 2 or 3"]),
+    ("train --data toy --batch-size 10 --device-batch 4", ["--batch-size 10", "not divisible"]),
+    ("train --data toy --devices 0", ["--devices"]),
+    ("train --data toy --temporal lstm", ["--temporal", "lstm"]),
+    ("train --data toy --train-crop square", ["--train-crop", "square"]),
+    ("train --data toy --template nobraces", ["--template", "{}"]),
+    ("train --data toy --backbone vit-huge-9000", ["--backbone", "vit-huge-9000"]),
+    ("train --data toy --temporal t1d", ["--temporal", "token-t1d"]),
+    ("train --data toy --pretrained {tmp}/missing.pt", ["--pretrained", "no such file"]),
+    ("train --data toy --pretrained {tmp}/pickled.pt", ["--pretrained", "refused"]),
+    ("train --data toy --embeddings {tmp}/abc.pt", ["--embeddings", "does not match"]),
+    ("train --data toy --out {tmp}/afile", ["--out", "is a file"]),
+    ("train --data toy --out /proc/tkvr_run", ["--out", "cannot write"]),
+    ("train --data {tmp}/nowhere", ["--data", "nowhere"]),
+    ("train --data {tmp}/list.yaml", ["list.yaml", "mapping"]),
+    ("train --data k400", ["--data k400", "--data-root"]),
+    ("train --config {tmp}/fold.yaml --data toy", ["--fold", "one"]),
+    ("train --config {tmp}/missing.yaml", ["--config", "no such file"]),
+    (f"train --data toy --accelerator {'gpu' if NO_GPU else 'tpu'}", ["--accelerator"]),
+    (f"train --data toy --decode-device {'cuda' if NO_GPU else 'cpu'} --fold {'1' if NO_GPU else '0'}",
+     ["--decode-device" if NO_GPU else "--fold"]),
+    ("eval --checkpoint {tmp}/nowhere", ["--checkpoint", "no such file"]),
+    ("eval --checkpoint {tmp}/nowhere --batch-size 0", ["--batch-size"]),
+    ("eval --checkpoint {tmp}/nowhere --views 4x2", ["--views", "S must be 1 or 3"]),
+    ("eval --checkpoint {tmp}/nowhere --labels foo", ["--labels", "'foo'"]),
+    ("eval --checkpoint {tmp}/abc.pt", ["not a tkvr checkpoint"]),
+    ("eval --checkpoint {tmp}/nowhere --json {tmp}/afile/e.json", ["--json", "is a file"]),
+    ("predict {tmp}/missing.mp4 --checkpoint {tmp}/nowhere", ["missing.mp4", "no such file"]),
+    ("predict {tmp} --checkpoint {tmp}/nowhere", ["is a folder"]),
+    ("predict {tmp}/afile --checkpoint {tmp}/nowhere --top-k 0", ["--top-k"]),
+    ("embed --classes , --backbone tiny --out {tmp}/e.pt", ["--classes", "empty"]),
+    ("embed --classes a,a --backbone tiny --out {tmp}/e.pt", ["appears twice"]),
+    ("embed --classes a,b --backbone tiny --head lda --out {tmp}/e.pt", ["--head", "lda"]),
+    ("embed --classes a,b --backbone tiny --out {tmp}", ["--out", "is a folder"]),
+    ("embed --classes a,b --backbone ViT-B/32 --out {tmp}/e.pt", ["cannot get the weights", "--pretrained PATH"]),
+    ("fewshot --data toy --shots 0,1", ["--shots"]),
+    ("fewshot --data toy --shots one", ["--shots"]),
+    ("fewshot --data toy --shots 9", ["--shots 9", "has only 8"]),
+    ("fewshot --data toy --repeats 0", ["--repeats"]),
+    ("fewshot --data toy --epoch-size 0", ["--epoch-size"]),
+    ("zeroshot --train toy --eval toy@unseen", ["share 20 classes"]),
+    ("zeroshot --protocol thirds", ["--protocol", "thirds"]),
+    ("check --data toy --frames 0", ["--frames"]),
+    ("check --data toy --split test", ["--split", "test"]),
+    ("check --data toy --json /proc/c.json", ["--json", "cannot write"]),
+]
+SMALL = {"train": ["--backbone", "tiny", "--frames", "2", "--workers", "0", "--epochs", "1", "--batch-size", "4",
+                   "--limit-batches", "1"]}
+SMALL["fewshot"] = SMALL["zeroshot"] = SMALL["train"]
+
+
+@pytest.fixture(scope="module")
+def mistakes_dir(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("mistakes")
+    (tmp / "afile").write_text("x")
+    (tmp / "list.yaml").write_text("- a\n- b\n")
+    (tmp / "fold.yaml").write_text("fold: one\n")
+    torch.save({"weights": _Pickled()}, tmp / "pickled.pt")
+    from tkvr.model import build_backbone
+    from tkvr.text import encode_classes, save_embeddings
+
+    bb = build_backbone("tiny")
+    save_embeddings(tmp / "abc.pt", encode_classes(bb, ["a", "b", "c"], ["{}"]), ["a", "b", "c"], "tiny", None,
+                    ["{}"], "text")
+    return tmp
+
+
+@pytest.mark.parametrize("line, words", MISTAKES, ids=[m[0].split(" --out")[0][:60] for m in MISTAKES])
+def test_user_mistake_table(run_cli, mistakes_dir, line, words):
+    args = line.format(tmp=mistakes_dir).split()
+    extra = SMALL.get(args[0], []) + (["--out", str(mistakes_dir / "run")] if "--out" not in args and
+                                      args[0] in ("train", "fewshot", "zeroshot") else [])
+    code, _, err = run_cli(args[0], *extra, *args[1:])  # the row's own flags come last and win
+    assert_user_error(code, err, *words)
+    assert not (mistakes_dir / "run").exists()
 
 
 class _Pickled:

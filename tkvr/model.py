@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tkvr.errors import TkvrError
+from tkvr.progress import say
 
 OPENAI_NAMES = {
     "RN50": "RN50",
@@ -113,6 +114,28 @@ def _resolve(backbone: str, pretrained: str | None):
                     "print(open_clip.list_models())')")
 
 
+def _cached(hub: str) -> bool:
+    """Whether open_clip's file for an hf-hub entry ('org/repo' or 'org/repo/file') is cached."""
+    from huggingface_hub import try_to_load_from_cache
+
+    repo, _, file = hub.partition("/")[2].partition("/")
+    repo = hub.split("/")[0] + "/" + repo
+    names = [file] if file else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+    return any(isinstance(try_to_load_from_cache(repo, n), str) for n in names)
+
+
+def _online(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
+    import socket
+
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0"):
+        return False
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
 def _fetch(oc, name: str, tag: str):
     """Download (or find in the cache) the weights for a tag; a clear error when that fails."""
     cfg = oc.get_pretrained_cfg(name, tag)
@@ -120,15 +143,20 @@ def _fetch(oc, name: str, tag: str):
         tags = oc.list_pretrained_tags_by_model(name)
         raise TkvrError(f"--pretrained {tag!r} is neither a file nor a weight tag of {name}: "
                         f"tags are {', '.join(tags) or '(none)'}; or pass --pretrained PATH")
+    where = (cfg.get("hf_hub") or "").rstrip("/")
+    what = f"hf-hub {where} (open_clip_pytorch_model.bin)" if where else cfg.get("url", "?")
+    missing = TkvrError(f"cannot get the weights of {name} ({tag}) from {what}: no network or not in the "
+                        "cache; download the file on a connected machine and pass --pretrained PATH")
+    if where and not _cached(where):
+        # The hub client retries for about a minute without a word when there is no network.
+        if not _online():
+            raise missing
+        say(f"weights of {name} ({tag}): downloading from {what} into the Hugging Face cache")
     try:
-        logging.disable(logging.WARNING)  # the hub client logs every retry; we say it once below
+        logging.disable(logging.WARNING)  # the hub client logs every retry; we say it once above
         oc.download_pretrained(cfg)
     except Exception:  # noqa: BLE001 - any download failure means the same thing to the user
-        where = (cfg.get("hf_hub") or "").rstrip("/")
-        what = f"hf-hub {where} (open_clip_pytorch_model.bin)" if where else cfg.get("url", "?")
-        raise TkvrError(f"cannot get the weights of {name} ({tag}) from {what}: no network or not in "
-                        "the cache; download the file on a connected machine and pass "
-                        "--pretrained PATH") from None
+        raise missing from None
     finally:
         logging.disable(logging.NOTSET)
     return bool(cfg.get("quick_gelu", False))
