@@ -443,3 +443,51 @@ def test_decoder_messages_are_short_and_counts_read_well():
     assert msg == "RuntimeError: Could not open input file: clip.mp4"
     assert [count(1, "class"), count(2, "class"), count(1, "video"), count(3, "video")] == [
         "1 class", "2 classes", "1 video", "3 videos"]
+
+
+# ---------------------------------------------------------------- multi-node as users launch it
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def torchrun_two_nodes(*args):
+    """`torchrun --nnodes 2 --nproc-per-node 1 --node-rank R` on localhost, both nodes at once."""
+    import os
+    import subprocess
+    import sys
+
+    port = free_port()
+    procs = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
+                               "--node-rank", str(r), "--master-addr", "127.0.0.1", "--master-port", str(port),
+                               "-m", "tkvr", *map(str, args), "--num-nodes", "2", "--devices", "1"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+             for r in (0, 1)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    for p, (_, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+
+
+@pytest.mark.slow
+def test_two_nodes_match_one_node_with_two_devices(tmp_path):
+    common = ["--accelerator", "cpu", "--strategy", "ddp"]
+    train = ["train", "--data", "toy", "--backbone", "tiny", "--frames", "2", "--batch-size", "8", "--workers", "0",
+             "--epochs", "1", "--limit-batches", "2", "--warmup", "0", "--lr", "1e-4", *common]
+    torchrun_two_nodes(*train, "--out", tmp_path / "nodes")
+    code, _, err = tkvr_process(*train, "--devices", "2", "--out", tmp_path / "devices")
+    assert code == 0, err[-3000:]
+    a = torch.load(tmp_path / "nodes" / "checkpoints" / "last.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "devices" / "checkpoints" / "last.pt", weights_only=True)["model"]
+    # the same steps on the same shards; only float summation order differs (threads per process)
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-4) for k in a)
+    losses = [(tmp_path / x / "metrics.csv").read_text().splitlines()[1].split(",")[2] for x in ("nodes", "devices")]
+    assert losses[0] == losses[1]
+    ev = ["eval", "--workers", "0", "--batch-size", "7", "--checkpoint", tmp_path / "nodes", *common]
+    torchrun_two_nodes(*ev, "--json", tmp_path / "nodes.json")
+    code, _, err = tkvr_process(*ev, "--devices", "2", "--json", tmp_path / "devices.json")
+    assert code == 0, err[-3000:]
+    n, d = (json.loads((tmp_path / f"{x}.json").read_text()) for x in ("nodes", "devices"))
+    assert n["num_samples"] == d["num_samples"] == 240 and n["per_class"] == d["per_class"]
