@@ -30,8 +30,10 @@ def cli():
     classifier made of text embeddings of the class names (Text4Vis).
 
     \b
-    Start here:
-      tkvr embed --classes k400 --backbone ViT-B/16 --out k400.pt
+    Start here (offline, a CPU is enough):
+      tkvr demo
+    Then with your own videos (a folder of class folders):
+      tkvr check --data data && tkvr train --data data --out runs/mine
     """
 
 
