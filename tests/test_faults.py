@@ -471,6 +471,27 @@ def torchrun_two_nodes(*args):
         assert p.returncode == 0, err[-3000:]
 
 
+def slurm_two_nodes(*args):
+    """Two tasks with the variables `srun` sets for an allocation of 2 nodes x 1 task (no srun
+    here: the variables are what Fabric reads)."""
+    import os
+    import subprocess
+    import sys
+
+    port = str(free_port())
+    procs = []
+    for r in (0, 1):
+        env = dict(os.environ, SLURM_NTASKS="2", SLURM_NTASKS_PER_NODE="1", SLURM_PROCID=str(r), SLURM_LOCALID="0",
+                   SLURM_NODEID=str(r), SLURM_NODELIST="127.0.0.1", SLURM_JOB_NAME="tkvr", SLURM_JOB_ID="4321",
+                   MASTER_PORT=port)
+        procs.append(subprocess.Popen([sys.executable, "-m", "tkvr", *map(str, args), "--num-nodes", "2",
+                                       "--devices", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                      env=env))
+    for p in procs:
+        _, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err[-3000:]
+
+
 @pytest.mark.slow
 def test_two_nodes_match_one_node_with_two_devices(tmp_path):
     common = ["--accelerator", "cpu", "--strategy", "ddp"]
@@ -479,15 +500,50 @@ def test_two_nodes_match_one_node_with_two_devices(tmp_path):
     torchrun_two_nodes(*train, "--out", tmp_path / "nodes")
     code, _, err = tkvr_process(*train, "--devices", "2", "--out", tmp_path / "devices")
     assert code == 0, err[-3000:]
-    a = torch.load(tmp_path / "nodes" / "checkpoints" / "last.pt", weights_only=True)["model"]
+    slurm_two_nodes(*train, "--out", tmp_path / "slurm")
     b = torch.load(tmp_path / "devices" / "checkpoints" / "last.pt", weights_only=True)["model"]
-    # the same steps on the same shards; only float summation order differs (threads per process)
-    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-4) for k in a)
-    losses = [(tmp_path / x / "metrics.csv").read_text().splitlines()[1].split(",")[2] for x in ("nodes", "devices")]
-    assert losses[0] == losses[1]
+    for launch in ("nodes", "slurm"):
+        a = torch.load(tmp_path / launch / "checkpoints" / "last.pt", weights_only=True)["model"]
+        # the same steps on the same shards; only float summation order differs (threads per process)
+        assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-4) for k in a), launch
+        losses = [(tmp_path / x / "metrics.csv").read_text().splitlines()[1].split(",")[2] for x in (launch, "devices")]
+        assert losses[0] == losses[1], launch
     ev = ["eval", "--workers", "0", "--batch-size", "7", "--checkpoint", tmp_path / "nodes", *common]
     torchrun_two_nodes(*ev, "--json", tmp_path / "nodes.json")
     code, _, err = tkvr_process(*ev, "--devices", "2", "--json", tmp_path / "devices.json")
     assert code == 0, err[-3000:]
     n, d = (json.loads((tmp_path / f"{x}.json").read_text()) for x in ("nodes", "devices"))
     assert n["num_samples"] == d["num_samples"] == 240 and n["per_class"] == d["per_class"]
+
+
+def test_disk_full_while_logging_is_one_line(run_cli, tmp_path, monkeypatch):
+    import errno
+
+    from tkvr import engine
+
+    def full(self, row):
+        raise OSError(errno.ENOSPC, "No space left on device", str(self.path))
+
+    monkeypatch.setattr(engine.CsvLog, "write", full)
+    code, _, err = run_cli("train", "--data", "toy", *FAST, "--limit-batches", "1", "--log-every", "1",
+                           "--out", tmp_path / "run")
+    lines = err.strip().splitlines()
+    assert code == 1 and lines == [f"tkvr: error: cannot write {tmp_path / 'run' / 'steps.csv'}: "
+                                   "No space left on device"], err
+    assert (tmp_path / "run" / "config.yaml").is_file()  # what was written before stays
+
+
+def test_replacement_warning_names_the_class_and_file_once(tmp_path, caplog):
+    from tkvr.data.loader import ClipDataset
+    from tkvr.data.specs import Sample
+
+    good = write_clip(tmp_path / "good.mp4")
+    (tmp_path / "bad.mp4").write_bytes(b"\x00" * 64)
+    ds = ClipDataset([Sample(str(tmp_path / "bad.mp4"), 0), Sample(str(good), 0)], 4, lambda x: x, train=True,
+                     classes=["juggling"])
+    with caplog.at_level("WARNING", logger="tkvr"):
+        for _ in range(3):
+            assert ds[0]["index"] == 1 and ds[0]["bad"] == 0
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1 and "replaced by another 'juggling' sample" in warnings[0]
+    assert "bad.mp4" in warnings[0] and ".cpp" not in warnings[0]
