@@ -191,9 +191,12 @@ def test_hls_playlist_named_mp4_is_not_followed(tmp_path):
 
     target = write_clip(tmp_path / "other.mp4")
     (tmp_path / "clip.mp4").write_text(f"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\n{target}\n#EXT-X-ENDLIST\n")
+    (tmp_path / "list.mp4").write_text(f"ffconcat version 1.0\nfile '{target}'\n")
     for decoder in ("torchcodec", "pyav"):
         with pytest.raises(UnreadableVideo, match="an HLS playlist, not a video"):
             VideoFile(tmp_path / "clip.mp4", decoder)
+        with pytest.raises(UnreadableVideo, match="an FFmpeg concat list, not a video"):
+            VideoFile(tmp_path / "list.mp4", decoder)
 
 
 # ---------------------------------------------------------------- 6. output failures

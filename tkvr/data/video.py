@@ -264,9 +264,9 @@ class Reader:
 
 
 # What a file named like a video may really be: FFmpeg would read an image as a 1-frame video
-# and follow a playlist to other files, so both are refused by their first bytes.
+# and follow a playlist or a concat list to other files, so these are refused by their first bytes.
 NOT_VIDEO = ((b"\xff\xd8\xff", "a JPEG image"), (b"\x89PNG\r\n\x1a\n", "a PNG image"), (b"GIF8", "a GIF image"),
-             (b"#EXTM3U", "an HLS playlist"))
+             (b"#EXTM3U", "an HLS playlist"), (b"ffconcat version", "an FFmpeg concat list"))
 
 
 def _out_of_memory(path: str, frames: int):
