@@ -14,8 +14,8 @@ from dataclasses import MISSING
 import click
 
 from tkvr import __version__
-from tkvr.config import (CheckConfig, DemoConfig, EmbedConfig, EvalConfig, FewshotConfig, PredictConfig, TrainConfig,
-                         ZeroshotConfig, build, leaves)
+from tkvr.config import (CheckConfig, DemoConfig, EmbedConfig, EvalConfig, FewshotConfig, PredictConfig,
+                         PrepareConfig, TrainConfig, ZeroshotConfig, build, leaves)
 from tkvr.errors import Fault, TkvrError, one_line
 
 WRITE_FAULTS = (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT)
@@ -146,6 +146,21 @@ def check(**kw):
     from tkvr.commands import check as cmd
 
     sys.exit(cmd.run(parse(CheckConfig, kw)))
+
+
+@cli.command(context_settings=CONTEXT)
+@options(PrepareConfig)
+def prepare(**kw):
+    """Rewrite a dataset once into a form that trains fast: videos re-encoded at a modest size with
+    a key frame every few frames; a new dataset folder that --data takes. Resumable.
+
+    \b
+    Example:
+      tkvr prepare --data k400 --data-root /data --out /data/k400_fast && tkvr train --data /data/k400_fast
+    """
+    from tkvr.commands import prepare as cmd
+
+    cmd.run(parse(PrepareConfig, kw))
 
 
 @cli.command(context_settings=CONTEXT)

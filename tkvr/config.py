@@ -29,7 +29,7 @@ from tkvr.errors import TkvrError
 TEMPORAL = ("tap", "t1d", "token-t1d", "t-trans")
 HEADS = ("text", "random", "orthogonal", "lda", "learned")
 DECODERS = ("auto", "torchcodec", "pyav")
-PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true")
+PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true")
 STRATEGIES = ("auto", "ddp", "fsdp")
 CROPS = ("rrc", "multiscale")
 SPLITS = ("train", "val")
@@ -41,7 +41,7 @@ def setting(default=dataclasses.MISSING, help: str = "", *, choices=None, flag: 
 
     flag: the option's name when it is not `--` + the field name with dashes (`--template`);
     cli=False: a config value with no option (set by code); negatable: `--x/--no-x`;
-    shown: the default as help shows it, where the value is resolved later ("cores - 1, <= 8").
+    shown: the default as help shows it, where the value is resolved later ("cores per device - 1").
     """
     meta = {"help": help, "choices": tuple(choices) if choices else None, "flag": flag, "cli": cli,
             "required": required, "negatable": negatable, "shown": shown}
@@ -128,7 +128,7 @@ class SourceConfig:
     decoder: str = setting("auto", "Video decoder; auto takes torchcodec when FFmpeg's libraries load, else PyAV. "
                                    "AVIs are read by PyAV either way.", choices=DECODERS)
     decode_device: str = setting("cpu", "torchcodec decode device, e.g. cuda (NVDEC).")
-    workers: int | None = setting(None, "Reader processes (DataLoader workers).", shown="cores - 1, at most 8")
+    workers: int | None = setting(None, "Reader processes (DataLoader workers).", shown="cores per device - 1")
 
     def fold_or(self, fallback: int = 1) -> int:
         return self.fold if self.fold is not None else fallback
@@ -154,7 +154,9 @@ class DeviceConfig:
     devices: int = setting(1, "Devices per node.")
     num_nodes: int = setting(1, "Nodes (torchrun / SLURM / Fabric launcher).")
     strategy: str = setting("auto", "Distributed strategy.", choices=STRATEGIES)
-    precision: str = setting("32-true", "Numeric precision.", choices=PRECISIONS)
+    precision: str = setting("auto", "Numeric precision; auto: bf16-mixed on CUDA devices with bf16, 16-mixed on "
+                                     "older CUDA, 32-true elsewhere (the run records what auto became).",
+                             choices=PRECISIONS)
 
     @property
     def world(self) -> int:
@@ -372,6 +374,24 @@ class CheckConfig:
         problems = self.source.validate()
         _at_least(problems, self, 1, "frames")
         _writable(problems, "--json", self.json)
+        fail_if(problems)
+
+
+@dataclass
+class PrepareConfig:
+    out: str = setting(required=True, help="Folder of the prepared dataset (created; a rerun resumes it).")
+    source: CheckSource = field(default_factory=CheckSource)
+    short_side: int = setting(320, "Short side of the re-encoded videos (aspect kept, never upscaled).")
+    gop: int = setting(8, "A key frame every this many frames: any sampled frame is a short decode away.")
+    crf: int = setting(23, "H.264 quality (0 lossless .. 51 worst; 23 is x264's default).")
+
+    def validate(self) -> None:
+        problems = self.source.validate()
+        _at_least(problems, self, 16, "short_side")
+        _at_least(problems, self, 1, "gop")
+        if not 0 <= self.crf <= 51:
+            problems.append(f"--crf must be in 0..51, got {self.crf}")
+        _writable(problems, "--out", self.out, folder=True)
         fail_if(problems)
 
 

@@ -126,7 +126,7 @@ class Trainer:
         o = cfg.optim
         self.accum = o.accumulation(fabric.world_size)
         device_batch = o.device_batch or o.batch_size // fabric.world_size
-        workers = workers_for(cfg.data.workers)
+        workers = workers_for(cfg.data.workers, cfg.device.devices)
         train_dl = loader(train_set, device_batch, True, workers, o.seed, fabric.global_rank, fabric.world_size,
                           drop_last=len(train_set) >= device_batch * fabric.world_size)
         val_dl = loader(val_set, device_batch, False, workers, o.seed, fabric.global_rank, fabric.world_size)

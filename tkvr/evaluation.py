@@ -160,7 +160,7 @@ def evaluate_checkpoint(cfg, fabric=None) -> dict:
     m = evaluate(fabric, model, eval_loader(fabric, ds, cfg.batch_size, s.workers), len(src.classes))
     return {"top1": m["top1"], "top5": m["top5"], "mean_class_accuracy": m["mean_class_accuracy"],
             "num_samples": m["num_samples"], "views": cfg.views, "split": cfg.split, "data": src.name,
-            "fold": fold, "checkpoint": ckpt["path"],
+            "fold": fold, "checkpoint": ckpt["path"], "precision": cfg.device.precision,
             "per_class": {src.classes[c]: acc for c, acc in m["per_class"].items()},
             "unreadable": [ds.samples[i].path for i in m["unreadable"]]}
 

@@ -24,6 +24,9 @@ def _atomic(path: str | os.PathLike, mode: str):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a file renamed into place gets the usual mode
     try:
         with os.fdopen(fd, mode) as f:
             yield f

@@ -10,10 +10,31 @@ from tkvr.config import DeviceConfig
 from tkvr.errors import TkvrError
 
 
+def resolve_precision(setting: str, accelerator: str, cuda: bool, bf16: bool) -> str:
+    """--precision auto: bf16-mixed on a CUDA device that supports bf16 (as the paper trained),
+    16-mixed on older CUDA devices, 32-true on CPU and elsewhere; any other value as given.
+
+    >>> [resolve_precision("auto", a, c, b) for a, c, b in
+    ...  (("auto", True, True), ("cuda", True, False), ("auto", False, False), ("cpu", True, True))]
+    ['bf16-mixed', '16-mixed', '32-true', '32-true']
+    """
+    if setting != "auto":
+        return setting
+    if cuda and accelerator in ("auto", "cuda", "gpu"):
+        return "bf16-mixed" if bf16 else "16-mixed"
+    return "32-true"
+
+
 def make_fabric(device: DeviceConfig):
+    """Launch Fabric; `device.precision` becomes what auto resolved to, so the run records it."""
+    import torch
+
     from lightning_fabric import Fabric
     from lightning_fabric.utilities.exceptions import MisconfigurationException
 
+    cuda = torch.cuda.is_available()
+    device.precision = resolve_precision(device.precision, device.accelerator, cuda,
+                                         cuda and torch.cuda.is_bf16_supported())
     strategy = device.strategy
     if strategy == "fsdp":
         from lightning_fabric.strategies import FSDPStrategy

@@ -130,18 +130,20 @@ def collate(items: list[dict]) -> dict:
     }
 
 
-def workers_for(setting: int | None) -> int:
+def workers_for(setting: int | None, devices: int = 1) -> int:
     """--workers as given, or the machine's default when it is not."""
-    return default_workers() if setting is None else setting
+    return default_workers(devices) if setting is None else setting
 
 
-def default_workers() -> int:
-    """One worker per core, leaving one for the main process; at most 8 per device."""
+def default_workers(devices: int = 1) -> int:
+    """The cores available to each device's process, less one for the process itself: a GPU
+    consumes clips faster than a few cores decode them, so no fixed cap."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:
         cores = os.cpu_count() or 1
-    return max(0, min(8, cores - 1))
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", devices))  # processes on this node
+    return max(0, cores // max(1, local) - 1)
 
 
 class BadFiles:
@@ -222,7 +224,8 @@ def loader(dataset, batch: int, shuffle: bool, workers: int, seed: int, rank: in
 
 def eval_loader(fabric, dataset, batch: int, workers: int | None) -> DataLoader:
     """The one evaluation loader: plain order, this rank's share, set up by Fabric."""
-    dl = loader(dataset, batch, False, workers_for(workers), 0, fabric.global_rank, fabric.world_size)
+    dl = loader(dataset, batch, False, workers_for(workers, fabric.world_size), 0, fabric.global_rank,
+                fabric.world_size)
     return fabric.setup_dataloaders(dl, use_distributed_sampler=False)
 
 

@@ -299,6 +299,8 @@ def _image_folders(root: Path) -> DataSource:
 
 
 def _folder(root: Path, fold: int, labels: Path | None = None) -> DataSource:
+    if (root / "dataset.yaml").is_file():  # a dataset file in the folder says it all (tkvr prepare)
+        return _yaml(root / "dataset.yaml", fold)
     if (root / "ucfTrainTestlist").is_dir() or (root / "classInd.txt").is_file():
         return _ucf101(root, fold)
     if (root / "testTrainMulti_7030_splits").is_dir() or list(root.glob("*_test_split1.txt")):

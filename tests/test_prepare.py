@@ -1,0 +1,104 @@
+"""tkvr prepare: the real clips re-encoded with short GOPs, corrupt sources named and skipped, kill
+and resume, and the precision default."""
+import doctest
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import realdata, write_clip
+
+
+def test_docstring_examples():
+    import tkvr.launch
+    import tkvr.prepare
+
+    for module in (tkvr.launch, tkvr.prepare):
+        assert doctest.testmod(module).failed == 0, module
+
+
+def test_precision_auto_resolves_per_device():
+    from tkvr.launch import resolve_precision
+
+    assert resolve_precision("auto", "auto", cuda=True, bf16=True) == "bf16-mixed"
+    assert resolve_precision("auto", "gpu", cuda=True, bf16=False) == "16-mixed"
+    assert resolve_precision("auto", "auto", cuda=False, bf16=False) == "32-true"
+    assert resolve_precision("auto", "cpu", cuda=True, bf16=True) == "32-true"  # asked for the CPU
+    assert resolve_precision("16-mixed", "auto", cuda=True, bf16=True) == "16-mixed"  # as given
+
+
+def frames_and_keys(path):
+    import av
+
+    with av.open(str(path)) as c:
+        packets = [p for p in c.demux(video=0) if p.size]
+        return len(packets), [i for i, p in enumerate(packets) if p.is_keyframe]
+
+
+def test_prepare_real_clips_then_train_and_eval(run_cli, tmp_path):
+    videos = realdata("videos")
+    names = ["k400_arm_wrestling_mmaction2_demo.mp4", "ucf101_ApplyEyeMakeup_mmaction2_test.avi",
+             "k400_flipping_a_pancake.mkv", "ntu60_S001C001P001R001A001_rgb.avi"]
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "bad.mp4").write_bytes(os.urandom(4000))
+    rows = "".join(f"{videos / n} {i % 2}\n" for i, n in enumerate(names)) + f"{src / 'bad.mp4'} 1\n"
+    (src / "train.txt").write_text(rows)
+    (src / "val.txt").write_text(rows)
+    (src / "labels.txt").write_text("arm wrestling\napplying eye makeup\n")
+    out = tmp_path / "fast"
+    code, stdout, err = run_cli("prepare", "--data", src, "--out", out, "--workers", "0")
+    assert code == 0, err
+    assert "unreadable, left out" in stdout and "bad.mp4" in stdout
+    assert (out / "unreadable.txt").read_text().split() == [str(src / "bad.mp4")]
+    lines = (out / "train.txt").read_text().splitlines()
+    assert len(lines) == 4
+    from tkvr.data.video import VideoFile
+
+    for line, name in zip(lines, names):
+        new = out / line.split()[0]
+        n, keys = frames_and_keys(new)
+        assert keys == list(range(0, n, 8)), name  # a key frame every 8 frames, no B-frames to reorder
+        assert len(VideoFile(new, "pyav")) == len(VideoFile(videos / name, "pyav")), name  # no frame lost
+        v = VideoFile(new, "pyav")
+        assert min(v.read([0]).shape[-2:]) <= 320
+    code, _, err = run_cli("train", "--data", out, "--backbone", "tiny", "--frames", "2", "--batch-size", "2",
+                           "--workers", "0", "--epochs", "1", "--warmup", "0", "--out", tmp_path / "run")
+    assert code == 0, err
+    code, _, err = run_cli("eval", "--checkpoint", tmp_path / "run", "--workers", "0", "--json", tmp_path / "e.json")
+    assert code == 0, err
+    assert json.loads((tmp_path / "e.json").read_text())["num_samples"] == 4
+
+
+def test_killed_prepare_resumes_without_half_written_files(tmp_path):
+    src = tmp_path / "src"
+    for i in range(6):
+        write_clip(src / "clips" / f"c{i}.mp4", frames=96, size=192, seed=i)
+    (src / "train.txt").write_text("".join(f"clips/c{i}.mp4 {i % 2}\n" for i in range(6)))
+    (src / "labels.txt").write_text("a\nb\n")
+    out = tmp_path / "fast"
+    cmd = [sys.executable, "-m", "tkvr", "prepare", "--data", str(src), "--out", str(out), "--workers", "0"]
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ))
+    done = []
+    deadline = time.time() + 120
+    while not done and time.time() < deadline and p.poll() is None:
+        done = [f for f in (out / "videos").glob("*.mp4")] if (out / "videos").is_dir() else []
+        time.sleep(0.01)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert done, "prepare finished no video before the kill"
+    first = {f: f.stat().st_mtime_ns for f in done}
+    r = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ))
+    assert r.returncode == 0, r.stderr
+    import re
+
+    assert re.search(r"[1-9][0-9]* already done", r.stdout), r.stdout  # the killed run's files are kept
+    assert not list((out / "videos").glob(".*")), "a half-written file was left"
+    assert len(list((out / "videos").glob("*.mp4"))) == 6
+    assert all(f.stat().st_mtime_ns == t for f, t in first.items())  # finished files never rewritten
+    for f in (out / "videos").glob("*.mp4"):
+        assert frames_and_keys(f)[0] == 96
