@@ -126,12 +126,15 @@ def reference_step(args, classes: int, device, dtype):
 
 
 def flops_per_clip(model, x, y) -> float:
+    """Counted on the module inside Fabric's wrapper: a wrapped model under mixed precision refuses
+    a plain loss.backward() ("requires you to call fabric.backward"); the count is the same."""
     from torch.utils.flop_counter import FlopCounterMode
 
+    inner = getattr(model, "module", model)
     counter = FlopCounterMode(display=False)
     with counter:
-        F.cross_entropy(model(x).float(), y).backward()
-    model.zero_grad(set_to_none=True)
+        F.cross_entropy(inner(x).float(), y).backward()
+    inner.zero_grad(set_to_none=True)
     return counter.get_total_flops() / x.shape[0]
 
 

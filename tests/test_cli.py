@@ -7,7 +7,7 @@ import pytest
 def test_help_lists_every_command(run_cli):
     code, out, _ = run_cli("--help")
     assert code == 0
-    for name in ("embed", "train", "eval", "fewshot", "zeroshot", "predict", "check", "demo"):
+    for name in ("embed", "train", "eval", "fewshot", "zeroshot", "predict", "check", "demo", "prepare"):
         assert name in out
 
 
@@ -25,7 +25,8 @@ def test_help_does_not_import_torch(args):
     assert r.returncode == 0, r.stderr
 
 
-@pytest.mark.parametrize("name", ["embed", "check", "train", "eval", "predict", "fewshot", "zeroshot", "demo"])
+@pytest.mark.parametrize("name", ["embed", "check", "prepare", "train", "eval", "predict", "fewshot", "zeroshot",
+                                  "demo"])
 def test_every_built_command_has_help_with_an_example(run_cli, name):
     code, out, _ = run_cli(name, "--help")
     assert code == 0 and "Example:" in out

@@ -379,7 +379,8 @@ class CheckConfig:
 
 @dataclass
 class PrepareConfig:
-    out: str = setting(required=True, help="Folder of the prepared dataset (created; a rerun resumes it).")
+    out: str = borrow(RunConfig, "out", default=dataclasses.MISSING, required=True,
+                      help="Folder of the prepared dataset (created; a rerun resumes it).")
     source: CheckSource = field(default_factory=CheckSource)
     short_side: int = setting(320, "Short side of the re-encoded videos (aspect kept, never upscaled).")
     gop: int = setting(8, "A key frame every this many frames: any sampled frame is a short decode away.")

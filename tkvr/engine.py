@@ -74,7 +74,7 @@ class CsvLog:
 
         self.path, self.columns = path, columns
         rows = read_csv(path) if upto is not None and path.is_file() else []
-        kept = "".join(",".join(r[c] for c in columns) + "\n" for r in rows if int(r[key]) <= upto)
+        kept = "".join(",".join(r.get(c) or "" for c in columns) + "\n" for r in rows if int(r[key]) <= upto)
         atomic_write_text(",".join(columns) + "\n" + kept, path)
 
     def write(self, row: dict) -> None:
@@ -190,6 +190,7 @@ class Trainer:
             m = self.validate(limit=2)
             say(f"sanity validation (2 batches): top-1 {m['top1']:.1f}% on {m['num_samples']} clips")
         result, start = FitResult(), time.time()
+        self.started, self.data_wait = time.perf_counter(), 0.0
         progress = TrainProgress(o.epochs, self.steps_per_epoch, enabled=rank0)
         with progress:
             while self.epoch < o.epochs:
@@ -215,7 +216,9 @@ class Trainer:
         self.complete = False
         progress.start_epoch(self.epoch)
         t0, clips, losses, n, seen = time.time(), 0, [], self._batches(), 0
+        ready = time.perf_counter()
         for i, batch in enumerate(self.train_dl):
+            self.data_wait += time.perf_counter() - ready  # the host waited this long for the batch
             if i >= n:
                 break
             seen = i + 1
@@ -238,6 +241,7 @@ class Trainer:
                 progress.advance()
             if o.max_steps and self.step >= o.max_steps and seen < n:
                 break
+            ready = time.perf_counter()
         mean = float(torch.stack(losses).mean()) if losses else float("nan")
         mean = float(fabric.all_reduce(torch.tensor(mean, device=fabric.device), reduce_op="mean"))
         if self.bad is not None:  # every rank alike: the budget holds for the whole run
@@ -258,7 +262,8 @@ class Trainer:
         progress.update(self.step, loss, lr, rate)
         if self.fabric.global_rank == 0:
             self.steps_log.write({"epoch": self.epoch + 1, "step": self.step, "loss": loss, "lr": lr,
-                                  "clips_per_s": rate})
+                                  "clips_per_s": rate, "wall_s": time.perf_counter() - self.started,
+                                  "data_wait_s": self.data_wait})
 
     def end_epoch(self, loss: float, rate: float, wall: float, result: FitResult, stop: bool) -> dict:
         """Validate (every --eval-every epochs, and at the end), keep best and last, log the row."""
@@ -283,7 +288,9 @@ class Trainer:
 
 EPOCH_COLUMNS = ["epoch", "step", "train_loss", "val_top1", "val_top5", "val_mean_class", "lr", "clips_per_s",
                  "wall_s"]
-STEP_COLUMNS = ["epoch", "step", "loss", "lr", "clips_per_s"]
+# wall_s and data_wait_s count from the start of this process's fit: the time the loop waited for
+# batches, against the time it ran, between two rows is the loader's share (benchmarks/e2e.py).
+STEP_COLUMNS = ["epoch", "step", "loss", "lr", "clips_per_s", "wall_s", "data_wait_s"]
 
 
 def _tensorboard(out: Path):
