@@ -84,6 +84,29 @@ def compute_rate(args) -> float:
     return args.batch / timed(step, max(5, args.steps - args.skip), 3, sync)
 
 
+def fidelity(data, prepared: Path, videos: int = 8) -> str:
+    """Disk size of the sources and of their prepared copies, and the PSNR of 16 frames per video
+    (where the copy kept the size: the short side was at most --short-side)."""
+    import torch
+
+    from tkvr.data.specs import resolve
+    from tkvr.data.video import VideoFile, kind_of
+    from tkvr.prepare import target
+
+    sources = sorted({x.path for xs in resolve(str(data)).splits.values() for x in xs if kind_of(x.path) == "video"})
+    size_in = sum(os.path.getsize(p) for p in sources)
+    size_out = sum(os.path.getsize(target(prepared / "videos", p)) for p in sources)
+    psnr = []
+    for p in sources[:videos]:
+        a, b = VideoFile(p, "pyav"), VideoFile(target(prepared / "videos", p), "pyav")
+        idx = list(range(0, len(a), max(1, len(a) // 16)))
+        x, y = a.read(idx).float(), b.read(idx).float()
+        if x.shape == y.shape:
+            psnr.append(10 * torch.log10(255.0 ** 2 / ((x - y) ** 2).mean()).item())
+    return (f"{len(sources)} source videos {size_in / 1e6:.2f} MB -> prepared {size_out / 1e6:.2f} MB "
+            f"({size_out / size_in:.2f}x); PSNR of the copies {min(psnr):.1f}-{max(psnr):.1f} dB" if psnr else "")
+
+
 def gpu_utilisation() -> str:
     try:
         import torch
@@ -130,6 +153,7 @@ def main():
     for name, rate, wait in (("tkvr train, original", orig, orig_wait), ("tkvr train, prepared", prep, prep_wait)):
         print(f"| {name} | {rate:.1f} | {100 * rate / compute:.0f}% | {100 * wait:.0f}% | {gpu_utilisation()} |")
     print(f"prepared / original: {prep / orig:.2f}x")
+    print(fidelity(data, work / "prepared"))
 
 
 if __name__ == "__main__":
