@@ -102,3 +102,43 @@ def test_killed_prepare_resumes_without_half_written_files(tmp_path):
     assert all(f.stat().st_mtime_ns == t for f, t in first.items())  # finished files never rewritten
     for f in (out / "videos").glob("*.mp4"):
         assert frames_and_keys(f)[0] == 96
+
+
+# ---------------------------------------------------------------- augmentation on the device
+@pytest.mark.parametrize("crop", ["rrc", "multiscale"])
+def test_device_augmentation_gives_the_cpu_crops(crop):
+    """The device path (run here with device=cpu) against the CPU pipeline, same seeds."""
+    import torch
+
+    from tkvr.data.transforms import ClipAugment, train_transform
+
+    pre = {"size": 32, "mean": (0.48, 0.45, 0.40), "std": (0.26, 0.26, 0.27)}
+    flips = set()
+    for seed in range(12):
+        x = torch.randint(0, 256, (4, 3, 60 + 5 * seed, 90), dtype=torch.uint8)
+        torch.manual_seed(seed)
+        cpu = train_transform(pre, crop, flip=True)(x)
+        torch.manual_seed(seed)
+        aug = ClipAugment(pre, crop, flip=True)
+        params = aug.draw(*x.shape[-2:])
+        flips.add(int(params[4]))
+        assert torch.equal(aug.apply(x, params), cpu), seed
+    assert flips == {0, 1}  # both branches were compared
+
+
+def test_device_augmentation_trains_like_cpu(run_cli, tmp_path):
+    import torch
+
+    from tkvr.data.loader import collate
+
+    args = ["--data", "toy", "--backbone", "tiny", "--frames", "2", "--batch-size", "8", "--workers", "1", "--epochs",
+            "2", "--limit-batches", "2", "--warmup", "0", "--lr", "1e-3"]
+    for where in ("cpu", "device"):
+        code, _, err = run_cli("train", *args, "--augment", where, "--out", tmp_path / where)
+        assert code == 0, err
+    a, b = (torch.load(tmp_path / w / "checkpoints" / "last.pt", weights_only=True)["model"] for w in ("cpu", "device"))
+    assert all(torch.equal(a[k], b[k]) for k in a)  # the same crops, the same steps, the same weights
+    items = [{"video": torch.zeros(2, 3, h, 40, dtype=torch.uint8), "params": torch.zeros(5, dtype=torch.long),
+              "label": 0, "index": i, "bad": -1} for i, h in enumerate((30, 36))]
+    assert isinstance(collate(items)["video"], list)  # stored sizes differ: a list, cropped on the device
+    assert collate(items[:1] * 2)["video"].shape == (2, 2, 3, 30, 40)

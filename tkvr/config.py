@@ -216,6 +216,10 @@ class DataConfig(SourceConfig):
     label_fraction: float = setting(1.0, "Stratified fraction of the training labels.")
     max_bad_fraction: float = setting(0.05, "Stop when more than this share of training videos is unreadable.")
     train_crop: str = setting("rrc", "Train crop.", choices=CROPS)
+    augment: str = setting("auto", "Where training clips are cropped, resized, flipped and normalised: cpu (in the "
+                                   "DataLoader workers) or device (on the accelerator, from uint8 frames; the same "
+                                   "crops for the same seed); auto: device on CUDA, else cpu.",
+                           choices=("auto", "cpu", "device"))
     views: str = setting("1x1", "Validation views C temporal clips x S spatial crops (S in 1, 3), e.g. 4x3.")
 
     def validate(self) -> list[str]:

@@ -144,6 +144,7 @@ class Trainer:
         self.scheduler = cosine_schedule(self.optimizer, round(o.warmup * self.steps_per_epoch),
                                          self.steps_per_epoch * o.epochs)
         self.bad = bad_budget
+        self.augment = getattr(train_set, "augment", None)
         self.epoch, self.step, self.best, self.complete = 0, 0, -1.0, True
         # Augmentations in the main process (workers=0) draw from the global RNG: seed it per rank.
         torch.manual_seed(o.seed * 1000 + fabric.global_rank)
@@ -224,7 +225,7 @@ class Trainer:
             seen = i + 1
             if self.bad is not None:
                 self.bad.update(batch["bad"], check=fabric.world_size == 1)
-            x = batch["video"].to(fabric.device, non_blocking=True)  # [B, T, 3, H, W]
+            x = self.clips(batch)  # [B, T, 3, H, W]
             y = batch["label"].to(fabric.device, non_blocking=True)
             boundary = seen % self.accum == 0 or seen == n
             with fabric.no_backward_sync(self.model, enabled=not boundary):
@@ -248,6 +249,14 @@ class Trainer:
             self.bad.merge(fabric)
             self.bad.check()
         return mean, clips, seen >= n
+
+    def clips(self, batch) -> torch.Tensor:
+        """The batch on the device; uint8 clips with crop parameters are augmented there."""
+        dev = self.fabric.device
+        if "params" not in batch:
+            return batch["video"].to(dev, non_blocking=True)
+        return torch.stack([self.augment.apply(c.to(dev, non_blocking=True), p)
+                            for c, p in zip(batch["video"], batch["params"].tolist())])
 
     def optimizer_step(self) -> None:
         if self.cfg.optim.grad_clip:

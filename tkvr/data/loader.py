@@ -51,7 +51,7 @@ def read_clip(sample: Sample, frames: int, train: bool, clips: int = 1, decoder:
 class ClipDataset(Dataset):
     def __init__(self, samples: list[Sample], frames: int, transform, train: bool, views: tuple[int, int] = (1, 1),
                  decoder: str = "torchcodec", device: str = "cpu", frame_template: str = "img_{:05d}.jpg",
-                 frame_start: int = 1, classes: list[str] | None = None):
+                 frame_start: int = 1, classes: list[str] | None = None, augment=None):
         self.samples = samples
         self.frames = frames
         self.transform = transform
@@ -62,6 +62,7 @@ class ClipDataset(Dataset):
         self.frame_template = frame_template
         self.frame_start = frame_start
         self.classes = classes
+        self.augment = augment  # a ClipAugment: train clips leave as uint8 + crop parameters
         by_class = defaultdict(list)
         for i, s in enumerate(samples):
             by_class[s.label].append(i)
@@ -96,6 +97,9 @@ class ClipDataset(Dataset):
         while True:
             try:
                 x = self._read(j)[0]  # [T, 3, H, W] uint8
+                if self.augment is not None:  # cropped and normalised on the device, with these parameters
+                    return {"video": x, "params": self.augment.draw(*x.shape[-2:]), "label": label, "index": j,
+                            "bad": bad}
                 return {"video": self.transform(x), "label": label, "index": j, "bad": bad}
             except (UnreadableVideo, FileNotFoundError) as e:
                 warn_once(self.samples[j].path, f"unreadable, replaced by another {self._name(label)} sample: {e}")
@@ -119,7 +123,13 @@ def warn_once(path: str, message: str) -> None:
 
 
 def collate(items: list[dict]) -> dict:
-    """Stack items; eval items whose video is unreadable get zeros of the right shape."""
+    """Stack items; eval items whose video is unreadable get zeros of the right shape. Items for
+    device-side augmentation keep their stored sizes: a list of uint8 clips, stacked when alike."""
+    if "params" in items[0]:
+        clips = [it["video"] for it in items]
+        same = all(c.shape == clips[0].shape for c in clips)
+        return {"video": torch.stack(clips) if same else clips, "params": torch.stack([it["params"] for it in items]),
+                **{k: torch.tensor([it[k] for it in items]) for k in ("label", "index", "bad")}}
     shape = next((it["video"].shape for it in items if it["video"] is not None), None)
     videos = [it["video"] if it["video"] is not None else torch.zeros(shape) for it in items] if shape else []
     return {
@@ -247,6 +257,14 @@ def eval_set(samples: list[Sample], src, frames: int, preprocess: dict, views: s
                        device=device, frame_template=src.frame_template, frame_start=src.frame_start)
 
 
+def augment_on(cfg) -> str:
+    """--augment auto: on the device when training runs on CUDA, else in the workers."""
+    if cfg.data.augment != "auto":
+        return cfg.data.augment
+    cuda = torch.cuda.is_available() and cfg.device.accelerator in ("auto", "cuda", "gpu")
+    return "device" if cuda else "cpu"
+
+
 def datasets(cfg, src, preprocess: dict, train_ids: list[int] | None = None):
     """Train and val ClipDatasets of a run (cfg: TrainConfig) over a resolved data source;
     `train_ids` restricts training to those samples (a K-shot sample); else --label-fraction."""
@@ -254,7 +272,10 @@ def datasets(cfg, src, preprocess: dict, train_ids: list[int] | None = None):
     from tkvr.data.transforms import train_transform
     from tkvr.data.video import pick_decoder
 
+    from tkvr.data.transforms import ClipAugment
+
     decoder = pick_decoder(cfg.data.decoder)
+    augment = ClipAugment(preprocess, cfg.data.train_crop, src.flip) if augment_on(cfg) == "device" else None
     train = src.split("train")
     if train_ids is None and cfg.data.label_fraction < 1:
         train_ids = label_fraction([s.label for s in train], cfg.data.label_fraction, cfg.optim.seed)
@@ -262,7 +283,8 @@ def datasets(cfg, src, preprocess: dict, train_ids: list[int] | None = None):
         train = [train[i] for i in train_ids]
     train_set = ClipDataset(train, cfg.model.frames, train_transform(preprocess, cfg.data.train_crop, src.flip),
                             train=True, decoder=decoder, device=cfg.data.decode_device,
-                            frame_template=src.frame_template, frame_start=src.frame_start, classes=src.classes)
+                            frame_template=src.frame_template, frame_start=src.frame_start, classes=src.classes,
+                            augment=augment)
     val_set = eval_set(src.split("val"), src, cfg.model.frames, preprocess, cfg.data.views, decoder,
                        cfg.data.decode_device)
     return train_set, val_set

@@ -29,13 +29,17 @@ class MultiScaleCrop(torch.nn.Module):
         self.size = size
         self.scales = scales
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [T, C, H, W]
-        h, w = x.shape[-2:]
+    def params(self, h: int, w: int) -> tuple[int, int, int, int]:
+        """(top, left, height, width) of the crop, from torch's RNG (seeded per worker)."""
         base = min(h, w)
-        pick = torch.randint(len(self.scales), (2,)).tolist()  # torch RNG: seeded per worker
+        pick = torch.randint(len(self.scales), (2,)).tolist()
         ch, cw = int(base * self.scales[pick[0]]), int(base * self.scales[pick[1]])
         spots = [(0, 0), (0, w - cw), (h - ch, 0), (h - ch, w - cw), ((h - ch) // 2, (w - cw) // 2)]
         top, left = spots[int(torch.randint(len(spots), ()))]
+        return top, left, ch, cw
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [T, C, H, W]
+        top, left, ch, cw = self.params(*x.shape[-2:])
         return TF.resized_crop(x, top, left, ch, cw, [self.size, self.size], antialias=True)
 
 
@@ -55,6 +59,42 @@ def train_transform(preprocess: dict, crop: str = "rrc", flip: bool = True):
         steps.append(v2.RandomHorizontalFlip())
     steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(preprocess["mean"], preprocess["std"])]
     return v2.Compose(steps)
+
+
+class ClipAugment:
+    """The train augmentation in two halves, for running it on the accelerator (--augment device):
+    `draw(h, w)` takes a clip's random parameters on the CPU, in the DataLoader worker, from
+    torch's RNG in the same order as `train_transform` (so seeding and resuming are unchanged);
+    `apply(x, params)` crops, resizes, flips and normalises uint8 frames [T, C, H, W] on whatever
+    device they are, -> float [T, C, size, size]. Clips leave the CPU as uint8 at their stored size.
+    """
+
+    def __init__(self, preprocess: dict, crop: str = "rrc", flip: bool = True):
+        if crop not in CROPS:
+            raise ValueError(f"crop {crop!r}: one of {CROPS}")
+        self.size, self.flip = _size(preprocess), flip
+        self.mean, self.std = tuple(preprocess["mean"]), tuple(preprocess["std"])
+        self.rrc = v2.RandomResizedCrop(self.size, scale=(0.25, 1.0), antialias=True) if crop == "rrc" else None
+        self.msc = MultiScaleCrop(self.size) if crop == "multiscale" else None
+
+    def draw(self, h: int, w: int) -> torch.Tensor:
+        """[top, left, height, width, flip] as a long tensor (it travels with the batch)."""
+        if self.rrc is not None:
+            p = self.rrc.make_params([torch.empty(1, 1, h, w, dtype=torch.uint8)])
+            box = [p["top"], p["left"], p["height"], p["width"]]
+        else:
+            box = list(self.msc.params(h, w))
+        flip = self.flip and bool(torch.rand(1) < 0.5)  # v2.RandomHorizontalFlip's draw
+        return torch.tensor(box + [int(flip)])
+
+    def apply(self, x: torch.Tensor, params) -> torch.Tensor:
+        top, left, h, w, flip = (int(v) for v in params)
+        x = TF.resized_crop(x, top, left, h, w, [self.size, self.size], antialias=True)  # uint8, as on the CPU
+        if flip:
+            x = x.flip(-1)
+        mean = torch.tensor(self.mean, device=x.device).view(-1, 1, 1)
+        std = torch.tensor(self.std, device=x.device).view(-1, 1, 1)
+        return (TF.to_dtype(x, torch.float32, scale=True) - mean) / std
 
 
 class EvalTransform(torch.nn.Module):
