@@ -31,16 +31,16 @@ CLIPS = ["k400_arm_wrestling_mmaction2_demo.mp4", "k400_cleaning_pool_mmaction2_
          "k400_flipping_a_pancake.mkv", "ucf101_ApplyEyeMakeup_mmaction2_test.avi"]
 
 
-def real_list(folder: Path, samples: int) -> Path:
+def real_list(folder: Path, samples: int, real: Path = REAL) -> Path:
     """A list-file dataset repeating the real clips: `samples` training rows, 4 validation rows."""
-    missing = [c for c in CLIPS if not (REAL / c).is_file()]
+    missing = [c for c in CLIPS if not (real / c).is_file()]
     if missing:
-        sys.exit(f"e2e: {REAL / missing[0]} not found; pass --data")
+        sys.exit(f"e2e: {real / missing[0]} not found; pass --data or --clips")
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "labels.txt").write_text("".join(f"class {i}\n" for i in range(len(CLIPS))))
-    (folder / "train.txt").write_text("".join(f"{REAL / CLIPS[i % len(CLIPS)]} {i % len(CLIPS)}\n"
+    (folder / "train.txt").write_text("".join(f"{real / CLIPS[i % len(CLIPS)]} {i % len(CLIPS)}\n"
                                               for i in range(samples)))
-    (folder / "val.txt").write_text("".join(f"{REAL / c} {i}\n" for i, c in enumerate(CLIPS)))
+    (folder / "val.txt").write_text("".join(f"{real / c} {i}\n" for i, c in enumerate(CLIPS)))
     return folder
 
 
@@ -120,6 +120,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default=None, help="dataset to train on [default: the real clips repeated]")
     ap.add_argument("--samples", type=int, default=400)
+    ap.add_argument("--clips", default=str(REAL), help="folder holding the real clips [default: ../shared/realdata/videos]")
+    ap.add_argument("--json", default=None, help="also write the rates here")
     ap.add_argument("--backbone", default="tiny")
     ap.add_argument("--pretrained", default="none")
     ap.add_argument("--frames", type=int, default=8)
@@ -133,7 +135,7 @@ def main():
     ap.add_argument("--work", default=None, help="folder for the runs [default: a temporary one]")
     args = ap.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="tkvr-e2e-"))
-    data = args.data or real_list(work / "data", args.samples)
+    data = args.data or real_list(work / "data", args.samples, Path(args.clips).resolve())
     t = time.perf_counter()
     tkvr("prepare", "--data", data, "--out", work / "prepared", "--short-side", args.short_side)
     prep_s = time.perf_counter() - t
@@ -154,6 +156,12 @@ def main():
         print(f"| {name} | {rate:.1f} | {100 * rate / compute:.0f}% | {100 * wait:.0f}% | {gpu_utilisation()} |")
     print(f"prepared / original: {prep / orig:.2f}x")
     print(fidelity(data, work / "prepared"))
+    if args.json:
+        import json
+
+        Path(args.json).write_text(json.dumps({"compute": compute, "original": orig, "prepared": prep,
+                                               "original_wait": orig_wait, "prepared_wait": prep_wait,
+                                               "device": where, "prepare_s": prep_s}, indent=1))
 
 
 if __name__ == "__main__":
