@@ -87,6 +87,9 @@ def _option(name: str, f):
     kind = kind[5:-1] if multiple else kind
     default = None if f.default is MISSING else f.default
     kw = dict(help=meta["help"], required=meta["required"])
+    if meta["required"]:  # no default at all: click counts even None as a given value
+        ptype = click.Choice(list(meta["choices"])) if meta["choices"] else _TYPES[kind]
+        return click.option(flag, name, type=ptype, **kw)
     if meta.get("shown"):
         kw["show_default"] = meta["shown"]
     if kind == "bool":
