@@ -142,3 +142,22 @@ def test_device_augmentation_trains_like_cpu(run_cli, tmp_path):
               "label": 0, "index": i, "bad": -1} for i, h in enumerate((30, 36))]
     assert isinstance(collate(items)["video"], list)  # stored sizes differ: a list, cropped on the device
     assert collate(items[:1] * 2)["video"].shape == (2, 2, 3, 30, 40)
+
+
+def test_jpeg_frames_decode_in_one_batch_with_pillows_pixels(tmp_path):
+    """Frame folders go through torchcodec's batched JPEG decoder (nvJPEG with
+    --decode-device cuda): on the CPU the pixels equal Pillow's, frame for frame."""
+    import torch
+
+    from conftest import write_jpeg
+    from tkvr.data.video import _decode_still, open_reader, torchcodec_error
+
+    if torchcodec_error():
+        pytest.skip(f"torchcodec cannot load here: {torchcodec_error()}")
+    g = torch.Generator().manual_seed(0)
+    for t in range(6):
+        write_jpeg(torch.randint(0, 256, (3, 40, 56), generator=g, dtype=torch.uint8), tmp_path / f"img_{t + 1:05d}.jpg")
+    reader = open_reader(str(tmp_path), "torchcodec", "cpu")
+    idx = [0, 5, 5, 2]
+    pillow = torch.stack([_decode_still(str(tmp_path / f"img_{i + 1:05d}.jpg")) for i in idx])
+    assert len(reader) == 6 and torch.equal(reader.read(idx), pillow)

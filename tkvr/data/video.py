@@ -407,14 +407,14 @@ class FrameFolder(Reader):
     decoder = "jpeg"
 
     def __init__(self, folder: str, template: str = "img_{:05d}.jpg", num_frames: int | None = None,
-                 start: int = 1):
-        self.path, self.template, self.start = folder, template, start
+                 start: int = 1, device: str = "cpu"):
+        self.path, self.template, self.start, self.device = folder, template, start, device
         self.num_frames = frame_files(folder, template, num_frames, start)
         if self.num_frames == 0:
             raise UnreadableVideo(f"{folder}: no frames matching {template}")
 
     def _read(self, indices: list[int]) -> torch.Tensor:
-        return read_frames_folder(self.path, indices, self.template, self.start)
+        return read_frames_folder(self.path, indices, self.template, self.start, self.device)
 
 
 class StillImage(Reader):
@@ -438,7 +438,7 @@ def open_reader(path: str, decoder: str = "torchcodec", device: str = "cpu", fra
     if kind == "image":
         return StillImage(path)
     if kind == "frames":
-        return FrameFolder(path, frame_template, num_frames, frame_start)
+        return FrameFolder(path, frame_template, num_frames, frame_start, device)
     return VideoFile(path, decoder, device)
 
 
@@ -472,13 +472,23 @@ def frame_files(folder: str, template: str, num_frames: int | None, start: int =
     return n
 
 
-def read_frames_folder(folder: str, indices, template: str = "img_{:05d}.jpg", start: int = 1) -> torch.Tensor:
-    """JPEG frames: clip frame i is the file template.format(start + i); [T, 3, H, W] uint8."""
-    cache = {}
-    for i in indices:
-        if i not in cache:
-            p = os.path.join(folder, template.format(start + int(i)))
-            if not os.path.isfile(p):
-                raise UnreadableVideo(f"{folder}: missing frame file {Path(p).name}")
-            cache[i] = _decode_still(p)
-    return torch.stack([cache[i] for i in indices])
+def read_frames_folder(folder: str, indices, template: str = "img_{:05d}.jpg", start: int = 1,
+                       device: str = "cpu") -> torch.Tensor:
+    """Frame files: clip frame i is the file template.format(start + i); [T, 3, H, W] uint8.
+
+    JPEG frames are decoded in one batch by torchcodec (libjpeg-turbo on the CPU, the same pixels
+    as Pillow; nvJPEG with `device` cuda), each distinct frame once; other formats, and machines
+    where torchcodec cannot load, through Pillow."""
+    wanted = sorted(set(int(i) for i in indices))
+    paths = [os.path.join(folder, template.format(start + i)) for i in wanted]
+    for p in paths:
+        if not os.path.isfile(p):
+            raise UnreadableVideo(f"{folder}: missing frame file {Path(p).name}")
+    if Path(template).suffix.lower() in (".jpg", ".jpeg") and torchcodec_error() is None:
+        from torchcodec.decoders import decode_jpeg
+
+        frames = [f.cpu() for f in decode_jpeg(paths, mode="RGB", device=device)]  # host memory, as for video
+    else:
+        frames = [_decode_still(p) for p in paths]
+    got = dict(zip(wanted, frames))
+    return torch.stack([got[int(i)] for i in indices])
