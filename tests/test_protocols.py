@@ -177,3 +177,12 @@ def test_projection_is_an_isometry_when_widening():
     q = projection(16, 64, seed=1)
     x = torch.randn(5, 16)
     torch.testing.assert_close((x @ q) @ (x @ q).T, x @ x.T, atol=1e-4, rtol=1e-4)
+
+
+def test_zeroshot_without_training_scores_all_classes_of_one_dataset(run_cli, tmp_path):
+    """Plain zero-shot on every class of one dataset (Table 10's K = 0): no seen/unseen split."""
+    code, _, err = run_cli("zeroshot", "--train", "toy", "--eval", "toy", "--no-train", *FAST, "--out", tmp_path / "z",
+                           "--json", tmp_path / "z.json")
+    assert code == 0, err
+    rows = json.loads((tmp_path / "z.json").read_text())
+    assert rows["eval"] == "toy" and rows["without_training"]["num_samples"] == 240 and "with_training" not in rows

@@ -481,8 +481,10 @@ class ZeroshotConfig:
                        help="Seen classes: a dataset or class subset (K300, IN600, ...).")
     eval_data: str = borrow(SourceConfig, "data", default="toy@unseen", flag="--eval",
                             help="Unseen classes (K100, IN400, ucf101, ...).")
-    no_train: bool = setting(False, "Only the pre-trained model (the 'w/o train' row).")
-    protocol: str = setting("full", "full: all eval classes; half: mean ± std over 10 seeded random halves.",
+    no_train: bool = setting(False, "Only the pre-trained model (the 'w/o train' row; Table 10's K = 0): --eval "
+                                    "may then be any dataset, all its classes scored, whatever --train says.")
+    protocol: str = setting("full", "full: all eval classes (Text4Vis); half: mean ± std over 10 seeded random "
+                                    "halves (the protocol of later papers, not Text4Vis's).",
                             choices=("full", "half"))
     out: str = borrow(RunConfig, "out", default="runs/zeroshot", help="Folder of the runs.")
     json: str | None = borrow(CheckConfig, "json")

@@ -115,7 +115,9 @@ def zeroshot(cfg: ZeroshotConfig) -> dict:
     d = base.data
     seen = resolve(cfg.seen, d.data_root, d.fold_or())
     unseen = resolve(cfg.eval_data, d.data_root, d.fold_or())
-    if seen.name.split("@")[0] == unseen.name.split("@")[0]:
+    # Overlap matters only when the model trains on the seen classes; the pre-trained model alone
+    # may score every class of a dataset (plain CLIP zero-shot, Table 10's K = 0).
+    if not cfg.no_train and seen.name.split("@")[0] == unseen.name.split("@")[0]:
         both = set(seen.class_ids()) & set(unseen.class_ids())
         if both:
             ids = seen.class_ids()
