@@ -167,8 +167,10 @@ def test_minilm_text_encoder_keeps_meaning_through_the_projection(run_cli, tmp_p
     code, _, err = run_cli("embed", "--classes", ",".join(classes), "--backbone", "tiny", "--text-encoder", spec,
                            "--out", tmp_path / "st.pt")
     assert code == 0, err
-    w = torch.load(tmp_path / "st.pt", weights_only=True)["embeddings"]
+    saved = torch.load(tmp_path / "st.pt", weights_only=True)
+    w = saved["embeddings"]
     assert w.shape == (3, 64) and (w @ w.T)[0, 1] > (w @ w.T)[0, 2]
+    assert saved["text_encoder"] == spec  # Table 1's text-only row says which encoder made it
 
 
 def test_projection_is_an_isometry_when_widening():
@@ -186,3 +188,13 @@ def test_zeroshot_without_training_scores_all_classes_of_one_dataset(run_cli, tm
     assert code == 0, err
     rows = json.loads((tmp_path / "z.json").read_text())
     assert rows["eval"] == "toy" and rows["without_training"]["num_samples"] == 240 and "with_training" not in rows
+
+
+def test_image_folders_get_image_prompts_and_embed_records_its_encoder(run_cli, tmp_path):
+    from tkvr.data.specs import resolve
+
+    data = make_images(tmp_path / "imgs")
+    assert resolve(str(data)).templates == ["a photo of a {}."]  # not "a video of a person {}."
+    code, _, err = run_cli("embed", "--classes", "a,b", "--backbone", "tiny", "--out", tmp_path / "e.pt")
+    assert code == 0, err
+    assert torch.load(tmp_path / "e.pt", weights_only=True)["text_encoder"] is None  # CLIP's own text tower

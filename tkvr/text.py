@@ -4,6 +4,7 @@ An embeddings file is a `torch.save`d dict, loadable with `torch.load(..., weigh
   embeddings  float32 [C, D], rows L2-normalised
   classes     list[str], row order
   backbone    str, pretrained str | None, templates list[str], head str ('text', 'random', ...)
+  text_encoder  str | None: `embed --text-encoder` (a text-only encoder), None for CLIP's own
   format      1
 """
 
@@ -166,13 +167,16 @@ def embed(cfg, classes: list[str], backbone) -> dict:
         emb = encode_classes(backbone, classes, templates)
     else:
         emb = head_matrix(cfg.head, len(classes), backbone.dim, cfg.seed)
-    save_embeddings(cfg.out, emb, classes, cfg.backbone, cfg.pretrained, templates, cfg.head)
+    save_embeddings(cfg.out, emb, classes, cfg.backbone, cfg.pretrained, templates, cfg.head, cfg.text_encoder)
     if cfg.plot:
         plot_correlation(emb, classes, cfg.plot, title=f"{cfg.head} embeddings, {cfg.backbone}")
     return {"embeddings": emb, "classes": classes, "templates": templates}
 
 
-def save_embeddings(path, embeddings, classes, backbone: str, pretrained, templates, head: str):
+def save_embeddings(path, embeddings, classes, backbone: str, pretrained, templates, head: str,
+                    text_encoder: str | None = None):
+    """text_encoder: the text-only encoder that made the rows (`embed --text-encoder`), else None
+    (CLIP's own text tower); files written before it was recorded simply lack the key."""
     from tkvr.fileio import atomic_save
 
     if embeddings.shape[0] != len(classes):
@@ -184,6 +188,7 @@ def save_embeddings(path, embeddings, classes, backbone: str, pretrained, templa
         "pretrained": pretrained,
         "templates": list(templates),
         "head": head,
+        "text_encoder": text_encoder,
         "format": FORMAT,
     }, path)
 

@@ -301,6 +301,16 @@ def _image_folders(root: Path) -> DataSource:
 def _folder(root: Path, fold: int, labels: Path | None = None) -> DataSource:
     if (root / "dataset.yaml").is_file():  # a dataset file in the folder says it all (tkvr prepare)
         return _yaml(root / "dataset.yaml", fold)
+    src = _layout(root, fold, labels)
+    first = next((xs[0] for xs in src.splits.values() if xs), None)
+    if first is not None and src.templates == VIDEO_TEMPLATES and Path(first.path).suffix.lower() in IMAGE_EXTS:
+        from tkvr.text import IMAGE_TEMPLATES
+
+        src.templates = list(IMAGE_TEMPLATES)  # photos, not videos of a person
+    return src
+
+
+def _layout(root: Path, fold: int, labels: Path | None = None) -> DataSource:
     if (root / "ucfTrainTestlist").is_dir() or (root / "classInd.txt").is_file():
         return _ucf101(root, fold)
     if (root / "testTrainMulti_7030_splits").is_dir() or list(root.glob("*_test_split1.txt")):
