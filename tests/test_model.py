@@ -131,3 +131,20 @@ def test_temporal_errors(tiny):
         build_model(build_backbone("tiny"), "t1d", head, 4)
     with pytest.raises(TkvrError, match="--temporal t1d"):
         build_model(build_backbone("tiny-rn"), "token-t1d", head, 4)
+
+
+def test_t1d_blocks_place_the_convolutions_where_asked(run_cli, tmp_path):
+    import torch
+
+    code, _, err = run_cli("train", "--data", "toy", "--backbone", "tiny", "--temporal", "token-t1d", "--t1d-blocks",
+                           "0", "--t1d-blocks", "-1", "--frames", "2", "--batch-size", "4", "--workers", "0",
+                           "--epochs", "1", "--limit-batches", "1", "--warmup", "0", "--out", tmp_path / "r")
+    assert code == 0, err
+    state = torch.load(tmp_path / "r" / "checkpoints" / "last.pt", weights_only=True)
+    n = len({k.split(".")[3] for k in state["model"] if k.startswith("visual.transformer.resblocks.")})
+    with_conv = sorted({int(k.split(".")[3]) for k in state["model"]
+                        if k.startswith("visual.transformer.resblocks.") and ".tconv." in k})
+    assert with_conv == [0, n - 1] and state["config"]["model"]["t1d_blocks"] == [0, -1]
+    code, _, err = run_cli("train", "--data", "toy", "--backbone", "tiny", "--temporal", "token-t1d", "--t1d-blocks",
+                           "99", "--out", tmp_path / "bad")
+    assert code == 2 and "--t1d-blocks [99]" in err and not (tmp_path / "bad").exists()

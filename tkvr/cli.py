@@ -68,6 +68,8 @@ def _config_file(ctx, param, value):
             raise TkvrError(f"--config {value}: {k!r} is not a flag of tkvr {ctx.command.name}")
         if isinstance(v, list):
             v = tuple(v)
+        elif v is None and getattr(names[key], "multiple", False):
+            continue  # `t1d_blocks: null` in a run's config.yaml: not given
         elif getattr(names[key], "multiple", False):
             v = (v,)  # one value of a repeatable flag (`template: "a video of {}."`), not its characters
         flat[key] = v

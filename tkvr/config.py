@@ -181,7 +181,9 @@ class ModelConfig:
     frames: int = setting(8, "Frames T per clip.")
     temporal: str = setting("tap", "Temporal module.", choices=TEMPORAL)
     temporal_layers: int = setting(6, "Layers of t-trans.")
-    t1d_blocks: list[int] | None = setting(None, cli=False)
+    t1d_blocks: list[int] | None = setting(None, "--temporal token-t1d: a ViT block (0-based, negative from the "
+                                                 "end) whose [class] token gets the temporal convolution; repeat "
+                                                 "for several.", shown="the last half of the blocks")
     head: str = setting("text", "Classifier head.", choices=HEADS)
     unfreeze_head: bool = setting(False, "Train the head too.")
     templates: list[str] | None = setting(None, "Prompt template with {} for the class name; repeat to average "
