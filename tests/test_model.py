@@ -148,3 +148,28 @@ def test_t1d_blocks_place_the_convolutions_where_asked(run_cli, tmp_path):
     code, _, err = run_cli("train", "--data", "toy", "--backbone", "tiny", "--temporal", "token-t1d", "--t1d-blocks",
                            "99", "--out", tmp_path / "bad")
     assert code == 2 and "--t1d-blocks [99]" in err and not (tmp_path / "bad").exists()
+
+
+def test_eval_reports_gflops_and_parameters_as_counted_by_hand(run_cli, tmp_path):
+    """tiny: 32 px, patch 8, width 64, 2 blocks (2 heads), MLP 256, joint width 64; 60 classes, T=2."""
+    import json
+
+    code, _, err = run_cli("train", "--data", "toy", "--backbone", "tiny", "--frames", "2", "--batch-size", "4",
+                           "--workers", "0", "--epochs", "1", "--limit-batches", "1", "--warmup", "0",
+                           "--out", tmp_path / "r")
+    assert code == 0, err
+    code, out, err = run_cli("eval", "--checkpoint", tmp_path / "r", "--views", "2x3", "--workers", "0",
+                             "--json", tmp_path / "e.json")
+    assert code == 0, err
+    report = json.loads((tmp_path / "e.json").read_text())
+    t, n, d, hidden, blocks, classes = 2, 17, 64, 256, 2, 60  # n: 16 patches + the class token
+    mac = 16 * (3 * 8 * 8) * d  # patch embedding
+    mac += blocks * (n * d * 3 * d + 2 * n * n * d + n * d * d + 2 * n * d * hidden)  # qkv, QK^T and AV, out, MLP
+    mac += d * 64  # projection of the class token
+    flops = 2 * (t * mac + 64 * classes)  # per frame, then the head once per view
+    assert report["gflops_per_view"] * 1e9 == pytest.approx(flops, rel=1e-9)
+    params = 3 * 8 * 8 * d + d + n * d + 2 * d  # conv1, class token, positions, ln_pre
+    params += blocks * (2 * d + (d * 3 * d + 3 * d) + (d * d + d) + 2 * d + (d * hidden + hidden) + (hidden * d + d))
+    params += 2 * d + d * 64 + classes * 64  # ln_post, proj, the (frozen) head
+    assert report["params_m"] * 1e6 == pytest.approx(params)
+    assert "x 6" in out  # GFLOPs x views in the table

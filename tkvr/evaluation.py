@@ -127,6 +127,30 @@ def protocol_top1(pred: dict, num_classes: int, protocol: str, seed: int) -> dic
     return {"top1": statistics.fmean(tops), "std": statistics.pstdev(tops), "halves": tops, "num_samples": n}
 
 
+@torch.no_grad()
+def model_cost(model, frames: int, size: int, device="cpu") -> tuple[float, float]:
+    """(GFLOPs of one view, parameters in millions), the paper's Tables 7 and 12. FLOPs are torch's
+    count of matrix products and convolutions, 2 per multiply-add (halve them for the
+    multiply-accumulate convention of many video papers); counted in training mode, where
+    attention runs through operations the counter sees (its fused inference path does not)."""
+    from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
+
+    def cpu_attention(query, key, value, *args, **kwargs) -> int:  # the counter passes shapes
+        # torch counts the CUDA attention kernels but not the CPU one: the same two matrix products
+        return sdpa_flop_count(query, key, value)
+
+    inner = getattr(model, "module", model)
+    was = inner.training
+    inner.train()
+    try:
+        with FlopCounterMode(display=False, custom_mapping={
+                torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: cpu_attention}) as counter:
+            inner(torch.zeros(1, frames, 3, size, size, device=device))  # one view [1, T, 3, S, S]
+    finally:
+        inner.train(was)
+    return counter.get_total_flops() / 1e9, sum(p.numel() for p in inner.parameters()) / 1e6
+
+
 def evaluate_checkpoint(cfg, fabric=None) -> dict:
     """Score a checkpoint on a split (cfg: EvalConfig): the report `tkvr eval` shows and writes.
     Data, root and fold default to the checkpoint's; other classes than the checkpoint's need
@@ -134,6 +158,7 @@ def evaluate_checkpoint(cfg, fabric=None) -> dict:
     from tkvr.checkpoint import load_model, read_checkpoint
     from tkvr.data.loader import eval_loader, eval_set
     from tkvr.data.specs import resolve
+    from tkvr.data.transforms import input_size
     from tkvr.data.video import pick_decoder
     from tkvr.launch import make_fabric
     from tkvr.model import preprocess_of
@@ -158,8 +183,10 @@ def evaluate_checkpoint(cfg, fabric=None) -> dict:
     ds = eval_set(src.split(cfg.split), src, tcfg.model.frames, preprocess_of(model), cfg.views, decoder,
                   s.decode_device)
     m = evaluate(fabric, model, eval_loader(fabric, ds, cfg.batch_size, s.workers), len(src.classes))
+    gflops, params = model_cost(model, tcfg.model.frames, input_size(preprocess_of(model)), fabric.device)
     return {"top1": m["top1"], "top5": m["top5"], "mean_class_accuracy": m["mean_class_accuracy"],
-            "num_samples": m["num_samples"], "views": cfg.views, "split": cfg.split, "data": src.name,
+            "num_samples": m["num_samples"], "views": cfg.views, "gflops_per_view": gflops, "params_m": params,
+            "split": cfg.split, "data": src.name,
             "fold": fold, "checkpoint": ckpt["path"], "precision": cfg.device.precision,
             "per_class": {src.classes[c]: acc for c, acc in m["per_class"].items()},
             "unreadable": [ds.samples[i].path for i in m["unreadable"]]}

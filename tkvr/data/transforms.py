@@ -43,7 +43,7 @@ class MultiScaleCrop(torch.nn.Module):
         return TF.resized_crop(x, top, left, ch, cw, [self.size, self.size], antialias=True)
 
 
-def _size(preprocess: dict) -> int:
+def input_size(preprocess: dict) -> int:
     s = preprocess["size"]
     return int(s[0] if isinstance(s, (tuple, list)) else s)
 
@@ -52,7 +52,7 @@ def train_transform(preprocess: dict, crop: str = "rrc", flip: bool = True):
     """crop: one of --train-crop's choices (tkvr.config.CROPS)."""
     if crop not in CROPS:
         raise ValueError(f"crop {crop!r}: one of {CROPS}")
-    size = _size(preprocess)
+    size = input_size(preprocess)
     steps = [v2.RandomResizedCrop(size, scale=(0.25, 1.0), antialias=True) if crop == "rrc"
              else MultiScaleCrop(size)]
     if flip:
@@ -72,7 +72,7 @@ class ClipAugment:
     def __init__(self, preprocess: dict, crop: str = "rrc", flip: bool = True):
         if crop not in CROPS:
             raise ValueError(f"crop {crop!r}: one of {CROPS}")
-        self.size, self.flip = _size(preprocess), flip
+        self.size, self.flip = input_size(preprocess), flip
         self.mean, self.std = tuple(preprocess["mean"]), tuple(preprocess["std"])
         self.rrc = v2.RandomResizedCrop(self.size, scale=(0.25, 1.0), antialias=True) if crop == "rrc" else None
         self.msc = MultiScaleCrop(self.size) if crop == "multiscale" else None
@@ -102,7 +102,7 @@ class EvalTransform(torch.nn.Module):
 
     def __init__(self, preprocess: dict, crops: int = 1):
         super().__init__()
-        self.size = _size(preprocess)
+        self.size = input_size(preprocess)
         self.crops = crops
         self.norm = v2.Compose([v2.ToDtype(torch.float32, scale=True),
                                 v2.Normalize(preprocess["mean"], preprocess["std"])])
