@@ -198,3 +198,14 @@ def test_image_folders_get_image_prompts_and_embed_records_its_encoder(run_cli, 
     code, _, err = run_cli("embed", "--classes", "a,b", "--backbone", "tiny", "--out", tmp_path / "e.pt")
     assert code == 0, err
     assert torch.load(tmp_path / "e.pt", weights_only=True)["text_encoder"] is None  # CLIP's own text tower
+
+
+def test_lda_sees_only_the_k_shot_sample(run_cli, tmp_path):
+    out = tmp_path / "fs"
+    code, _, err = run_cli("fewshot", "--data", "toy", *FAST, "--shots", "1", "--head", "lda", "--lda-samples", "8",
+                           "--epoch-size", "60", "--out", out)
+    assert code == 0, err
+    run = out / "1shot_seed0"
+    feats = torch.load(run / "lda_features.pt", weights_only=True)
+    assert feats["features"].shape[0] == 60  # one video per class: the sample, not 8 from the full split
+    assert Counter(feats["labels"].tolist()) == Counter({c: 1 for c in range(60)})

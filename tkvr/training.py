@@ -104,7 +104,7 @@ def train(cfg: TrainConfig, src=None, train_ids: list[int] | None = None, fabric
         write_config(cfg, out)  # first, so a crashed run still says what it was
     fabric.barrier()
     if cfg.model.head == "lda" and resume is None:
-        fit_lda_head(fabric, cfg, model, src, preprocess_of(model), out)
+        fit_lda_head(fabric, cfg, model, src, train_set.samples, preprocess_of(model), out)
     write_samples(train_set.samples, src.classes, out, fabric.global_rank)
     say(f"run {out}: {cfg.model.backbone} + {cfg.model.temporal}, head {cfg.model.head}, {count(len(src.classes), 'class')}, "
         f"{len(train_set)} train / {len(val_set)} val samples, {count(fabric.world_size, 'device')}")
@@ -169,10 +169,11 @@ def write_samples(samples, classes: list[str], out: Path, rank: int) -> None:
     atomic_write_text("".join(lines), out / ("train_samples.txt" if rank == 0 else f"train_samples.rank{rank}.txt"))
 
 
-def fit_lda_head(fabric, cfg: TrainConfig, model, src, preprocess: dict, out: Path):
+def fit_lda_head(fabric, cfg: TrainConfig, model, src, samples, preprocess: dict, out: Path):
     """--head lda: pre-trained visual features of up to --lda-samples videos per class of the
-    training split (one centre view each), extracted on every device, cached in the run
-    directory; multi-class LDA on them becomes the frozen head."""
+    run's own training samples (a K-shot sample, a label fraction: never more than the run may
+    see; one centre view each), extracted on every device, cached in the run directory;
+    multi-class LDA on them becomes the frozen head."""
     from tkvr.data.loader import eval_loader, eval_set
     from tkvr.data.video import pick_decoder
     from tkvr.evaluation import extract_features
@@ -186,7 +187,7 @@ def fit_lda_head(fabric, cfg: TrainConfig, model, src, preprocess: dict, out: Pa
         feats, labels = data["features"], data["labels"]
         say(f"LDA: {len(feats)} cached features from {cache}")
     else:
-        train = src.split("train")
+        train = list({s.path: s for s in samples}.values())  # distinct: a K-shot sample comes repeated
         by_class: dict[int, list[int]] = {}
         for i, s in enumerate(train):
             by_class.setdefault(s.label, []).append(i)
