@@ -87,7 +87,8 @@ def main():
     def fewshot(name, head, shots, extra=()):
         js = out / f"{name}.json"
         if not js.is_file():
-            tkvr("fewshot", "--data", "toy", *common, "--head", head, "--shots", shots, "--repeats", args.seeds,
+            tkvr("fewshot", "--data", "toy", *common, "--shot-epochs", args.shot_epochs, "--head", head,
+                 "--shots", shots, "--repeats", args.seeds,
                  "--epoch-size", 240, "--out", out / name, "--json", js, *extra)
         return json.loads(js.read_text())
 

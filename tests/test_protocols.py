@@ -13,11 +13,12 @@ from conftest import assert_user_error
 
 FAST = ["--backbone", "tiny", "--frames", "2", "--batch-size", "16", "--workers", "0", "--epochs", "1",
         "--limit-batches", "2", "--warmup", "0"]
+FEW = FAST + ["--shot-epochs", "1"]  # fewshot: K-shot runs train --shot-epochs (200 by default)
 
 
 def test_fewshot_writes_samples_table_and_json(run_cli, tmp_path):
     out = tmp_path / "fs"
-    code, stdout, err = run_cli("fewshot", "--data", "toy", *FAST, "--shots", "1,2", "--out", out,
+    code, stdout, err = run_cli("fewshot", "--data", "toy", *FEW, "--shots", "1,2", "--out", out,
                                 "--json", tmp_path / "fs.json", "--epoch-size", "120")
     assert code == 0, err
     table = json.loads((tmp_path / "fs.json").read_text())
@@ -37,10 +38,10 @@ def test_fewshot_writes_samples_table_and_json(run_cli, tmp_path):
 
 def test_fewshot_sample_replay_and_repeats(run_cli, tmp_path):
     first = tmp_path / "a"
-    code, _, err = run_cli("fewshot", "--data", "toy", *FAST, "--shots", "1", "--out", first, "--epoch-size", "60")
+    code, _, err = run_cli("fewshot", "--data", "toy", *FEW, "--shots", "1", "--out", first, "--epoch-size", "60")
     assert code == 0, err
     saved = first / "1shot_seed0" / "sample.json"
-    code, _, err = run_cli("fewshot", "--data", "toy", *FAST, "--shots", "1", "--out", tmp_path / "b",
+    code, _, err = run_cli("fewshot", "--data", "toy", *FEW, "--shots", "1", "--out", tmp_path / "b",
                            "--sample", saved, "--repeats", "2", "--epoch-size", "60", "--json", tmp_path / "b.json")
     assert code == 0, err
     for seed in (0, 1):  # both seeds replay the published sample
@@ -52,7 +53,7 @@ def test_fewshot_sample_replay_and_repeats(run_cli, tmp_path):
 @pytest.mark.slow
 def test_fewshot_two_ranks_see_exactly_k_per_class(tmp_path):
     out = tmp_path / "ddp"
-    r = subprocess.run([sys.executable, "-m", "tkvr", "fewshot", "--data", "toy", *FAST, "--shots", "2",
+    r = subprocess.run([sys.executable, "-m", "tkvr", "fewshot", "--data", "toy", *FEW, "--shots", "2",
                         "--epoch-size", "120", "--out", str(out), "--accelerator", "cpu", "--devices", "2",
                         "--strategy", "ddp"], capture_output=True, text=True, env=dict(os.environ))
     assert r.returncode == 0, r.stderr[-3000:]
@@ -108,7 +109,7 @@ def test_zeroshot_user_mistakes(run_cli, tmp_path):
 
 
 def test_fewshot_shots_larger_than_a_class(run_cli, tmp_path):
-    code, _, err = run_cli("fewshot", "--data", "toy", *FAST, "--shots", "9", "--out", tmp_path / "x")
+    code, _, err = run_cli("fewshot", "--data", "toy", *FEW, "--shots", "9", "--out", tmp_path / "x")
     assert_user_error(code, err, "--shots 9", "has only 8")
 
 
@@ -138,7 +139,7 @@ def make_images(root: Path, per_class=(3, 2)):
 
 def test_image_folders_through_fewshot_and_zeroshot(run_cli, tmp_path):
     data = make_images(tmp_path / "imgs")
-    code, stdout, err = run_cli("fewshot", "--data", data, *FAST, "--shots", "1", "--out", tmp_path / "fs",
+    code, stdout, err = run_cli("fewshot", "--data", data, *FEW, "--shots", "1", "--out", tmp_path / "fs",
                                 "--json", tmp_path / "fs.json")
     assert code == 0, err
     assert "still images" in stdout
@@ -202,10 +203,34 @@ def test_image_folders_get_image_prompts_and_embed_records_its_encoder(run_cli, 
 
 def test_lda_sees_only_the_k_shot_sample(run_cli, tmp_path):
     out = tmp_path / "fs"
-    code, _, err = run_cli("fewshot", "--data", "toy", *FAST, "--shots", "1", "--head", "lda", "--lda-samples", "8",
+    code, _, err = run_cli("fewshot", "--data", "toy", *FEW, "--shots", "1", "--head", "lda", "--lda-samples", "8",
                            "--epoch-size", "60", "--out", out)
     assert code == 0, err
     run = out / "1shot_seed0"
     feats = torch.load(run / "lda_features.pt", weights_only=True)
     assert feats["features"].shape[0] == 60  # one video per class: the sample, not 8 from the full split
     assert Counter(feats["labels"].tolist()) == Counter({c: 1 for c in range(60)})
+
+
+def test_fewshot_defaults_are_the_papers_protocol(run_cli, tmp_path):
+    """K = 1, 3, 5 and All (Table 8); a K-shot epoch is the sample itself; --shot-epochs of them."""
+    import csv
+
+    from tkvr.config import FewshotConfig
+
+    assert FewshotConfig.__dataclass_fields__["shots"].default == "1,3,5,all"
+    assert FewshotConfig.__dataclass_fields__["shot_epochs"].default == 200
+    out = tmp_path / "fs"
+    code, _, err = run_cli("fewshot", "--data", "toy", *FAST, "--shot-epochs", "2", "--out", out,
+                           "--json", tmp_path / "fs.json")
+    assert code == 0, err
+    assert list(json.loads((tmp_path / "fs.json").read_text())) == ["1", "3", "5", "all"]
+    for k, n in ((1, 60), (3, 180), (5, 300)):
+        run = out / f"{k}shot_seed0"
+        assert len((run / "train_samples.txt").read_text().splitlines()) == n
+        epochs = list(csv.DictReader((run / "metrics.csv").open()))
+        assert [r["epoch"] for r in epochs] == ["1", "2"]
+        steps_per_epoch = int(epochs[0]["step"])
+        assert steps_per_epoch == min(2, n // 16)  # the sample itself per epoch (16 a batch, 2 at most)
+    assert len((out / "all_seed0" / "train_samples.txt").read_text().splitlines()) == 480
+    assert len(list(csv.DictReader((out / "all_seed0" / "metrics.csv").open()))) == 1  # --epochs

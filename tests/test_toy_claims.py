@@ -24,7 +24,7 @@ def test_text_head_beats_random_head_at_one_shot(run_cli, tmp_path):
     tops = {}
     for head in ("text", "random"):
         code, _, err = run_cli("fewshot", "--data", "toy", *recipe(temporal="tap", epochs=3), "--head", head,
-                               "--shots", "1", "--repeats", "3", "--epoch-size", "240", "--out", tmp_path / head,
+                               "--shots", "1", "--shot-epochs", "3", "--repeats", "3", "--epoch-size", "240", "--out", tmp_path / head,
                                "--json", tmp_path / f"{head}.json")
         assert code == 0, err
         tops[head] = json.loads((tmp_path / f"{head}.json").read_text())["1"]["top1"]

@@ -442,23 +442,30 @@ class PredictConfig:
         fail_if(problems)
 
 
+ALL_SHOTS = 0  # K = "all": the full training split, the fully supervised row of Table 8
+
+
 def parse_shots(text: str) -> list[int]:
+    """'1,3,5,all' -> [1, 3, 5, ALL_SHOTS]."""
     try:
-        shots = [int(x) for x in str(text).split(",") if x.strip()]
+        shots = [ALL_SHOTS if x.strip().lower() == "all" else int(x) for x in str(text).split(",") if x.strip()]
     except ValueError:
-        raise TkvrError(f"--shots {text!r} must be a comma list of integers, e.g. 1,2,4") from None
-    if not shots or min(shots) < 1:
-        raise TkvrError(f"--shots {text!r}: every K must be >= 1")
+        raise TkvrError(f"--shots {text!r} must be a comma list of integers or 'all', e.g. 1,3,5,all") from None
+    if not shots or any(k < 1 and k != ALL_SHOTS for k in shots) or min(shots) < 0:
+        raise TkvrError(f"--shots {text!r}: every K must be >= 1 (or 'all')")
     return shots
 
 
 @dataclass
 class FewshotConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
-    shots: str = setting("1,2,4,8,16", "K values to sweep, comma-separated.")
+    shots: str = setting("1,3,5,all", "K values to sweep, comma-separated; 'all' is the full training split "
+                                      "(the paper's Table 8: 1, 3, 5 and All).")
+    shot_epochs: int = setting(200, "Epochs over each K-shot sample (the paper: 200); 'all' trains --epochs.")
     repeats: int = setting(1, "Seeds per K (seed, seed+1, ...): mean ± std.")
     sample: str | None = setting(None, "Replay a saved sample (sample.json of a run) instead of drawing one.")
-    epoch_size: int | None = setting(None, "Clips per epoch.", shown="the full training split")
+    epoch_size: int | None = setting(None, "Clips per epoch: the sample repeated to this length.",
+                                     shown="the sample itself, once")
     out: str = borrow(RunConfig, "out", default="runs/fewshot",
                       help="Folder of the sweep; one run directory per K and seed.")
     json: str | None = borrow(CheckConfig, "json")
@@ -470,7 +477,7 @@ class FewshotConfig:
             parse_shots(self.shots)
         except TkvrError as e:
             problems.append(str(e))
-        _at_least(problems, self, 1, "repeats", "epoch_size")
+        _at_least(problems, self, 1, "repeats", "epoch_size", "shot_epochs")
         _writable(problems, "--out", self.out, folder=True)
         _writable(problems, "--json", self.json)
         fail_if(problems)

@@ -18,9 +18,13 @@ import math
 import statistics
 from pathlib import Path
 
-from tkvr.config import FewshotConfig, ZeroshotConfig, parse_shots
+from tkvr.config import ALL_SHOTS, FewshotConfig, ZeroshotConfig, parse_shots
 from tkvr.errors import TkvrError
 from tkvr.progress import count, say
+
+
+def label(k: int) -> str:
+    return "all" if k == ALL_SHOTS else str(k)
 
 
 def read_sample(path: str, train, classes: list[str]) -> list[int]:
@@ -48,8 +52,9 @@ def read_sample(path: str, train, classes: list[str]) -> list[int]:
     return ids
 
 
-def fewshot(cfg: FewshotConfig) -> dict[int, dict]:
-    """The sweep: K -> {top1, std, runs}; fewshot.csv / fewshot.json in --out (rank 0)."""
+def fewshot(cfg: FewshotConfig) -> dict[str, dict]:
+    """The sweep: K ('1', '3', 'all', ...) -> {top1, std, runs}; fewshot.csv / fewshot.json in --out
+    (rank 0). K-shot runs train --shot-epochs over their sample; 'all' trains --epochs."""
     from tkvr.data.sampling import k_shot
     from tkvr.data.specs import resolve
     from tkvr.fileio import atomic_write_text
@@ -63,7 +68,8 @@ def fewshot(cfg: FewshotConfig) -> dict[int, dict]:
     labels = [s.label for s in train]
     fixed = read_sample(cfg.sample, train, src.classes) if cfg.sample else None
     for k in shots:  # fail before any training if a K cannot be drawn
-        k_shot(labels, k, base.optim.seed, src.classes)
+        if k != ALL_SHOTS:
+            k_shot(labels, k, base.optim.seed, src.classes)
     root = Path(cfg.out)
     fabric = None  # launched by the first run, once it has checked its model and data
     results: dict[int, dict] = {}
@@ -71,9 +77,13 @@ def fewshot(cfg: FewshotConfig) -> dict[int, dict]:
         tops = []
         for r in range(cfg.repeats):
             seed = base.optim.seed + r
-            ids = fixed if fixed is not None else k_shot(labels, k, seed, src.classes)
             sub = copy.deepcopy(base)
-            sub.run.out, sub.optim.seed = str(root / f"{k}shot_seed{seed}"), seed
+            if k == ALL_SHOTS:  # the fully supervised row: every training sample, --epochs
+                ids, name = list(range(len(train))), f"all_seed{seed}"
+            else:
+                ids = fixed if fixed is not None else k_shot(labels, k, seed, src.classes)
+                name, sub.optim.epochs = f"{k}shot_seed{seed}", cfg.shot_epochs
+            sub.run.out, sub.optim.seed = str(root / name), seed
             sample = {"dataset": src.name, "shots": k, "seed": seed,
                       "samples": [[train[i].path, src.classes[train[i].label]] for i in ids]}
 
@@ -81,14 +91,15 @@ def fewshot(cfg: FewshotConfig) -> dict[int, dict]:
                 if f.global_rank == 0:
                     atomic_write_text(json.dumps(sample, indent=1), out / "sample.json")
 
-            size = cfg.epoch_size or len(train)
-            repeated = ids * max(1, math.ceil(size / len(ids)))  # a normal epoch length
-            say(f"{k}-shot, seed {seed}: {count(len(ids), 'video')} repeated to {len(repeated)} per epoch -> {sub.run.out}")
+            size = cfg.epoch_size or len(ids)  # an epoch is the sample itself unless --epoch-size says more
+            repeated = ids * max(1, math.ceil(size / len(ids)))
+            say(f"{label(k)}-shot, seed {seed}: {count(len(ids), 'video')}, {len(repeated)} per epoch, "
+                f"{count(sub.optim.epochs, 'epoch')} -> {sub.run.out}")
             res = train_run(sub, src=src, train_ids=repeated, fabric=fabric, on_ready=save_sample)
             fabric = res.fabric
             tops.append(res.metrics["top1"])
-        results[k] = {"top1": statistics.fmean(tops), "std": statistics.pstdev(tops) if len(tops) > 1 else 0.0,
-                      "runs": tops}
+        results[label(k)] = {"top1": statistics.fmean(tops),
+                             "std": statistics.pstdev(tops) if len(tops) > 1 else 0.0, "runs": tops}
     if fabric.global_rank == 0:
         atomic_write_text("shots,top1,std,runs\n" + "".join(
             f"{k},{v['top1']:.4f},{v['std']:.4f},{' '.join(f'{t:.4f}' for t in v['runs'])}\n"
