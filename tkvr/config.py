@@ -447,13 +447,14 @@ ALL_SHOTS = 0  # K = "all": the full training split, the fully supervised row of
 
 def parse_shots(text: str) -> list[int]:
     """'1,3,5,all' -> [1, 3, 5, ALL_SHOTS]."""
+    words = [x.strip().lower() for x in str(text).split(",") if x.strip()]
     try:
-        shots = [ALL_SHOTS if x.strip().lower() == "all" else int(x) for x in str(text).split(",") if x.strip()]
+        numbers = [int(x) for x in words if x != "all"]
     except ValueError:
         raise TkvrError(f"--shots {text!r} must be a comma list of integers or 'all', e.g. 1,3,5,all") from None
-    if not shots or any(k < 1 and k != ALL_SHOTS for k in shots) or min(shots) < 0:
+    if not words or any(k < 1 for k in numbers):
         raise TkvrError(f"--shots {text!r}: every K must be >= 1 (or 'all')")
-    return shots
+    return [ALL_SHOTS if x == "all" else int(x) for x in words]
 
 
 @dataclass
