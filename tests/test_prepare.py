@@ -161,3 +161,15 @@ def test_jpeg_frames_decode_in_one_batch_with_pillows_pixels(tmp_path):
     idx = [0, 5, 5, 2]
     pillow = torch.stack([_decode_still(str(tmp_path / f"img_{i + 1:05d}.jpg")) for i in idx])
     assert len(reader) == 6 and torch.equal(reader.read(idx), pillow)
+
+
+def test_prepare_names_a_cut_video_and_writes_nothing_for_it(tmp_path):
+    from test_faults import write_faststart_mp4
+    from tkvr.prepare import encode
+
+    raw = write_faststart_mp4(tmp_path / "whole.mp4").read_bytes()
+    (tmp_path / "cut.mp4").write_bytes(raw[: len(raw) * 3 // 10])
+    src, error = encode((str(tmp_path / "cut.mp4"), str(tmp_path / "out.mp4"), 320, 8, 23))
+    assert error and "cut.mp4" in error and not (tmp_path / "out.mp4").exists()
+    assert not list(tmp_path.glob(".*.part"))
+    assert encode((str(tmp_path / "whole.mp4"), str(tmp_path / "ok.mp4"), 320, 8, 23))[1] is None

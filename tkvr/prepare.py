@@ -47,12 +47,12 @@ def encode(job: tuple[str, str, int, int, int]) -> tuple[str, str | None]:
     """Re-encode one video: (source, destination, short side, gop, crf) -> (source, error or None)."""
     import av
 
-    from tkvr.data.video import UnreadableVideo, VideoFile, _short
+    from tkvr.data.video import UnreadableVideo, _short, check_file, cut_short
 
     src, dst, short, gop, crf = job
     part = Path(dst).with_name(f".{Path(dst).name}.part")
     try:
-        VideoFile(src, "pyav").close()  # tkvr's checks: cut files, images or playlists named like videos
+        check_file(src)  # tkvr's checks: empty files, images or playlists named like videos
         with av.open(src, metadata_errors="ignore") as inp, av.open(str(part), "w", format="mp4") as out:
             stream = inp.streams.video[0]
             stream.thread_count = 1  # the pool fills the cores
@@ -73,6 +73,9 @@ def encode(job: tuple[str, str, int, int, int]) -> tuple[str, str | None]:
                 out.mux(enc.encode(img))
             if enc is None:
                 raise UnreadableVideo(f"{src}: no frames")
+            problem = cut_short(src, n, stream.frames)  # counted while decoding: no second pass over the file
+            if problem:
+                raise UnreadableVideo(problem)
             out.mux(enc.encode(None))
         os.replace(part, dst)
         return src, None

@@ -104,7 +104,7 @@ def fewshot(cfg: FewshotConfig) -> dict[str, dict]:
         atomic_write_text("shots,top1,std,runs\n" + "".join(
             f"{k},{v['top1']:.4f},{v['std']:.4f},{' '.join(f'{t:.4f}' for t in v['runs'])}\n"
             for k, v in results.items()), root / "fewshot.csv")
-        atomic_write_text(json.dumps({str(k): v for k, v in results.items()}, indent=1), root / "fewshot.json")
+        atomic_write_text(json.dumps(results, indent=1), root / "fewshot.json")
     return results
 
 

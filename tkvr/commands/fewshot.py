@@ -12,9 +12,7 @@ from tkvr.progress import console, publish
 def run(cfg: FewshotConfig) -> dict:
     from tkvr.protocols import fewshot
 
-    results = fewshot(cfg)
-    return publish(results, lambda r: show(r, cfg.train.model.head, cfg.train.data.data), cfg.json,
-                   {str(k): v for k, v in results.items()})
+    return publish(fewshot(cfg), lambda r: show(r, cfg.train.model.head, cfg.train.data.data), cfg.json)
 
 
 def show(results: dict, head: str, data: str) -> None:

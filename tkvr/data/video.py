@@ -277,7 +277,7 @@ def _out_of_memory(path: str, frames: int):
                  "--batch-size")
 
 
-def _check_file(path: str) -> None:
+def check_file(path: str) -> None:
     if not os.path.isfile(path):
         raise FileNotFoundError(path)
     if os.path.getsize(path) == 0:
@@ -296,11 +296,19 @@ def _counted(reader: Reader, header: int | None = None) -> Reader:
     if reader.num_frames <= 0:
         reader.close()
         raise UnreadableVideo(f"{reader.path}: no frames")
-    if header and header - reader.num_frames > max(PyAVInOrder.SLACK, header // 20):
+    problem = cut_short(reader.path, reader.num_frames, header)
+    if problem:
         reader.close()
-        raise UnreadableVideo(f"{reader.path}: cut short: {reader.num_frames} of the {header} frames its "
-                              "index lists are in the file")
+        raise UnreadableVideo(problem)
     return reader
+
+
+def cut_short(path: str, frames: int, header: int | None) -> str | None:
+    """Why a file whose index lists `header` frames but holds `frames` is cut short, or None (a
+    few missing frames are placeholders, as in DivX AVIs)."""
+    if header and header - frames > max(PyAVInOrder.SLACK, header // 20):
+        return f"{path}: cut short: {frames} of the {header} frames its index lists are in the file"
+    return None
 
 
 class TorchcodecVideo(Reader):
@@ -389,7 +397,7 @@ class PyAVInOrder(PyAVVideo):
 def VideoFile(path, decoder: str = "torchcodec", device: str = "cpu") -> Reader:
     """Open a video file with the reader for `decoder` (AVIs: PyAV in display order)."""
     path = str(path)
-    _check_file(path)
+    check_file(path)
     # AVI has no presentation timestamps: the container invents them, and with B-frames both
     # decoders map an index to the wrong frame (off by 1-2, seen on real UCF-101 and NTU clips).
     if Path(path).suffix.lower() == ".avi":
