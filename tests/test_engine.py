@@ -107,6 +107,20 @@ def test_frozen_head_stays_and_unfrozen_or_learned_moves(run_cli, tmp_path):
     assert torch.equal(runs["frozen"]["head.weight"], start)  # bit-identical through training
     assert not torch.allclose(runs["unfrozen"]["head.weight"], start)
     assert "head.bias" in runs["learned"] and runs["learned"]["head.bias"].abs().sum() > 0
+    # a learned-head checkpoint from before the head became a plain linear layer (no head_form)
+    # still evaluates with the head it trained with, and is refused for resuming
+    from tkvr.checkpoint import check_resumable, config_of, load_model
+    from tkvr.errors import TkvrError
+
+    ck = torch.load(tmp_path / "learned" / "checkpoints/last.pt", weights_only=True)
+    assert ck["head_form"] == "linear" and load_model(read_checkpoint(str(tmp_path / "learned")))[2].head.linear
+    del ck["head_form"]
+    old = tmp_path / "old.pt"
+    torch.save(ck, old)
+    _, _, model = load_model(read_checkpoint(str(old)))
+    assert not model.head.linear and model.head.scale == 100.0
+    with pytest.raises(TkvrError, match="--resume .*earlier scaled-cosine"):
+        check_resumable(old, config_of(ck))
     # the frozen matrix is stored once, not as optimizer state
     opt = torch.load(tmp_path / "frozen" / "checkpoints/last.pt", weights_only=True)["optimizer"]
     n_trainable = sum(len(g["params"]) for g in opt["param_groups"])

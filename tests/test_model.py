@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -45,6 +47,36 @@ def test_unfrozen_and_learned_heads_get_gradients(tiny):
         F.cross_entropy(model(clips(tiny, t=2)), torch.tensor([0, 1])).backward()
         assert head.weight.grad is not None and head.weight.grad.abs().sum() > 0
     assert head.bias.grad is not None
+
+
+@pytest.mark.parametrize("c,d,norm", [(40, 512, 1.0), (400, 512, 10.0), (101, 768, 20.0)])
+def test_learned_head_is_a_plain_linear_layer_starting_at_ln_c(c, d, norm):
+    from tkvr.heads import head_matrix
+
+    g = torch.Generator().manual_seed(1)
+    e = F.normalize(torch.randn(256, d, generator=g), dim=-1) * norm  # video embeddings of CLIP-like norm
+    y = torch.randint(0, c, (256,), generator=g)
+    head = Head(head_matrix("learned", c, d, seed=3), "learned")
+    logits = head(e)
+    torch.testing.assert_close(logits, F.linear(e, head.weight, head.bias))  # no normalising, no scale
+    assert head.weight.requires_grad and head.bias.requires_grad
+    assert head.weight.abs().max() <= d ** -0.5 and torch.equal(head.bias, torch.zeros(c))
+    loss = F.cross_entropy(logits, y).item()
+    assert abs(loss - math.log(c)) < 0.1 * math.log(c), (loss, math.log(c))
+    # the earlier scaled-cosine head started far above ln C: the comparison it tilted
+    old = Head(random_matrix(c, d, seed=3), "learned", cosine_learned=True)  # its unit-row init
+    assert F.cross_entropy(old(e), y).item() > 2 * math.log(c)
+
+
+def test_learned_head_on_the_model_starts_at_ln_c(tiny):
+    from tkvr.heads import head_matrix
+
+    c = 40
+    model = build_model(tiny, "tap", Head(head_matrix("learned", c, tiny.dim), "learned"), frames=2)
+    x = clips(tiny, b=16, t=2)
+    with torch.no_grad():
+        loss = F.cross_entropy(model(x), torch.arange(16) % c).item()
+    assert abs(loss - math.log(c)) < 0.1 * math.log(c)
 
 
 def test_tap_order_invariant_ttrans_not(tiny):

@@ -19,8 +19,11 @@ from tkvr.config import TrainConfig
 from tkvr.errors import Fault, TkvrError
 
 FORMAT = 1
+# "linear": the learned head is a plain linear layer. Checkpoints without this key have the
+# earlier learned head (100 · normalise(e) · Wᵀ + b): they evaluate with it, they do not resume.
+HEAD_FORM = "linear"
 STATE_KEYS = {"model", "optimizer", "scheduler", "epoch", "step", "epoch_complete", "rng", "config", "classes",
-              "best_top1", "format"}
+              "best_top1", "format", "head_form"}
 # Settings a resumed run must share with its checkpoint: they shape the model or the data.
 MODEL_KEYS = ("backbone", "pretrained", "frames", "temporal", "temporal_layers", "t1d_blocks", "head",
               "unfreeze_head", "templates")
@@ -93,7 +96,11 @@ def check_resumable(path: Path, cfg: TrainConfig) -> None:
     """A checkpoint resumes only a run of the same model on the same data."""
     from tkvr.data.specs import absolute
 
-    old = config_of(read_checkpoint(str(path), "--resume"))
+    ckpt = read_checkpoint(str(path), "--resume")
+    old = config_of(ckpt)
+    if old.model.head == "learned" and ckpt.get("head_form") != HEAD_FORM:
+        raise TkvrError(f"--resume {path}: this run's learned head is the earlier scaled-cosine form, which "
+                        "tkvr no longer trains; start a new run (eval and predict still read it)")
     old.data.data = absolute(old.data.data)  # checkpoints before paths were stored absolute
     diff = [("model", k) for k in MODEL_KEYS if getattr(old.model, k) != getattr(cfg.model, k)]
     diff += [("data", k) for k in DATA_KEYS if getattr(old.data, k) != getattr(cfg.data, k)]
@@ -114,7 +121,8 @@ def load_model(ckpt: dict, classes: list[str] | None = None, flag: str = "--labe
     weight = ckpt["model"].get("head.weight")
     if weight is None:
         raise TkvrError(f"--checkpoint {ckpt['path']}: no head weights inside (a checkpoint of another model?)")
-    backbone, model = build(cfg, ckpt["classes"], cfg.model.templates, weights=False, embeddings=weight)
+    backbone, model = build(cfg, ckpt["classes"], cfg.model.templates, weights=False, embeddings=weight,
+                            cosine_learned=ckpt.get("head_form") != HEAD_FORM)
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as e:

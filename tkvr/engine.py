@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from tkvr.checkpoint import FORMAT, STATE_KEYS, rng_state, save_checkpoint, set_rng_state
+from tkvr.checkpoint import FORMAT, HEAD_FORM, STATE_KEYS, rng_state, save_checkpoint, set_rng_state
 from tkvr.config import TrainConfig
 from tkvr.data.loader import loader, start_epoch, workers_for
 from tkvr.errors import TkvrError
@@ -159,7 +159,8 @@ class Trainer:
     def state(self) -> dict:
         return {"model": self.model, "optimizer": self.optimizer, "scheduler": self.scheduler.state_dict(),
                 "epoch": self.epoch, "step": self.step, "epoch_complete": self.complete, "rng": rng_state(),
-                "config": self.cfg.to_dict(), "classes": self.classes, "best_top1": self.best, "format": FORMAT}
+                "config": self.cfg.to_dict(), "classes": self.classes, "best_top1": self.best, "format": FORMAT,
+                "head_form": HEAD_FORM}
 
     def _resume(self, path: Path) -> None:
         rest = self.fabric.load(path, {"model": self.model, "optimizer": self.optimizer}, weights_only=True)

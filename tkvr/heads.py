@@ -4,11 +4,14 @@
   random      rows ~ N(0, I), seeded, frozen.
   orthogonal  rows orthonormal, from the QR decomposition of a seeded Gaussian [D, C]; needs D >= C.
   lda         rows are multi-class LDA directions fitted on pre-trained visual features (fit_lda).
-  learned     the vision-only baseline: a trainable linear layer (weight + bias), initialised like
-              `random`, whose rows are NOT re-normalised (it learns its own scale).
+  learned     the vision-only baseline (the paper's Eq. 1): a plain trainable linear layer
+              `logits = e · Wᵀ + b` on the video embedding e as the temporal module gives it (not
+              normalised, no logit scale), W ~ U(±1/√D) as torch.nn.Linear initialises it (seeded),
+              b = 0. Its first loss is ln C, as a randomly initialised classifier's should be.
 
-Frozen heads are L2-normalised and used with CLIP's fixed logit scale, 100. `--unfreeze-head`
-makes text / random / orthogonal / lda trainable (rows stay normalised in the forward pass).
+The other heads compare directions: e is L2-normalised, the rows are L2-normalised, and the
+cosines are multiplied by CLIP's fixed logit scale, 100. `--unfreeze-head` makes text / random /
+orthogonal / lda trainable (rows stay normalised in the forward pass).
 """
 
 from __future__ import annotations
@@ -69,16 +72,26 @@ def fit_lda(features: torch.Tensor, labels: torch.Tensor, num_classes: int,
     return F.normalize(w, dim=-1).float()
 
 
+def linear_init(c: int, d: int, seed: int = 0) -> torch.Tensor:
+    """torch.nn.Linear's default weight init, U(-1/√D, 1/√D), from a seeded generator. [C, D]"""
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(c, d, generator=g) * 2 - 1) / d ** 0.5
+
+
 class Head(nn.Module):
-    """logits [B, C] from normalised video embeddings z [B, D]."""
+    """logits [B, C] from video embeddings e [B, D] (as the temporal module gives them).
+
+    `cosine_learned` rebuilds the learned head of checkpoints written before it became a plain
+    linear layer (100 · normalise(e) · Wᵀ + b), so that they still evaluate as they trained."""
 
     def __init__(self, weight: torch.Tensor, kind: str, trainable: bool = False,
-                 scale: float = LOGIT_SCALE):
+                 scale: float = LOGIT_SCALE, cosine_learned: bool = False):
         super().__init__()
         if kind not in HEADS:
             raise TkvrError(f"--head {kind!r} is not known: choose one of {', '.join(HEADS)}")
         self.kind = kind
-        self.scale = scale
+        self.linear = kind == "learned" and not cosine_learned
+        self.scale = 1.0 if self.linear else scale
         trainable = trainable or kind == "learned"
         w = weight.detach().float().clone()
         if kind != "learned":
@@ -90,20 +103,24 @@ class Head(nn.Module):
     def num_classes(self) -> int:
         return self.weight.shape[0]
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, e: torch.Tensor) -> torch.Tensor:
+        if not self.linear:
+            e = F.normalize(e, dim=-1)
         # A frozen matrix was normalised once at construction; a trained one is re-normalised
         # each step (except the learned head, which keeps its own scale).
         w = F.normalize(self.weight, dim=-1) if self.weight.requires_grad and self.kind != "learned" else self.weight
-        logits = self.scale * z @ w.to(z.dtype).T  # [B, C]
+        logits = self.scale * e @ w.to(e.dtype).T  # [B, C]
         if self.bias is not None:
-            logits = logits + self.bias.to(z.dtype)
+            logits = logits + self.bias.to(e.dtype)
         return logits
 
 
 def head_matrix(kind: str, num_classes: int, dim: int, seed: int = 0) -> torch.Tensor:
     """The matrices that need neither text nor features."""
-    if kind in ("random", "learned"):
+    if kind == "random":
         return random_matrix(num_classes, dim, seed)
+    if kind == "learned":
+        return linear_init(num_classes, dim, seed)
     if kind == "orthogonal":
         return orthogonal_matrix(num_classes, dim, seed)
     raise TkvrError(f"--head {kind} needs {'class-name embeddings' if kind == 'text' else 'visual features'}")

@@ -212,7 +212,10 @@ class FrameContext:
 
 
 class VideoModel(nn.Module):
-    """clip [B, T, C, H, W] -> frame features [B*T, D] -> video embedding [B, D] -> logits [B, C]."""
+    """clip [B, T, C, H, W] -> frame features [B*T, D] -> video embedding [B, D] -> logits [B, C].
+
+    `encode` gives the embedding L2-normalised (features for LDA, retrieval); the head gets it as
+    the temporal module gives it and normalises it itself where it compares directions."""
 
     def __init__(self, visual: nn.Module, temporal: nn.Module, head: nn.Module, ctx: FrameContext):
         super().__init__()
@@ -221,15 +224,18 @@ class VideoModel(nn.Module):
         self.head = head
         self.ctx = ctx
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
         b, t = x.shape[:2]
         self.ctx.t = t
         f = self.visual(x.flatten(0, 1))  # [B*T, D]
         f = f.reshape(b, t, -1)  # [B, T, D]
-        return F.normalize(self.temporal(f), dim=-1)  # [B, D]
+        return self.temporal(f)  # [B, D]
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.embed(x), dim=-1)  # [B, D]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.encode(x))  # [B, C]
+        return self.head(self.embed(x))  # [B, C]
 
 
 def preprocess_of(model: nn.Module) -> dict:
@@ -254,7 +260,8 @@ def build_model(backbone: Backbone, temporal: str, head: nn.Module, frames: int,
     return VideoModel(visual, module, head, ctx)
 
 
-def build(cfg, classes: list[str], templates: list[str], weights: bool = True, embeddings=None):
+def build(cfg, classes: list[str], templates: list[str], weights: bool = True, embeddings=None,
+          cosine_learned: bool = False):
     """(Backbone, VideoModel) for `classes` from a run's config (TrainConfig): backbone, head,
     temporal module. `weights=False` builds the architecture only (a checkpoint supplies the
     weights). `embeddings` [C, D] overrides the head's matrix."""
@@ -273,7 +280,7 @@ def build(cfg, classes: list[str], templates: list[str], weights: bool = True, e
             embeddings = head_matrix("random", len(classes), backbone.dim, cfg.optim.seed)
         else:
             embeddings = head_matrix(m.head, len(classes), backbone.dim, cfg.optim.seed)
-    head = Head(embeddings, m.head, trainable=m.unfreeze_head)
+    head = Head(embeddings, m.head, trainable=m.unfreeze_head, cosine_learned=cosine_learned)
     model = build_model(backbone, m.temporal, head, m.frames, m.temporal_layers, m.t1d_blocks)
     if cfg.optim.grad_checkpointing:
         model.visual.set_grad_checkpointing(True)
