@@ -240,3 +240,21 @@ def test_ddp_two_processes_count_every_sample_once(tmp_path):
     assert tops["2"]["num_samples"] == tops["1"]["num_samples"] == 240
     assert tops["2"]["top1"] == tops["1"]["top1"]
     assert tops["2"]["per_class"] == tops["1"]["per_class"]
+
+
+def test_released_ttrans_and_randaugment_train_and_evaluate(run_cli, tmp_path):
+    from tkvr.checkpoint import read_checkpoint
+
+    out = tmp_path / "r"
+    train(run_cli, out, "--epochs", "1", "--limit-batches", "2", "--temporal", "t-trans", "--temporal-layers", "1",
+          "--t-trans-form", "released", "--randaugment")
+    ck = read_checkpoint(str(out))
+    assert ck["config"]["model"]["t_trans_form"] == "released" and ck["config"]["data"]["randaugment"] is True
+    assert "temporal.pos" in ck["model"] and "temporal.proj.weight" not in ck["model"]
+    code, stdout, err = run_cli("eval", "--checkpoint", out, "--workers", "0", "--json", tmp_path / "e.json")
+    assert code == 0, err + stdout
+    assert json.loads((tmp_path / "e.json").read_text())["num_samples"] > 0
+    # resuming with the other form is refused: it shapes the model
+    code, stdout, err = run_cli("train", *FAST, "--out", out, "--resume", "auto", "--epochs", "2",
+                                "--temporal", "t-trans", "--temporal-layers", "1")
+    assert code == 2 and "--t-trans-form" in err

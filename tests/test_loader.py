@@ -103,3 +103,30 @@ def test_real_images_as_one_frame_clips():
     ds = ClipDataset([Sample(str(img), 0)], 1, EvalTransform(PRE, 1), train=False)
     item = ds[0]
     assert item["video"].shape == (1, 1, 3, 32, 32) and item["bad"] == -1
+
+
+def test_randaugment_draws_one_parameter_set_per_clip(tmp_path):
+    from tkvr.data.transforms import rand_augment
+
+    ra = rand_augment()
+    assert (ra.num_ops, ra.magnitude) == (2, 9)
+    g = torch.Generator().manual_seed(0)
+    clip = torch.randint(0, 255, (5, 3, 40, 40), dtype=torch.uint8, generator=g)  # [T, C, H, W], distinct frames
+    outs = []
+    for seed in range(8):
+        torch.manual_seed(seed)
+        out = ra(clip)
+        for t in range(5):  # each frame alone, from the same RNG state: the same ops and magnitudes
+            torch.manual_seed(seed)
+            assert torch.equal(ra(clip[t]), out[t]), (seed, t)
+        outs.append(out)
+    assert sum(not torch.equal(o, clip) for o in outs) >= 6  # it does change clips
+    assert len({o.float().mean().item() for o in outs}) >= 5  # with different draws per clip
+    # the dataset applies it to training clips, before the crop
+    video = write_clip(tmp_path / "a.mp4", frames=16)
+    items = []
+    for randaug in (None, ra):
+        ds = ClipDataset([Sample(str(video), 0)], 4, train_transform(PRE), train=True, decoder="pyav", randaug=randaug)
+        torch.manual_seed(3)
+        items.append(ds[0]["video"])
+    assert items[0].shape == items[1].shape == (4, 3, 32, 32) and not torch.equal(items[0], items[1])

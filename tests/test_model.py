@@ -96,6 +96,20 @@ def test_ttrans_starts_near_tap(tiny):
     assert rel < 0.01, rel
 
 
+def test_ttrans_released_form(tiny):
+    f = torch.randn(4, 8, tiny.dim)  # [B, T, D]
+    model = build_model(tiny, "t-trans", Head(random_matrix(2, tiny.dim), "random"), 8, temporal_layers=2,
+                        t_trans_form="released")
+    tt = model.temporal
+    assert not hasattr(tt, "proj") and 0.015 < tt.pos.std().item() < 0.025
+    lin = [m for m in tt.encoder.modules() if isinstance(m, torch.nn.Linear)]
+    assert lin and all(0.015 < m.weight.std().item() < 0.025 and not m.bias.any() for m in lin)
+    torch.testing.assert_close(tt(f), (f + tt.encoder(f + tt.pos)).mean(1))  # mean(x + Transformer(x + pos))
+    assert (tt(f) - tt(f[:, torch.randperm(8)])).abs().max() > 1e-6  # it sees order
+    F.cross_entropy(model(clips(tiny, t=8)), torch.tensor([0, 1])).backward()
+    assert tt.pos.grad.abs().sum() > 0
+
+
 @pytest.mark.parametrize("name,temporal", [("tiny", "token-t1d"), ("tiny-rn", "t1d")])
 def test_temporal_convs_start_as_identity(name, temporal):
     plain = build_backbone(name)

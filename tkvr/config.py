@@ -32,6 +32,7 @@ DECODERS = ("auto", "torchcodec", "pyav")
 PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true")
 STRATEGIES = ("auto", "ddp", "fsdp")
 CROPS = ("rrc", "multiscale")
+TTRANS_FORMS = ("near-tap", "released")
 SPLITS = ("train", "val")
 
 
@@ -181,6 +182,10 @@ class ModelConfig:
     frames: int = setting(8, "Frames T per clip.")
     temporal: str = setting("tap", "Temporal module.", choices=TEMPORAL)
     temporal_layers: int = setting(6, "Layers of t-trans.")
+    t_trans_form: str = setting("near-tap", "--temporal t-trans: near-tap adds the transformer's output to the frame "
+                                            "mean through a projection initialised near zero (starts as TAP); "
+                                            "released is the authors' released form, mean(x + Transformer(x + "
+                                            "pos)), positions of std 0.02.", choices=TTRANS_FORMS)
     t1d_blocks: list[int] | None = setting(None, "--temporal token-t1d: a ViT block (0-based, negative from the "
                                                  "end) whose [class] token gets the temporal convolution; repeat "
                                                  "for several.", shown="the last half of the blocks")
@@ -197,6 +202,8 @@ class ModelConfig:
         _at_least(problems, self, 1, "frames", "temporal_layers", "lda_samples")
         if self.temporal not in TEMPORAL:
             problems.append(f"--temporal {self.temporal!r} is not known: choose one of {', '.join(TEMPORAL)}")
+        if self.t_trans_form not in TTRANS_FORMS:
+            problems.append(f"--t-trans-form {self.t_trans_form!r}: choose one of {', '.join(TTRANS_FORMS)}")
         if self.head not in HEADS:
             problems.append(f"--head {self.head!r} is not known: choose one of {', '.join(HEADS)}")
         if self.templates is not None:
@@ -222,6 +229,9 @@ class DataConfig(SourceConfig):
                                    "DataLoader workers) or device (on the accelerator, from uint8 frames; the same "
                                    "crops for the same seed); auto: device on CUDA, else cpu.",
                            choices=("auto", "cpu", "device"))
+    randaugment: bool = setting(False, "RandAugment (N=2 ops, magnitude 9, as in the authors' released configs) "
+                                       "on each training clip before the crop; one draw per clip, the same for "
+                                       "all its frames.")
     views: str = setting("1x1", "Validation views C temporal clips x S spatial crops (S in 1, 3), e.g. 4x3.")
 
     def validate(self) -> list[str]:

@@ -247,7 +247,8 @@ def preprocess_of(model: nn.Module) -> dict:
 
 
 def build_model(backbone: Backbone, temporal: str, head: nn.Module, frames: int,
-                temporal_layers: int = 6, t1d_blocks: list[int] | None = None) -> VideoModel:
+                temporal_layers: int = 6, t1d_blocks: list[int] | None = None,
+                t_trans_form: str = "near-tap") -> VideoModel:
     """Wrap a backbone's visual encoder into a VideoModel. The text tower is not part of it."""
     from tkvr.temporal import build_temporal
 
@@ -256,7 +257,7 @@ def build_model(backbone: Backbone, temporal: str, head: nn.Module, frames: int,
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(BUILD_SEED + 1)
         module = build_temporal(temporal, visual, backbone.dim, frames, ctx,
-                                layers=temporal_layers, blocks=t1d_blocks)
+                                layers=temporal_layers, blocks=t1d_blocks, form=t_trans_form)
     return VideoModel(visual, module, head, ctx)
 
 
@@ -281,7 +282,7 @@ def build(cfg, classes: list[str], templates: list[str], weights: bool = True, e
         else:
             embeddings = head_matrix(m.head, len(classes), backbone.dim, cfg.optim.seed)
     head = Head(embeddings, m.head, trainable=m.unfreeze_head, cosine_learned=cosine_learned)
-    model = build_model(backbone, m.temporal, head, m.frames, m.temporal_layers, m.t1d_blocks)
+    model = build_model(backbone, m.temporal, head, m.frames, m.temporal_layers, m.t1d_blocks, m.t_trans_form)
     if cfg.optim.grad_checkpointing:
         model.visual.set_grad_checkpointing(True)
     return backbone, model

@@ -6,8 +6,13 @@
   token-t1d  ViT backbones: a depthwise temporal 1D convolution over the [class] token at the
              input of chosen transformer blocks (default: the last half); frames then averaged.
   t-trans    a temporal transformer (6 layers by default) over the frame embeddings with learned
-             frame position embeddings; its output is added as a residual to the frame mean, through
-             a projection initialised near zero, so at initialisation the module is close to TAP.
+             frame position embeddings. Two forms (--t-trans-form):
+               near-tap  (default) its output is added as a residual to the frame mean, through a
+                         projection initialised near zero: at initialisation the module is TAP
+                         within 1%, so the pre-trained embedding the frozen text head was made
+                         for is not disturbed at step 0; positions std 0.2.
+               released  the authors' released code: mean over T of x + Transformer(x + pos),
+                         positions std 0.02, Linear weights N(0, 0.02) (their init).
 
 The convolutions start as the identity (centre tap 1, others 0): inserting them does not change
 a pretrained backbone's output until training moves them.
@@ -79,13 +84,22 @@ class TokenT1DBlock(nn.Module):
 
 
 class TTrans(nn.Module):
-    def __init__(self, dim: int, frames: int, layers: int = 6, heads: int | None = None):
+    def __init__(self, dim: int, frames: int, layers: int = 6, heads: int | None = None, form: str = "near-tap"):
         super().__init__()
         heads = heads or max(1, dim // 64)
-        self.pos = nn.Parameter(torch.randn(frames, dim) * 0.2)  # [T, D]; large enough to tell frames apart
+        self.form = form
         layer = nn.TransformerEncoderLayer(dim, heads, dim * 4, dropout=0.0, activation="gelu",
                                            batch_first=True, norm_first=True)
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        if form == "released":
+            self.pos = nn.Parameter(torch.randn(frames, dim) * 0.02)  # [T, D]
+            with torch.no_grad():
+                for m in self.encoder.modules():
+                    if isinstance(m, nn.Linear):
+                        m.weight.normal_(0, 0.02)
+                        m.bias.zero_()
+            return
+        self.pos = nn.Parameter(torch.randn(frames, dim) * 0.2)  # [T, D]; large enough to tell frames apart
         self.norm = nn.LayerNorm(dim)
         self.proj = nn.Linear(dim, dim)
         with torch.no_grad():  # near zero: the module starts as (almost) TAP
@@ -97,6 +111,8 @@ class TTrans(nn.Module):
         if t > self.pos.shape[0]:
             raise TkvrError(f"--frames: the t-trans module was built for {self.pos.shape[0]} frames, got {t}")
         h = self.encoder(f + self.pos[:t])  # [B, T, D]
+        if self.form == "released":
+            return (f + h).mean(dim=1)
         return f.mean(dim=1) + self.proj(self.norm(h)).mean(dim=1)
 
 
@@ -109,14 +125,14 @@ def _is_resnet(visual) -> bool:
 
 
 def build_temporal(name: str, visual: nn.Module, dim: int, frames: int, ctx, layers: int = 6,
-                   blocks: list[int] | None = None) -> nn.Module:
+                   blocks: list[int] | None = None, form: str = "near-tap") -> nn.Module:
     """The module that pools [B, T, D] -> [B, D]; t1d / token-t1d also modify `visual` in place."""
     if name not in TEMPORAL:
         raise TkvrError(f"--temporal {name!r} is not known: choose one of {', '.join(TEMPORAL)}")
     if name == "tap":
         return TAP()
     if name == "t-trans":
-        return TTrans(dim, frames, layers=layers)
+        return TTrans(dim, frames, layers=layers, form=form)
     if name == "t1d":
         if not _is_resnet(visual):
             raise TkvrError("--temporal t1d needs a ResNet backbone (RN50, tiny-rn, ...); "

@@ -51,7 +51,7 @@ def read_clip(sample: Sample, frames: int, train: bool, clips: int = 1, decoder:
 class ClipDataset(Dataset):
     def __init__(self, samples: list[Sample], frames: int, transform, train: bool, views: tuple[int, int] = (1, 1),
                  decoder: str = "torchcodec", device: str = "cpu", frame_template: str = "img_{:05d}.jpg",
-                 frame_start: int = 1, classes: list[str] | None = None, augment=None):
+                 frame_start: int = 1, classes: list[str] | None = None, augment=None, randaug=None):
         self.samples = samples
         self.frames = frames
         self.transform = transform
@@ -63,6 +63,7 @@ class ClipDataset(Dataset):
         self.frame_start = frame_start
         self.classes = classes
         self.augment = augment  # a ClipAugment: train clips leave as uint8 + crop parameters
+        self.randaug = randaug  # --randaugment: on the uint8 clip before the crop, in the worker
         by_class = defaultdict(list)
         for i, s in enumerate(samples):
             by_class[s.label].append(i)
@@ -97,6 +98,8 @@ class ClipDataset(Dataset):
         while True:
             try:
                 x = self._read(j)[0]  # [T, 3, H, W] uint8
+                if self.randaug is not None:
+                    x = self.randaug(x)  # T leads as a batch dimension: one draw of ops for the clip
                 if self.augment is not None:  # cropped and normalised on the device, with these parameters
                     return {"video": x, "params": self.augment.draw(*x.shape[-2:]), "label": label, "index": j,
                             "bad": bad}
@@ -269,10 +272,8 @@ def datasets(cfg, src, preprocess: dict, train_ids: list[int] | None = None):
     """Train and val ClipDatasets of a run (cfg: TrainConfig) over a resolved data source;
     `train_ids` restricts training to those samples (a K-shot sample); else --label-fraction."""
     from tkvr.data.sampling import label_fraction
-    from tkvr.data.transforms import train_transform
+    from tkvr.data.transforms import ClipAugment, rand_augment, train_transform
     from tkvr.data.video import pick_decoder
-
-    from tkvr.data.transforms import ClipAugment
 
     decoder = pick_decoder(cfg.data.decoder)
     augment = ClipAugment(preprocess, cfg.data.train_crop, src.flip) if augment_on(cfg) == "device" else None
@@ -284,7 +285,7 @@ def datasets(cfg, src, preprocess: dict, train_ids: list[int] | None = None):
     train_set = ClipDataset(train, cfg.model.frames, train_transform(preprocess, cfg.data.train_crop, src.flip),
                             train=True, decoder=decoder, device=cfg.data.decode_device,
                             frame_template=src.frame_template, frame_start=src.frame_start, classes=src.classes,
-                            augment=augment)
+                            augment=augment, randaug=rand_augment() if cfg.data.randaugment else None)
     val_set = eval_set(src.split("val"), src, cfg.model.frames, preprocess, cfg.data.views, decoder,
                        cfg.data.decode_device)
     return train_set, val_set

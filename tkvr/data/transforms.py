@@ -43,6 +43,12 @@ class MultiScaleCrop(torch.nn.Module):
         return TF.resized_crop(x, top, left, ch, cw, [self.size, self.size], antialias=True)
 
 
+def rand_augment() -> v2.RandAugment:
+    """--randaugment: N = 2 ops at magnitude 9 (of 30), the authors' released setting. On uint8
+    [T, C, H, W], v2 draws the ops and their signs once per call: every frame of a clip gets the same."""
+    return v2.RandAugment(num_ops=2, magnitude=9)
+
+
 def input_size(preprocess: dict) -> int:
     s = preprocess["size"]
     return int(s[0] if isinstance(s, (tuple, list)) else s)
