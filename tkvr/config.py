@@ -196,6 +196,10 @@ class ModelConfig:
                                           shown="the dataset's, e.g. 'a video of a person {}.'")
     lda_samples: int = setting(60, "--head lda: videos per class to fit it on.")
     embeddings: str | None = setting(None, "Class embeddings from tkvr embed.", shown="computed on the fly")
+    text_encoder: str | None = setting(None, "st:NAME_OR_PATH: embed the class names with a text-only "
+                                             "sentence-transformers encoder instead of CLIP's text tower (pip "
+                                             "install 'tkvr[text]'), mapped to the visual width by a fixed "
+                                             "orthogonal map.", shown="CLIP's text tower")
 
     def validate(self) -> list[str]:
         problems: list[str] = []
@@ -208,6 +212,8 @@ class ModelConfig:
             problems.append(f"--head {self.head!r} is not known: choose one of {', '.join(HEADS)}")
         if self.templates is not None:
             problems += template_problems(self.templates)
+        if self.text_encoder and self.head != "text":
+            problems.append(f"--text-encoder makes a text head; --head is {self.head}")
         return problems
 
 
@@ -351,9 +357,7 @@ class EmbedConfig:
                        help="Which matrix to write: text embeddings, or a random / orthogonal baseline.")
     seed: int = borrow(OptimConfig, "seed", help="Seed of the random and orthogonal matrices.")
     plot: str | None = setting(None, "Also draw the inter-class correlation map to this PNG (needs matplotlib).")
-    text_encoder: str | None = setting(None, "st:NAME_OR_PATH: a text-only sentence-transformers encoder instead "
-                                             "of CLIP's (pip install 'tkvr[text]'); projected to the visual width "
-                                             "by a seeded orthogonal map.")
+    text_encoder: str | None = borrow(ModelConfig, "text_encoder")
 
     def validate(self) -> None:
         problems = []

@@ -267,16 +267,22 @@ def build(cfg, classes: list[str], templates: list[str], weights: bool = True, e
     temporal module. `weights=False` builds the architecture only (a checkpoint supplies the
     weights). `embeddings` [C, D] overrides the head's matrix."""
     from tkvr.heads import Head, head_matrix
-    from tkvr.text import encode_classes, load_embeddings
+    from tkvr.text import class_embeddings, load_embeddings
 
     m = cfg.model
     backbone = build_backbone(m.backbone, m.pretrained if weights else "none")
     if embeddings is None:
         if m.head == "text":
             if m.embeddings:
-                embeddings = load_embeddings(m.embeddings, classes, backbone.dim)["embeddings"]
+                saved = load_embeddings(m.embeddings, classes, backbone.dim)
+                embeddings = saved["embeddings"]
+                made_by = saved.get("text_encoder")
+                if m.text_encoder and made_by != m.text_encoder:
+                    raise TkvrError(f"--text-encoder {m.text_encoder}: --embeddings {m.embeddings} was made by "
+                                    f"{made_by or 'CLIP'}'s text encoder; give the one that made it, or neither")
+                m.text_encoder = made_by  # recorded with the run: new class names get the same encoder
             else:
-                embeddings = encode_classes(backbone, classes, templates)
+                embeddings = class_embeddings(backbone, classes, templates, m.text_encoder)
         elif m.head == "lda":  # a placeholder: the LDA fit replaces it from visual features
             embeddings = head_matrix("random", len(classes), backbone.dim, cfg.optim.seed)
         else:
@@ -288,14 +294,15 @@ def build(cfg, classes: list[str], templates: list[str], weights: bool = True, e
     return backbone, model
 
 
-def swap_classes(model: nn.Module, text: Backbone, classes: list[str], templates: list[str]) -> nn.Module:
+def swap_classes(model: nn.Module, text: Backbone, classes: list[str], templates: list[str],
+                 text_encoder: str | None = None) -> nn.Module:
     """The paper's zero-shot swap: `model` gets a new frozen text head whose rows are the class
-    names embedded by `text`'s text encoder. Works on a Fabric-wrapped model; the head goes to
-    the device of the one it replaces."""
+    names embedded by `text`'s text encoder (or by the text-only `text_encoder` the run used).
+    Works on a Fabric-wrapped model; the head goes to the device of the one it replaces."""
     from tkvr.heads import Head
-    from tkvr.text import encode_classes
+    from tkvr.text import class_embeddings
 
     inner = getattr(model, "module", model)
     device = inner.head.weight.device
-    inner.head = Head(encode_classes(text, classes, templates), "text").to(device)
+    inner.head = Head(class_embeddings(text, classes, templates, text_encoder), "text").to(device)
     return model

@@ -152,7 +152,7 @@ def zeroshot(cfg: ZeroshotConfig) -> dict:
     rows = {}
     # w/o train: the pre-trained model (no weights trained yet), the unseen names swapped in
     backbone, model = build(base, seen.classes, base.model.templates)
-    swap_classes(model, backbone, unseen.classes, templates)
+    swap_classes(model, backbone, unseen.classes, templates, base.model.text_encoder)
     if not cfg.no_train:
         plan_run_dir(base)  # a refused --out must fail now, not after the first row
     fabric = make_fabric(base.device)
@@ -160,7 +160,7 @@ def zeroshot(cfg: ZeroshotConfig) -> dict:
     say(f"w/o train: top-1 {fmt(rows['without_training'])} on {len(unseen.classes)} unseen classes")
     if not cfg.no_train:
         res = train_run(base, src=seen, fabric=fabric)
-        swap_classes(res.model, res.backbone, unseen.classes, templates)
+        swap_classes(res.model, res.backbone, unseen.classes, templates, base.model.text_encoder)
         rows["with_training"] = score(res.fabric, res.model)
         say(f"w/ train: top-1 {fmt(rows['with_training'])} on {len(unseen.classes)} unseen classes")
     out = {**rows, "protocol": cfg.protocol, "train": seen.name, "eval": unseen.name}

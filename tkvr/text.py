@@ -109,7 +109,19 @@ def encode_classes(backbone, classes: list[str], templates: list[str], batch: in
     return F.normalize(torch.stack(out).mean(0), dim=-1)  # [C, D]
 
 
-def projection(d_in: int, d_out: int, seed: int = 0):
+# The map from a text-only encoder's width to the visual width is one fixed map for every command,
+# so that names embedded at different times (a run's classes, new ones at eval) share one space.
+PROJECTION_SEED = 0
+
+
+def class_embeddings(backbone, classes: list[str], templates: list[str], text_encoder: str | None = None):
+    """[C, D]: the class names embedded by CLIP's text tower, or by `text_encoder` (st:NAME)."""
+    if text_encoder:
+        return encode_text_only(text_encoder, classes, templates, backbone.dim)
+    return encode_classes(backbone, classes, templates)
+
+
+def projection(d_in: int, d_out: int, seed: int = PROJECTION_SEED):
     """A fixed random map [d_in, d_out] with orthonormal rows (d_in <= d_out) or columns.
 
     With d_in <= d_out it is an isometry: inner products, hence the inter-class correlations,
@@ -125,7 +137,7 @@ def projection(d_in: int, d_out: int, seed: int = 0):
     return (q * (d_in / d_out) ** 0.5).float()
 
 
-def encode_text_only(spec: str, classes: list[str], templates: list[str], dim: int, seed: int = 0):
+def encode_text_only(spec: str, classes: list[str], templates: list[str], dim: int, seed: int = PROJECTION_SEED):
     """--text-encoder st:NAME_OR_PATH: a sentence-transformers model embeds the prompts; the
     [C, d] result is mapped to the visual width D by `projection` and L2-normalised."""
     import torch
@@ -161,10 +173,8 @@ def embed(cfg, classes: list[str], backbone) -> dict:
     from tkvr.heads import head_matrix
 
     templates = list(cfg.templates or DEFAULT_TEMPLATES)
-    if cfg.text_encoder:
-        emb = encode_text_only(cfg.text_encoder, classes, templates, backbone.dim, cfg.seed)
-    elif cfg.head == "text":
-        emb = encode_classes(backbone, classes, templates)
+    if cfg.head == "text":
+        emb = class_embeddings(backbone, classes, templates, cfg.text_encoder)
     else:
         emb = head_matrix(cfg.head, len(classes), backbone.dim, cfg.seed)
     save_embeddings(cfg.out, emb, classes, cfg.backbone, cfg.pretrained, templates, cfg.head, cfg.text_encoder)
