@@ -258,3 +258,40 @@ def test_released_ttrans_and_randaugment_train_and_evaluate(run_cli, tmp_path):
     code, stdout, err = run_cli("train", *FAST, "--out", out, "--resume", "auto", "--epochs", "2",
                                 "--temporal", "t-trans", "--temporal-layers", "1")
     assert code == 2 and "--t-trans-form" in err
+
+
+def test_template_augmentation_draws_templates_per_step(run_cli, tmp_path):
+    """--template-mode augment: each step trains against one template's frozen classifier, drawn
+    from (seed, step); eval scores with their average."""
+    from tkvr.checkpoint import load_model, read_checkpoint
+    from tkvr.heads import template_for_step
+    from tkvr.model import build_backbone
+    from tkvr.text import encode_classes
+
+    tpl = ["a video of {}.", "a clip of {}.", "footage of {}."]
+    flags = [a for t in tpl for a in ("--template", t)]
+    runs = {}
+    for name, seed in (("a", 0), ("b", 0), ("c", 5)):
+        train(run_cli, tmp_path / name, "--epochs", "1", "--limit-batches", "6", "--log-every", "1",
+              "--template-mode", "augment", "--seed", seed, *flags)
+        rows = list(csv.DictReader((tmp_path / name / "steps.csv").open()))
+        runs[name] = [int(r["template"]) for r in rows]
+        assert runs[name] == [template_for_step(seed, int(r["step"]), 3) for r in rows]
+    assert len(runs["a"]) == 6 and len(set(runs["a"])) > 1  # different templates across steps
+    assert runs["a"] == runs["b"]  # the same ones for the same seed
+    assert [template_for_step(0, s, 3) for s in range(1, 21)] != [template_for_step(5, s, 3) for s in range(1, 21)]
+    ckpt = read_checkpoint(str(tmp_path / "a"))
+    assert ckpt["config"]["model"]["template_mode"] == "augment"
+    text = build_backbone("tiny")
+    bank = torch.stack([encode_classes(text, ckpt["classes"], [t]) for t in tpl])  # [K, C, D]
+    torch.testing.assert_close(ckpt["model"]["head.bank"], bank)  # frozen through training
+    _, _, model = load_model(ckpt)
+    torch.testing.assert_close(model.head.weight, encode_classes(text, ckpt["classes"], tpl))  # the average
+    z = torch.nn.functional.normalize(torch.randn(2, bank.shape[-1]), dim=-1)
+    model.head.train()
+    model.head.pick = 2
+    torch.testing.assert_close(model.head(z), 100 * z @ bank[2].T)
+    model.head.eval()
+    torch.testing.assert_close(model.head(z), 100 * z @ model.head.weight.T)
+    code, _, err = run_cli("train", *FAST, "--out", tmp_path / "one", "--template-mode", "augment", "--template", "{}")
+    assert code == 2 and "two or more --template" in err and not (tmp_path / "one").exists()

@@ -33,6 +33,7 @@ PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true")
 STRATEGIES = ("auto", "ddp", "fsdp")
 CROPS = ("rrc", "multiscale")
 TTRANS_FORMS = ("near-tap", "released")
+TEMPLATE_MODES = ("average", "augment")
 SPLITS = ("train", "val")
 
 
@@ -194,6 +195,11 @@ class ModelConfig:
     templates: list[str] | None = setting(None, "Prompt template with {} for the class name; repeat to average "
                                                 "several.", flag="--template",
                                           shown="the dataset's, e.g. 'a video of a person {}.'")
+    template_mode: str = setting("average", "How several templates make the text head: average (one classifier, "
+                                            "the mean of the per-template embeddings: prompt ensembling) or "
+                                            "augment (text augmentation: each step trains against one template's "
+                                            "classifier, drawn by --seed and step; eval uses the average).",
+                                 choices=TEMPLATE_MODES)
     lda_samples: int = setting(60, "--head lda: videos per class to fit it on.")
     embeddings: str | None = setting(None, "Class embeddings from tkvr embed.", shown="computed on the fly")
     text_encoder: str | None = setting(None, "st:NAME_OR_PATH: embed the class names with a text-only "
@@ -214,6 +220,16 @@ class ModelConfig:
             problems += template_problems(self.templates)
         if self.text_encoder and self.head != "text":
             problems.append(f"--text-encoder makes a text head; --head is {self.head}")
+        if self.template_mode not in TEMPLATE_MODES:
+            problems.append(f"--template-mode {self.template_mode!r}: choose one of {', '.join(TEMPLATE_MODES)}")
+        elif self.template_mode != "average" and self.head != "text":
+            problems.append(f"--template-mode {self.template_mode} shapes a text head; --head is {self.head}")
+        elif self.template_mode == "augment" and self.unfreeze_head:
+            problems.append("--template-mode augment keeps each template's classifier frozen: leave out "
+                            "--unfreeze-head")
+        elif self.template_mode == "augment" and self.embeddings:
+            problems.append("--template-mode augment embeds each template on its own: leave out --embeddings "
+                            "(a file holds one averaged matrix)")
         return problems
 
 

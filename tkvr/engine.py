@@ -32,6 +32,7 @@ from tkvr.config import TrainConfig
 from tkvr.data.loader import loader, start_epoch, workers_for
 from tkvr.errors import TkvrError
 from tkvr.evaluation import evaluate
+from tkvr.heads import template_for_step
 from tkvr.progress import TrainProgress, say
 
 
@@ -226,6 +227,7 @@ class Trainer:
             seen = i + 1
             if self.bad is not None:
                 self.bad.update(batch["bad"], check=fabric.world_size == 1)
+            self.pick_template()
             x = self.clips(batch)  # [B, T, 3, H, W]
             y = batch["label"].to(fabric.device, non_blocking=True)
             boundary = seen % self.accum == 0 or seen == n
@@ -251,6 +253,12 @@ class Trainer:
             self.bad.check()
         return mean, clips, seen >= n
 
+    def pick_template(self) -> None:
+        """--template-mode augment: this optimiser step's template (all its micro-batches alike)."""
+        head = getattr(self.model, "module", self.model).head
+        if getattr(head, "bank", None) is not None:
+            head.pick = template_for_step(self.cfg.optim.seed, self.step + 1, head.bank.shape[0])  # step N's, 1-based
+
     def clips(self, batch) -> torch.Tensor:
         """The batch on the device; uint8 clips with crop parameters are augmented there."""
         dev = self.fabric.device
@@ -273,7 +281,11 @@ class Trainer:
         if self.fabric.global_rank == 0:
             self.steps_log.write({"epoch": self.epoch + 1, "step": self.step, "loss": loss, "lr": lr,
                                   "clips_per_s": rate, "wall_s": time.perf_counter() - self.started,
-                                  "data_wait_s": self.data_wait})
+                                  "data_wait_s": self.data_wait, "template": self._template()})
+
+    def _template(self):
+        head = getattr(self.model, "module", self.model).head
+        return head.pick if getattr(head, "bank", None) is not None else ""
 
     def end_epoch(self, loss: float, rate: float, wall: float, result: FitResult, stop: bool) -> dict:
         """Validate (every --eval-every epochs, and at the end), keep best and last, log the row."""
@@ -300,7 +312,8 @@ EPOCH_COLUMNS = ["epoch", "step", "train_loss", "val_top1", "val_top5", "val_mea
                  "wall_s"]
 # wall_s and data_wait_s count from the start of this process's fit: the time the loop waited for
 # batches, against the time it ran, between two rows is the loader's share (benchmarks/e2e.py).
-STEP_COLUMNS = ["epoch", "step", "loss", "lr", "clips_per_s", "wall_s", "data_wait_s"]
+# template: the index (into the run's templates) this step trained against, --template-mode augment
+STEP_COLUMNS = ["epoch", "step", "loss", "lr", "clips_per_s", "wall_s", "data_wait_s", "template"]
 
 
 def _tensorboard(out: Path):

@@ -16,6 +16,8 @@ orthogonal / lda trainable (rows stay normalised in the forward pass).
 
 from __future__ import annotations
 
+import random
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -82,10 +84,13 @@ class Head(nn.Module):
     """logits [B, C] from video embeddings e [B, D] (as the temporal module gives them).
 
     `cosine_learned` rebuilds the learned head of checkpoints written before it became a plain
-    linear layer (100 · normalise(e) · Wᵀ + b), so that they still evaluate as they trained."""
+    linear layer (100 · normalise(e) · Wᵀ + b), so that they still evaluate as they trained.
+    `bank` [K, C, D] (--template-mode augment): one frozen classifier per template; in training
+    the head scores against `bank[pick]` (the trainer sets `pick` each step), in eval against
+    `weight`, their average."""
 
     def __init__(self, weight: torch.Tensor, kind: str, trainable: bool = False,
-                 scale: float = LOGIT_SCALE, cosine_learned: bool = False):
+                 scale: float = LOGIT_SCALE, cosine_learned: bool = False, bank: torch.Tensor | None = None):
         super().__init__()
         if kind not in HEADS:
             raise TkvrError(f"--head {kind!r} is not known: choose one of {', '.join(HEADS)}")
@@ -98,6 +103,11 @@ class Head(nn.Module):
             w = F.normalize(w, dim=-1)
         self.weight = nn.Parameter(w, requires_grad=trainable)  # [C, D]
         self.bias = nn.Parameter(torch.zeros(w.shape[0])) if kind == "learned" else None
+        if bank is not None:
+            self.register_buffer("bank", F.normalize(bank.detach().float(), dim=-1).clone())  # [K, C, D]
+        else:
+            self.bank = None
+        self.pick = 0
 
     @property
     def num_classes(self) -> int:
@@ -109,10 +119,18 @@ class Head(nn.Module):
         # A frozen matrix was normalised once at construction; a trained one is re-normalised
         # each step (except the learned head, which keeps its own scale).
         w = F.normalize(self.weight, dim=-1) if self.weight.requires_grad and self.kind != "learned" else self.weight
+        if self.bank is not None and self.training:
+            w = self.bank[self.pick]  # [C, D]: this step's template
         logits = self.scale * e @ w.to(e.dtype).T  # [B, C]
         if self.bias is not None:
             logits = logits + self.bias.to(e.dtype)
         return logits
+
+
+def template_for_step(seed: int, step: int, k: int) -> int:
+    """--template-mode augment: which of k templates optimiser step `step` trains against. A pure
+    function of (seed, step): the same on every rank, the same after a resume."""
+    return random.Random(f"{seed}:{step}").randrange(k)
 
 
 def head_matrix(kind: str, num_classes: int, dim: int, seed: int = 0) -> torch.Tensor:

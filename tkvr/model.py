@@ -267,10 +267,11 @@ def build(cfg, classes: list[str], templates: list[str], weights: bool = True, e
     temporal module. `weights=False` builds the architecture only (a checkpoint supplies the
     weights). `embeddings` [C, D] overrides the head's matrix."""
     from tkvr.heads import Head, head_matrix
-    from tkvr.text import class_embeddings, load_embeddings
+    from tkvr.text import class_embeddings, load_embeddings, template_bank
 
     m = cfg.model
     backbone = build_backbone(m.backbone, m.pretrained if weights else "none")
+    bank = None
     if embeddings is None:
         if m.head == "text":
             if m.embeddings:
@@ -281,13 +282,18 @@ def build(cfg, classes: list[str], templates: list[str], weights: bool = True, e
                     raise TkvrError(f"--text-encoder {m.text_encoder}: --embeddings {m.embeddings} was made by "
                                     f"{made_by or 'CLIP'}'s text encoder; give the one that made it, or neither")
                 m.text_encoder = made_by  # recorded with the run: new class names get the same encoder
+            elif m.template_mode == "augment":
+                bank = template_bank(backbone, classes, templates, m.text_encoder)  # [K, C, D]
+                embeddings = F.normalize(bank.mean(0), dim=-1)  # the average: what eval scores with
             else:
                 embeddings = class_embeddings(backbone, classes, templates, m.text_encoder)
         elif m.head == "lda":  # a placeholder: the LDA fit replaces it from visual features
             embeddings = head_matrix("random", len(classes), backbone.dim, cfg.optim.seed)
         else:
             embeddings = head_matrix(m.head, len(classes), backbone.dim, cfg.optim.seed)
-    head = Head(embeddings, m.head, trainable=m.unfreeze_head, cosine_learned=cosine_learned)
+    if m.template_mode == "augment" and bank is None:  # a checkpoint's weights will fill it
+        bank = torch.zeros(len(templates), *embeddings.shape)
+    head = Head(embeddings, m.head, trainable=m.unfreeze_head, cosine_learned=cosine_learned, bank=bank)
     model = build_model(backbone, m.temporal, head, m.frames, m.temporal_layers, m.t1d_blocks, m.t_trans_form)
     if cfg.optim.grad_checkpointing:
         model.visual.set_grad_checkpointing(True)

@@ -118,6 +118,7 @@ def zeroshot(cfg: ZeroshotConfig) -> dict:
     from tkvr.fileio import atomic_write_text
     from tkvr.launch import make_fabric
     from tkvr.model import build, preprocess_of, swap_classes
+    from tkvr.text import run_templates
     from tkvr.training import plan_run_dir, train as train_run
 
     cfg.validate()
@@ -139,8 +140,8 @@ def zeroshot(cfg: ZeroshotConfig) -> dict:
         raise TkvrError(f"--protocol half needs at least 2 eval classes; {cfg.eval_data} has {len(unseen.classes)}")
     root = Path(cfg.out)
     base.run.out = str(root / "seen")
-    templates = base.model.templates or list(unseen.templates)
-    base.model.templates = base.model.templates or list(seen.templates)
+    templates = run_templates(base.model, unseen.templates)
+    base.model.templates = run_templates(base.model, seen.templates)
     decoder = pick_decoder(d.decoder)
 
     def score(fabric, model) -> dict:

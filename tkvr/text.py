@@ -17,6 +17,34 @@ from tkvr.errors import TkvrError
 
 DEFAULT_TEMPLATES = ("a video of a person {}.",)
 IMAGE_TEMPLATES = ("a photo of a {}.",)
+# --template-mode augment / learn without --template: the 16 action templates of the video-text
+# literature (ActionCLIP's text augmentation, which the authors' released code uses too).
+ACTION_TEMPLATES = ("a photo of action {}.", "a picture of action {}.", "Human action of {}.", "{}, an action.",
+                    "{} this is an action.", "{}, a video of action.", "Playing action of {}.", "{}",
+                    "Playing a kind of action, {}.", "Doing a kind of action, {}.", "Look, the human is {}.",
+                    "Can you recognize the action of {}?", "Video classification of {}.", "A video of {}.",
+                    "The man is {}.", "The woman is {}.")
+
+
+def run_templates(model_cfg, source_templates) -> list[str]:
+    """The templates a run uses: --template, else the template mode's set, else the dataset's."""
+    if model_cfg.templates:
+        templates = list(model_cfg.templates)
+    elif model_cfg.template_mode == "augment":
+        templates = list(ACTION_TEMPLATES)
+    else:
+        templates = list(source_templates)
+    if model_cfg.template_mode == "augment" and len(templates) < 2:
+        raise TkvrError("--template-mode augment draws one of several templates per step: give two or more "
+                        "--template (or none, for the 16 built-in action templates)")
+    return templates
+
+
+def template_bank(backbone, classes: list[str], templates: list[str], text_encoder: str | None = None):
+    """[K, C, D]: one normalised classifier per template (--template-mode augment)."""
+    import torch
+
+    return torch.stack([class_embeddings(backbone, classes, [t], text_encoder) for t in templates])
 FORMAT = 1
 KEYS = ("embeddings", "classes", "backbone", "pretrained", "templates", "head", "format")
 

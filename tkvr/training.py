@@ -79,6 +79,7 @@ def train(cfg: TrainConfig, src=None, train_ids: list[int] | None = None, fabric
     from tkvr.engine import Trainer, history
     from tkvr.launch import make_fabric
     from tkvr.model import build, preprocess_of
+    from tkvr.text import run_templates
 
     cfg.validate()
     out = Path(cfg.run.out)
@@ -90,7 +91,7 @@ def train(cfg: TrainConfig, src=None, train_ids: list[int] | None = None, fabric
     if cfg.optim.warmup >= cfg.optim.epochs:
         say(f"warning: --warmup {cfg.optim.warmup:g} >= --epochs {cfg.optim.epochs}: the learning rate stays on "
             "its warm-up ramp for the whole run; lower --warmup for short runs")
-    cfg.model.templates = cfg.model.templates or list(src.templates)
+    cfg.model.templates = run_templates(cfg.model, src.templates)
     still_images(cfg, src)
     resume = plan_run_dir(cfg)
     t0 = time.time()
