@@ -295,3 +295,39 @@ def test_template_augmentation_draws_templates_per_step(run_cli, tmp_path):
     torch.testing.assert_close(model.head(z), 100 * z @ model.head.weight.T)
     code, _, err = run_cli("train", *FAST, "--out", tmp_path / "one", "--template-mode", "augment", "--template", "{}")
     assert code == 2 and "two or more --template" in err and not (tmp_path / "one").exists()
+
+
+def test_learnable_prompt_trains_its_context_and_nothing_of_the_text_encoder(run_cli, tmp_path):
+    from tkvr.checkpoint import load_model, read_checkpoint
+    from tkvr.model import build_backbone
+
+    out = tmp_path / "coop"
+    train(run_cli, out, "--epochs", "1", "--limit-batches", "3", "--template-mode", "learn", "--prompt-length", "4")
+    ckpt = read_checkpoint(str(out))
+    state = ckpt["model"]
+    clip = build_backbone("tiny").clip  # the text tower the run started from (tiny builds identically)
+    tower = {k[len("head.tower."):]: v for k, v in state.items() if k.startswith("head.tower.")}
+    before = {**{f"token_embedding.{k}": v for k, v in clip.token_embedding.state_dict().items()},
+              **{f"transformer.{k}": v for k, v in clip.transformer.state_dict().items()},
+              **{f"ln_final.{k}": v for k, v in clip.ln_final.state_dict().items()},
+              "positional_embedding": clip.positional_embedding, "text_projection": clip.text_projection}
+    assert set(tower) == set(before)
+    assert all(torch.equal(tower[k], before[k]) for k in before)  # nothing of the text encoder moved
+    g = torch.Generator().manual_seed(0)
+    start = torch.randn(4, clip.token_embedding.weight.shape[1], generator=g) * 0.02
+    assert state["head.ctx"].shape == start.shape and not torch.allclose(state["head.ctx"], start)  # it trained
+    # the checkpoint's classifier is the prompts through the tower with the trained context
+    _, _, model = load_model(ckpt)
+    opt = torch.load(out / "checkpoints/last.pt", weights_only=True)["optimizer"]
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert "head.ctx" in names and not any(n.startswith("head.tower.") for n in names)
+    assert sum(len(g["params"]) for g in opt["param_groups"]) == len(names)  # no tower weight in the optimiser
+    torch.testing.assert_close(model.head.weight, state["head.weight"])
+    torch.testing.assert_close(model.head.classifier(), state["head.weight"])
+    code, stdout, err = run_cli("eval", "--checkpoint", out, "--workers", "0", "--json", tmp_path / "e.json")
+    assert code == 0, err
+    report = json.loads((tmp_path / "e.json").read_text())
+    assert report["num_samples"] > 0 and report["params_m"] < sum(v.numel() for v in state.values()) / 1e6
+    # new class names go behind the same learned context
+    _, _, swapped = load_model(ckpt, classes=["a red circle moving left", "a blue square moving up"])
+    assert swapped.head.weight.shape[0] == 2 and torch.equal(swapped.head.ctx, state["head.ctx"])

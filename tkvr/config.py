@@ -33,7 +33,7 @@ PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true")
 STRATEGIES = ("auto", "ddp", "fsdp")
 CROPS = ("rrc", "multiscale")
 TTRANS_FORMS = ("near-tap", "released")
-TEMPLATE_MODES = ("average", "augment")
+TEMPLATE_MODES = ("average", "augment", "learn")
 SPLITS = ("train", "val")
 
 
@@ -198,8 +198,11 @@ class ModelConfig:
     template_mode: str = setting("average", "How several templates make the text head: average (one classifier, "
                                             "the mean of the per-template embeddings: prompt ensembling) or "
                                             "augment (text augmentation: each step trains against one template's "
-                                            "classifier, drawn by --seed and step; eval uses the average).",
+                                            "classifier, drawn by --seed and step; eval uses the average) or "
+                                            "learn (CoOp-style: --prompt-length learned context vectors before "
+                                            "each class name, through the frozen CLIP text encoder every step).",
                                  choices=TEMPLATE_MODES)
+    prompt_length: int = setting(8, "--template-mode learn: learned context vectors M before the class name.")
     lda_samples: int = setting(60, "--head lda: videos per class to fit it on.")
     embeddings: str | None = setting(None, "Class embeddings from tkvr embed.", shown="computed on the fly")
     text_encoder: str | None = setting(None, "st:NAME_OR_PATH: embed the class names with a text-only "
@@ -209,7 +212,7 @@ class ModelConfig:
 
     def validate(self) -> list[str]:
         problems: list[str] = []
-        _at_least(problems, self, 1, "frames", "temporal_layers", "lda_samples")
+        _at_least(problems, self, 1, "frames", "temporal_layers", "lda_samples", "prompt_length")
         if self.temporal not in TEMPORAL:
             problems.append(f"--temporal {self.temporal!r} is not known: choose one of {', '.join(TEMPORAL)}")
         if self.t_trans_form not in TTRANS_FORMS:
@@ -224,6 +227,10 @@ class ModelConfig:
             problems.append(f"--template-mode {self.template_mode!r}: choose one of {', '.join(TEMPLATE_MODES)}")
         elif self.template_mode != "average" and self.head != "text":
             problems.append(f"--template-mode {self.template_mode} shapes a text head; --head is {self.head}")
+        elif self.template_mode == "learn" and (self.text_encoder or self.embeddings or self.unfreeze_head):
+            flag = "--text-encoder" if self.text_encoder else "--embeddings" if self.embeddings else "--unfreeze-head"
+            problems.append(f"--template-mode learn trains context vectors through CLIP's own text encoder: "
+                            f"leave out {flag}")
         elif self.template_mode == "augment" and self.unfreeze_head:
             problems.append("--template-mode augment keeps each template's classifier frozen: leave out "
                             "--unfreeze-head")

@@ -142,13 +142,18 @@ def model_cost(model, frames: int, size: int, device="cpu") -> tuple[float, floa
     inner = getattr(model, "module", model)
     was = inner.training
     inner.train()
+    inner.head.eval()  # a learned prompt's classifier is computed once, not per view
     try:
         with FlopCounterMode(display=False, custom_mapping={
                 torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: cpu_attention}) as counter:
             inner(torch.zeros(1, frames, 3, size, size, device=device))  # one view [1, T, 3, S, S]
     finally:
         inner.train(was)
-    return counter.get_total_flops() / 1e9, sum(p.numel() for p in inner.parameters()) / 1e6
+    # parameters at inference: a learned prompt's frozen text tower only made its classifier
+    params = sum(p.numel() for n, p in inner.named_parameters() if not n.startswith("head.tower."))
+    if "weight" in inner.head._buffers:
+        params += inner.head.weight.numel()
+    return counter.get_total_flops() / 1e9, params / 1e6
 
 
 def evaluate_checkpoint(cfg, fabric=None) -> dict:

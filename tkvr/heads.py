@@ -127,6 +127,89 @@ class Head(nn.Module):
         return logits
 
 
+class PromptHead(nn.Module):
+    """--template-mode learn (CoOp-style): M learned context vectors stand in front of each class
+    name's tokens, and CLIP's frozen text tower turns these prompts into the classifier [C, D] at
+    every training step; gradients reach only the context. In eval the classifier is computed
+    once (when the head leaves training mode) and kept in the `weight` buffer, which checkpoints
+    carry. The tower (`tower`, frozen) is stored with the head, so new class names can be put
+    behind the same learned context later (`set_classes`)."""
+
+    kind = "text"
+    linear = False
+    bank = None
+    bias = None
+
+    def __init__(self, clip: nn.Module, tokenizer, classes: list[str], length: int, seed: int = 0,
+                 scale: float = LOGIT_SCALE):
+        super().__init__()
+        self.tower = nn.ModuleDict({"token_embedding": clip.token_embedding, "transformer": clip.transformer,
+                                    "ln_final": clip.ln_final})
+        self.tower.register_parameter("positional_embedding", clip.positional_embedding)
+        proj = clip.text_projection  # a matrix, a Linear, or None, by model
+        if isinstance(proj, nn.Module):
+            self.tower["proj"] = proj
+        elif proj is not None:
+            self.tower.register_parameter("text_projection", proj)
+        self.tower.requires_grad_(False)
+        self.register_buffer("attn_mask", clip.attn_mask, persistent=False)
+        self.pool_type, self.eos_id = clip.text_pool_type, getattr(clip, "text_eos_id", None)
+        self.scale, self.length = scale, length
+        width = clip.token_embedding.weight.shape[1]
+        g = torch.Generator().manual_seed(seed)
+        self.ctx = nn.Parameter(torch.randn(length, width, generator=g) * 0.02)  # [M, W], CoOp's init
+        self.set_classes(classes, tokenizer)
+
+    def set_classes(self, classes: list[str], tokenizer) -> None:
+        """Prompts 'X X ... X <name>.' for `classes`; the X positions take the learned context."""
+        from tkvr.text import prompt_name
+
+        tokens = tokenizer([" ".join(["X"] * self.length) + " " + prompt_name(c) + "." for c in classes])  # [C, L]
+        full = (tokens != 0).sum(1) >= tokens.shape[1]  # filled to the end: the name was cut
+        if full.any():
+            raise TkvrError(f"--prompt-length {self.length}: the prompt for {classes[int(full.nonzero()[0])]!r} "
+                            f"does not fit the text encoder's {tokens.shape[1]} tokens; use a shorter --prompt-length")
+        self.register_buffer("tokens", tokens.to(self.ctx.device), persistent=False)
+        with torch.no_grad():
+            self.register_buffer("weight", self.classifier())  # [C, D]
+
+    @property
+    def num_classes(self) -> int:
+        return self.weight.shape[0]
+
+    def classifier(self) -> torch.Tensor:
+        """[C, D], L2-normalised: the prompts with the current context through the frozen tower."""
+        from open_clip.transformer import text_global_pool
+
+        t = self.tower
+        x = t["token_embedding"](self.tokens)  # [C, L, W]
+        ctx = self.ctx.to(x.dtype).expand(x.shape[0], -1, -1)  # [C, M, W]
+        x = torch.cat([x[:, :1], ctx, x[:, 1 + self.length:]], dim=1)  # SOT, context, name, EOT
+        cast = t["transformer"].get_cast_dtype()
+        x = x.to(cast) + t.positional_embedding.to(cast)
+        x = t["ln_final"](t["transformer"](x, attn_mask=self.attn_mask))
+        x = text_global_pool(x, self.tokens, self.pool_type, eos_token_id=self.eos_id)  # [C, W]
+        if "proj" in t:
+            x = t["proj"](x)
+        elif getattr(t, "text_projection", None) is not None:
+            x = x @ t.text_projection
+        return F.normalize(x.float(), dim=-1)
+
+    def refresh(self) -> None:
+        with torch.no_grad():
+            self.weight.copy_(self.classifier())
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if not mode:
+            self.refresh()
+        return self
+
+    def forward(self, e: torch.Tensor) -> torch.Tensor:
+        w = self.classifier() if self.training else self.weight  # [C, D]
+        return self.scale * F.normalize(e, dim=-1) @ w.to(e.dtype).T  # [B, C]
+
+
 def template_for_step(seed: int, step: int, k: int) -> int:
     """--template-mode augment: which of k templates optimiser step `step` trains against. A pure
     function of (seed, step): the same on every rank, the same after a resume."""

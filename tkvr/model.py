@@ -266,13 +266,13 @@ def build(cfg, classes: list[str], templates: list[str], weights: bool = True, e
     """(Backbone, VideoModel) for `classes` from a run's config (TrainConfig): backbone, head,
     temporal module. `weights=False` builds the architecture only (a checkpoint supplies the
     weights). `embeddings` [C, D] overrides the head's matrix."""
-    from tkvr.heads import Head, head_matrix
+    from tkvr.heads import Head, PromptHead, head_matrix
     from tkvr.text import class_embeddings, load_embeddings, template_bank
 
     m = cfg.model
     backbone = build_backbone(m.backbone, m.pretrained if weights else "none")
     bank = None
-    if embeddings is None:
+    if embeddings is None and m.template_mode != "learn":
         if m.head == "text":
             if m.embeddings:
                 saved = load_embeddings(m.embeddings, classes, backbone.dim)
@@ -291,9 +291,12 @@ def build(cfg, classes: list[str], templates: list[str], weights: bool = True, e
             embeddings = head_matrix("random", len(classes), backbone.dim, cfg.optim.seed)
         else:
             embeddings = head_matrix(m.head, len(classes), backbone.dim, cfg.optim.seed)
-    if m.template_mode == "augment" and bank is None:  # a checkpoint's weights will fill it
-        bank = torch.zeros(len(templates), *embeddings.shape)
-    head = Head(embeddings, m.head, trainable=m.unfreeze_head, cosine_learned=cosine_learned, bank=bank)
+    if m.template_mode == "learn":  # the context starts random; a checkpoint's weights replace it
+        head = PromptHead(backbone.clip, backbone.tokenizer, classes, m.prompt_length, cfg.optim.seed)
+    else:
+        if m.template_mode == "augment" and bank is None:  # a checkpoint's weights will fill it
+            bank = torch.zeros(len(templates), *embeddings.shape)
+        head = Head(embeddings, m.head, trainable=m.unfreeze_head, cosine_learned=cosine_learned, bank=bank)
     model = build_model(backbone, m.temporal, head, m.frames, m.temporal_layers, m.t1d_blocks, m.t_trans_form)
     if cfg.optim.grad_checkpointing:
         model.visual.set_grad_checkpointing(True)
@@ -305,10 +308,13 @@ def swap_classes(model: nn.Module, text: Backbone, classes: list[str], templates
     """The paper's zero-shot swap: `model` gets a new frozen text head whose rows are the class
     names embedded by `text`'s text encoder (or by the text-only `text_encoder` the run used).
     Works on a Fabric-wrapped model; the head goes to the device of the one it replaces."""
-    from tkvr.heads import Head
+    from tkvr.heads import Head, PromptHead
     from tkvr.text import class_embeddings
 
     inner = getattr(model, "module", model)
+    if isinstance(inner.head, PromptHead):  # the learned context goes in front of the new names
+        inner.head.set_classes(classes, text.tokenizer)
+        return model
     device = inner.head.weight.device
     inner.head = Head(class_embeddings(text, classes, templates, text_encoder), "text").to(device)
     return model
