@@ -140,7 +140,7 @@ class PromptHead(nn.Module):
     bank = None
     bias = None
 
-    def __init__(self, clip: nn.Module, tokenizer, classes: list[str], length: int, seed: int = 0,
+    def __init__(self, clip: nn.Module, tokenizer, names: list[str], length: int, seed: int = 0,
                  scale: float = LOGIT_SCALE):
         super().__init__()
         self.tower = nn.ModuleDict({"token_embedding": clip.token_embedding, "transformer": clip.transformer,
@@ -158,16 +158,15 @@ class PromptHead(nn.Module):
         width = clip.token_embedding.weight.shape[1]
         g = torch.Generator().manual_seed(seed)
         self.ctx = nn.Parameter(torch.randn(length, width, generator=g) * 0.02)  # [M, W], CoOp's init
-        self.set_classes(classes, tokenizer)
+        self.set_classes(names, tokenizer)
 
-    def set_classes(self, classes: list[str], tokenizer) -> None:
-        """Prompts 'X X ... X <name>.' for `classes`; the X positions take the learned context."""
-        from tkvr.text import prompt_name
-
-        tokens = tokenizer([" ".join(["X"] * self.length) + " " + prompt_name(c) + "." for c in classes])  # [C, L]
+    def set_classes(self, names: list[str], tokenizer) -> None:
+        """Prompts 'X X ... X <name>.' for class `names` in readable form (tkvr.text.prompt_name);
+        the X positions take the learned context."""
+        tokens = tokenizer([" ".join(["X"] * self.length) + " " + c + "." for c in names])  # [C, L]
         full = (tokens != 0).sum(1) >= tokens.shape[1]  # filled to the end: the name was cut
         if full.any():
-            raise TkvrError(f"--prompt-length {self.length}: the prompt for {classes[int(full.nonzero()[0])]!r} "
+            raise TkvrError(f"--prompt-length {self.length}: the prompt for {names[int(full.nonzero()[0])]!r} "
                             f"does not fit the text encoder's {tokens.shape[1]} tokens; use a shorter --prompt-length")
         self.register_buffer("tokens", tokens.to(self.ctx.device), persistent=False)
         with torch.no_grad():

@@ -267,7 +267,7 @@ def build(cfg, classes: list[str], templates: list[str], weights: bool = True, e
     temporal module. `weights=False` builds the architecture only (a checkpoint supplies the
     weights). `embeddings` [C, D] overrides the head's matrix."""
     from tkvr.heads import Head, PromptHead, head_matrix
-    from tkvr.text import class_embeddings, load_embeddings, template_bank
+    from tkvr.text import class_embeddings, load_embeddings, prompt_name, template_bank
 
     m = cfg.model
     backbone = build_backbone(m.backbone, m.pretrained if weights else "none")
@@ -292,7 +292,8 @@ def build(cfg, classes: list[str], templates: list[str], weights: bool = True, e
         else:
             embeddings = head_matrix(m.head, len(classes), backbone.dim, cfg.optim.seed)
     if m.template_mode == "learn":  # the context starts random; a checkpoint's weights replace it
-        head = PromptHead(backbone.clip, backbone.tokenizer, classes, m.prompt_length, cfg.optim.seed)
+        head = PromptHead(backbone.clip, backbone.tokenizer, [prompt_name(c) for c in classes], m.prompt_length,
+                          cfg.optim.seed)
     else:
         if m.template_mode == "augment" and bank is None:  # a checkpoint's weights will fill it
             bank = torch.zeros(len(templates), *embeddings.shape)
@@ -309,11 +310,11 @@ def swap_classes(model: nn.Module, text: Backbone, classes: list[str], templates
     names embedded by `text`'s text encoder (or by the text-only `text_encoder` the run used).
     Works on a Fabric-wrapped model; the head goes to the device of the one it replaces."""
     from tkvr.heads import Head, PromptHead
-    from tkvr.text import class_embeddings
+    from tkvr.text import class_embeddings, prompt_name
 
     inner = getattr(model, "module", model)
     if isinstance(inner.head, PromptHead):  # the learned context goes in front of the new names
-        inner.head.set_classes(classes, text.tokenizer)
+        inner.head.set_classes([prompt_name(c) for c in classes], text.tokenizer)
         return model
     device = inner.head.weight.device
     inner.head = Head(class_embeddings(text, classes, templates, text_encoder), "text").to(device)
