@@ -34,6 +34,7 @@ STRATEGIES = ("auto", "ddp", "fsdp")
 CROPS = ("rrc", "multiscale")
 TTRANS_FORMS = ("near-tap", "released")
 TEMPLATE_MODES = ("average", "augment", "learn")
+OBJECTIVES = ("recognition", "matching")
 SPLITS = ("train", "val")
 
 
@@ -203,6 +204,13 @@ class ModelConfig:
                                             "each class name, through the frozen CLIP text encoder every step).",
                                  choices=TEMPLATE_MODES)
     prompt_length: int = setting(8, "--template-mode learn: learned context vectors M before the class name.")
+    objective: str = setting("recognition", "recognition: cross-entropy over all classes against the frozen "
+                                            "classifier (the paper's paradigm); matching: the video-text "
+                                            "contrastive loss of the matching paradigm (Table 6), between "
+                                            "videos and the text embeddings of their class names.",
+                             choices=OBJECTIVES)
+    text_online: bool = setting(False, "--objective matching: train CLIP's text encoder too (online), at the "
+                                       "visual encoder's lr; else its class embeddings stay fixed (offline).")
     lda_samples: int = setting(60, "--head lda: videos per class to fit it on.")
     embeddings: str | None = setting(None, "Class embeddings from tkvr embed.", shown="computed on the fly")
     text_encoder: str | None = setting(None, "st:NAME_OR_PATH: embed the class names with a text-only "
@@ -231,6 +239,17 @@ class ModelConfig:
             flag = "--text-encoder" if self.text_encoder else "--embeddings" if self.embeddings else "--unfreeze-head"
             problems.append(f"--template-mode learn trains context vectors through CLIP's own text encoder: "
                             f"leave out {flag}")
+        elif self.objective not in OBJECTIVES:
+            problems.append(f"--objective {self.objective!r}: choose one of {', '.join(OBJECTIVES)}")
+        elif self.objective == "matching" and self.head != "text":
+            problems.append(f"--objective matching matches videos with their class names' text; --head is {self.head}")
+        elif self.text_online and self.objective != "matching":
+            problems.append("--text-online trains the text encoder under --objective matching; add it, or leave "
+                            "out --text-online")
+        elif self.text_online and (self.text_encoder or self.embeddings or self.template_mode != "average"):
+            flag = ("--text-encoder" if self.text_encoder else "--embeddings" if self.embeddings
+                    else f"--template-mode {self.template_mode}")
+            problems.append(f"--text-online trains CLIP's own text encoder on one template: leave out {flag}")
         elif self.template_mode == "augment" and self.unfreeze_head:
             problems.append("--template-mode augment keeps each template's classifier frozen: leave out "
                             "--unfreeze-head")
@@ -286,6 +305,9 @@ class OptimConfig:
     betas: tuple[float, float] = setting((0.9, 0.98), cli=False)
     warmup: float = setting(5.0, "Warm-up epochs of the cosine schedule.")
     grad_clip: float | None = setting(None, "Clip the gradient norm to this.")
+    batch_gather: bool = setting(False, "--objective matching: compare each video and text with those of every "
+                                        "process (all_gather before the similarity matrix), not only its own "
+                                        "batch.")
     grad_checkpointing: bool = setting(False, "Recompute backbone activations to save memory.")
     fused: bool | None = setting(None, "Fused AdamW kernel.", negatable=True, shown="on for CUDA devices, off elsewhere")
     seed: int = setting(0, "Seed of everything random.")
@@ -337,8 +359,11 @@ class TrainConfig:
     device: DeviceConfig = field(default_factory=DeviceConfig)
 
     def problems(self) -> list[str]:
-        return (self.model.validate() + self.data.validate() + self.optim.validate(self.device.world)
-                + self.run.validate() + self.device.validate())
+        problems = (self.model.validate() + self.data.validate() + self.optim.validate(self.device.world)
+                    + self.run.validate() + self.device.validate())
+        if self.optim.batch_gather and self.model.objective != "matching":
+            problems.append("--batch-gather gathers the matching objective's embeddings; add --objective matching")
+        return problems
 
     def validate(self) -> None:
         problems = self.problems()

@@ -33,6 +33,7 @@ from tkvr.data.loader import loader, start_epoch, workers_for
 from tkvr.errors import TkvrError
 from tkvr.evaluation import evaluate
 from tkvr.heads import template_for_step
+from tkvr.objectives import gather_with_grad, matching_loss
 from tkvr.progress import TrainProgress, say
 
 
@@ -44,8 +45,10 @@ def param_groups(model, lr: float, ratio: float, weight_decay: float) -> list[di
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        new = name.startswith(("temporal.", "head.")) or ".tconv." in name
-        no_decay = p.ndim < 2 or "embedding" in name or name.endswith(("pos", ".bias")) or name.startswith("head.")
+        tower = name.startswith("head.tower.")  # an online text encoder: trained like the visual one
+        new = (name.startswith(("temporal.", "head.")) or ".tconv." in name) and not tower
+        no_decay = (p.ndim < 2 or "embedding" in name or name.endswith(("pos", ".bias"))
+                    or (name.startswith("head.") and not tower))
         groups[(new, not no_decay)].append(p)
     out = []
     for (new, decay), params in groups.items():
@@ -146,6 +149,8 @@ class Trainer:
                                          self.steps_per_epoch * o.epochs)
         self.bad = bad_budget
         self.augment = getattr(train_set, "augment", None)
+        self.matching = cfg.model.objective == "matching"
+        self.gather = gather_with_grad if o.batch_gather and fabric.world_size > 1 else None
         self.epoch, self.step, self.best, self.complete = 0, 0, -1.0, True
         # Augmentations in the main process (workers=0) draw from the global RNG: seed it per rank.
         torch.manual_seed(o.seed * 1000 + fabric.global_rank)
@@ -232,7 +237,11 @@ class Trainer:
             y = batch["label"].to(fabric.device, non_blocking=True)
             boundary = seen % self.accum == 0 or seen == n
             with fabric.no_backward_sync(self.model, enabled=not boundary):
-                loss = F.cross_entropy(self.model(x).float(), y)  # logits [B, C]
+                if self.matching:
+                    v, t = self.model(x, y)  # [B, D] each
+                    loss = matching_loss(v.float(), t.float(), y, self.gather)
+                else:
+                    loss = F.cross_entropy(self.model(x).float(), y)  # logits [B, C]
                 fabric.backward(loss / self.accum)
             losses.append(loss.detach())
             clips += x.shape[0] * fabric.world_size

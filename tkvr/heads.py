@@ -126,14 +126,24 @@ class Head(nn.Module):
             logits = logits + self.bias.to(e.dtype)
         return logits
 
+    def text_for(self, y: torch.Tensor) -> torch.Tensor:
+        """[B, D]: the row of each label (the matching objective's text side)."""
+        w = self.bank[self.pick] if self.bank is not None and self.training else F.normalize(self.weight, dim=-1)
+        return w[y]
+
 
 class PromptHead(nn.Module):
-    """--template-mode learn (CoOp-style): M learned context vectors stand in front of each class
-    name's tokens, and CLIP's frozen text tower turns these prompts into the classifier [C, D] at
-    every training step; gradients reach only the context. In eval the classifier is computed
-    once (when the head leaves training mode) and kept in the `weight` buffer, which checkpoints
-    carry. The tower (`tower`, frozen) is stored with the head, so new class names can be put
-    behind the same learned context later (`set_classes`)."""
+    """A text head that keeps CLIP's text tower (`tower`) and computes its classifier from it.
+
+    --template-mode learn (CoOp-style): `length` M learned context vectors stand in front of each
+    class name's tokens ('X X ... X <name>.'); the frozen tower turns these prompts into the
+    classifier [C, D] at every training step, and gradients reach only the context.
+    --text-online (the matching paradigm): no context, the prompts are `template` with the class
+    name, and the tower itself trains (`train_tower`).
+
+    In eval the classifier is computed once (when the head leaves training mode) and kept in the
+    `weight` buffer, which checkpoints carry with the tower; new class names get the same context
+    and tower (`set_classes`)."""
 
     kind = "text"
     linear = False
@@ -141,7 +151,7 @@ class PromptHead(nn.Module):
     bias = None
 
     def __init__(self, clip: nn.Module, tokenizer, names: list[str], length: int, seed: int = 0,
-                 scale: float = LOGIT_SCALE):
+                 scale: float = LOGIT_SCALE, template: str = "{}", train_tower: bool = False):
         super().__init__()
         self.tower = nn.ModuleDict({"token_embedding": clip.token_embedding, "transformer": clip.transformer,
                                     "ln_final": clip.ln_final})
@@ -151,24 +161,29 @@ class PromptHead(nn.Module):
             self.tower["proj"] = proj
         elif proj is not None:
             self.tower.register_parameter("text_projection", proj)
-        self.tower.requires_grad_(False)
+        self.tower.requires_grad_(train_tower)
         self.register_buffer("attn_mask", clip.attn_mask, persistent=False)
         self.pool_type, self.eos_id = clip.text_pool_type, getattr(clip, "text_eos_id", None)
-        self.scale, self.length = scale, length
+        self.scale, self.length, self.template = scale, length, template
         width = clip.token_embedding.weight.shape[1]
         g = torch.Generator().manual_seed(seed)
-        self.ctx = nn.Parameter(torch.randn(length, width, generator=g) * 0.02)  # [M, W], CoOp's init
+        # [M, W], CoOp's init
+        self.ctx = nn.Parameter(torch.randn(length, width, generator=g) * 0.02) if length else None
         self.set_classes(names, tokenizer)
 
     def set_classes(self, names: list[str], tokenizer) -> None:
-        """Prompts 'X X ... X <name>.' for class `names` in readable form (tkvr.text.prompt_name);
-        the X positions take the learned context."""
-        tokens = tokenizer([" ".join(["X"] * self.length) + " " + c + "." for c in names])  # [C, L]
+        """The prompts of class `names` in readable form (tkvr.text.prompt_name)."""
+        if self.length:  # the X positions take the learned context
+            prompts = [" ".join(["X"] * self.length) + " " + c + "." for c in names]
+        else:
+            prompts = [self.template.format(c) for c in names]
+        tokens = tokenizer(prompts)  # [C, L]
         full = (tokens != 0).sum(1) >= tokens.shape[1]  # filled to the end: the name was cut
         if full.any():
             raise TkvrError(f"--prompt-length {self.length}: the prompt for {names[int(full.nonzero()[0])]!r} "
                             f"does not fit the text encoder's {tokens.shape[1]} tokens; use a shorter --prompt-length")
-        self.register_buffer("tokens", tokens.to(self.ctx.device), persistent=False)
+        device = self.tower["ln_final"].weight.device
+        self.register_buffer("tokens", tokens.to(device), persistent=False)
         with torch.no_grad():
             self.register_buffer("weight", self.classifier())  # [C, D]
 
@@ -176,23 +191,30 @@ class PromptHead(nn.Module):
     def num_classes(self) -> int:
         return self.weight.shape[0]
 
-    def classifier(self) -> torch.Tensor:
-        """[C, D], L2-normalised: the prompts with the current context through the frozen tower."""
+    def classifier(self, ids: torch.Tensor | None = None) -> torch.Tensor:
+        """[C, D] (or the rows `ids`), L2-normalised: the prompts through the tower."""
         from open_clip.transformer import text_global_pool
 
         t = self.tower
-        x = t["token_embedding"](self.tokens)  # [C, L, W]
-        ctx = self.ctx.to(x.dtype).expand(x.shape[0], -1, -1)  # [C, M, W]
-        x = torch.cat([x[:, :1], ctx, x[:, 1 + self.length:]], dim=1)  # SOT, context, name, EOT
+        tokens = self.tokens if ids is None else self.tokens[ids]
+        x = t["token_embedding"](tokens)  # [C, L, W]
+        if self.ctx is not None:
+            ctx = self.ctx.to(x.dtype).expand(x.shape[0], -1, -1)  # [C, M, W]
+            x = torch.cat([x[:, :1], ctx, x[:, 1 + self.length:]], dim=1)  # SOT, context, name, EOT
         cast = t["transformer"].get_cast_dtype()
         x = x.to(cast) + t.positional_embedding.to(cast)
         x = t["ln_final"](t["transformer"](x, attn_mask=self.attn_mask))
-        x = text_global_pool(x, self.tokens, self.pool_type, eos_token_id=self.eos_id)  # [C, W]
+        x = text_global_pool(x, tokens, self.pool_type, eos_token_id=self.eos_id)  # [C, W]
         if "proj" in t:
             x = t["proj"](x)
         elif getattr(t, "text_projection", None) is not None:
             x = x @ t.text_projection
         return F.normalize(x.float(), dim=-1)
+
+    def text_for(self, y: torch.Tensor) -> torch.Tensor:
+        """[B, D]: the class text embedding of each label, only the batch's classes encoded."""
+        ids, inverse = y.unique(return_inverse=True)
+        return self.classifier(ids)[inverse]
 
     def refresh(self) -> None:
         with torch.no_grad():

@@ -234,8 +234,13 @@ class VideoModel(nn.Module):
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.embed(x), dim=-1)  # [B, D]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.embed(x))  # [B, C]
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None):
+        """logits [B, C]; with labels y (the matching objective) the normalised video embeddings
+        [B, D] and the text embeddings of their classes [B, D] instead."""
+        e = self.embed(x)
+        if y is None:
+            return self.head(e)
+        return F.normalize(e, dim=-1), self.head.text_for(y)
 
 
 def preprocess_of(model: nn.Module) -> dict:
@@ -272,7 +277,7 @@ def build(cfg, classes: list[str], templates: list[str], weights: bool = True, e
     m = cfg.model
     backbone = build_backbone(m.backbone, m.pretrained if weights else "none")
     bank = None
-    if embeddings is None and m.template_mode != "learn":
+    if embeddings is None and m.template_mode != "learn" and not m.text_online:
         if m.head == "text":
             if m.embeddings:
                 saved = load_embeddings(m.embeddings, classes, backbone.dim)
@@ -294,6 +299,9 @@ def build(cfg, classes: list[str], templates: list[str], weights: bool = True, e
     if m.template_mode == "learn":  # the context starts random; a checkpoint's weights replace it
         head = PromptHead(backbone.clip, backbone.tokenizer, [prompt_name(c) for c in classes], m.prompt_length,
                           cfg.optim.seed)
+    elif m.text_online:  # the matching paradigm's online text encoder: the tower trains with the model
+        head = PromptHead(backbone.clip, backbone.tokenizer, [prompt_name(c) for c in classes], 0,
+                          template=templates[0], train_tower=True)
     else:
         if m.template_mode == "augment" and bank is None:  # a checkpoint's weights will fill it
             bank = torch.zeros(len(templates), *embeddings.shape)

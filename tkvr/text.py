@@ -34,6 +34,9 @@ def run_templates(model_cfg, source_templates) -> list[str]:
         templates = list(ACTION_TEMPLATES)
     else:
         templates = list(source_templates)
+    if getattr(model_cfg, "text_online", False) and len(templates) != 1:
+        raise TkvrError(f"--text-online trains the text encoder on one prompt per class; {len(templates)} "
+                        "templates given: give one --template")
     if model_cfg.template_mode == "augment" and len(templates) < 2:
         raise TkvrError("--template-mode augment draws one of several templates per step: give two or more "
                         "--template (or none, for the 16 built-in action templates)")

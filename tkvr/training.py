@@ -137,7 +137,10 @@ def finish(cfg: TrainConfig, r: TrainResult, wall: float) -> None:
         atomic_write_text("".join(p + "\n" for p in r.unreadable), listed)
         say(f"{count(len(r.unreadable), 'unreadable training video')} replaced; listed in {r.out / 'unreadable.txt'}")
     m = r.metrics
-    report = {"run": str(r.out), "wall_s": wall, "precision": cfg.device.precision, "epochs": r.epochs,
+    devices = r.fabric.world_size if r.fabric is not None else 1
+    # the cost column of the paper's Table 6: this process's wall time x every device of the run
+    report = {"run": str(r.out), "wall_s": wall, "devices": devices, "device_hours": wall * devices / 3600,
+              "precision": cfg.device.precision, "epochs": r.epochs,
               "steps": r.steps, "best_top1": r.best_top1,
               "unreadable_train": r.unreadable,
               "final": {k: m[k] for k in ("top1", "top5", "mean_class_accuracy", "num_samples")} if m else {},
