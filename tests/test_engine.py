@@ -331,3 +331,27 @@ def test_learnable_prompt_trains_its_context_and_nothing_of_the_text_encoder(run
     # new class names go behind the same learned context
     _, _, swapped = load_model(ckpt, classes=["a red circle moving left", "a blue square moving up"])
     assert swapped.head.weight.shape[0] == 2 and torch.equal(swapped.head.ctx, state["head.ctx"])
+
+
+def test_timm_visual_tower_trains_with_a_text_head_and_alone(run_cli, tmp_path):
+    """--visual timm:NAME (Table 3): a timm tower (random init offline) under CLIP's text head,
+    through a trainable projection to the text width; the vision-only head reads it directly."""
+    from tkvr.checkpoint import load_model, read_checkpoint
+
+    base = ["--epochs", "1", "--limit-batches", "2", "--visual", "timm:test_resnet", "--no-visual-pretrained"]
+    train(run_cli, tmp_path / "text", *base)
+    train(run_cli, tmp_path / "alone", *base, "--head", "learned")
+    text, alone = read_checkpoint(str(tmp_path / "text")), read_checkpoint(str(tmp_path / "alone"))
+    assert text["model"]["visual.project.weight"].shape == (64, 96)  # timm width 96 -> tiny's text width 64
+    assert text["model"]["head.weight"].shape[1] == 64
+    assert "visual.project.weight" not in alone["model"] and alone["model"]["head.weight"].shape[1] == 96
+    assert any(k.startswith("visual.trunk.") for k in text["model"])
+    _, _, model = load_model(text)  # rebuilt from the checkpoint alone
+    torch.testing.assert_close(model.visual.project.weight, text["model"]["visual.project.weight"])
+    assert model.visual.preprocess_cfg["size"] == 160  # timm's own input size and normalisation
+    opt = torch.load(tmp_path / "text" / "checkpoints/last.pt", weights_only=True)["optimizer"]
+    lrs = sorted({g["initial_lr"] for g in opt["param_groups"]})
+    assert lrs == pytest.approx([1e-4, 1e-3])  # the trunk at the backbone lr, the projection at x10
+    code, _, err = run_cli("eval", "--checkpoint", tmp_path / "text", "--workers", "0", "--json", tmp_path / "e.json")
+    assert code == 0, err
+    assert json.loads((tmp_path / "e.json").read_text())["num_samples"] == 240

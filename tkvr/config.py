@@ -181,6 +181,13 @@ class ModelConfig:
                                         "hf-hub:ORG/REPO, or built-in tiny / tiny-rn / toy.")
     pretrained: str | None = setting(None, "Weight tag (e.g. laion2b_s34b_b88k), a local checkpoint PATH, or "
                                            "'none'. OpenAI names default to 'openai'.")
+    visual: str | None = setting(None, "timm:NAME: the visual tower from timm (e.g. an ImageNet-pretrained "
+                                       "timm:vit_base_patch16_224) instead of CLIP's; --backbone still gives the "
+                                       "text encoder for the head, and a trainable projection maps the timm "
+                                       "width to the text width where they differ.", shown="CLIP's visual tower")
+    visual_pretrained: bool = setting(True, "--visual: load timm's pretrained weights (from the Hugging Face hub "
+                                            "or its cache); --no-visual-pretrained builds it randomly initialised.",
+                                      negatable=True)
     frames: int = setting(8, "Frames T per clip.")
     temporal: str = setting("tap", "Temporal module.", choices=TEMPORAL)
     temporal_layers: int = setting(6, "Layers of t-trans.")
@@ -231,6 +238,11 @@ class ModelConfig:
             problems += template_problems(self.templates)
         if self.text_encoder and self.head != "text":
             problems.append(f"--text-encoder makes a text head; --head is {self.head}")
+        if self.visual is not None and not self.visual.startswith("timm:"):
+            problems.append(f"--visual {self.visual!r}: use timm:NAME (a timm model name)")
+        elif self.visual and self.temporal in ("t1d", "token-t1d"):
+            problems.append(f"--temporal {self.temporal} is inserted into CLIP's own ViT or ResNet; with --visual "
+                            "use tap or t-trans")
         if self.template_mode not in TEMPLATE_MODES:
             problems.append(f"--template-mode {self.template_mode!r}: choose one of {', '.join(TEMPLATE_MODES)}")
         elif self.template_mode != "average" and self.head != "text":

@@ -40,13 +40,14 @@ from tkvr.progress import TrainProgress, say
 # ---------------------------------------------------------------- optimiser and schedule
 def param_groups(model, lr: float, ratio: float, weight_decay: float) -> list[dict]:
     """Four groups: (backbone | new) x (decay | no decay). New = the temporal module, temporal
-    convolutions inserted into the backbone, and the head when it trains."""
+    convolutions inserted into the backbone, a timm tower's projection, and the head when it
+    trains (its context vectors; an online text tower trains like the visual encoder)."""
     groups = {(new, decay): [] for new in (False, True) for decay in (False, True)}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
         tower = name.startswith("head.tower.")  # an online text encoder: trained like the visual one
-        new = (name.startswith(("temporal.", "head.")) or ".tconv." in name) and not tower
+        new = (name.startswith(("temporal.", "head.", "visual.project.")) or ".tconv." in name) and not tower
         no_decay = (p.ndim < 2 or "embedding" in name or name.endswith(("pos", ".bias"))
                     or (name.startswith("head.") and not tower))
         groups[(new, not no_decay)].append(p)

@@ -251,17 +251,51 @@ def preprocess_of(model: nn.Module) -> dict:
     return dict(get_model_preprocess_cfg(inner.visual))
 
 
+class TimmVisual(nn.Module):
+    """--visual timm:NAME: a timm image model as the visual tower, frames [N, 3, H, W] -> pooled
+    features [N, F]; `project` (trainable, a new module) maps F to the text width D when a
+    text-side head needs D and F differs. Size, mean and std come from timm's data config."""
+
+    def __init__(self, spec: str, pretrained: bool, out_dim: int | None = None):
+        super().__init__()
+        import timm
+
+        name = spec.split(":", 1)[1]
+        if not timm.is_model(name):
+            raise TkvrError(f"--visual {spec}: timm has no model {name!r} (see timm.list_models())")
+        try:
+            self.trunk = timm.create_model(name, pretrained=pretrained, num_classes=0)
+        except Exception as e:  # noqa: BLE001 - hub, network and file errors all mean 'no weights'
+            raise TkvrError(f"--visual {spec}: cannot load timm's pretrained weights ({type(e).__name__}); put them "
+                            "in the Hugging Face cache, or use --no-visual-pretrained for a random init") from None
+        f = self.trunk.num_features
+        data = timm.data.resolve_data_config({}, model=self.trunk)
+        self.preprocess_cfg = {"size": data["input_size"][1], "mean": tuple(data["mean"]), "std": tuple(data["std"]),
+                               "interpolation": data["interpolation"]}
+        self.project = nn.Linear(f, out_dim) if out_dim and out_dim != f else None
+        self.output_dim = out_dim or f
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.trunk(x)  # [N, F]
+        return self.project(f) if self.project is not None else f  # [N, D]
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.trunk.set_grad_checkpointing(enable)
+
+
 def build_model(backbone: Backbone, temporal: str, head: nn.Module, frames: int,
                 temporal_layers: int = 6, t1d_blocks: list[int] | None = None,
-                t_trans_form: str = "near-tap") -> VideoModel:
-    """Wrap a backbone's visual encoder into a VideoModel. The text tower is not part of it."""
+                t_trans_form: str = "near-tap", visual: nn.Module | None = None) -> VideoModel:
+    """Wrap a backbone's visual encoder (or `visual`, a TimmVisual) into a VideoModel. The text
+    tower is not part of it."""
     from tkvr.temporal import build_temporal
 
     ctx = FrameContext()
-    visual = backbone.clip.visual
+    dim = visual.output_dim if visual is not None else backbone.dim
+    visual = visual if visual is not None else backbone.clip.visual
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(BUILD_SEED + 1)
-        module = build_temporal(temporal, visual, backbone.dim, frames, ctx,
+        module = build_temporal(temporal, visual, dim, frames, ctx,
                                 layers=temporal_layers, blocks=t1d_blocks, form=t_trans_form)
     return VideoModel(visual, module, head, ctx)
 
@@ -276,7 +310,13 @@ def build(cfg, classes: list[str], templates: list[str], weights: bool = True, e
 
     m = cfg.model
     backbone = build_backbone(m.backbone, m.pretrained if weights else "none")
-    bank = None
+    bank, visual, width = None, None, backbone.dim
+    if m.visual:  # the vision-only head reads the timm features directly; the others need D
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(BUILD_SEED + 2)
+            visual = TimmVisual(m.visual, weights and m.visual_pretrained,
+                                None if m.head == "learned" else backbone.dim)
+        width = visual.output_dim
     if embeddings is None and m.template_mode != "learn" and not m.text_online:
         if m.head == "text":
             if m.embeddings:
@@ -293,9 +333,9 @@ def build(cfg, classes: list[str], templates: list[str], weights: bool = True, e
             else:
                 embeddings = class_embeddings(backbone, classes, templates, m.text_encoder)
         elif m.head == "lda":  # a placeholder: the LDA fit replaces it from visual features
-            embeddings = head_matrix("random", len(classes), backbone.dim, cfg.optim.seed)
+            embeddings = head_matrix("random", len(classes), width, cfg.optim.seed)
         else:
-            embeddings = head_matrix(m.head, len(classes), backbone.dim, cfg.optim.seed)
+            embeddings = head_matrix(m.head, len(classes), width, cfg.optim.seed)
     if m.template_mode == "learn":  # the context starts random; a checkpoint's weights replace it
         head = PromptHead(backbone.clip, backbone.tokenizer, [prompt_name(c) for c in classes], m.prompt_length,
                           cfg.optim.seed)
@@ -306,7 +346,8 @@ def build(cfg, classes: list[str], templates: list[str], weights: bool = True, e
         if m.template_mode == "augment" and bank is None:  # a checkpoint's weights will fill it
             bank = torch.zeros(len(templates), *embeddings.shape)
         head = Head(embeddings, m.head, trainable=m.unfreeze_head, cosine_learned=cosine_learned, bank=bank)
-    model = build_model(backbone, m.temporal, head, m.frames, m.temporal_layers, m.t1d_blocks, m.t_trans_form)
+    model = build_model(backbone, m.temporal, head, m.frames, m.temporal_layers, m.t1d_blocks, m.t_trans_form,
+                        visual)
     if cfg.optim.grad_checkpointing:
         model.visual.set_grad_checkpointing(True)
     return backbone, model
