@@ -14,7 +14,7 @@ from dataclasses import MISSING
 import click
 
 from tkvr import __version__
-from tkvr.config import (CheckConfig, DemoConfig, EmbedConfig, EvalConfig, FewshotConfig, PredictConfig,
+from tkvr.config import (CheckConfig, DemoConfig, EmbedConfig, EvalConfig, FewshotConfig, PlotConfig, PredictConfig,
                          PrepareConfig, TrainConfig, ZeroshotConfig, build, leaves)
 from tkvr.errors import Fault, TkvrError, one_line
 
@@ -237,6 +237,24 @@ def zeroshot(**kw):
     from tkvr.commands import zeroshot as cmd
 
     cmd.run(parse(ZeroshotConfig, kw))
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("figure", required=False, default="")
+@click.argument("inputs", nargs=-1)
+@options(PlotConfig)
+def plot(**kw):
+    """Draw a figure of the paper from runs: correlation (Fig. 1), fractions (Fig. 3), loss (Fig. 4).
+
+    \b
+    Examples:
+      tkvr plot correlation runs/k400_learned --out corr.png      # a run's head, or an embeddings file
+      tkvr plot fractions runs/lf --out fractions.svg             # runs (or folders of runs) of two heads
+      tkvr plot loss runs/text runs/learned --out loss.png
+    """
+    from tkvr.commands import plot as cmd
+
+    cmd.run(parse(PlotConfig, kw))
 
 
 @cli.command(context_settings=CONTEXT)

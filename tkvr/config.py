@@ -516,6 +516,30 @@ class PredictConfig:
         fail_if(problems)
 
 
+@dataclass
+class PlotConfig:
+    out: str = setting(required=True, help="Image to write; the format follows the suffix: .png, .svg or .pdf.")
+    figure: str = setting(cli=False, default="")  # the command's first argument
+    inputs: list[str] = setting(cli=False, default=[])  # the runs or files after it
+
+    def validate(self) -> None:
+        from pathlib import Path
+
+        from tkvr.plots import FIGURES, SUFFIXES
+
+        problems: list[str] = []
+        if self.figure not in FIGURES:
+            problems.append(f"tkvr plot {self.figure!r}: choose correlation, fractions or loss")
+        if not self.inputs:
+            problems.append("give the runs (or, for correlation, an embeddings file) to draw from")
+        elif self.figure == "correlation" and len(self.inputs) != 1:
+            problems.append(f"tkvr plot correlation draws one head; {len(self.inputs)} inputs given")
+        if Path(self.out).suffix.lower() not in SUFFIXES:
+            problems.append(f"--out {self.out}: end the name in .png, .svg or .pdf")
+        _writable(problems, "--out", self.out)
+        fail_if(problems)
+
+
 ALL_SHOTS = 0  # K = "all": the full training split, the fully supervised row of Table 8
 
 

@@ -51,6 +51,12 @@ def atomic_write_text(text: str, path: str | os.PathLike) -> Path:
     return Path(path)
 
 
+def atomic_write_bytes(data: bytes, path: str | os.PathLike) -> Path:
+    with _atomic(path, "wb") as f:
+        f.write(data)
+    return Path(path)
+
+
 def write_json(obj, path: str | os.PathLike) -> Path:
     """A report as JSON, written whole or not at all (--json, report.json)."""
     import json

@@ -210,6 +210,8 @@ def embed(cfg, classes: list[str], backbone) -> dict:
         emb = head_matrix(cfg.head, len(classes), backbone.dim, cfg.seed)
     save_embeddings(cfg.out, emb, classes, cfg.backbone, cfg.pretrained, templates, cfg.head, cfg.text_encoder)
     if cfg.plot:
+        from tkvr.plots import plot_correlation
+
         plot_correlation(emb, classes, cfg.plot, title=f"{cfg.head} embeddings, {cfg.backbone}")
     return {"embeddings": emb, "classes": classes, "templates": templates}
 
@@ -261,27 +263,3 @@ def load_embeddings(path, classes: list[str] | None = None, dim: int | None = No
         raise TkvrError(f"{flag} {path} does not match the data: {why}; re-run tkvr embed with the "
                         "dataset's labels file")
     return data
-
-
-def plot_correlation(embeddings, classes: list[str], path, title: str = "") -> None:
-    """The inter-class correlation map W·Wᵀ (the paper's Figure 1)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise TkvrError("--plot needs matplotlib: pip install 'tkvr[plot]'") from None
-    sim = (embeddings @ embeddings.T).numpy()  # [C, C]
-    c = len(classes)
-    fig, ax = plt.subplots(figsize=(6, 5))
-    im = ax.imshow(sim, cmap="viridis", vmin=min(0.0, float(sim.min())), vmax=1.0)
-    fig.colorbar(im, ax=ax, label="cosine similarity")
-    if c <= 30:
-        ax.set_xticks(range(c), classes, rotation=90, fontsize=6)
-        ax.set_yticks(range(c), classes, fontsize=6)
-    ax.set_title(title or f"inter-class correlation ({c} classes)")
-    fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)

@@ -1,0 +1,82 @@
+"""tkvr plot: Figures 1, 3 and 4 from tiny runs; the numbers drawn are checked against the files."""
+import csv
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import assert_user_error
+
+FAST = ["--data", "toy", "--backbone", "tiny", "--frames", "2", "--batch-size", "16", "--workers", "0",
+        "--lr", "1e-4", "--warmup", "0", "--epochs", "1", "--limit-batches", "3", "--log-every", "1"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    from tkvr.cli import main
+
+    root = tmp_path_factory.mktemp("plots")
+    for head in ("text", "learned"):
+        for frac in ("0.5", "1"):
+            try:
+                main(["train", *FAST, "--head", head, "--label-fraction", frac, "--out", str(root / "lf" / f"{head}_{frac}")])
+            except SystemExit as e:
+                assert not e.code
+    return root
+
+
+def test_plot_fractions_and_loss(run_cli, runs):
+    pytest.importorskip("matplotlib")
+    code, out, err = run_cli("plot", "fractions", runs / "lf", "--out", runs / "fractions.png")
+    assert code == 0, err
+    assert out.strip().splitlines()[-1].startswith(f"wrote {runs / 'fractions.png'}")
+    assert (runs / "fractions.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from tkvr.plots import plot_fractions, plot_loss
+
+    curves = plot_fractions([str(runs / "lf")], runs / "fractions.svg")
+    assert "<svg" in (runs / "fractions.svg").read_text()[:400]
+    assert set(curves) == {"text", "learned"}
+    for head, points in curves.items():
+        assert [p[0] for p in points] == [0.5, 1.0]
+        for frac, top1, std, n in points:
+            run = runs / "lf" / f"{head}_{frac:g}"
+            assert top1 == json.loads((run / "report.json").read_text())["final"]["top1"] and n == 1 and std == 0
+    code, _, err = run_cli("plot", "loss", runs / "lf" / "text_1", runs / "lf" / "learned_1", "--out", runs / "loss.png")
+    assert code == 0, err
+    curves = plot_loss([str(runs / "lf" / "text_1"), str(runs / "lf" / "learned_1")], runs / "loss.png")
+    rows = list(csv.DictReader((runs / "lf" / "learned_1" / "steps.csv").open()))
+    assert curves["learned_1 (learned head)"] == [(int(r["step"]), float(r["loss"])) for r in rows]
+    assert len(curves["text_1 (text head)"]) == 3
+
+
+def test_plot_correlation_of_a_learned_head_and_of_an_embeddings_file(run_cli, runs, tmp_path):
+    pytest.importorskip("matplotlib")
+    from tkvr.plots import head_of, plot_correlation
+
+    run = runs / "lf" / "learned_1"
+    code, out, err = run_cli("plot", "correlation", run, "--out", runs / "corr_learned.png")
+    assert code == 0, err
+    w = torch.load(run / "checkpoints" / "last.pt", weights_only=True)["model"]["head.weight"]
+    weight, classes, title = head_of(str(run))
+    sim = plot_correlation(weight, classes, tmp_path / "c.png", title)
+    n = F.normalize(w, dim=-1)
+    torch.testing.assert_close(sim, n @ n.T)  # cosines of the trained rows: the paper's right panel
+    assert "learned head" in title and len(classes) == 60
+    code, _, err = run_cli("embed", "--classes", ",".join(classes[:8]), "--backbone", "tiny", "--out", tmp_path / "e.pt")
+    assert code == 0, err
+    code, _, err = run_cli("plot", "correlation", tmp_path / "e.pt", "--out", tmp_path / "e.svg")
+    assert code == 0, err
+    assert "<svg" in (tmp_path / "e.svg").read_text()[:400]
+
+
+@pytest.mark.parametrize("args,words", [
+    (["plot", "loss", "{tmp}/nowhere", "--out", "{tmp}/a.png"], ["nowhere", "not a finished run"]),
+    (["plot", "correlation", "{tmp}/a", "{tmp}/b", "--out", "{tmp}/a.png"], ["correlation draws one head"]),
+    (["plot", "loss", "{tmp}", "--out", "{tmp}/a.jpg"], ["--out", ".png, .svg or .pdf"]),
+    (["plot", "--out", "{tmp}/a.png"], ["choose correlation, fractions or loss"]),
+])
+def test_plot_mistakes(run_cli, tmp_path, args, words):
+    code, _, err = run_cli(*[a.format(tmp=tmp_path) for a in args])
+    assert_user_error(code, err, *words)
+    assert not (tmp_path / "a.png").exists()

@@ -1,0 +1,169 @@
+"""The paper's figures from files tkvr writes (`tkvr plot`, and `embed --plot`).
+
+  correlation  Figure 1: the inter-class correlation map W·Wᵀ of a classifier, from an
+               embeddings file or from a run's (or checkpoint's) head, a learned one included
+               (its rows normalised first, so the map shows cosines like the others).
+  fractions    Figure 3: top-1 against the label fraction, one curve per head, from runs
+               (a folder of runs counts as all the runs inside it); seeds of one point averaged.
+  loss         Figure 4: training loss against step, one curve per run, from each steps.csv.
+
+Every function writes the image (the format follows the suffix: .png, .svg, .pdf) and returns
+the numbers it drew, so they can be checked.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+from pathlib import Path
+
+from tkvr.errors import TkvrError
+
+FIGURES = ("correlation", "fractions", "loss")
+SUFFIXES = (".png", ".svg", ".pdf")
+
+
+def _pyplot():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise TkvrError("plotting needs matplotlib: pip install 'tkvr[plot]'") from None
+    return plt
+
+
+def _save(fig, plt, path) -> None:
+    import io
+
+    from tkvr.fileio import atomic_write_bytes
+
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, dpi=120, format=Path(path).suffix[1:])
+    plt.close(fig)
+    atomic_write_bytes(buf.getvalue(), Path(path))
+
+
+def plot_correlation(embeddings, classes: list[str], path, title: str = ""):
+    """The map of `embeddings` [C, D] (rows L2-normalised here) -> the [C, C] cosines drawn."""
+    import torch.nn.functional as F
+
+    plt = _pyplot()
+    w = F.normalize(embeddings.detach().float().cpu(), dim=-1)
+    sim = w @ w.T  # [C, C]
+    c = len(classes)
+    fig, ax = plt.subplots(figsize=(6, 5))
+    im = ax.imshow(sim.numpy(), cmap="viridis", vmin=min(0.0, float(sim.min())), vmax=1.0)
+    fig.colorbar(im, ax=ax, label="cosine similarity")
+    if c <= 30:
+        ax.set_xticks(range(c), classes, rotation=90, fontsize=6)
+        ax.set_yticks(range(c), classes, fontsize=6)
+    ax.set_title(title or f"inter-class correlation ({c} classes)")
+    _save(fig, plt, path)
+    return sim
+
+
+def head_of(where: str):
+    """(matrix [C, D], classes, title) of an embeddings file, a checkpoint or a run directory."""
+    import torch
+
+    from tkvr.checkpoint import read_checkpoint
+    from tkvr.fileio import safe_load
+
+    p = Path(where)
+    if p.is_file() and p.suffix == ".pt":
+        data = safe_load(p, "input")
+        if isinstance(data, dict) and "embeddings" in data and "classes" in data:
+            return data["embeddings"], list(data["classes"]), f"{data.get('head', 'text')} embeddings, {p.name}"
+    if not p.exists():
+        raise TkvrError(f"{where}: no such file or run directory")
+    ckpt = read_checkpoint(where, "--checkpoint")
+    w = ckpt["model"].get("head.weight")
+    if not isinstance(w, torch.Tensor):
+        raise TkvrError(f"{where}: the checkpoint holds no head matrix")
+    return w, list(ckpt["classes"]), f"{ckpt['config']['model']['head']} head, {p.name}"
+
+
+def _runs(inputs: list[str]) -> list[Path]:
+    """Run directories (holding report.json) named, or found one level inside a named folder."""
+    runs = []
+    for where in inputs:
+        p = Path(where)
+        if (p / "report.json").is_file():
+            runs.append(p)
+            continue
+        inside = sorted(q.parent for q in p.glob("*/report.json")) if p.is_dir() else []
+        if not inside:
+            raise TkvrError(f"{where}: not a finished run (no report.json) nor a folder of runs")
+        runs += inside
+    return runs
+
+
+def _config(run: Path) -> dict:
+    import yaml
+
+    return yaml.safe_load((run / "config.yaml").read_text()) if (run / "config.yaml").is_file() else {}
+
+
+def plot_fractions(inputs: list[str], path) -> dict:
+    """{head: [(fraction, mean top-1, std, n runs), ...]} drawn as one curve per head."""
+    points: dict[str, dict[float, list[float]]] = {}
+    for run in _runs(inputs):
+        cfg = _config(run)
+        report = json.loads((run / "report.json").read_text())
+        if not report.get("final"):
+            raise TkvrError(f"{run}: its report has no final validation; it cannot be a point of the curve")
+        head = cfg.get("model", {}).get("head", "?")
+        frac = float(cfg.get("data", {}).get("label_fraction", 1.0))
+        points.setdefault(head, {}).setdefault(frac, []).append(float(report["final"]["top1"]))
+    curves = {h: [(f, statistics.fmean(v), statistics.pstdev(v), len(v)) for f, v in sorted(pts.items())]
+              for h, pts in sorted(points.items())}
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    names = {"text": "vision-text (text head)", "learned": "vision-only (learned head)"}
+    for head, pts in curves.items():
+        ax.errorbar([p[0] * 100 for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], marker="o",
+                    capsize=3, label=names.get(head, f"{head} head"))
+    ax.set_xlabel("labelled training data (%)")
+    ax.set_ylabel("top-1 (%)")
+    ax.legend()
+    _save(fig, plt, path)
+    return curves
+
+
+def plot_loss(inputs: list[str], path) -> dict:
+    """{run label: [(step, loss), ...]} from each run's steps.csv, one curve per run."""
+    curves = {}
+    for run in _runs(inputs):
+        steps = run / "steps.csv"
+        if not steps.is_file():
+            raise TkvrError(f"{run}: no steps.csv")
+        with steps.open(newline="") as f:
+            rows = [(int(r["step"]), float(r["loss"])) for r in csv.DictReader(f) if r.get("loss")]
+        head = _config(run).get("model", {}).get("head", "?")
+        curves[f"{run.name} ({head} head)"] = rows
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for label, rows in curves.items():
+        ax.plot([r[0] for r in rows], [r[1] for r in rows], label=label)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss")
+    ax.legend(fontsize=7)
+    _save(fig, plt, path)
+    return curves
+
+
+def plot(figure: str, inputs: list[str], out: str):
+    """`tkvr plot`: draw one figure; returns what it drew."""
+    if figure == "correlation":
+        w, classes, title = head_of(inputs[0])
+        return plot_correlation(w, classes, out, title)
+    if figure == "fractions":
+        return plot_fractions(inputs, out)
+    return plot_loss(inputs, out)
