@@ -35,6 +35,8 @@ CROPS = ("rrc", "multiscale")
 TTRANS_FORMS = ("near-tap", "released")
 TEMPLATE_MODES = ("average", "augment", "learn")
 OBJECTIVES = ("recognition", "matching")
+FIGURES = ("correlation", "fractions", "loss")  # tkvr plot
+SUFFIXES = (".png", ".svg", ".pdf")
 SPLITS = ("train", "val")
 
 
@@ -524,8 +526,6 @@ class PlotConfig:
 
     def validate(self) -> None:
         from pathlib import Path
-
-        from tkvr.plots import FIGURES, SUFFIXES
 
         problems: list[str] = []
         if self.figure not in FIGURES:

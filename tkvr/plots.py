@@ -20,9 +20,6 @@ from pathlib import Path
 
 from tkvr.errors import TkvrError
 
-FIGURES = ("correlation", "fractions", "loss")
-SUFFIXES = (".png", ".svg", ".pdf")
-
 
 def _pyplot():
     try:
