@@ -200,7 +200,7 @@ def encode_text_only(spec: str, classes: list[str], templates: list[str], dim: i
 def embed(cfg, classes: list[str], backbone) -> dict:
     """The work of `tkvr embed` (cfg: EmbedConfig, checked; classes resolved; backbone built from
     cfg): class names x templates -> [C, D], saved to cfg.out (and the correlation map to
-    cfg.plot). -> {embeddings, classes, templates}."""
+    cfg.plot, drawn by the command). -> {embeddings, classes, templates}."""
     from tkvr.heads import head_matrix
 
     templates = list(cfg.templates or DEFAULT_TEMPLATES)
@@ -209,10 +209,6 @@ def embed(cfg, classes: list[str], backbone) -> dict:
     else:
         emb = head_matrix(cfg.head, len(classes), backbone.dim, cfg.seed)
     save_embeddings(cfg.out, emb, classes, cfg.backbone, cfg.pretrained, templates, cfg.head, cfg.text_encoder)
-    if cfg.plot:
-        from tkvr.plots import plot_correlation
-
-        plot_correlation(emb, classes, cfg.plot, title=f"{cfg.head} embeddings, {cfg.backbone}")
     return {"embeddings": emb, "classes": classes, "templates": templates}
 
 

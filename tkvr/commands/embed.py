@@ -18,5 +18,8 @@ def run(cfg: EmbedConfig) -> dict:
         f"{count(len(res['classes']), 'class')}, backbone {cfg.backbone}, {count(len(res['templates']), 'template')}"
         + (f", text encoder {cfg.text_encoder}" if cfg.text_encoder else ""))
     if cfg.plot:
+        from tkvr.plots import plot_correlation
+
+        plot_correlation(emb, res["classes"], cfg.plot, title=f"{cfg.head} embeddings, {cfg.backbone}")
         say(f"wrote {cfg.plot}: inter-class correlation map")
     return res
