@@ -251,9 +251,9 @@ def test_released_ttrans_and_randaugment_train_and_evaluate(run_cli, tmp_path):
     ck = read_checkpoint(str(out))
     assert ck["config"]["model"]["t_trans_form"] == "released" and ck["config"]["data"]["randaugment"] is True
     assert "temporal.pos" in ck["model"] and "temporal.proj.weight" not in ck["model"]
-    code, stdout, err = run_cli("eval", "--checkpoint", out, "--workers", "0", "--json", tmp_path / "e.json")
-    assert code == 0, err + stdout
-    assert json.loads((tmp_path / "e.json").read_text())["num_samples"] > 0
+    from tkvr.checkpoint import load_model
+
+    assert load_model(ck)[2].temporal.form == "released"  # rebuilt from the checkpoint alone
     # resuming with the other form is refused: it shapes the model
     code, stdout, err = run_cli("train", *FAST, "--out", out, "--resume", "auto", "--epochs", "2",
                                 "--temporal", "t-trans", "--temporal-layers", "1")
@@ -271,13 +271,13 @@ def test_template_augmentation_draws_templates_per_step(run_cli, tmp_path):
     tpl = ["a video of {}.", "a clip of {}.", "footage of {}."]
     flags = [a for t in tpl for a in ("--template", t)]
     runs = {}
-    for name, seed in (("a", 0), ("b", 0), ("c", 5)):
-        train(run_cli, tmp_path / name, "--epochs", "1", "--limit-batches", "6", "--log-every", "1",
+    for name, seed in (("a", 0), ("b", 0)):
+        train(run_cli, tmp_path / name, "--epochs", "1", "--limit-batches", "5", "--log-every", "1",
               "--template-mode", "augment", "--seed", seed, *flags)
         rows = list(csv.DictReader((tmp_path / name / "steps.csv").open()))
         runs[name] = [int(r["template"]) for r in rows]
         assert runs[name] == [template_for_step(seed, int(r["step"]), 3) for r in rows]
-    assert len(runs["a"]) == 6 and len(set(runs["a"])) > 1  # different templates across steps
+    assert len(runs["a"]) == 5 and len(set(runs["a"])) > 1  # different templates across steps
     assert runs["a"] == runs["b"]  # the same ones for the same seed
     assert [template_for_step(0, s, 3) for s in range(1, 21)] != [template_for_step(5, s, 3) for s in range(1, 21)]
     ckpt = read_checkpoint(str(tmp_path / "a"))
@@ -324,10 +324,12 @@ def test_learnable_prompt_trains_its_context_and_nothing_of_the_text_encoder(run
     assert sum(len(g["params"]) for g in opt["param_groups"]) == len(names)  # no tower weight in the optimiser
     torch.testing.assert_close(model.head.weight, state["head.weight"])
     torch.testing.assert_close(model.head.classifier(), state["head.weight"])
-    code, stdout, err = run_cli("eval", "--checkpoint", out, "--workers", "0", "--json", tmp_path / "e.json")
-    assert code == 0, err
-    report = json.loads((tmp_path / "e.json").read_text())
-    assert report["num_samples"] > 0 and report["params_m"] < sum(v.numel() for v in state.values()) / 1e6
+    from tkvr.evaluation import model_cost
+
+    _, params_m = model_cost(model, 2, 32)  # eval's count: the tower only made the classifier
+    tower_m = sum(v.numel() for k, v in state.items() if k.startswith("head.tower.")) / 1e6
+    visual_m = sum(p.numel() for n, p in model.named_parameters() if not n.startswith("head.")) / 1e6
+    assert tower_m > 0 and abs(params_m - (visual_m + (state["head.weight"].numel() + state["head.ctx"].numel()) / 1e6)) < 1e-6
     # new class names go behind the same learned context
     _, _, swapped = load_model(ckpt, classes=["a red circle moving left", "a blue square moving up"])
     assert swapped.head.weight.shape[0] == 2 and torch.equal(swapped.head.ctx, state["head.ctx"])
@@ -352,6 +354,4 @@ def test_timm_visual_tower_trains_with_a_text_head_and_alone(run_cli, tmp_path):
     opt = torch.load(tmp_path / "text" / "checkpoints/last.pt", weights_only=True)["optimizer"]
     lrs = sorted({g["initial_lr"] for g in opt["param_groups"]})
     assert lrs == pytest.approx([1e-4, 1e-3])  # the trunk at the backbone lr, the projection at x10
-    code, _, err = run_cli("eval", "--checkpoint", tmp_path / "text", "--workers", "0", "--json", tmp_path / "e.json")
-    assert code == 0, err
-    assert json.loads((tmp_path / "e.json").read_text())["num_samples"] == 240
+    assert text["best_top1"] >= 0 and "visual.trunk.fc.weight" not in text["model"]  # timm's classifier removed
