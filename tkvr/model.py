@@ -258,7 +258,10 @@ class TimmVisual(nn.Module):
 
     def __init__(self, spec: str, pretrained: bool, out_dim: int | None = None):
         super().__init__()
-        import timm
+        try:
+            import timm
+        except ImportError:
+            raise TkvrError(f"--visual {spec} needs timm: pip install 'tkvr[timm]'") from None
 
         name = spec.split(":", 1)[1]
         if not timm.is_model(name):
