@@ -96,6 +96,18 @@ def test_ttrans_starts_near_tap(tiny):
     assert rel < 0.01, rel
 
 
+def test_ttrans_draws_its_positions_first(tiny):
+    """A seed builds the near-tap module it always built: positions first, then the layers (the
+    released form's arrival once reordered them, and changed every seeded t-trans run)."""
+    from tkvr.temporal import TTrans
+
+    for form, std in (("near-tap", 0.2), ("released", 0.02)):
+        torch.manual_seed(7)
+        tt = TTrans(16, 4, layers=1, form=form)
+        torch.manual_seed(7)
+        torch.testing.assert_close(tt.pos.detach(), torch.randn(4, 16) * std)
+
+
 def test_ttrans_released_form(tiny):
     f = torch.randn(4, 8, tiny.dim)  # [B, T, D]
     model = build_model(tiny, "t-trans", Head(random_matrix(2, tiny.dim), "random"), 8, temporal_layers=2,

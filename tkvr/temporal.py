@@ -88,18 +88,20 @@ class TTrans(nn.Module):
         super().__init__()
         heads = heads or max(1, dim // 64)
         self.form = form
+        # positions are drawn first, then the layers: the order the near-tap form always had, so
+        # a seed builds the same module as before the released form existed
+        std = 0.02 if form == "released" else 0.2  # near-tap: large enough to tell frames apart
+        self.pos = nn.Parameter(torch.randn(frames, dim) * std)  # [T, D]
         layer = nn.TransformerEncoderLayer(dim, heads, dim * 4, dropout=0.0, activation="gelu",
                                            batch_first=True, norm_first=True)
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         if form == "released":
-            self.pos = nn.Parameter(torch.randn(frames, dim) * 0.02)  # [T, D]
             with torch.no_grad():
                 for m in self.encoder.modules():
                     if isinstance(m, nn.Linear):
                         m.weight.normal_(0, 0.02)
                         m.bias.zero_()
             return
-        self.pos = nn.Parameter(torch.randn(frames, dim) * 0.2)  # [T, D]; large enough to tell frames apart
         self.norm = nn.LayerNorm(dim)
         self.proj = nn.Linear(dim, dim)
         with torch.no_grad():  # near zero: the module starts as (almost) TAP
