@@ -55,7 +55,7 @@ def _rank(rank, path, queue):
         grad = lin.weight.grad.clone()
         dist.all_reduce(grad)  # what DDP does, before dividing by the world size
         # plain lists: tensors through a Queue share memory that dies with this process
-        out[name] = (gather_with_grad(v.detach()).tolist(), loss.item(), v.shape[0], (grad / 2).tolist())
+        out[name] = (gather_with_grad(v.detach())[0].tolist(), loss.item(), v.shape[0], (grad / 2).tolist())
     queue.put((rank, out))
     dist.destroy_process_group()
 

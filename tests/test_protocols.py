@@ -172,6 +172,10 @@ def test_minilm_text_encoder_keeps_meaning_through_the_projection(run_cli, tmp_p
     w = saved["embeddings"]
     assert w.shape == (3, 64) and (w @ w.T)[0, 1] > (w @ w.T)[0, 2]
     assert saved["text_encoder"] == spec  # Table 1's text-only row says which encoder made it
+    # --template-mode augment's bank: each template's rows as that template alone would give them
+    bank = encode_text_only(spec, classes, ["{}", "a video of {}."], 64, per_template=True)
+    assert bank.shape == (2, 3, 64)
+    torch.testing.assert_close(bank[1], encode_text_only(spec, classes, ["a video of {}."], 64))
 
 
 def test_zeroshot_with_a_text_only_encoder(run_cli, tmp_path):

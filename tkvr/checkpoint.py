@@ -25,9 +25,9 @@ HEAD_FORM = "linear"
 STATE_KEYS = {"model", "optimizer", "scheduler", "epoch", "step", "epoch_complete", "rng", "config", "classes",
               "best_top1", "format", "head_form"}
 # Settings a resumed run must share with its checkpoint: they shape the model or the data.
-MODEL_KEYS = ("backbone", "pretrained", "visual", "frames", "temporal", "temporal_layers", "t_trans_form", "t1d_blocks", "head", "template_mode", "prompt_length",
-              "objective", "text_online",
-              "unfreeze_head", "templates")
+MODEL_KEYS = ("backbone", "pretrained", "visual", "frames", "temporal", "temporal_layers", "t_trans_form",
+              "t1d_blocks", "head", "template_mode", "prompt_length", "objective", "text_online", "unfreeze_head",
+              "templates")
 DATA_KEYS = ("data", "fold", "label_fraction")
 
 

@@ -592,7 +592,7 @@ class ZeroshotConfig:
     no_train: bool = setting(False, "Only the pre-trained model (the 'w/o train' row; Table 10's K = 0): --eval "
                                     "may then be any dataset, all its classes scored, whatever --train says.")
     protocol: str = setting("full", "full: all eval classes (Text4Vis); half: mean ± std over 10 seeded random "
-                                    "halves (the protocol of later papers, not Text4Vis's).",
+                                    "halves (the protocol of other zero-shot papers, kept for comparing with them).",
                             choices=("full", "half"))
     out: str = borrow(RunConfig, "out", default="runs/zeroshot", help="Folder of the runs.")
     json: str | None = borrow(CheckConfig, "json")

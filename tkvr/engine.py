@@ -149,6 +149,7 @@ class Trainer:
         self.scheduler = cosine_schedule(self.optimizer, round(o.warmup * self.steps_per_epoch),
                                          self.steps_per_epoch * o.epochs)
         self.bad = bad_budget
+        self.head = getattr(model, "module", model).head  # the same module inside Fabric's wrapper
         self.augment = getattr(train_set, "augment", None)
         self.matching = cfg.model.objective == "matching"
         self.gather = gather_with_grad if o.batch_gather and fabric.world_size > 1 else None
@@ -265,9 +266,8 @@ class Trainer:
 
     def pick_template(self) -> None:
         """--template-mode augment: this optimiser step's template (all its micro-batches alike)."""
-        head = getattr(self.model, "module", self.model).head
-        if getattr(head, "bank", None) is not None:
-            head.pick = template_for_step(self.cfg.optim.seed, self.step + 1, head.bank.shape[0])  # step N's, 1-based
+        if self.head.bank is not None:  # step N's template, N 1-based
+            self.head.pick = template_for_step(self.cfg.optim.seed, self.step + 1, self.head.bank.shape[0])
 
     def clips(self, batch) -> torch.Tensor:
         """The batch on the device; uint8 clips with crop parameters are augmented there."""
@@ -291,11 +291,8 @@ class Trainer:
         if self.fabric.global_rank == 0:
             self.steps_log.write({"epoch": self.epoch + 1, "step": self.step, "loss": loss, "lr": lr,
                                   "clips_per_s": rate, "wall_s": time.perf_counter() - self.started,
-                                  "data_wait_s": self.data_wait, "template": self._template()})
-
-    def _template(self):
-        head = getattr(self.model, "module", self.model).head
-        return head.pick if getattr(head, "bank", None) is not None else ""
+                                  "data_wait_s": self.data_wait,
+                                  "template": self.head.pick if self.head.bank is not None else ""})
 
     def end_epoch(self, loss: float, rate: float, wall: float, result: FitResult, stop: bool) -> dict:
         """Validate (every --eval-every epochs, and at the end), keep best and last, log the row."""

@@ -151,7 +151,7 @@ def model_cost(model, frames: int, size: int, device="cpu") -> tuple[float, floa
         inner.train(was)
     # parameters at inference: a learned prompt's frozen text tower only made its classifier
     params = sum(p.numel() for n, p in inner.named_parameters() if not n.startswith("head.tower."))
-    if "weight" in inner.head._buffers:
+    if not isinstance(inner.head.weight, torch.nn.Parameter):  # a classifier kept as a buffer
         params += inner.head.weight.numel()
     return counter.get_total_flops() / 1e9, params / 1e6
 

@@ -113,23 +113,25 @@ class Head(nn.Module):
     def num_classes(self) -> int:
         return self.weight.shape[0]
 
+    def matrix(self) -> torch.Tensor:
+        """The [C, D] matrix this step scores against."""
+        if self.bank is not None and self.training:
+            return self.bank[self.pick]  # this step's template
+        # A frozen matrix was normalised once at construction; a trained one is re-normalised
+        # each step (except the learned head, which keeps its own scale).
+        return F.normalize(self.weight, dim=-1) if self.weight.requires_grad and not self.linear else self.weight
+
     def forward(self, e: torch.Tensor) -> torch.Tensor:
         if not self.linear:
             e = F.normalize(e, dim=-1)
-        # A frozen matrix was normalised once at construction; a trained one is re-normalised
-        # each step (except the learned head, which keeps its own scale).
-        w = F.normalize(self.weight, dim=-1) if self.weight.requires_grad and self.kind != "learned" else self.weight
-        if self.bank is not None and self.training:
-            w = self.bank[self.pick]  # [C, D]: this step's template
-        logits = self.scale * e @ w.to(e.dtype).T  # [B, C]
+        logits = self.scale * e @ self.matrix().to(e.dtype).T  # [B, C]
         if self.bias is not None:
             logits = logits + self.bias.to(e.dtype)
         return logits
 
     def text_for(self, y: torch.Tensor) -> torch.Tensor:
-        """[B, D]: the row of each label (the matching objective's text side)."""
-        w = self.bank[self.pick] if self.bank is not None and self.training else F.normalize(self.weight, dim=-1)
-        return w[y]
+        """[B, D]: the row of each label (the matching objective's text side; a text head)."""
+        return self.matrix()[y]
 
 
 class PromptHead(nn.Module):
@@ -145,10 +147,7 @@ class PromptHead(nn.Module):
     `weight` buffer, which checkpoints carry with the tower; new class names get the same context
     and tower (`set_classes`)."""
 
-    kind = "text"
-    linear = False
-    bank = None
-    bias = None
+    bank = None  # no per-template bank: the trainer has no template to pick
 
     def __init__(self, clip: nn.Module, tokenizer, names: list[str], length: int, seed: int = 0,
                  scale: float = LOGIT_SCALE, template: str = "{}", train_tower: bool = False):
@@ -180,8 +179,10 @@ class PromptHead(nn.Module):
         tokens = tokenizer(prompts)  # [C, L]
         full = (tokens != 0).sum(1) >= tokens.shape[1]  # filled to the end: the name was cut
         if full.any():
-            raise TkvrError(f"--prompt-length {self.length}: the prompt for {names[int(full.nonzero()[0])]!r} "
-                            f"does not fit the text encoder's {tokens.shape[1]} tokens; use a shorter --prompt-length")
+            flag = "--prompt-length" if self.length else "--template"
+            value = self.length if self.length else repr(self.template)
+            raise TkvrError(f"{flag} {value}: the prompt for {names[int(full.nonzero()[0])]!r} does not fit the "
+                            f"text encoder's {tokens.shape[1]} tokens; use a shorter {flag}")
         device = self.tower["ln_final"].weight.device
         self.register_buffer("tokens", tokens.to(device), persistent=False)
         with torch.no_grad():

@@ -309,7 +309,7 @@ def build(cfg, classes: list[str], templates: list[str], weights: bool = True, e
     temporal module. `weights=False` builds the architecture only (a checkpoint supplies the
     weights). `embeddings` [C, D] overrides the head's matrix."""
     from tkvr.heads import Head, PromptHead, head_matrix
-    from tkvr.text import class_embeddings, load_embeddings, prompt_name, template_bank
+    from tkvr.text import class_embeddings, load_embeddings, prompt_name
 
     m = cfg.model
     backbone = build_backbone(m.backbone, m.pretrained if weights else "none")
@@ -331,7 +331,7 @@ def build(cfg, classes: list[str], templates: list[str], weights: bool = True, e
                                     f"{made_by or 'CLIP'}'s text encoder; give the one that made it, or neither")
                 m.text_encoder = made_by  # recorded with the run: new class names get the same encoder
             elif m.template_mode == "augment":
-                bank = template_bank(backbone, classes, templates, m.text_encoder)  # [K, C, D]
+                bank = class_embeddings(backbone, classes, templates, m.text_encoder, per_template=True)
                 embeddings = F.normalize(bank.mean(0), dim=-1)  # the average: what eval scores with
             else:
                 embeddings = class_embeddings(backbone, classes, templates, m.text_encoder)

@@ -19,7 +19,7 @@ SCALE = 100.0
 
 
 def matching_loss(v: torch.Tensor, t: torch.Tensor, y: torch.Tensor, gather=None, scale: float = SCALE):
-    v_all, t_all, y_all = (gather(v), gather(t), gather(y)) if gather else (v, t, y)
+    v_all, t_all, y_all = gather(v, t, y) if gather else (v, t, y)
     target = (y[:, None] == y_all[None, :]).float()  # [b, N]
     target = target / target.sum(1, keepdim=True)
     to_text = scale * v @ t_all.T  # [b, N]
@@ -49,18 +49,22 @@ class _Gather(torch.autograd.Function):
         return grad.chunk(ctx.world)[ctx.rank]
 
 
-def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
-    """Every rank's x, concatenated in rank order [sum b_r, ...]. The gradient of every rank's
-    loss reaches the rank that made each row, so with DDP's averaging the update is the
-    one-process update on the concatenated batch (equal batches). Ranks may hold batches of
-    different sizes (a last, shorter batch): rows are padded to gather, then dropped."""
+def gather_with_grad(*xs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Every rank's rows of each x, concatenated in rank order [sum b_r, ...]. The gradient of
+    every rank's loss reaches the rank that made each row, so with DDP's averaging the update is
+    the one-process update on the concatenated batch (equal batches). Ranks may hold batches of
+    different sizes (a last, shorter batch): rows are padded to gather, then dropped; the sizes
+    are exchanged once for all the tensors."""
     import torch.distributed as dist
 
     world = dist.get_world_size()
-    size = torch.tensor([x.shape[0]], device=x.device)
+    size = torch.tensor([xs[0].shape[0]], device=xs[0].device)
     sizes = [torch.zeros_like(size) for _ in range(world)]
     dist.all_gather(sizes, size)
     sizes = [int(s) for s in sizes]
-    pad = torch.zeros(max(sizes) - x.shape[0], *x.shape[1:], dtype=x.dtype, device=x.device)
-    parts = _Gather.apply(torch.cat([x, pad])).chunk(world)
-    return torch.cat([p[:n] for p, n in zip(parts, sizes)])
+    out = []
+    for x in xs:
+        pad = torch.zeros(max(sizes) - x.shape[0], *x.shape[1:], dtype=x.dtype, device=x.device)
+        parts = _Gather.apply(torch.cat([x, pad])).chunk(world)
+        out.append(torch.cat([p[:n] for p, n in zip(parts, sizes)]))
+    return tuple(out)

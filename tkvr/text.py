@@ -34,7 +34,7 @@ def run_templates(model_cfg, source_templates) -> list[str]:
         templates = list(ACTION_TEMPLATES)
     else:
         templates = list(source_templates)
-    if getattr(model_cfg, "text_online", False) and len(templates) != 1:
+    if model_cfg.text_online and len(templates) != 1:
         raise TkvrError(f"--text-online trains the text encoder on one prompt per class; {len(templates)} "
                         "templates given: give one --template")
     if model_cfg.template_mode == "augment" and len(templates) < 2:
@@ -43,11 +43,6 @@ def run_templates(model_cfg, source_templates) -> list[str]:
     return templates
 
 
-def template_bank(backbone, classes: list[str], templates: list[str], text_encoder: str | None = None):
-    """[K, C, D]: one normalised classifier per template (--template-mode augment)."""
-    import torch
-
-    return torch.stack([class_embeddings(backbone, classes, [t], text_encoder) for t in templates])
 FORMAT = 1
 KEYS = ("embeddings", "classes", "backbone", "pretrained", "templates", "head", "format")
 
@@ -122,9 +117,11 @@ def resolve_classes(spec: str, flag: str = "--classes") -> list[str]:
                     f"({', '.join(BUILTIN_LISTS)}); for names write them comma-separated: \"a,b,c\"")
 
 
-def encode_classes(backbone, classes: list[str], templates: list[str], batch: int = 256):
-    """[C, D] float32: per template the normalised text embedding, averaged, normalised again.
-    Class ids are put into prompts in readable form (prompt_name)."""
+def encode_classes(backbone, classes: list[str], templates: list[str], batch: int = 256,
+                   per_template: bool = False):
+    """[C, D] float32: per template the normalised text embedding, averaged, normalised again
+    (or, `per_template`, each template's own [K, C, D]). Class ids are put into prompts in
+    readable form (prompt_name)."""
     import torch
     import torch.nn.functional as F
 
@@ -137,7 +134,8 @@ def encode_classes(backbone, classes: list[str], templates: list[str], batch: in
                 tokens = backbone.tokenizer([t.format(prompt_name(c)) for c in classes[i:i + batch]])
                 rows.append(F.normalize(clip.encode_text(tokens).float(), dim=-1))
             out.append(torch.cat(rows))  # [C, D]
-    return F.normalize(torch.stack(out).mean(0), dim=-1)  # [C, D]
+    out = torch.stack(out)  # [K, C, D]
+    return out if per_template else F.normalize(out.mean(0), dim=-1)
 
 
 # The map from a text-only encoder's width to the visual width is one fixed map for every command,
@@ -145,11 +143,13 @@ def encode_classes(backbone, classes: list[str], templates: list[str], batch: in
 PROJECTION_SEED = 0
 
 
-def class_embeddings(backbone, classes: list[str], templates: list[str], text_encoder: str | None = None):
-    """[C, D]: the class names embedded by CLIP's text tower, or by `text_encoder` (st:NAME)."""
+def class_embeddings(backbone, classes: list[str], templates: list[str], text_encoder: str | None = None,
+                     per_template: bool = False):
+    """[C, D]: the class names embedded by CLIP's text tower, or by `text_encoder` (st:NAME);
+    `per_template`: [K, C, D], one classifier per template (--template-mode augment)."""
     if text_encoder:
-        return encode_text_only(text_encoder, classes, templates, backbone.dim)
-    return encode_classes(backbone, classes, templates)
+        return encode_text_only(text_encoder, classes, templates, backbone.dim, per_template=per_template)
+    return encode_classes(backbone, classes, templates, per_template=per_template)
 
 
 def projection(d_in: int, d_out: int, seed: int = PROJECTION_SEED):
@@ -168,9 +168,11 @@ def projection(d_in: int, d_out: int, seed: int = PROJECTION_SEED):
     return (q * (d_in / d_out) ** 0.5).float()
 
 
-def encode_text_only(spec: str, classes: list[str], templates: list[str], dim: int, seed: int = PROJECTION_SEED):
+def encode_text_only(spec: str, classes: list[str], templates: list[str], dim: int, seed: int = PROJECTION_SEED,
+                     per_template: bool = False):
     """--text-encoder st:NAME_OR_PATH: a sentence-transformers model embeds the prompts; the
-    [C, d] result is mapped to the visual width D by `projection` and L2-normalised."""
+    [C, d] result (or [K, C, d], `per_template`) is mapped to the visual width D by `projection`
+    and L2-normalised."""
     import torch
     import torch.nn.functional as F
 
@@ -191,9 +193,9 @@ def encode_text_only(spec: str, classes: list[str], templates: list[str], dim: i
         emb = model.encode([t.format(prompt_name(c)) for c in classes], convert_to_tensor=True,
                            normalize_embeddings=True)
         rows.append(emb.float().cpu())  # [C, d]
-    emb = F.normalize(torch.stack(rows).mean(0), dim=-1)
-    if emb.shape[1] != dim:
-        emb = emb @ projection(emb.shape[1], dim, seed)  # [C, D]
+    emb = torch.stack(rows) if per_template else F.normalize(torch.stack(rows).mean(0), dim=-1)
+    if emb.shape[-1] != dim:
+        emb = emb @ projection(emb.shape[-1], dim, seed)  # [..., C, D]
     return F.normalize(emb, dim=-1)
 
 
