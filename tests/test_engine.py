@@ -105,6 +105,11 @@ def test_frozen_head_stays_and_unfrozen_or_learned_moves(run_cli, tmp_path):
     text = encode_classes(build_backbone("tiny"), ckpt["classes"], ckpt["config"]["model"]["templates"])
     start = torch.nn.functional.normalize(text, dim=-1)  # what the head holds at step 0
     assert torch.equal(runs["frozen"]["head.weight"], start)  # bit-identical through training
+    # the temperature starts at the model's own (tiny: open_clip's init, 1/0.07) and trains
+    own = float(build_backbone("tiny").clip.logit_scale.exp())
+    assert own == pytest.approx(1 / 0.07, rel=1e-5)
+    assert float(runs["frozen"]["head.logit_scale"].exp()) != pytest.approx(own, abs=1e-7)
+    assert "head.logit_scale" not in runs["learned"]  # a plain linear layer has none
     assert not torch.allclose(runs["unfrozen"]["head.weight"], start)
     assert "head.bias" in runs["learned"] and runs["learned"]["head.bias"].abs().sum() > 0
     # a learned-head checkpoint from before the head became a plain linear layer (no head_form)
@@ -118,13 +123,14 @@ def test_frozen_head_stays_and_unfrozen_or_learned_moves(run_cli, tmp_path):
     old = tmp_path / "old.pt"
     torch.save(ck, old)
     _, _, model = load_model(read_checkpoint(str(old)))
-    assert not model.head.linear and model.head.scale == 100.0
+    assert not model.head.linear and float(model.head.scale) == pytest.approx(100.0)
     with pytest.raises(TkvrError, match="--resume .*earlier scaled-cosine"):
         check_resumable(old, config_of(ck))
     # the frozen matrix is stored once, not as optimizer state
     opt = torch.load(tmp_path / "frozen" / "checkpoints/last.pt", weights_only=True)["optimizer"]
     n_trainable = sum(len(g["params"]) for g in opt["param_groups"])
-    assert n_trainable == len([k for k in runs["frozen"] if not k.startswith("head.")]) - _buffers(runs["frozen"])
+    trained = [k for k in runs["frozen"] if not k.startswith("head.") or k == "head.logit_scale"]
+    assert n_trainable == len(trained) - _buffers(runs["frozen"])  # the head's matrix is not among them
 
 
 def _buffers(state):
@@ -247,16 +253,16 @@ def test_released_ttrans_and_randaugment_train_and_evaluate(run_cli, tmp_path):
 
     out = tmp_path / "r"
     train(run_cli, out, "--epochs", "1", "--limit-batches", "2", "--temporal", "t-trans", "--temporal-layers", "1",
-          "--t-trans-form", "released", "--randaugment")
+          "--t-trans-form", "released", "--randaugment", "clip")
     ck = read_checkpoint(str(out))
-    assert ck["config"]["model"]["t_trans_form"] == "released" and ck["config"]["data"]["randaugment"] is True
+    assert ck["config"]["model"]["t_trans_form"] == "released" and ck["config"]["data"]["randaugment"] == "clip"
     assert "temporal.pos" in ck["model"] and "temporal.proj.weight" not in ck["model"]
     from tkvr.checkpoint import load_model
 
     assert load_model(ck)[2].temporal.form == "released"  # rebuilt from the checkpoint alone
     # resuming with the other form is refused: it shapes the model
     code, stdout, err = run_cli("train", *FAST, "--out", out, "--resume", "auto", "--epochs", "2",
-                                "--temporal", "t-trans", "--temporal-layers", "1")
+                                "--temporal", "t-trans", "--temporal-layers", "1", "--t-trans-form", "near-tap")
     assert code == 2 and "--t-trans-form" in err
 
 
@@ -290,9 +296,10 @@ def test_template_augmentation_draws_templates_per_step(run_cli, tmp_path):
     z = torch.nn.functional.normalize(torch.randn(2, bank.shape[-1]), dim=-1)
     model.head.train()
     model.head.pick = 2
-    torch.testing.assert_close(model.head(z), 100 * z @ bank[2].T)
+    s = model.head.scale.detach()  # the logit scale the run trained to
+    torch.testing.assert_close(model.head(z), s * z @ bank[2].T)
     model.head.eval()
-    torch.testing.assert_close(model.head(z), 100 * z @ model.head.weight.T)
+    torch.testing.assert_close(model.head(z), s * z @ model.head.weight.T)
     code, _, err = run_cli("train", *FAST, "--out", tmp_path / "one", "--template-mode", "augment", "--template", "{}")
     assert code == 2 and "two or more --template" in err and not (tmp_path / "one").exists()
 
@@ -329,7 +336,8 @@ def test_learnable_prompt_trains_its_context_and_nothing_of_the_text_encoder(run
     _, params_m = model_cost(model, 2, 32)  # eval's count: the tower only made the classifier
     tower_m = sum(v.numel() for k, v in state.items() if k.startswith("head.tower.")) / 1e6
     visual_m = sum(p.numel() for n, p in model.named_parameters() if not n.startswith("head.")) / 1e6
-    assert tower_m > 0 and abs(params_m - (visual_m + (state["head.weight"].numel() + state["head.ctx"].numel()) / 1e6)) < 1e-6
+    head_m = (state["head.weight"].numel() + state["head.ctx"].numel() + 1) / 1e6  # + the logit scale
+    assert tower_m > 0 and abs(params_m - (visual_m + head_m)) < 1e-6
     # new class names go behind the same learned context
     _, _, swapped = load_model(ckpt, classes=["a red circle moving left", "a blue square moving up"])
     assert swapped.head.weight.shape[0] == 2 and torch.equal(swapped.head.ctx, state["head.ctx"])

@@ -105,11 +105,30 @@ def test_real_images_as_one_frame_clips():
     assert item["video"].shape == (1, 1, 3, 32, 32) and item["bad"] == -1
 
 
+def test_randaugment_per_frame_as_released(tmp_path):
+    """--randaugment frame (the released GroupTransform): every frame draws its own ops, so one
+    clip's frames differ in what was done to them; off builds nothing."""
+    from tkvr.data.transforms import rand_augment
+
+    assert rand_augment("off") is None
+    ra = rand_augment("frame")
+    g = torch.Generator().manual_seed(0)
+    frame = torch.randint(0, 255, (3, 40, 40), dtype=torch.uint8, generator=g)
+    clip = frame.expand(8, -1, -1, -1).clone()  # [T, C, H, W]: one frame 8 times
+    torch.manual_seed(0)
+    out = ra(clip)
+    assert out.shape == clip.shape
+    assert len({o.float().mean().item() for o in out}) >= 4  # the same frame, augmented 8 ways
+    torch.manual_seed(0)
+    expect = torch.stack([ra.op(f) for f in clip])  # one draw per frame, in frame order
+    assert torch.equal(out, expect)
+
+
 def test_randaugment_draws_one_parameter_set_per_clip(tmp_path):
     from tkvr.data.transforms import rand_augment
 
-    ra = rand_augment()
-    assert (ra.num_ops, ra.magnitude) == (2, 9)
+    ra = rand_augment("clip")
+    assert (ra.op.num_ops, ra.op.magnitude) == (2, 9)
     g = torch.Generator().manual_seed(0)
     clip = torch.randint(0, 255, (5, 3, 40, 40), dtype=torch.uint8, generator=g)  # [T, C, H, W], distinct frames
     outs = []

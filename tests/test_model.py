@@ -34,7 +34,7 @@ def test_shapes_and_gradients(name, temporal):
     visual_grads = [p.grad for p in model.visual.parameters() if p.requires_grad]
     assert any(g is not None and g.abs().sum() > 0 for g in visual_grads)
     if temporal == "t-trans":
-        assert model.temporal.proj.weight.grad.abs().sum() > 0
+        assert all(p.grad.abs().sum() > 0 for p in model.temporal.encoder.parameters())
     if temporal in ("t1d", "token-t1d"):
         convs = [m for m in model.visual.modules() if m.__class__.__name__ == "TemporalConv"]
         assert convs and all(m.conv.weight.grad.abs().sum() > 0 for m in convs)
@@ -90,7 +90,7 @@ def test_tap_order_invariant_ttrans_not(tiny):
 
 def test_ttrans_starts_near_tap(tiny):
     f = torch.randn(4, 8, tiny.dim)
-    tt = build_model(tiny, "t-trans", Head(random_matrix(2, tiny.dim), "random"), 8).temporal
+    tt = build_model(tiny, "t-trans", Head(random_matrix(2, tiny.dim), "random"), 8, t_trans_form="near-tap").temporal
     out, tap = tt(f), f.mean(1)
     rel = ((out - tap).norm(dim=-1) / tap.norm(dim=-1)).max()
     assert rel < 0.01, rel
@@ -128,8 +128,38 @@ def test_temporal_convs_start_as_identity(name, temporal):
     x = clips(plain, b=2, t=3)
     head = Head(random_matrix(2, plain.dim), "random")
     ref = build_model(plain, "tap", head, 3).encode(x)
-    conv = build_model(build_backbone(name), temporal, head, 3).encode(x)
+    conv = build_model(build_backbone(name), temporal, head, 3, t1d_form="identity").encode(x)
     torch.testing.assert_close(conv, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_token_t1d_released_form_shifts_a_quarter_each_way_in_every_block():
+    """The released TokenT1D: in every block, the [class] token's first quarter of channels takes
+    the next frame's value, the second quarter the previous frame's (zero past the ends), the
+    rest is kept; applied before the attention and again before the MLP."""
+    from tkvr.temporal import TemporalConv, TokenT1DBlock
+    from tkvr.model import FrameContext
+
+    ctx = FrameContext()
+    ctx.t = 4
+    conv = TemporalConv(8, ctx, init="shift")
+    x = torch.arange(4.0)[:, None].repeat(1, 8) + 1  # [T=4, C=8]: frame t holds t+1 in every channel
+    y = conv(x)
+    assert y[:, :2].tolist() == [[2, 2], [3, 3], [4, 4], [0, 0]]  # next frame's
+    assert y[:, 2:4].tolist() == [[0, 0], [1, 1], [2, 2], [3, 3]]  # previous frame's
+    torch.testing.assert_close(y[:, 4:], x[:, 4:])  # kept
+    bb = build_backbone("tiny")
+    model = build_model(bb, "token-t1d", Head(random_matrix(2, bb.dim), "random"), 3)
+    blocks = model.visual.transformer.resblocks
+    assert all(isinstance(b, TokenT1DBlock) and b.form == "released" for b in blocks)
+    calls = []
+    for b in blocks:
+        b.tconv.register_forward_hook(lambda *a: calls.append(1))
+    model(clips(bb, b=2, t=3))
+    assert len(calls) == 2 * len(blocks)  # before the attention and before the MLP
+    # the shift changes the output at step 0; the identity form does not (tested above)
+    ref = build_model(build_backbone("tiny"), "tap", Head(random_matrix(2, bb.dim), "random"), 3)
+    x = clips(bb, b=2, t=3)
+    assert (model.encode(x) - ref.encode(x)).abs().max() > 1e-4
 
 
 def test_tiny_is_deterministic():
@@ -228,6 +258,6 @@ def test_eval_reports_gflops_and_parameters_as_counted_by_hand(run_cli, tmp_path
     assert report["gflops_per_view"] * 1e9 == pytest.approx(flops, rel=1e-9)
     params = 3 * 8 * 8 * d + d + n * d + 2 * d  # conv1, class token, positions, ln_pre
     params += blocks * (2 * d + (d * 3 * d + 3 * d) + (d * d + d) + 2 * d + (d * hidden + hidden) + (hidden * d + d))
-    params += 2 * d + d * 64 + classes * 64  # ln_post, proj, the (frozen) head
+    params += 2 * d + d * 64 + classes * 64 + 1  # ln_post, proj, the (frozen) head, its logit scale
     assert report["params_m"] * 1e6 == pytest.approx(params)
     assert "x 6" in out  # GFLOPs x views in the table

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from conftest import assert_user_error
 
 FAST = ["--backbone", "tiny", "--frames", "2", "--batch-size", "16", "--workers", "0", "--epochs", "1",
         "--limit-batches", "2", "--warmup", "0"]
-FEW = FAST + ["--shot-epochs", "1"]  # fewshot: K-shot runs train --shot-epochs (200 by default)
+FEW = FAST + ["--shot-epochs", "1"]  # fewshot: K-shot runs train --epochs (released schedule; 30 by default)
 
 
 def test_fewshot_writes_samples_table_and_json(run_cli, tmp_path):
@@ -244,16 +245,23 @@ def test_lda_sees_only_the_k_shot_sample(run_cli, tmp_path):
 
 
 def test_fewshot_defaults_are_the_papers_protocol(run_cli, tmp_path):
-    """K = 1, 3, 5 and All (Table 8); a K-shot epoch is the sample itself; --shot-epochs of them."""
+    """K = 1, 3, 5 and All (Table 8); the released schedule: the sample repeated to the split's
+    length, --epochs epochs; no RandAugment (the released few-shot configs)."""
     import csv
 
     from tkvr.config import FewshotConfig
+    from tkvr.protocols import schedule
 
     assert FewshotConfig.__dataclass_fields__["shots"].default == "1,3,5,all"
-    assert FewshotConfig.__dataclass_fields__["shot_epochs"].default == 200
+    assert FewshotConfig.__dataclass_fields__["shot_schedule"].default == "released"
+    # UCF-101 split 1 (9,537 training videos, 101 classes), 1-shot: 94 repeats of 101, 30 epochs;
+    # at 64 clips a step (the released 8 per GPU on 8 GPUs) that is 149 x 30 = 4,470 steps
+    ucf = schedule(FewshotConfig(), 1, 9537, 101)
+    assert ucf == {"epochs": 30, "repeats": 94, "clips_per_epoch": 9494} and -(-9494 // 64) * 30 == 4470
+    assert schedule(FewshotConfig(shot_schedule="paper"), 1, 9537, 101)["epochs"] == 200
     out = tmp_path / "fs"
-    code, _, err = run_cli("fewshot", "--data", "toy", *FAST, "--shot-epochs", "2", "--out", out,
-                           "--json", tmp_path / "fs.json")
+    code, _, err = run_cli("fewshot", "--data", "toy", *FAST, "--shot-schedule", "paper", "--shot-epochs", "2",
+                           "--out", out, "--json", tmp_path / "fs.json")
     assert code == 0, err
     assert list(json.loads((tmp_path / "fs.json").read_text())) == ["1", "3", "5", "all"]
     for k, n in ((1, 60), (3, 180), (5, 300)):
@@ -265,3 +273,16 @@ def test_fewshot_defaults_are_the_papers_protocol(run_cli, tmp_path):
         assert steps_per_epoch == min(2, n // 16)  # the sample itself per epoch (16 a batch, 2 at most)
     assert len((out / "all_seed0" / "train_samples.txt").read_text().splitlines()) == 480
     assert len(list(csv.DictReader((out / "all_seed0" / "metrics.csv").open()))) == 1  # --epochs
+    assert yaml.safe_load((out / "1shot_seed0" / "config.yaml").read_text())["data"]["randaugment"] == "off"
+
+
+def test_fewshot_released_schedule_repeats_the_sample_to_the_split(run_cli, tmp_path):
+    import csv
+
+    out = tmp_path / "fs"
+    code, _, err = run_cli("fewshot", "--data", "toy", *FAST, "--shots", "1", "--limit-batches", "1000",
+                           "--out", out)
+    assert code == 0, err
+    rows = list(csv.DictReader((out / "1shot_seed0" / "metrics.csv").open()))
+    # 480 training clips / 60 = 8 repeats of the 60-clip sample: 480 a epoch, 16 a batch
+    assert [r["epoch"] for r in rows] == ["1"] and int(rows[0]["step"]) == 480 // 16

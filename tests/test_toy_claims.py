@@ -83,7 +83,8 @@ def test_scrambled_class_order_falls_to_chance(tmp_path):
     tops = {}
     for name in ("right", "scrambled"):
         cfg = TrainConfig.from_flags({"backbone": "toy", "frames": 8, "embeddings": str(tmp_path / f"{name}.pt"),
-                                      "data": "toy@unseen", "workers": 0})
+                                      "data": "toy@unseen", "workers": 0,
+                                      "test_scale": 1.0})
         w = load_embeddings(tmp_path / f"{name}.pt", src.classes, bb.dim)["embeddings"]
         _, model = build(cfg, src.classes, list(src.templates), embeddings=w)
         _, val = datasets(cfg, src, dict(open_clip.get_model_preprocess_cfg(model.visual)))

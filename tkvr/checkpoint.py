@@ -26,7 +26,7 @@ STATE_KEYS = {"model", "optimizer", "scheduler", "epoch", "step", "epoch_complet
               "best_top1", "format", "head_form"}
 # Settings a resumed run must share with its checkpoint: they shape the model or the data.
 MODEL_KEYS = ("backbone", "pretrained", "visual", "frames", "temporal", "temporal_layers", "t_trans_form",
-              "t1d_blocks", "head", "template_mode", "prompt_length", "objective", "text_online", "unfreeze_head",
+              "t1d_form", "t1d_blocks", "logit_scale", "head", "template_mode", "prompt_length", "objective", "text_online", "unfreeze_head",
               "templates")
 DATA_KEYS = ("data", "fold", "label_fraction")
 
@@ -124,8 +124,13 @@ def load_model(ckpt: dict, classes: list[str] | None = None, flag: str = "--labe
         raise TkvrError(f"--checkpoint {ckpt['path']}: no head weights inside (a checkpoint of another model?)")
     backbone, model = build(cfg, ckpt["classes"], cfg.model.templates, weights=False, embeddings=weight,
                             cosine_learned=ckpt.get("head_form") != HEAD_FORM)
+    state = ckpt["model"]
+    if "head.logit_scale" not in state and getattr(model.head, "logit_scale", None) is not None:
+        # written before the scale was a parameter: the head scored at the fixed value its config
+        # now resolves to (100)
+        state = {**state, "head.logit_scale": model.head.logit_scale.detach().clone()}
     try:
-        model.load_state_dict(ckpt["model"])
+        model.load_state_dict(state)
     except RuntimeError as e:
         first = str(e).strip().splitlines()[0][:160]
         raise TkvrError(f"--checkpoint {ckpt['path']} does not fit the model its config describes ({first})") from None

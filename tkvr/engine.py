@@ -1,11 +1,13 @@
 """The one training engine every command uses: optimiser, schedule and the loop (Fabric is
 launched by tkvr.launch).
 
-Recipe defaults (the paper's official configs): AdamW, lr 5e-6 for the visual encoder and 10x for
-new modules (temporal module, inserted temporal convolutions, a learned head); betas (0.9, 0.98);
-weight decay 0.2 except norms, biases, embeddings and the class-embedding matrix; cosine schedule
-with 5 warm-up epochs, stepped per optimiser step; global batch 128 = device batch x devices x
-nodes x accumulation; 30 epochs.
+Recipe defaults (the released configs and train.py): AdamW, lr 5e-6 for the visual encoder and
+the logit scale, 10x for new modules (temporal module, inserted temporal convolutions, a learned
+head); betas (0.9, 0.98), eps 1e-8; weight decay 0.2 on every parameter (`--decay matrices`
+spares norms, biases, embeddings and the head); cosine schedule with 5 warm-up epochs, stepped
+per optimiser step (the released scheduler steps every 10 iterations); 30 epochs; global batch
+128 = device batch x devices x nodes x accumulation (the paper's; the released K400 configs use
+32 per GPU on 8 GPUs).
 
 `Trainer.fit` is a short driver over named pieces: an epoch of training (`train_epoch`), an
 optimiser step (`optimizer_step`), validation and checkpoints at the end of an epoch
@@ -38,18 +40,21 @@ from tkvr.progress import TrainProgress, say
 
 
 # ---------------------------------------------------------------- optimiser and schedule
-def param_groups(model, lr: float, ratio: float, weight_decay: float) -> list[dict]:
-    """Four groups: (backbone | new) x (decay | no decay). New = the temporal module, temporal
-    convolutions inserted into the backbone, a timm tower's projection, and the head when it
-    trains (its context vectors; an online text tower trains like the visual encoder)."""
+def param_groups(model, lr: float, ratio: float, weight_decay: float, decay: str = "all") -> list[dict]:
+    """Up to four groups: (backbone | new) x (decay | no decay). New = the temporal module,
+    temporal convolutions inserted into the backbone, a timm tower's projection, and the head
+    when it trains (its context vectors). The logit scale and an online text tower train like
+    the visual encoder (the released code puts the logit scale in the CLIP group).
+    decay: all (the released code: AdamW's decay on every parameter) or matrices (not on norms,
+    biases, embeddings, positions, the head)."""
     groups = {(new, decay): [] for new in (False, True) for decay in (False, True)}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        tower = name.startswith("head.tower.")  # an online text encoder: trained like the visual one
-        new = (name.startswith(("temporal.", "head.", "visual.project.")) or ".tconv." in name) and not tower
-        no_decay = (p.ndim < 2 or "embedding" in name or name.endswith(("pos", ".bias"))
-                    or (name.startswith("head.") and not tower))
+        clip_like = name.startswith("head.tower.") or name == "head.logit_scale"
+        new = (name.startswith(("temporal.", "head.", "visual.project.")) or ".tconv." in name) and not clip_like
+        no_decay = decay == "matrices" and (p.ndim < 2 or "embedding" in name or name.endswith(("pos", ".bias"))
+                                            or (name.startswith("head.") and not clip_like))
         groups[(new, not no_decay)].append(p)
     out = []
     for (new, decay), params in groups.items():
@@ -141,7 +146,7 @@ class Trainer:
                                                               move_to_device=False)
         self.steps_per_epoch = max(1, self._batches() // self.accum)
         fused = o.fused if o.fused is not None else fabric.device.type == "cuda"
-        optimizer = torch.optim.AdamW(param_groups(model, o.lr, o.new_lr_ratio, o.weight_decay),
+        optimizer = torch.optim.AdamW(param_groups(model, o.lr, o.new_lr_ratio, o.weight_decay, o.decay),
                                       betas=o.betas, eps=1e-8, fused=fused)
         if cfg.run.compile:
             model.visual = torch.compile(model.visual)
@@ -184,7 +189,7 @@ class Trainer:
         say(f"resumed from {path}: epoch {self.epoch}, step {self.step}")
 
     def validate(self, limit=None) -> dict:
-        return evaluate(self.fabric, self.model, self.val_dl, len(self.classes), limit)
+        return evaluate(self.fabric, self.model, self.val_dl, len(self.classes), limit, self.cfg.data.view_average)
 
     def save(self, name: str) -> None:
         save_checkpoint(self.fabric, self.out / "checkpoints" / f"{name}.pt", self.state())
@@ -241,7 +246,7 @@ class Trainer:
             with fabric.no_backward_sync(self.model, enabled=not boundary):
                 if self.matching:
                     v, t = self.model(x, y)  # [B, D] each
-                    loss = matching_loss(v.float(), t.float(), y, self.gather)
+                    loss = matching_loss(v.float(), t.float(), y, self.gather, self.head.scale)
                 else:
                     loss = F.cross_entropy(self.model(x).float(), y)  # logits [B, C]
                 fabric.backward(loss / self.accum)

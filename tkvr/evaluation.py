@@ -54,17 +54,33 @@ def _per_sample(fabric, model, dl: DataLoader, out, width: int, limit: int | Non
     return _gather_rows(fabric, local)
 
 
-def predict_scores(fabric, model, dl: DataLoader, limit: int | None = None) -> dict:
-    """Softmax scores averaged over the views of every sample, each sample once across ranks.
+def predict_scores(fabric, model, dl: DataLoader, limit: int | None = None, average: str = "features") -> dict:
+    """Softmax scores of every sample over its views, each sample once across ranks.
+    average features: the views' video embeddings are averaged, then scored (the released
+    test.py); scores: each view is scored and the softmax scores are averaged.
     Returns index [N], label [N], bad [N] (>= 0: unreadable), scores [N, C], in sample order."""
     inner = getattr(model, "module", model)
-    allr = _per_sample(fabric, model, dl, lambda x: model(x).float().softmax(-1), inner.head.num_classes, limit)
-    return {"index": allr[:, 0].long(), "label": allr[:, 1].long(), "bad": allr[:, 2].long(),
-            "scores": allr[:, 3:].float()}
+    if average == "scores":
+        allr = _per_sample(fabric, model, dl, lambda x: model(x).float().softmax(-1), inner.head.num_classes, limit)
+        scores = allr[:, 3:].float()
+    else:
+        def embed(x):  # the module itself, under the precision the Fabric wrapper would apply
+            with fabric.autocast():
+                return inner.embed(x)
+
+        allr = _per_sample(fabric, model, dl, embed, inner.head.weight.shape[1], limit)  # [N, 3 + D]
+        e = allr[:, 3:].float().to(fabric.device)  # [N, D]: each sample's mean embedding over its views
+        model.eval()
+        with torch.no_grad():
+            scores = [inner.head(c).float().softmax(-1).cpu() for c in e.split(4096)]
+        model.train()  # as _per_sample leaves it
+        scores = torch.cat(scores) if scores else torch.zeros(0, inner.head.num_classes)
+    return {"index": allr[:, 0].long(), "label": allr[:, 1].long(), "bad": allr[:, 2].long(), "scores": scores}
 
 
-def evaluate(fabric, model, dl: DataLoader, num_classes: int, limit: int | None = None) -> dict:
-    return metrics(predict_scores(fabric, model, dl, limit), num_classes)
+def evaluate(fabric, model, dl: DataLoader, num_classes: int, limit: int | None = None,
+             average: str = "features") -> dict:
+    return metrics(predict_scores(fabric, model, dl, limit, average), num_classes)
 
 
 def metrics(pred: dict, num_classes: int, keep: list[int] | None = None) -> dict:
@@ -156,6 +172,82 @@ def model_cost(model, frames: int, size: int, device="cpu") -> tuple[float, floa
     return counter.get_total_flops() / 1e9, params / 1e6
 
 
+def paper_cost(visual, frames: int) -> tuple[float, float] | None:
+    """(GFLOPs of one view, parameters in millions) in the convention of the paper's Tables 7 and
+    12, or None for a visual encoder that is not a CLIP ViT. The paper's figures are reproduced
+    by counting multiply-accumulates of the patch embedding and of the MLP linears of every block
+    only (attention, norms, the temporal module and the head left out), and the parameters of
+    the same layers: ViT-B/16 @224 -> 11.3 G, 57.3 M; ViT-L/14 @224 -> 51.9 G, 202.1 M; @336 ->
+    116.5 G. Counted from the layers' shapes; the token count is the model's own (its position
+    table), so a view is `frames` images at the model's input size."""
+    from torch import nn
+
+    patch = getattr(visual, "conv1", None)
+    pos = getattr(visual, "positional_embedding", None)
+    if not isinstance(patch, nn.Conv2d) or not hasattr(visual, "transformer") or pos is None:
+        return None
+    tokens = pos.shape[0]  # patches (+ the class token)
+    patches = tokens - (1 if getattr(visual, "class_embedding", None) is not None else 0)
+    mlp = [m for n, m in visual.transformer.named_modules() if isinstance(m, nn.Linear) and ".mlp." in f".{n}."]
+    kh, kw = patch.kernel_size
+    macs = patches * patch.in_channels * kh * kw * patch.out_channels  # the patch embedding
+    macs += tokens * sum(m.in_features * m.out_features for m in mlp)
+    params = sum(p.numel() for m in [patch, *mlp] for p in m.parameters())
+    return frames * macs / 1e9, params / 1e6
+
+
+def costs(model, frames: int, size: int, device="cpu") -> dict:
+    """Both conventions of a model's cost: tkvr's full count (`gflops_per_view`, `params_m`)
+    and the paper's (`gflops_per_frame_paper`, `gflops_per_view_paper` = frames x that,
+    `params_m_paper`; None where it does not apply). The paper quotes ViT-B/16 as 11.3 GFLOPs:
+    one frame; its 32-frame ViT-L/14 row is 32 x 51.9 = 1662 GFLOPs a view."""
+    gflops, params = model_cost(model, frames, size, device)
+    inner = getattr(model, "module", model)
+    paper = paper_cost(inner.visual, frames)
+    return {"gflops_per_view": gflops, "params_m": params,
+            "gflops_per_frame_paper": round(paper[0] / frames, 1) if paper else None,
+            "gflops_per_view_paper": round(paper[0], 1) if paper else None,
+            "params_m_paper": round(paper[1], 1) if paper else None}
+
+
+def resolved_auto(cfg) -> dict:
+    """What the automatic settings become on this machine (shown by --dry-run; the run itself
+    records the precision once Fabric is launched)."""
+    from tkvr.data.loader import augment_on, workers_for
+    from tkvr.launch import resolve_precision
+
+    cuda = torch.cuda.is_available()
+    world = cfg.device.world
+    return {"precision": resolve_precision(cfg.device.precision, cfg.device.accelerator, cuda,
+                                           cuda and torch.cuda.is_bf16_supported()),
+            "workers": workers_for(cfg.data.workers, cfg.device.devices), "augment": augment_on(cfg),
+            "device_batch": cfg.optim.device_batch or cfg.optim.batch_size // world,
+            "accumulation": cfg.optim.accumulation(world)}
+
+
+def cost_of(cfg, num_classes: int) -> dict:
+    """Both conventions of the cost of one view of the model a config describes (tkvr's full
+    count and the paper's), counted on an architecture without weights or storage."""
+    from tkvr.heads import Head
+    from tkvr.model import TimmVisual, build_backbone, build_model
+
+    m = cfg.model
+    backbone = build_backbone(m.backbone, m.pretrained, meta=True)
+    with torch.device("meta"):
+        visual = (TimmVisual(m.visual, False, None if m.head == "learned" else backbone.dim)
+                  if m.visual else None)
+        width = visual.output_dim if visual is not None else backbone.dim
+        # a placeholder of the head's shape: a learned prompt or an online tower also scores
+        # against a [C, D] matrix at inference
+        head = Head(torch.zeros(num_classes, width), "learned" if m.head == "learned" else "text")
+        model = build_model(backbone, m.temporal, head, m.frames, m.temporal_layers, m.t1d_blocks, m.t_trans_form,
+                            visual, m.t1d_form)
+    size = (visual.preprocess_cfg if visual is not None else backbone.preprocess)["size"]
+    size = int(size[0] if isinstance(size, (tuple, list)) else size)
+    cost = costs(model, m.frames, size, "meta")
+    return {k: round(v, 3) if k in ("gflops_per_view", "params_m") else v for k, v in cost.items()}
+
+
 def evaluate_checkpoint(cfg, fabric=None) -> dict:
     """Score a checkpoint on a split (cfg: EvalConfig): the report `tkvr eval` shows and writes.
     Data, root and fold default to the checkpoint's; other classes than the checkpoint's need
@@ -181,20 +273,40 @@ def evaluate_checkpoint(cfg, fabric=None) -> dict:
                             f"{len(ckpt['classes'])}; pass --labels data to embed the data's class names with "
                             "the checkpoint's text encoder (zero-shot)")
         classes = src.classes
+    if cfg.dry_run:
+        return eval_plan(cfg, ckpt, src, fold)
     tcfg, _, model = load_model(ckpt, classes)
     decoder = pick_decoder(s.decoder)
     fabric = fabric or make_fabric(cfg.device)
     model = fabric.setup_module(model)
+    # unset: as the checkpoint's run validated (runs before these settings: their old behaviour)
+    test_scale = cfg.test_scale if cfg.test_scale is not None else tcfg.data.test_scale
+    average = cfg.view_average or tcfg.data.view_average
     ds = eval_set(src.split(cfg.split), src, tcfg.model.frames, preprocess_of(model), cfg.views, decoder,
-                  s.decode_device)
-    m = evaluate(fabric, model, eval_loader(fabric, ds, cfg.batch_size, s.workers), len(src.classes))
-    gflops, params = model_cost(model, tcfg.model.frames, input_size(preprocess_of(model)), fabric.device)
+                  s.decode_device, test_scale)
+    m = evaluate(fabric, model, eval_loader(fabric, ds, cfg.batch_size, s.workers), len(src.classes), None, average)
+    cost = costs(model, tcfg.model.frames, input_size(preprocess_of(model)), fabric.device)
     return {"top1": m["top1"], "top5": m["top5"], "mean_class_accuracy": m["mean_class_accuracy"],
-            "num_samples": m["num_samples"], "views": cfg.views, "gflops_per_view": gflops, "params_m": params,
-            "split": cfg.split, "data": src.name,
+            "num_samples": m["num_samples"], "views": cfg.views, **cost, "test_scale": test_scale,
+            "view_average": average, "split": cfg.split, "data": src.name,
             "fold": fold, "checkpoint": ckpt["path"], "precision": cfg.device.precision,
             "per_class": {src.classes[c]: acc for c, acc in m["per_class"].items()},
             "unreadable": [ds.samples[i].path for i in m["unreadable"]]}
+
+
+def eval_plan(cfg, ckpt: dict, src, fold: int) -> dict:
+    """eval --dry-run: the checkpoint's settings, what this evaluation would use, and the cost."""
+    from tkvr.checkpoint import config_of
+
+    tcfg = config_of(ckpt)
+    return {**tcfg.to_dict(), "auto": resolved_auto(tcfg),
+            "eval": {"checkpoint": ckpt["path"], "data": src.name, "split": cfg.split, "fold": fold,
+                     "samples": len(src.split(cfg.split)), "views": cfg.views,
+                     "test_scale": cfg.test_scale if cfg.test_scale is not None else tcfg.data.test_scale,
+                     "view_average": cfg.view_average or tcfg.data.view_average,
+                     "logit_scale": float(ckpt["model"]["head.logit_scale"].exp())
+                     if "head.logit_scale" in ckpt["model"] else None},
+            "cost": cost_of(tcfg, len(src.classes))}
 
 
 def predictions(where: str, workers: int = 0, batch: int = 32):

@@ -10,12 +10,16 @@
               b = 0. Its first loss is ln C, as a randomly initialised classifier's should be.
 
 The other heads compare directions: e is L2-normalised, the rows are L2-normalised, and the
-cosines are multiplied by CLIP's fixed logit scale, 100. `--unfreeze-head` makes text / random /
-orthogonal / lda trainable (rows stay normalised in the forward pass).
+cosines are multiplied by a logit scale: the pre-trained model's own (`logit_scale.exp()`, 100
+for OpenAI CLIP), kept as its log in `logit_scale` and trained with the visual encoder under
+`--logit-scale learn` (the released code's VideoCLIP), fixed otherwise. It travels with the
+checkpoint, so eval and predict score with the value the run trained to. `--unfreeze-head` makes
+text / random / orthogonal / lda trainable (rows stay normalised in the forward pass).
 """
 
 from __future__ import annotations
 
+import math
 import random
 
 import torch
@@ -25,7 +29,12 @@ from torch import nn
 from tkvr.config import HEADS
 from tkvr.errors import TkvrError
 
-LOGIT_SCALE = 100.0
+LOGIT_SCALE = 100.0  # OpenAI CLIP's trained value; the default where a model brings none
+
+
+def log_scale(scale: float, learn: bool = False) -> nn.Parameter:
+    """The logit scale as a parameter holding its log (CLIP's parametrisation: it stays positive)."""
+    return nn.Parameter(torch.tensor(math.log(scale)), requires_grad=learn)
 
 
 def random_matrix(c: int, d: int, seed: int = 0) -> torch.Tensor:
@@ -90,13 +99,15 @@ class Head(nn.Module):
     `weight`, their average."""
 
     def __init__(self, weight: torch.Tensor, kind: str, trainable: bool = False,
-                 scale: float = LOGIT_SCALE, cosine_learned: bool = False, bank: torch.Tensor | None = None):
+                 scale: float = LOGIT_SCALE, cosine_learned: bool = False, bank: torch.Tensor | None = None,
+                 learn_scale: bool = False):
         super().__init__()
         if kind not in HEADS:
             raise TkvrError(f"--head {kind!r} is not known: choose one of {', '.join(HEADS)}")
         self.kind = kind
         self.linear = kind == "learned" and not cosine_learned
-        self.scale = 1.0 if self.linear else scale
+        # the learned head is a plain linear layer: no temperature
+        self.logit_scale = None if self.linear else log_scale(scale, learn_scale)
         trainable = trainable or kind == "learned"
         w = weight.detach().float().clone()
         if kind != "learned":
@@ -113,6 +124,10 @@ class Head(nn.Module):
     def num_classes(self) -> int:
         return self.weight.shape[0]
 
+    @property
+    def scale(self) -> torch.Tensor | float:
+        return 1.0 if self.logit_scale is None else self.logit_scale.exp()
+
     def matrix(self) -> torch.Tensor:
         """The [C, D] matrix this step scores against."""
         if self.bank is not None and self.training:
@@ -124,7 +139,9 @@ class Head(nn.Module):
     def forward(self, e: torch.Tensor) -> torch.Tensor:
         if not self.linear:
             e = F.normalize(e, dim=-1)
-        logits = self.scale * e @ self.matrix().to(e.dtype).T  # [B, C]
+        logits = e @ self.matrix().to(e.dtype).T  # [B, C]
+        if self.logit_scale is not None:
+            logits = self.logit_scale.exp().to(e.dtype) * logits
         if self.bias is not None:
             logits = logits + self.bias.to(e.dtype)
         return logits
@@ -150,7 +167,8 @@ class PromptHead(nn.Module):
     bank = None  # no per-template bank: the trainer has no template to pick
 
     def __init__(self, clip: nn.Module, tokenizer, names: list[str], length: int, seed: int = 0,
-                 scale: float = LOGIT_SCALE, template: str = "{}", train_tower: bool = False):
+                 scale: float = LOGIT_SCALE, template: str = "{}", train_tower: bool = False,
+                 learn_scale: bool = False):
         super().__init__()
         self.tower = nn.ModuleDict({"token_embedding": clip.token_embedding, "transformer": clip.transformer,
                                     "ln_final": clip.ln_final})
@@ -163,7 +181,8 @@ class PromptHead(nn.Module):
         self.tower.requires_grad_(train_tower)
         self.register_buffer("attn_mask", clip.attn_mask, persistent=False)
         self.pool_type, self.eos_id = clip.text_pool_type, getattr(clip, "text_eos_id", None)
-        self.scale, self.length, self.template = scale, length, template
+        self.logit_scale = log_scale(scale, learn_scale)
+        self.length, self.template = length, template
         width = clip.token_embedding.weight.shape[1]
         g = torch.Generator().manual_seed(seed)
         # [M, W], CoOp's init
@@ -229,7 +248,11 @@ class PromptHead(nn.Module):
 
     def forward(self, e: torch.Tensor) -> torch.Tensor:
         w = self.classifier() if self.training else self.weight  # [C, D]
-        return self.scale * F.normalize(e, dim=-1) @ w.to(e.dtype).T  # [B, C]
+        return self.scale.to(e.dtype) * F.normalize(e, dim=-1) @ w.to(e.dtype).T  # [B, C]
+
+    @property
+    def scale(self) -> torch.Tensor:
+        return self.logit_scale.exp()
 
 
 def template_for_step(seed: int, step: int, k: int) -> int:

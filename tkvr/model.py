@@ -162,9 +162,21 @@ def _fetch(oc, name: str, tag: str):
     return bool(cfg.get("quick_gelu", False))
 
 
-def build_backbone(backbone: str, pretrained: str | None = None) -> Backbone:
-    """Build the open_clip model for `--backbone` / `--pretrained`."""
+def build_backbone(backbone: str, pretrained: str | None = None, meta: bool = False) -> Backbone:
+    """Build the open_clip model for `--backbone` / `--pretrained`. meta: the architecture only,
+    its tensors without storage (shapes for counting its cost; instant even for ViT-L)."""
     oc = _open_clip()
+    if meta:
+        name, _, quick = _resolve(backbone, "none")
+        logger = logging.getLogger()
+        level = logger.level
+        logger.setLevel(logging.ERROR)  # open_clip warns 'initialized randomly'
+        try:
+            with torch.device("meta"):
+                model = oc.create_model(name, device="meta", force_quick_gelu=quick)
+        finally:
+            logger.setLevel(level)
+        return Backbone(model, None, backbone, pretrained, dict(oc.get_model_preprocess_cfg(model)))
     name, weights, quick = _resolve(backbone, pretrained)
     path_given = weights is not None and (os.path.sep in weights or Path(weights).suffix != "")
     if weights is not None and not Path(weights).is_file():
@@ -288,7 +300,8 @@ class TimmVisual(nn.Module):
 
 def build_model(backbone: Backbone, temporal: str, head: nn.Module, frames: int,
                 temporal_layers: int = 6, t1d_blocks: list[int] | None = None,
-                t_trans_form: str = "near-tap", visual: nn.Module | None = None) -> VideoModel:
+                t_trans_form: str = "released", visual: nn.Module | None = None,
+                t1d_form: str = "released") -> VideoModel:
     """Wrap a backbone's visual encoder (or `visual`, a TimmVisual) into a VideoModel. The text
     tower is not part of it."""
     from tkvr.temporal import build_temporal
@@ -299,7 +312,8 @@ def build_model(backbone: Backbone, temporal: str, head: nn.Module, frames: int,
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(BUILD_SEED + 1)
         module = build_temporal(temporal, visual, dim, frames, ctx,
-                                layers=temporal_layers, blocks=t1d_blocks, form=t_trans_form)
+                                layers=temporal_layers, blocks=t1d_blocks, form=t_trans_form,
+                                t1d_form=t1d_form)
     return VideoModel(visual, module, head, ctx)
 
 
@@ -339,21 +353,36 @@ def build(cfg, classes: list[str], templates: list[str], weights: bool = True, e
             embeddings = head_matrix("random", len(classes), width, cfg.optim.seed)
         else:
             embeddings = head_matrix(m.head, len(classes), width, cfg.optim.seed)
+    scale, learn = logit_scale(backbone, m.logit_scale)
     if m.template_mode == "learn":  # the context starts random; a checkpoint's weights replace it
         head = PromptHead(backbone.clip, backbone.tokenizer, [prompt_name(c) for c in classes], m.prompt_length,
-                          cfg.optim.seed)
+                          cfg.optim.seed, scale=scale, learn_scale=learn)
     elif m.text_online:  # the matching paradigm's online text encoder: the tower trains with the model
         head = PromptHead(backbone.clip, backbone.tokenizer, [prompt_name(c) for c in classes], 0,
-                          template=templates[0], train_tower=True)
+                          template=templates[0], train_tower=True, scale=scale, learn_scale=learn)
     else:
         if m.template_mode == "augment" and bank is None:  # a checkpoint's weights will fill it
             bank = torch.zeros(len(templates), *embeddings.shape)
-        head = Head(embeddings, m.head, trainable=m.unfreeze_head, cosine_learned=cosine_learned, bank=bank)
+        head = Head(embeddings, m.head, trainable=m.unfreeze_head, cosine_learned=cosine_learned, bank=bank,
+                    scale=100.0 if cosine_learned else scale, learn_scale=learn and not cosine_learned)
     model = build_model(backbone, m.temporal, head, m.frames, m.temporal_layers, m.t1d_blocks, m.t_trans_form,
-                        visual)
+                        visual, m.t1d_form)
     if cfg.optim.grad_checkpointing:
         model.visual.set_grad_checkpointing(True)
     return backbone, model
+
+
+def logit_scale(backbone: Backbone, setting: str) -> tuple[float, bool]:
+    """(start value, trained?) of the cosine heads' temperature for --logit-scale: learn and fixed
+    start from the model's own `logit_scale.exp()` (100 for OpenAI CLIP, about 27.7 for the toy
+    CLIP), a number is used as given."""
+    from tkvr.heads import LOGIT_SCALE
+
+    if setting not in ("learn", "fixed"):
+        return float(setting), False
+    own = getattr(backbone.clip, "logit_scale", None)
+    value = float(own.detach().float().exp()) if isinstance(own, torch.Tensor) else LOGIT_SCALE
+    return value, setting == "learn"
 
 
 def swap_classes(model: nn.Module, text: Backbone, classes: list[str], templates: list[str],
@@ -361,7 +390,7 @@ def swap_classes(model: nn.Module, text: Backbone, classes: list[str], templates
     """The paper's zero-shot swap: `model` gets a new frozen text head whose rows are the class
     names embedded by `text`'s text encoder (or by the text-only `text_encoder` the run used).
     Works on a Fabric-wrapped model; the head goes to the device of the one it replaces."""
-    from tkvr.heads import Head, PromptHead
+    from tkvr.heads import LOGIT_SCALE, Head, PromptHead
     from tkvr.text import class_embeddings, prompt_name
 
     inner = getattr(model, "module", model)
@@ -369,5 +398,7 @@ def swap_classes(model: nn.Module, text: Backbone, classes: list[str], templates
         inner.head.set_classes([prompt_name(c) for c in classes], text.tokenizer)
         return model
     device = inner.head.weight.device
-    inner.head = Head(class_embeddings(text, classes, templates, text_encoder), "text").to(device)
+    # the scale the run trained to goes with the new names (the learned head has none: 100, CLIP's)
+    scale = float(inner.head.scale.detach()) if inner.head.logit_scale is not None else LOGIT_SCALE
+    inner.head = Head(class_embeddings(text, classes, templates, text_encoder), "text", scale=scale).to(device)
     return model

@@ -34,6 +34,15 @@ def say(msg: str) -> None:
         print(msg, file=sys.stdout, flush=True)
 
 
+def show_plan(resolved: dict) -> dict:
+    """Print a --dry-run's resolved settings as YAML (stdout, rank 0); returns them."""
+    import yaml
+
+    if is_rank_zero():
+        print(yaml.safe_dump(resolved, sort_keys=False), end="", flush=True)
+    return resolved
+
+
 def publish(result, show, json_path: str | None, payload=None):
     """Rank 0 shows a command's result and writes it (or `payload`) to --json, whole or not at
     all. Returns the result."""

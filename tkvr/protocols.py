@@ -2,7 +2,11 @@
 
 few-shot (Table 8): K videos per class for ALL classes, seeded, identical on every rank, the
 sample saved in each run directory (sample.json) before it trains; one run per K and seed,
-repeated to a normal epoch length, evaluated on the full validation split.
+evaluated on the full validation split. Schedule (--shot-schedule): released (the released
+few-shot configs and train.py: the sample repeated floor(split / sample) times to about the
+length of the full training split, --epochs epochs; the released code draws an unseeded sample on
+every GPU, tkvr one seeded sample for all ranks) or paper (the paper's text: --shot-epochs passes
+over the sample itself).
 
 zero-shot (Table 9): the pre-trained model ("w/o train") and the model trained on the seen
 classes ("w/ train"), both scored on the unseen classes' validation videos with the unseen
@@ -64,6 +68,7 @@ def fewshot(cfg: FewshotConfig) -> dict[str, dict]:
     base = cfg.train
     shots = parse_shots(cfg.shots)
     src = resolve(base.data.data, base.data.data_root, base.data.fold_or())
+    base.data.randaugment = base.data.randaugment_for(k_shot=True)
     train = src.split("train")
     labels = [s.label for s in train]
     fixed = read_sample(cfg.sample, train, src.classes) if cfg.sample else None
@@ -71,6 +76,14 @@ def fewshot(cfg: FewshotConfig) -> dict[str, dict]:
         if k != ALL_SHOTS:
             k_shot(labels, k, base.optim.seed, src.classes)
     root = Path(cfg.out)
+    if base.run.dry_run:
+        from tkvr.training import plan
+
+        sub = copy.deepcopy(base)
+        sub.run.out = str(root / "dry_run")
+        return {**plan(sub, src, k_shot=True), "fewshot": {
+            "shots": [label(k) for k in shots], "shot_schedule": cfg.shot_schedule, "repeats": cfg.repeats,
+            "runs": {label(k): schedule(cfg, k, len(train), k * len(src.classes)) for k in shots}}}
     fabric = None  # launched by the first run, once it has checked its model and data
     results: dict[int, dict] = {}
     for k in shots:
@@ -82,7 +95,9 @@ def fewshot(cfg: FewshotConfig) -> dict[str, dict]:
                 ids, name = list(range(len(train))), f"all_seed{seed}"
             else:
                 ids = fixed if fixed is not None else k_shot(labels, k, seed, src.classes)
-                name, sub.optim.epochs = f"{k}shot_seed{seed}", cfg.shot_epochs
+                name = f"{k}shot_seed{seed}"
+            plan_k = schedule(cfg, k, len(train), len(ids))
+            sub.optim.epochs = plan_k["epochs"]
             sub.run.out, sub.optim.seed = str(root / name), seed
             sample = {"dataset": src.name, "shots": k, "seed": seed,
                       "samples": [[train[i].path, src.classes[train[i].label]] for i in ids]}
@@ -91,8 +106,7 @@ def fewshot(cfg: FewshotConfig) -> dict[str, dict]:
                 if f.global_rank == 0:
                     atomic_write_text(json.dumps(sample, indent=1), out / "sample.json")
 
-            size = cfg.epoch_size or len(ids)  # an epoch is the sample itself unless --epoch-size says more
-            repeated = ids * max(1, math.ceil(size / len(ids)))
+            repeated = ids * plan_k["repeats"]
             say(f"{label(k)}-shot, seed {seed}: {count(len(ids), 'video')}, {len(repeated)} per epoch, "
                 f"{count(sub.optim.epochs, 'epoch')} -> {sub.run.out}")
             res = train_run(sub, src=src, train_ids=repeated, fabric=fabric, on_ready=save_sample)
@@ -106,6 +120,28 @@ def fewshot(cfg: FewshotConfig) -> dict[str, dict]:
             for k, v in results.items()), root / "fewshot.csv")
         atomic_write_text(json.dumps(results, indent=1), root / "fewshot.json")
     return results
+
+
+def schedule(cfg: FewshotConfig, k: int, split: int, sample: int) -> dict:
+    """How one K-shot run of the sweep trains: {epochs, repeats (of the sample per epoch),
+    clips_per_epoch}. released: the sample repeated floor(split / sample) times (the released
+    train.py), --epochs epochs; paper: the sample once, --shot-epochs epochs. 'all' is the whole
+    split for --epochs. --epoch-size sets the clips per epoch of a K-shot run in both.
+
+    >>> from tkvr.config import FewshotConfig
+    >>> schedule(FewshotConfig(), 1, 9537, 101)   # UCF-101 split 1, 1-shot, released
+    {'epochs': 30, 'repeats': 94, 'clips_per_epoch': 9494}
+    >>> schedule(FewshotConfig(shot_schedule="paper"), 1, 9537, 101)
+    {'epochs': 200, 'repeats': 1, 'clips_per_epoch': 101}
+    """
+    if k == ALL_SHOTS:
+        return {"epochs": cfg.train.optim.epochs, "repeats": 1, "clips_per_epoch": split}
+    if cfg.epoch_size:
+        repeats = max(1, math.ceil(cfg.epoch_size / sample))
+    else:
+        repeats = max(1, split // sample) if cfg.shot_schedule == "released" else 1
+    epochs = cfg.train.optim.epochs if cfg.shot_schedule == "released" else cfg.shot_epochs
+    return {"epochs": epochs, "repeats": repeats, "clips_per_epoch": repeats * sample}
 
 
 def zeroshot(cfg: ZeroshotConfig) -> dict:
@@ -142,12 +178,27 @@ def zeroshot(cfg: ZeroshotConfig) -> dict:
     base.run.out = str(root / "seen")
     templates = run_templates(base.model, unseen.templates)
     base.model.templates = run_templates(base.model, seen.templates)
+    # auto: every video of another dataset (the released cross-dataset evaluation), the val split
+    # of a class subset of the training dataset (K100: its training videos are no one's)
+    other = seen.name.split("@")[0] != unseen.name.split("@")[0]
+    eval_set_ = cfg.eval_set if cfg.eval_set != "auto" else ("all" if other else "val")
+    videos = unseen.every() if eval_set_ == "all" else unseen.split("val")
+    if base.run.dry_run:
+        from tkvr.training import plan
+
+        resolved = plan(base, seen) if not cfg.no_train else {
+            **_resolved_untrained(base, seen), "cost": _cost(base, len(unseen.classes))}
+        return {**resolved, "zeroshot": {"train": seen.name, "eval": unseen.name, "eval_set": eval_set_,
+                                         "eval_samples": len(videos), "eval_classes": len(unseen.classes),
+                                         "protocol": cfg.protocol, "no_train": cfg.no_train,
+                                         "epochs": None if cfg.no_train else base.optim.epochs}}
     decoder = pick_decoder(d.decoder)
 
     def score(fabric, model) -> dict:
-        val = eval_set(unseen.split("val"), unseen, base.model.frames, preprocess_of(model), d.views, decoder,
-                       d.decode_device)
-        pred = predict_scores(fabric, model, eval_loader(fabric, val, base.optim.device_batch or 16, d.workers))
+        val = eval_set(videos, unseen, base.model.frames, preprocess_of(model), d.views, decoder,
+                       d.decode_device, d.test_scale)
+        pred = predict_scores(fabric, model, eval_loader(fabric, val, base.optim.device_batch or 16, d.workers),
+                              average=d.view_average)
         return protocol_top1(pred, len(unseen.classes), cfg.protocol, base.optim.seed)
 
     rows = {}
@@ -164,10 +215,25 @@ def zeroshot(cfg: ZeroshotConfig) -> dict:
         swap_classes(res.model, res.backbone, unseen.classes, templates, base.model.text_encoder)
         rows["with_training"] = score(res.fabric, res.model)
         say(f"w/ train: top-1 {fmt(rows['with_training'])} on {len(unseen.classes)} unseen classes")
-    out = {**rows, "protocol": cfg.protocol, "train": seen.name, "eval": unseen.name}
+    out = {**rows, "protocol": cfg.protocol, "train": seen.name, "eval": unseen.name, "eval_set": eval_set_}
     if fabric.global_rank == 0:
         atomic_write_text(json.dumps(out, indent=1), root / "zeroshot.json")
     return out
+
+
+def _resolved_untrained(base, seen) -> dict:
+    """--no-train --dry-run: the model's settings as resolved, without a run to plan."""
+    from tkvr.evaluation import resolved_auto
+    from tkvr.training import resolve_run
+
+    resolve_run(base, seen)
+    return {**base.to_dict(), "auto": resolved_auto(base)}
+
+
+def _cost(base, classes: int) -> dict:
+    from tkvr.evaluation import cost_of
+
+    return cost_of(base, classes)
 
 
 def fmt(r: dict) -> str:

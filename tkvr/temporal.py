@@ -3,19 +3,24 @@
   tap        mean over frames (order-blind).
   t1d        ResNet backbones: a channel-wise (depthwise) temporal 1D convolution before every
              bottleneck block of the last two stages; frames are then averaged.
-  token-t1d  ViT backbones: a depthwise temporal 1D convolution over the [class] token at the
-             input of chosen transformer blocks (default: the last half); frames then averaged.
+  token-t1d  ViT backbones: a depthwise temporal 1D convolution over the [class] token inside
+             chosen transformer blocks; frames then averaged. Two forms (--t1d-form):
+               released  (default) the authors' TokenT1D: in every block, before the attention
+                         and before the MLP, starting as a shift of a quarter of the channels one
+                         frame left and a quarter one frame right (the rest unchanged);
+               identity  starts as the identity, at the input of the last half of the blocks.
   t-trans    a temporal transformer (6 layers by default) over the frame embeddings with learned
              frame position embeddings. Two forms (--t-trans-form):
-               near-tap  (default) its output is added as a residual to the frame mean, through a
+               released  (default) the authors' released code (modules/video_clip.py): mean over
+                         T of x + Transformer(x + pos), positions std 0.02, Linear weights
+                         N(0, 0.02) (their init);
+               near-tap  tkvr's: its output is added as a residual to the frame mean, through a
                          projection initialised near zero: at initialisation the module is TAP
                          within 1%, so the pre-trained embedding the frozen text head was made
                          for is not disturbed at step 0; positions std 0.2.
-               released  the authors' released code: mean over T of x + Transformer(x + pos),
-                         positions std 0.02, Linear weights N(0, 0.02) (their init).
 
-The convolutions start as the identity (centre tap 1, others 0): inserting them does not change
-a pretrained backbone's output until training moves them.
+T1D's convolutions start as the identity (centre tap 1, others 0): inserting them does not
+change a pretrained backbone's output until training moves them.
 """
 
 from __future__ import annotations
@@ -33,15 +38,22 @@ class TAP(nn.Module):
 
 
 class TemporalConv(nn.Module):
-    """Depthwise conv over T of [B*T, C, ...] features, identity at init."""
+    """Depthwise conv over T of [B*T, C, ...] features. init identity: every channel passes
+    unchanged; init shift (the released TokenT1D): out[t] = in[t+1] for the first quarter of the
+    channels, in[t-1] for the second, unchanged for the rest (kernel 3)."""
 
-    def __init__(self, channels: int, ctx, kernel: int = 3):
+    def __init__(self, channels: int, ctx, kernel: int = 3, init: str = "identity"):
         super().__init__()
         self.ctx = ctx
         self.conv = nn.Conv1d(channels, channels, kernel, padding=kernel // 2, groups=channels, bias=False)
         with torch.no_grad():
             self.conv.weight.zero_()
             self.conv.weight[:, 0, kernel // 2] = 1.0
+            if init == "shift":
+                fold = channels // 4
+                self.conv.weight[:2 * fold] = 0.0
+                self.conv.weight[:fold, 0, kernel // 2 + 1] = 1.0  # the next frame's value
+                self.conv.weight[fold:2 * fold, 0, kernel // 2 - 1] = 1.0  # the previous frame's
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B*T, C, *S]
         t = self.ctx.t
@@ -65,26 +77,39 @@ class T1DBlock(nn.Module):
 
 
 class TokenT1DBlock(nn.Module):
-    """A ViT block whose [class] token is first mixed over time."""
+    """A ViT block whose [class] token is mixed over time.
 
-    def __init__(self, block: nn.Module, width: int, ctx, batch_first: bool):
+    form released (the authors' TokenT1D): the convolution starts as a channel shift and mixes the
+    token before the attention and again before the MLP (the same weights at both points), in an
+    open_clip ResidualAttentionBlock. form identity (tkvr's): the convolution starts as the
+    identity and mixes the token once, at the block's input."""
+
+    def __init__(self, block: nn.Module, width: int, ctx, batch_first: bool, form: str = "released"):
         super().__init__()
-        self.tconv = TemporalConv(width, ctx)
+        self.tconv = TemporalConv(width, ctx, init="shift" if form == "released" else "identity")
         self.block = block
         self.batch_first = batch_first
+        self.form = form
 
-    def forward(self, x, *args, **kwargs):
+    def mix(self, x: torch.Tensor) -> torch.Tensor:  # [B*T, L, W] (or [L, B*T, W])
         cls = x[:, 0] if self.batch_first else x[0]  # [B*T, W]
         cls = self.tconv(cls)
         if self.batch_first:
-            x = torch.cat([cls[:, None], x[:, 1:]], dim=1)
-        else:
-            x = torch.cat([cls[None], x[1:]], dim=0)
-        return self.block(x, *args, **kwargs)
+            return torch.cat([cls[:, None], x[:, 1:]], dim=1)
+        return torch.cat([cls[None], x[1:]], dim=0)
+
+    def forward(self, x, k_x=None, v_x=None, attn_mask=None):
+        b = self.block
+        if self.form != "released":
+            return b(self.mix(x), k_x, v_x, attn_mask=attn_mask)
+        x = self.mix(x)
+        x = x + b.ls_1(b.attention(q_x=b.ln_1(x), attn_mask=attn_mask))
+        x = self.mix(x)
+        return x + b.ls_2(b.mlp(b.ln_2(x)))
 
 
 class TTrans(nn.Module):
-    def __init__(self, dim: int, frames: int, layers: int = 6, heads: int | None = None, form: str = "near-tap"):
+    def __init__(self, dim: int, frames: int, layers: int = 6, heads: int | None = None, form: str = "released"):
         super().__init__()
         heads = heads or max(1, dim // 64)
         self.form = form
@@ -127,7 +152,7 @@ def _is_resnet(visual) -> bool:
 
 
 def build_temporal(name: str, visual: nn.Module, dim: int, frames: int, ctx, layers: int = 6,
-                   blocks: list[int] | None = None, form: str = "near-tap") -> nn.Module:
+                   blocks: list[int] | None = None, form: str = "released", t1d_form: str = "released") -> nn.Module:
     """The module that pools [B, T, D] -> [B, D]; t1d / token-t1d also modify `visual` in place."""
     if name not in TEMPORAL:
         raise TkvrError(f"--temporal {name!r} is not known: choose one of {', '.join(TEMPORAL)}")
@@ -148,12 +173,17 @@ def build_temporal(name: str, visual: nn.Module, dim: int, frames: int, ctx, lay
         raise TkvrError("--temporal token-t1d needs a ViT backbone; for a ResNet use --temporal t1d")
     res = visual.transformer.resblocks
     n = len(res)
-    chosen = list(range(n // 2, n)) if blocks is None else blocks
+    if blocks is not None:
+        chosen = blocks
+    else:  # released: every block (the authors' locations_list); identity: the last half
+        chosen = list(range(n)) if t1d_form == "released" else list(range(n // 2, n))
     bad = [b for b in chosen if not -n <= b < n]
     if bad:
         raise TkvrError(f"--t1d-blocks {bad}: the backbone has blocks 0..{n - 1}")
     width = visual.transformer.width
     batch_first = getattr(visual.transformer, "batch_first", True)
     for b in sorted({b % n for b in chosen}):
-        res[b] = TokenT1DBlock(res[b], width, ctx, batch_first)
+        if not hasattr(res[b], "ls_1") and t1d_form == "released":
+            raise TkvrError("--t1d-form released needs open_clip's ViT blocks; use --t1d-form identity")
+        res[b] = TokenT1DBlock(res[b], width, ctx, batch_first, t1d_form)
     return TAP()

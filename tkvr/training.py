@@ -69,30 +69,51 @@ def still_images(cfg: TrainConfig, src) -> None:
         cfg.model.frames = 1
 
 
+def resolve_run(cfg: TrainConfig, src=None, k_shot: bool = False):
+    """Validate a run's config and resolve what depends on its data into it (fold, absolute data
+    path, templates, --randaugment auto, frames of a still-image dataset): what config.yaml
+    records. No side effects. -> the resolved data source."""
+    from tkvr.data.specs import absolute, resolve
+    from tkvr.text import run_templates
+
+    cfg.validate()
+    src = src or resolve(cfg.data.data, cfg.data.data_root, cfg.data.fold_or())
+    cfg.data.fold = cfg.data.fold_or()  # the checkpoint records the fold it was trained on
+    cfg.data.data = absolute(cfg.data.data)  # and a data path that works from anywhere
+    if cfg.data.data_root:
+        cfg.data.data_root = os.path.abspath(cfg.data.data_root)
+    cfg.model.templates = run_templates(cfg.model, src.templates)
+    cfg.data.randaugment = cfg.data.randaugment_for(k_shot)
+    still_images(cfg, src)
+    return src
+
+
+def plan(cfg: TrainConfig, src=None, k_shot: bool = False) -> dict:
+    """--dry-run: everything train() checks before its first side effect, and the settings it
+    would record: config.yaml's keys, `auto:` (what automatic values become here) and `cost:`."""
+    from tkvr.evaluation import cost_of, resolved_auto
+
+    src = resolve_run(cfg, src, k_shot)
+    plan_run_dir(cfg)
+    return {**cfg.to_dict(), "auto": resolved_auto(cfg), "classes": len(src.classes),
+            "train_samples": len(src.split("train")), "cost": cost_of(cfg, len(src.classes))}
+
+
 def train(cfg: TrainConfig, src=None, train_ids: list[int] | None = None, fabric=None,
           on_ready=None) -> TrainResult:
     """Train; `src` / `train_ids` let the protocols pass a class subset or a K-shot sample,
     `fabric` an already launched Fabric. `on_ready(fabric)` runs once everything has been
     checked, just before the run directory is written (the few-shot sweep writes its sample)."""
     from tkvr.data.loader import BadFiles, datasets
-    from tkvr.data.specs import absolute, resolve
     from tkvr.engine import Trainer, history
     from tkvr.launch import make_fabric
     from tkvr.model import build, preprocess_of
-    from tkvr.text import run_templates
 
-    cfg.validate()
     out = Path(cfg.run.out)
-    src = src or resolve(cfg.data.data, cfg.data.data_root, cfg.data.fold_or())
-    cfg.data.fold = cfg.data.fold_or()  # the checkpoint records the fold it was trained on
-    cfg.data.data = absolute(cfg.data.data)  # and a data path that works from anywhere
-    if cfg.data.data_root:
-        cfg.data.data_root = os.path.abspath(cfg.data.data_root)
+    src = resolve_run(cfg, src)
     if cfg.optim.warmup >= cfg.optim.epochs:
         say(f"warning: --warmup {cfg.optim.warmup:g} >= --epochs {cfg.optim.epochs}: the learning rate stays on "
             "its warm-up ramp for the whole run; lower --warmup for short runs")
-    cfg.model.templates = run_templates(cfg.model, src.templates)
-    still_images(cfg, src)
     resume = plan_run_dir(cfg)
     t0 = time.time()
     backbone, model = build(cfg, src.classes, cfg.model.templates)
@@ -198,7 +219,7 @@ def fit_lda_head(fabric, cfg: TrainConfig, model, src, samples, preprocess: dict
         rng = random.Random(cfg.optim.seed)
         ids = sorted(i for idx in by_class.values() for i in rng.sample(idx, min(len(idx), cfg.model.lda_samples)))
         ds = eval_set([train[i] for i in ids], src, cfg.model.frames, preprocess, "1x1",
-                      pick_decoder(cfg.data.decoder, quiet=True), cfg.data.decode_device)
+                      pick_decoder(cfg.data.decoder, quiet=True), cfg.data.decode_device, cfg.data.test_scale)
         model.to(fabric.device)
         feats, labels = extract_features(fabric, model, eval_loader(fabric, ds, cfg.optim.device_batch or 16,
                                                                     cfg.data.workers))
@@ -206,7 +227,9 @@ def fit_lda_head(fabric, cfg: TrainConfig, model, src, samples, preprocess: dict
             atomic_save({"features": feats, "labels": labels}, cache)
         say(f"LDA: features of {len(feats)} training videos (<= {cfg.model.lda_samples} per class) -> {cache}")
     w = fit_lda(feats, labels, len(src.classes))
-    model.head = Head(w, "lda", trainable=cfg.model.unfreeze_head)
+    old = model.head  # the LDA matrix replaces its placeholder; the temperature stays as built
+    model.head = Head(w, "lda", trainable=cfg.model.unfreeze_head, scale=float(old.scale.detach()),
+                      learn_scale=old.logit_scale.requires_grad)
     if fabric.global_rank == 0:
         save_embeddings(out / "lda_embeddings.pt", w, src.classes, cfg.model.backbone, cfg.model.pretrained, [], "lda")
     return w

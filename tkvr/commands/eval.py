@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from tkvr.config import EvalConfig
-from tkvr.progress import console, publish, say
+from tkvr.progress import console, publish, show_plan, say
 
 
 def run(cfg: EvalConfig) -> dict:
     from tkvr.evaluation import evaluate_checkpoint
 
+    if cfg.dry_run:
+        return show_plan(evaluate_checkpoint(cfg))
     return publish(evaluate_checkpoint(cfg), show, cfg.json)
 
 

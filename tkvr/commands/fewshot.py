@@ -6,12 +6,14 @@ Each (K, seed) is an ordinary training run on a K-shot sample (tkvr.protocols.fe
 from __future__ import annotations
 
 from tkvr.config import FewshotConfig
-from tkvr.progress import console, publish
+from tkvr.progress import console, publish, show_plan
 
 
 def run(cfg: FewshotConfig) -> dict:
     from tkvr.protocols import fewshot
 
+    if cfg.train.run.dry_run:
+        return show_plan(fewshot(cfg))
     return publish(fewshot(cfg), lambda r: show(r, cfg.train.model.head, cfg.train.data.data), cfg.json)
 
 

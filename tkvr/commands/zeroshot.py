@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 from tkvr.config import ZeroshotConfig
-from tkvr.progress import console, publish
+from tkvr.progress import console, publish, show_plan
 
 
 def run(cfg: ZeroshotConfig) -> dict:
     from tkvr.protocols import zeroshot
 
+    if cfg.train.run.dry_run:
+        return show_plan(zeroshot(cfg))
     return publish(zeroshot(cfg), show, cfg.json)
 
 

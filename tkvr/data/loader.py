@@ -250,13 +250,14 @@ def start_epoch(dl: DataLoader, epoch: int, seed: int, rank: int) -> None:
 
 # ---------------------------------------------------------------- datasets of a run
 def eval_set(samples: list[Sample], src, frames: int, preprocess: dict, views: str, decoder: str,
-             device: str = "cpu") -> ClipDataset:
+             device: str = "cpu", test_scale: float = 256 / 224) -> ClipDataset:
     """Eval clips of `samples` of a resolved data source, V = C x S views each."""
     from tkvr.data.sampling import parse_views
     from tkvr.data.transforms import EvalTransform
 
     v = parse_views(views)
-    return ClipDataset(samples, frames, EvalTransform(preprocess, v[1]), train=False, views=v, decoder=decoder,
+    return ClipDataset(samples, frames, EvalTransform(preprocess, v[1], test_scale), train=False, views=v,
+                       decoder=decoder,
                        device=device, frame_template=src.frame_template, frame_start=src.frame_start)
 
 
@@ -275,17 +276,20 @@ def datasets(cfg, src, preprocess: dict, train_ids: list[int] | None = None):
     from tkvr.data.transforms import ClipAugment, rand_augment, train_transform
     from tkvr.data.video import pick_decoder
 
-    decoder = pick_decoder(cfg.data.decoder)
-    augment = ClipAugment(preprocess, cfg.data.train_crop, src.flip) if augment_on(cfg) == "device" else None
+    d = cfg.data
+    decoder = pick_decoder(d.decoder)
+    augment = (ClipAugment(preprocess, d.train_crop, src.flip, d.crop_area, d.grayscale)
+               if augment_on(cfg) == "device" else None)
     train = src.split("train")
     if train_ids is None and cfg.data.label_fraction < 1:
         train_ids = label_fraction([s.label for s in train], cfg.data.label_fraction, cfg.optim.seed)
     if train_ids is not None:
         train = [train[i] for i in train_ids]
-    train_set = ClipDataset(train, cfg.model.frames, train_transform(preprocess, cfg.data.train_crop, src.flip),
-                            train=True, decoder=decoder, device=cfg.data.decode_device,
+    train_set = ClipDataset(train, cfg.model.frames,
+                            train_transform(preprocess, d.train_crop, src.flip, d.crop_area, d.grayscale),
+                            train=True, decoder=decoder, device=d.decode_device,
                             frame_template=src.frame_template, frame_start=src.frame_start, classes=src.classes,
-                            augment=augment, randaug=rand_augment() if cfg.data.randaugment else None)
-    val_set = eval_set(src.split("val"), src, cfg.model.frames, preprocess, cfg.data.views, decoder,
-                       cfg.data.decode_device)
+                            augment=augment, randaug=rand_augment(d.randaugment_for()))
+    val_set = eval_set(src.split("val"), src, cfg.model.frames, preprocess, d.views, decoder, d.decode_device,
+                       d.test_scale)
     return train_set, val_set

@@ -3,11 +3,16 @@
 v2 treats the leading T as a batch dimension, so one draw of random parameters (crop box, flip)
 applies to every frame of a clip: the motion inside the clip is preserved.
 
-  train  random resized crop (scale 0.25-1, aspect 3/4-4/3) or multi-scale crop (TSN's corner
-         and centre crops at scales 1, .875, .75, .66 of the short side), horizontal flip unless
-         the dataset forbids it (classes that name a direction), then to float and normalise.
-  eval   resize the short side to the model's size, then a centre crop (S = 1) or three crops
-         along the long side (S = 3: start, centre, end), -> [S, T, C, H, W].
+  train  random resized crop (area 0.08-1 of the frame by default, aspect 3/4-4/3) or multi-scale
+         crop (TSN's corner and centre crops at scales 1, .875, .75, .66 of the short side),
+         horizontal flip unless the dataset forbids it (classes that name a direction), grayscale
+         with probability 0.2, then to float and normalise. This is the released code's
+         augmentation (utils/Augmentation.py: short side 256, GroupRandomSizedCrop, flip,
+         GroupRandomGrayscale(0.2)); its resize to 256 before the crop changes nothing here, as
+         the crop's area is a fraction of the frame whatever its size.
+  eval   resize the short side to the model's size x `test_scale` (256/224 by default, as
+         released), then a centre crop (S = 1) or three crops along the long side (S = 3: start,
+         centre, end), -> [S, T, C, H, W].
 Size, mean and std come from the model's preprocessing config.
 """
 
@@ -43,10 +48,26 @@ class MultiScaleCrop(torch.nn.Module):
         return TF.resized_crop(x, top, left, ch, cw, [self.size, self.size], antialias=True)
 
 
-def rand_augment() -> v2.RandAugment:
-    """--randaugment: N = 2 ops at magnitude 9 (of 30), the authors' released setting. On uint8
-    [T, C, H, W], v2 draws the ops and their signs once per call: every frame of a clip gets the same."""
-    return v2.RandAugment(num_ops=2, magnitude=9)
+class RandAugmentClip(torch.nn.Module):
+    """--randaugment frame|clip: N = 2 ops at magnitude 9 (of 30), the released configs' setting.
+    frame: each frame draws its own ops (the released GroupTransform applies RandAugment to every
+    frame on its own); clip: one draw for all the frames, so the motion is kept. On uint8
+    [T, C, H, W]; v2 draws once per call, so `frame` calls it per frame."""
+
+    def __init__(self, per: str = "frame"):
+        super().__init__()
+        self.per = per
+        self.op = v2.RandAugment(num_ops=2, magnitude=9)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.per == "clip":
+            return self.op(x)
+        return torch.stack([self.op(f) for f in x])
+
+
+def rand_augment(per: str) -> RandAugmentClip | None:
+    """The RandAugment of a resolved --randaugment value (None when off)."""
+    return None if per == "off" else RandAugmentClip(per)
 
 
 def input_size(preprocess: dict) -> int:
@@ -54,15 +75,19 @@ def input_size(preprocess: dict) -> int:
     return int(s[0] if isinstance(s, (tuple, list)) else s)
 
 
-def train_transform(preprocess: dict, crop: str = "rrc", flip: bool = True):
-    """crop: one of --train-crop's choices (tkvr.config.CROPS)."""
+def train_transform(preprocess: dict, crop: str = "rrc", flip: bool = True, area: float = 0.08,
+                    gray: float = 0.2):
+    """crop: one of --train-crop's choices (tkvr.config.CROPS); area: the smallest crop area of
+    rrc; gray: the probability of grayscale."""
     if crop not in CROPS:
         raise ValueError(f"crop {crop!r}: one of {CROPS}")
     size = input_size(preprocess)
-    steps = [v2.RandomResizedCrop(size, scale=(0.25, 1.0), antialias=True) if crop == "rrc"
+    steps = [v2.RandomResizedCrop(size, scale=(area, 1.0), antialias=True) if crop == "rrc"
              else MultiScaleCrop(size)]
     if flip:
         steps.append(v2.RandomHorizontalFlip())
+    if gray > 0:
+        steps.append(v2.RandomGrayscale(gray))
     steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(preprocess["mean"], preprocess["std"])]
     return v2.Compose(steps)
 
@@ -75,29 +100,33 @@ class ClipAugment:
     device they are, -> float [T, C, size, size]. Clips leave the CPU as uint8 at their stored size.
     """
 
-    def __init__(self, preprocess: dict, crop: str = "rrc", flip: bool = True):
+    def __init__(self, preprocess: dict, crop: str = "rrc", flip: bool = True, area: float = 0.08,
+                 gray: float = 0.2):
         if crop not in CROPS:
             raise ValueError(f"crop {crop!r}: one of {CROPS}")
-        self.size, self.flip = input_size(preprocess), flip
+        self.size, self.flip, self.gray = input_size(preprocess), flip, gray
         self.mean, self.std = tuple(preprocess["mean"]), tuple(preprocess["std"])
-        self.rrc = v2.RandomResizedCrop(self.size, scale=(0.25, 1.0), antialias=True) if crop == "rrc" else None
+        self.rrc = v2.RandomResizedCrop(self.size, scale=(area, 1.0), antialias=True) if crop == "rrc" else None
         self.msc = MultiScaleCrop(self.size) if crop == "multiscale" else None
 
     def draw(self, h: int, w: int) -> torch.Tensor:
-        """[top, left, height, width, flip] as a long tensor (it travels with the batch)."""
+        """[top, left, height, width, flip, gray] as a long tensor (it travels with the batch)."""
         if self.rrc is not None:
             p = self.rrc.make_params([torch.empty(1, 1, h, w, dtype=torch.uint8)])
             box = [p["top"], p["left"], p["height"], p["width"]]
         else:
             box = list(self.msc.params(h, w))
         flip = self.flip and bool(torch.rand(1) < 0.5)  # v2.RandomHorizontalFlip's draw
-        return torch.tensor(box + [int(flip)])
+        gray = self.gray > 0 and bool(torch.rand(1) < self.gray)  # v2.RandomGrayscale's draw
+        return torch.tensor(box + [int(flip), int(gray)])
 
     def apply(self, x: torch.Tensor, params) -> torch.Tensor:
-        top, left, h, w, flip = (int(v) for v in params)
+        top, left, h, w, flip, gray = (int(v) for v in params)
         x = TF.resized_crop(x, top, left, h, w, [self.size, self.size], antialias=True)  # uint8, as on the CPU
         if flip:
             x = x.flip(-1)
+        if gray:
+            x = TF.rgb_to_grayscale(x, num_output_channels=3)
         mean = torch.tensor(self.mean, device=x.device).view(-1, 1, 1)
         std = torch.tensor(self.std, device=x.device).view(-1, 1, 1)
         return (TF.to_dtype(x, torch.float32, scale=True) - mean) / std
@@ -106,15 +135,16 @@ class ClipAugment:
 class EvalTransform(torch.nn.Module):
     """uint8 [T, C, H, W] -> float [S, T, C, size, size]."""
 
-    def __init__(self, preprocess: dict, crops: int = 1):
+    def __init__(self, preprocess: dict, crops: int = 1, scale: float = 256 / 224):
         super().__init__()
         self.size = input_size(preprocess)
+        self.short = round(self.size * scale)  # 256 for 224 crops, as released
         self.crops = crops
         self.norm = v2.Compose([v2.ToDtype(torch.float32, scale=True),
                                 v2.Normalize(preprocess["mean"], preprocess["std"])])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = TF.resize(x, [self.size], antialias=True)  # short side -> size
+        x = TF.resize(x, [self.short], antialias=True)  # short side -> size x test_scale
         if self.crops == 1:
             out = [TF.center_crop(x, [self.size, self.size])]
         else:
