@@ -1,0 +1,187 @@
+"""The paper's settings as defaults: the model's own logit scale, the paper's cost convention,
+--dry-run, features averaged over views, the released weight decay, the zero-shot eval set, and
+old checkpoints evaluating as they trained."""
+import csv
+import math
+
+import pytest
+import torch
+import yaml
+
+from tkvr.config import TOY_RECIPE
+
+FAST = ["--backbone", "tiny", "--frames", "2", "--batch-size", "16", "--workers", "0", "--epochs", "1",
+        "--limit-batches", "2", "--warmup", "0"]
+
+
+def toy_flags(**over) -> list[str]:
+    out = []
+    for k, v in {**TOY_RECIPE, "workers": 0, **over}.items():
+        out += [f"--{k.replace('_', '-')}", str(v)]
+    return out
+
+
+def first_loss(run_cli, out, *extra) -> float:
+    code, _, err = run_cli("train", "--data", "toy", *toy_flags(temporal="tap", epochs=1), "--limit-batches", "1",
+                           "--log-every", "1", "--out", out, *extra)
+    assert code == 0, err
+    return float(next(csv.DictReader((out / "steps.csv").open()))["loss"])
+
+
+def test_text_head_starts_near_ln_c_at_the_toy_clips_own_scale(run_cli, tmp_path):
+    """At the toy CLIP's own logit scale (about 27.7) a frozen text head's first loss is near
+    ln C; at CLIP's 100, which tkvr used to impose, it starts far above (the toy's Figure 4)."""
+    from tkvr.checkpoint import load_model, read_checkpoint
+    from tkvr.model import build_backbone
+
+    own = float(build_backbone("toy").clip.logit_scale.detach().exp())
+    assert 20 < own < 35
+    c = 60
+    loss = first_loss(run_cli, tmp_path / "own")
+    assert abs(loss - math.log(c)) < 0.2 * math.log(c), loss
+    assert first_loss(run_cli, tmp_path / "hundred", "--logit-scale", "100") > 2 * math.log(c)
+    # the checkpoint stores the scale the run trained to, and eval rebuilds the head with it
+    ck = read_checkpoint(str(tmp_path / "own"))
+    trained = float(ck["model"]["head.logit_scale"].exp())
+    assert trained != pytest.approx(own, abs=1e-6) and abs(trained - own) < 1  # learned, one small step
+    _, _, model = load_model(ck)
+    assert float(model.head.scale) == pytest.approx(trained)
+    z = torch.nn.functional.normalize(torch.randn(2, model.head.weight.shape[1]), dim=-1)
+    torch.testing.assert_close(model.head(z), trained * z @ model.head.weight.T)
+    # fixed keeps the pre-trained value
+    code, _, err = run_cli("train", "--data", "toy", *toy_flags(temporal="tap", epochs=1), "--limit-batches", "1",
+                           "--logit-scale", "fixed", "--out", tmp_path / "fixed")
+    assert code == 0, err
+    fixed = read_checkpoint(str(tmp_path / "fixed"))["model"]["head.logit_scale"].exp()
+    assert float(fixed) == pytest.approx(own, rel=1e-6)
+
+
+def test_logit_scale_trains_with_the_backbone_and_decay_reaches_every_parameter(tiny):
+    from tkvr.engine import param_groups
+    from tkvr.heads import Head, random_matrix
+    from tkvr.model import build_backbone, build_model
+
+    model = build_model(build_backbone("tiny"), "t-trans", Head(random_matrix(5, tiny.dim), "text",
+                                                                learn_scale=True), 2, temporal_layers=1)
+    names = {id(p): n for n, p in model.named_parameters()}
+    groups = param_groups(model, 1e-5, 10.0, 0.2, "all")
+    where = {names[id(p)]: (g["lr"], g["weight_decay"]) for g in groups for p in g["params"]}
+    assert where["head.logit_scale"] == (1e-5, 0.2)  # the CLIP group, as released
+    assert where["temporal.pos"] == (1e-4, 0.2) and where["visual.ln_pre.bias"] == (1e-5, 0.2)
+    assert "head.weight" not in where  # frozen
+    old = {names[id(p)]: g["weight_decay"] for g in param_groups(model, 1e-5, 10.0, 0.2, "matrices")
+           for p in g["params"]}
+    assert old["visual.ln_pre.bias"] == 0.0 and old["head.logit_scale"] == 0.0 and old["visual.proj"] == 0.2
+
+
+def test_dry_run_prints_the_papers_cost_and_writes_nothing(run_cli, tmp_path):
+    out = tmp_path / "run"
+    code, stdout, err = run_cli("train", "--data", "toy", "--backbone", "ViT-B/16", "--pretrained", "none",
+                                "--frames", "8", "--out", out, "--dry-run")
+    assert code == 0, err
+    plan = yaml.safe_load(stdout)
+    cost = plan["cost"]
+    assert cost["gflops_per_frame_paper"] == 11.3 and cost["params_m_paper"] == 57.3
+    assert cost["gflops_per_view_paper"] == pytest.approx(8 * 11.27, abs=0.1)
+    assert 34 * 8 < cost["gflops_per_view"] < 36 * 8 and 86 < cost["params_m"] < 87  # tkvr's full count
+    assert plan["model"]["logit_scale"] == "learn" and plan["model"]["t_trans_form"] == "released"
+    assert plan["data"]["randaugment"] == "frame" and plan["auto"]["precision"] == "32-true"
+    assert plan["classes"] == 60 and not out.exists()
+    # a bad flag is still refused first
+    code, _, err = run_cli("train", "--data", "toy", "--backbone", "tiny", "--logit-scale", "hot", "--dry-run")
+    assert code == 2 and "--logit-scale 'hot'" in err
+
+
+def test_paper_cost_of_the_large_models():
+    """The paper's Tables 7 and 12: multiply-accumulates of the patch embedding and MLP linears."""
+    from tkvr.evaluation import paper_cost
+    from tkvr.model import build_backbone
+
+    got = {}
+    for name in ("ViT-B/16", "ViT-L/14", "ViT-L/14@336px"):
+        g, p = paper_cost(build_backbone(name, meta=True).clip.visual, 1)
+        got[name] = (round(g, 1), round(p, 1))
+    assert got == {"ViT-B/16": (11.3, 57.3), "ViT-L/14": (51.9, 202.1), "ViT-L/14@336px": (116.5, 202.1)}
+    g32, _ = paper_cost(build_backbone("ViT-L/14", meta=True).clip.visual, 32)
+    assert abs(g32 - 1662) < 2  # Table 7's 32-frame ViT-L/14 row
+    assert paper_cost(build_backbone("tiny-rn", meta=True).clip.visual, 8) is None  # not a ViT
+    # tiny by hand: 16 patches of 3x8x8 -> 64, 17 tokens through 2 MLPs of 64 -> 256 -> 64
+    g, p = paper_cost(build_backbone("tiny").clip.visual, 2)
+    assert g * 1e9 == pytest.approx(2 * (16 * 192 * 64 + 17 * 2 * 2 * 64 * 256))
+    assert p * 1e6 == pytest.approx(192 * 64 + 2 * (64 * 256 + 256 + 256 * 64 + 64))
+
+
+def test_features_averaged_over_views_then_scored(tiny):
+    """--view-average features (released test.py): softmax(head(mean of the views' embeddings));
+    scores: the mean of each view's softmax. They differ on the same views."""
+    from lightning_fabric import Fabric
+
+    from tkvr.evaluation import predict_scores
+    from tkvr.heads import Head, random_matrix
+    from tkvr.model import build_backbone, build_model
+
+    model = build_model(build_backbone("tiny"), "tap", Head(random_matrix(4, tiny.dim), "text", scale=30.0), 2)
+    g = torch.Generator().manual_seed(0)
+    video = torch.randn(3, 6, 2, 3, 32, 32, generator=g)  # [B, V, T, 3, H, W]
+    batch = {"video": video, "label": torch.tensor([0, 1, 2]), "index": torch.arange(3),
+             "bad": torch.full((3,), -1)}
+    fabric = Fabric(accelerator="cpu", devices=1)
+    feats = predict_scores(fabric, model, [batch], average="features")["scores"]
+    scores = predict_scores(fabric, model, [batch], average="scores")["scores"]
+    with torch.no_grad():
+        e = model.embed(video.flatten(0, 1)).view(3, 6, -1)  # [B, V, D]
+        want_f = model.head(e.mean(1)).softmax(-1)
+        want_s = model.head(e.flatten(0, 1)).softmax(-1).view(3, 6, -1).mean(1)
+    torch.testing.assert_close(feats, want_f)
+    torch.testing.assert_close(scores, want_s)
+    assert (feats - scores).abs().max() > 1e-4
+
+
+def test_old_checkpoint_evaluates_as_it_trained(run_cli, tmp_path):
+    """A checkpoint written before these settings existed (no logit scale in its state, none of
+    the new keys in its config) rebuilds with what it trained with: scale 100, the near-TAP
+    T-Trans, the old crop area, short side = crop size, softmax scores averaged."""
+    from tkvr.checkpoint import load_model, read_checkpoint
+    from tkvr.config import TrainConfig
+
+    out = tmp_path / "r"
+    code, _, err = run_cli("train", "--data", "toy", *FAST, "--temporal", "t-trans", "--temporal-layers", "1",
+                           "--t-trans-form", "near-tap", "--out", out)
+    assert code == 0, err
+    path = out / "checkpoints" / "last.pt"
+    ck = torch.load(path, weights_only=True)
+    del ck["model"]["head.logit_scale"]
+    for group, keys in (("model", ("t_trans_form", "t1d_form", "logit_scale")),
+                        ("data", ("crop_area", "grayscale", "test_scale", "view_average")), ("optim", ("decay",))):
+        for k in keys:
+            del ck["config"][group][k]
+    ck["config"]["data"]["randaugment"] = False  # once a switch
+    torch.save(ck, path)
+    cfg = TrainConfig.from_dict(read_checkpoint(str(path))["config"])
+    assert (cfg.model.t_trans_form, cfg.model.logit_scale, cfg.data.test_scale, cfg.data.view_average,
+            cfg.data.crop_area, cfg.data.randaugment, cfg.optim.decay) == \
+        ("near-tap", "100", 1.0, "scores", 0.25, "off", "matrices")
+    _, _, model = load_model(read_checkpoint(str(path)))
+    assert float(model.head.scale) == pytest.approx(100.0)
+    code, stdout, err = run_cli("eval", "--checkpoint", path, "--workers", "0", "--json", tmp_path / "e.json")
+    assert code == 0, err
+    import json
+
+    report = json.loads((tmp_path / "e.json").read_text())
+    assert report["test_scale"] == 1.0 and report["view_average"] == "scores"
+
+
+def test_zero_shot_scores_every_video_of_another_dataset(tmp_path):
+    """--eval-set auto: all (train and val lists, and HMDB-51's unused videos) for another dataset,
+    the val split for a class subset of the training dataset."""
+    from tkvr.data.specs import resolve
+
+    root = tmp_path / "hmdb51"
+    (root / "testTrainMulti_7030_splits").mkdir(parents=True)
+    for c in ("brush_hair", "cartwheel"):
+        (root / "testTrainMulti_7030_splits" / f"{c}_test_split1.txt").write_text(
+            f"{c}_a.avi 1\n{c}_b.avi 2\n{c}_c.avi 0\n")
+    src = resolve(str(root))
+    assert len(src.split("train")) == len(src.split("val")) == 2
+    assert len(src.every()) == 6  # every video the split files list
+    assert len(src.subset(["cartwheel"], "one").every()) == 3
