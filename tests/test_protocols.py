@@ -246,7 +246,7 @@ def test_lda_sees_only_the_k_shot_sample(run_cli, tmp_path):
 
 def test_fewshot_defaults_are_the_papers_protocol(run_cli, tmp_path):
     """K = 1, 3, 5 and All (Table 8); the released schedule: the sample repeated to the split's
-    length, --epochs epochs; no RandAugment (the released few-shot configs)."""
+    length, --epochs epochs; RandAugment except on UCF-101 / HMDB-51 (the released few-shot configs)."""
     import csv
 
     from tkvr.config import FewshotConfig
@@ -273,7 +273,7 @@ def test_fewshot_defaults_are_the_papers_protocol(run_cli, tmp_path):
         assert steps_per_epoch == min(2, n // 16)  # the sample itself per epoch (16 a batch, 2 at most)
     assert len((out / "all_seed0" / "train_samples.txt").read_text().splitlines()) == 480
     assert len(list(csv.DictReader((out / "all_seed0" / "metrics.csv").open()))) == 1  # --epochs
-    assert yaml.safe_load((out / "1shot_seed0" / "config.yaml").read_text())["data"]["randaugment"] == "off"
+    assert yaml.safe_load((out / "1shot_seed0" / "config.yaml").read_text())["data"]["randaugment"] == "frame"
 
 
 def test_fewshot_released_schedule_repeats_the_sample_to_the_split(run_cli, tmp_path):

@@ -324,8 +324,8 @@ class DataConfig(SourceConfig):
                                     "0 for classes that are colours).")
     randaugment: str = setting("auto", "RandAugment (N=2 ops, magnitude 9) on the uint8 frames before the crop: "
                                        "frame (ops drawn for each frame, as released), clip (one draw for all "
-                                       "the frames of a clip), off; auto: frame for training runs (the released "
-                                       "Kinetics configs), off for K-shot runs (the released few-shot configs).",
+                                       "the frames of a clip), off; auto: frame, except off in tkvr fewshot on "
+                                       "UCF-101 and HMDB-51 (as the released configs have it).",
                                choices=RANDAUG)
     views: str = setting("1x1", "Validation views C temporal clips x S spatial crops (S in 1, 3), e.g. 4x3.")
     test_scale: float = setting(256 / 224, "Eval frames: short side resized to the crop size x this before the "
@@ -351,11 +351,12 @@ class DataConfig(SourceConfig):
         problems += eval_problems(self.views, self.test_scale, self.view_average)
         return problems
 
-    def randaugment_for(self, k_shot: bool = False) -> str:
-        """--randaugment auto resolved: frame for a training run, off for a K-shot run."""
+    def randaugment_for(self, off: bool = False) -> str:
+        """--randaugment auto resolved: frame, or off where the released config has none (`off`:
+        the few-shot sweep on UCF-101 / HMDB-51)."""
         if self.randaugment != "auto":
             return self.randaugment
-        return "off" if k_shot else "frame"
+        return "off" if off else "frame"
 
 
 def eval_problems(views: str | None, test_scale: float | None, view_average: str | None) -> list[str]:

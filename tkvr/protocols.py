@@ -68,7 +68,8 @@ def fewshot(cfg: FewshotConfig) -> dict[str, dict]:
     base = cfg.train
     shots = parse_shots(cfg.shots)
     src = resolve(base.data.data, base.data.data_root, base.data.fold_or())
-    base.data.randaugment = base.data.randaugment_for(k_shot=True)
+    # the released few-shot configs: RandAugment for Kinetics-400, none for UCF-101 and HMDB-51
+    base.data.randaugment = base.data.randaugment_for(off=src.name.split("@")[0] in ("ucf101", "hmdb51"))
     train = src.split("train")
     labels = [s.label for s in train]
     fixed = read_sample(cfg.sample, train, src.classes) if cfg.sample else None
@@ -81,7 +82,7 @@ def fewshot(cfg: FewshotConfig) -> dict[str, dict]:
 
         sub = copy.deepcopy(base)
         sub.run.out = str(root / "dry_run")
-        return {**plan(sub, src, k_shot=True), "fewshot": {
+        return {**plan(sub, src), "fewshot": {
             "shots": [label(k) for k in shots], "shot_schedule": cfg.shot_schedule, "repeats": cfg.repeats,
             "runs": {label(k): schedule(cfg, k, len(train), k * len(src.classes)) for k in shots}}}
     fabric = None  # launched by the first run, once it has checked its model and data

@@ -17,13 +17,12 @@ from tkvr.errors import TkvrError
 
 DEFAULT_TEMPLATES = ("a video of a person {}.",)
 IMAGE_TEMPLATES = ("a photo of a {}.",)
-# --template-mode augment / learn without --template: the 16 action templates of the video-text
-# literature (ActionCLIP's text augmentation, which the authors' released code uses too).
-ACTION_TEMPLATES = ("a photo of action {}.", "a picture of action {}.", "Human action of {}.", "{}, an action.",
-                    "{} this is an action.", "{}, a video of action.", "Playing action of {}.", "{}",
-                    "Playing a kind of action, {}.", "Doing a kind of action, {}.", "Look, the human is {}.",
-                    "Can you recognize the action of {}?", "Video classification of {}.", "A video of {}.",
-                    "The man is {}.", "The woman is {}.")
+# --template-mode augment without --template: the 28 Kinetics templates the authors list in their
+# released modules/text_prompt.py (7 phrasings x 4 openings).
+TEXT4VIS_TEMPLATES = tuple(f"{opening} {middle}{{}}." for opening in ("a photo of", "a video of", "a example of",
+                                                                       "a demonstration of")
+                           for middle in ("", "a person ", "a person using ", "a person doing ", "a person during ",
+                                          "a person performing ", "a person practicing "))
 
 
 def run_templates(model_cfg, source_templates) -> list[str]:
@@ -31,7 +30,7 @@ def run_templates(model_cfg, source_templates) -> list[str]:
     if model_cfg.templates:
         templates = list(model_cfg.templates)
     elif model_cfg.template_mode == "augment":
-        templates = list(ACTION_TEMPLATES)
+        templates = list(TEXT4VIS_TEMPLATES)
     else:
         templates = list(source_templates)
     if model_cfg.text_online and len(templates) != 1:
@@ -39,7 +38,7 @@ def run_templates(model_cfg, source_templates) -> list[str]:
                         "templates given: give one --template")
     if model_cfg.template_mode == "augment" and len(templates) < 2:
         raise TkvrError("--template-mode augment draws one of several templates per step: give two or more "
-                        "--template (or none, for the 16 built-in action templates)")
+                        "--template (or none, for the 28 built-in templates of the released code)")
     return templates
 
 

@@ -69,7 +69,7 @@ def still_images(cfg: TrainConfig, src) -> None:
         cfg.model.frames = 1
 
 
-def resolve_run(cfg: TrainConfig, src=None, k_shot: bool = False):
+def resolve_run(cfg: TrainConfig, src=None):
     """Validate a run's config and resolve what depends on its data into it (fold, absolute data
     path, templates, --randaugment auto, frames of a still-image dataset): what config.yaml
     records. No side effects. -> the resolved data source."""
@@ -83,17 +83,17 @@ def resolve_run(cfg: TrainConfig, src=None, k_shot: bool = False):
     if cfg.data.data_root:
         cfg.data.data_root = os.path.abspath(cfg.data.data_root)
     cfg.model.templates = run_templates(cfg.model, src.templates)
-    cfg.data.randaugment = cfg.data.randaugment_for(k_shot)
+    cfg.data.randaugment = cfg.data.randaugment_for()
     still_images(cfg, src)
     return src
 
 
-def plan(cfg: TrainConfig, src=None, k_shot: bool = False) -> dict:
+def plan(cfg: TrainConfig, src=None) -> dict:
     """--dry-run: everything train() checks before its first side effect, and the settings it
     would record: config.yaml's keys, `auto:` (what automatic values become here) and `cost:`."""
     from tkvr.evaluation import cost_of, resolved_auto
 
-    src = resolve_run(cfg, src, k_shot)
+    src = resolve_run(cfg, src)
     plan_run_dir(cfg)
     return {**cfg.to_dict(), "auto": resolved_auto(cfg), "classes": len(src.classes),
             "train_samples": len(src.split("train")), "cost": cost_of(cfg, len(src.classes))}
