@@ -106,7 +106,7 @@ def test_frozen_head_stays_and_unfrozen_or_learned_moves(run_cli, tmp_path):
     start = torch.nn.functional.normalize(text, dim=-1)  # what the head holds at step 0
     assert torch.equal(runs["frozen"]["head.weight"], start)  # bit-identical through training
     # the temperature starts at the model's own (tiny: open_clip's init, 1/0.07) and trains
-    own = float(build_backbone("tiny").clip.logit_scale.exp())
+    own = float(build_backbone("tiny").clip.logit_scale.detach().exp())
     assert own == pytest.approx(1 / 0.07, rel=1e-5)
     assert float(runs["frozen"]["head.logit_scale"].exp()) != pytest.approx(own, abs=1e-7)
     assert "head.logit_scale" not in runs["learned"]  # a plain linear layer has none
