@@ -329,7 +329,7 @@ class DataConfig(SourceConfig):
                                choices=RANDAUG)
     views: str = setting("1x1", "Validation views C temporal clips x S spatial crops (S in 1, 3), e.g. 4x3.")
     test_scale: float = setting(256 / 224, "Eval frames: short side resized to the crop size x this before the "
-                                           "crops (256/224 as released: 256 for 224 crops).", shown="1.1429 (256/224)")
+                                           "crops (256/224 as released: 256 for 224 crops).", shown="256/224")
     view_average: str = setting("features", "How views combine: features (the views' video embeddings averaged, "
                                             "then scored, as released) or scores (softmax scores averaged).",
                                 choices=VIEW_AVERAGE)
