@@ -90,6 +90,12 @@ def test_dry_run_prints_the_papers_cost_and_writes_nothing(run_cli, tmp_path):
     # a bad flag is still refused first
     code, _, err = run_cli("train", "--data", "toy", "--backbone", "tiny", "--logit-scale", "hot", "--dry-run")
     assert code == 2 and "--logit-scale 'hot'" in err
+    # the new number flags name themselves, all in one line, before anything is written
+    code, _, err = run_cli("train", "--data", "toy", "--backbone", "tiny", "--test-scale", "0.5", "--crop-area", "0",
+                           "--grayscale", "2", "--out", out, "--dry-run")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and not out.exists()
+    assert all(f in err for f in ("--test-scale must be in [1, 4]", "--crop-area must be in (0, 1]",
+                                  "--grayscale must be in [0, 1]"))
 
 
 def test_paper_cost_of_the_large_models():

@@ -151,7 +151,7 @@ def zeroshot(cfg: ZeroshotConfig) -> dict:
     from tkvr.data.loader import eval_loader, eval_set
     from tkvr.data.specs import resolve
     from tkvr.data.video import pick_decoder
-    from tkvr.evaluation import predict_scores, protocol_top1
+    from tkvr.evaluation import cost_of, predict_scores, protocol_top1
     from tkvr.fileio import atomic_write_text
     from tkvr.launch import make_fabric
     from tkvr.model import build, preprocess_of, swap_classes
@@ -188,7 +188,7 @@ def zeroshot(cfg: ZeroshotConfig) -> dict:
         from tkvr.training import plan
 
         resolved = plan(base, seen) if not cfg.no_train else {
-            **_resolved_untrained(base, seen), "cost": _cost(base, len(unseen.classes))}
+            **_resolved_untrained(base, seen), "cost": cost_of(base, len(unseen.classes))}
         return {**resolved, "zeroshot": {"train": seen.name, "eval": unseen.name, "eval_set": eval_set_,
                                          "eval_samples": len(videos), "eval_classes": len(unseen.classes),
                                          "protocol": cfg.protocol, "no_train": cfg.no_train,
@@ -229,12 +229,6 @@ def _resolved_untrained(base, seen) -> dict:
 
     resolve_run(base, seen)
     return {**base.to_dict(), "auto": resolved_auto(base)}
-
-
-def _cost(base, classes: int) -> dict:
-    from tkvr.evaluation import cost_of
-
-    return cost_of(base, classes)
 
 
 def fmt(r: dict) -> str:
