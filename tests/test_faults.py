@@ -398,7 +398,7 @@ def test_resume_keeps_one_record_of_each_step_and_epoch(run_cli, tmp_path):
     steps = [int(r["step"]) for r in csv.DictReader((run / "steps.csv").open())]
     assert steps == list(range(1, 10)), steps
     report = json.loads((run / "report.json").read_text())
-    assert [h["epoch"] for h in report["history"]] == [1, 2, 3] and report["final"]["num_samples"] == 240
+    assert [h["epoch"] for h in report["history"]] == [1, 2, 3] and report["final"]["num_samples"] == 216
     before = (run / "report.json").read_text()
     code, out, err = run_cli(*args, "--resume", "auto")  # a finished run
     assert code == 0 and "nothing to train" in out, err
@@ -540,7 +540,7 @@ def test_two_nodes_match_one_node_with_two_devices(tmp_path):
     code, _, err = tkvr_process(*ev, "--devices", "2", "--json", tmp_path / "devices.json")
     assert code == 0, err[-3000:]
     n, d = (json.loads((tmp_path / f"{x}.json").read_text()) for x in ("nodes", "devices"))
-    assert n["num_samples"] == d["num_samples"] == 240 and n["per_class"] == d["per_class"]
+    assert n["num_samples"] == d["num_samples"] == 216 and n["per_class"] == d["per_class"]
 
 
 def test_disk_full_while_logging_is_one_line(run_cli, tmp_path, monkeypatch):

@@ -129,4 +129,4 @@ def test_matching_with_batch_gather_trains_under_ddp(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     report = json.loads((run / "report.json").read_text())
     assert report["devices"] == 2 and abs(report["device_hours"] - 2 * report["wall_s"] / 3600) < 1e-9
-    assert report["steps"] == 2 and report["final"]["num_samples"] == 240
+    assert report["steps"] == 2 and report["final"]["num_samples"] == 216

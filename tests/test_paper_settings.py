@@ -36,7 +36,7 @@ def test_text_head_starts_near_ln_c_at_the_toy_clips_own_scale(run_cli, tmp_path
 
     own = float(build_backbone("toy").clip.logit_scale.detach().exp())
     assert 20 < own < 35
-    c = 60
+    c = 54
     loss = first_loss(run_cli, tmp_path / "own")
     assert abs(loss - math.log(c)) < 0.2 * math.log(c), loss
     assert first_loss(run_cli, tmp_path / "hundred", "--logit-scale", "100") > 2 * math.log(c)
@@ -86,7 +86,7 @@ def test_dry_run_prints_the_papers_cost_and_writes_nothing(run_cli, tmp_path):
     assert 34 * 8 < cost["gflops_per_view"] < 36 * 8 and 86 < cost["params_m"] < 87  # tkvr's full count
     assert plan["model"]["logit_scale"] == "learn" and plan["model"]["t_trans_form"] == "released"
     assert plan["data"]["randaugment"] == "frame" and plan["auto"]["precision"] == "32-true"
-    assert plan["classes"] == 60 and not out.exists()
+    assert plan["classes"] == 54 and not out.exists()
     # a bad flag is still refused first
     code, _, err = run_cli("train", "--data", "toy", "--backbone", "tiny", "--logit-scale", "hot", "--dry-run")
     assert code == 2 and "--logit-scale 'hot'" in err

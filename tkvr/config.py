@@ -732,8 +732,8 @@ class DemoConfig:
 # objects reach the border: the released crop would cut them off, zero-shot top-1 17.5 -> 13.8).
 # Everything else is the default (the released code's): the toy CLIP's own logit scale, learned;
 # weight decay on every parameter; views averaged as features.
-TOY_RECIPE = dict(backbone="toy", frames=8, temporal="t-trans", temporal_layers=2, batch_size=32, lr=1e-4,
-                  new_lr_ratio=50.0, warmup=1.0, weight_decay=0.2, train_crop="multiscale",
+TOY_RECIPE = dict(backbone="toy", frames=8, temporal="t-trans", temporal_layers=2, batch_size=32, lr=3e-4,
+                  new_lr_ratio=10.0, warmup=1.0, weight_decay=0.2, train_crop="multiscale",
                   t_trans_form="near-tap", grayscale=0.0, randaugment="off", test_scale=1.0)
 
 

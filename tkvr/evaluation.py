@@ -119,6 +119,20 @@ def extract_features(fabric, model, dl: DataLoader) -> tuple[torch.Tensor, torch
     return allr[:, 3:].float(), allr[:, 1].long()
 
 
+def split_features(model, src, split: str, frames: int, workers: int = 0, test_scale: float = 1.0):
+    """(features [N, D], labels [N]) of one split of a resolved data source through `model`
+    (one view, one CPU process): for analyses of a model's features, such as the toy world's
+    premise checks."""
+    from lightning_fabric import Fabric
+
+    from tkvr.data.loader import eval_loader, eval_set
+    from tkvr.model import preprocess_of
+
+    fabric = Fabric(accelerator="cpu", devices=1)
+    ds = eval_set(src.split(split), src, frames, preprocess_of(model), "1x1", "auto", "cpu", test_scale)
+    return extract_features(fabric, model, eval_loader(fabric, ds, 32, workers))
+
+
 def halves(num_classes: int, seed: int, n: int = HALVES) -> list[list[int]]:
     """n distinct random halves of range(num_classes), seeded (the half-class protocol)."""
     if num_classes < 2:

@@ -51,6 +51,13 @@ def orthogonal_matrix(c: int, d: int, seed: int = 0) -> torch.Tensor:
     return q.T.contiguous().float()  # [C, D]
 
 
+def class_means(features: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Nearest-class-mean head: the L2-normalised mean of each class's normalised features. [C, D]"""
+    x = F.normalize(features.float(), dim=-1)
+    m = torch.zeros(num_classes, x.shape[1]).index_add_(0, labels.long(), x)
+    return F.normalize(m, dim=-1)
+
+
 def fit_lda(features: torch.Tensor, labels: torch.Tensor, num_classes: int,
             shrinkage: float | None = None) -> torch.Tensor:
     """Multi-class LDA directions W[c] = Σ⁻¹ μ_c from features [N, D] and labels [N].

@@ -25,9 +25,10 @@ def run(cfg: DemoConfig) -> dict:
 
     cfg.validate()
     out = Path(cfg.out)
-    seen = resolve("toy@seen")
-    say(f"[1/5] the toy world: {len(seen.classes)} seen classes (e.g. '{seen.classes[0]}'), "
-        "20 unseen ones, 16-frame videos")
+    seen, unseen = resolve("toy@seen"), resolve("toy@unseen")
+    n_seen, n_unseen = len(seen.classes), len(unseen.classes)
+    say(f"[1/5] the toy world: {n_seen} seen classes (e.g. '{seen.classes[0]}', '{seen.classes[3]}'), "
+        f"{n_unseen} unseen ones, 16-frame videos")
     emb = out / "seen_embeddings.pt"
     atomic_write_text("".join(c + "\n" for c in seen.classes), out / "seen_classes.txt")
     plot = None
@@ -43,7 +44,7 @@ def run(cfg: DemoConfig) -> dict:
 
     flags = dict(TOY_RECIPE, epochs=cfg.epochs, workers=cfg.workers, seed=cfg.seed, embeddings=str(emb), views="1x1",
                  command="tkvr demo")
-    say("[3/5] tkvr zeroshot --no-train: the pre-trained toy CLIP on the 20 unseen classes")
+    say(f"[3/5] tkvr zeroshot --no-train: the pre-trained toy CLIP on the {n_unseen} unseen classes")
     zs = zeroshot(build(ZeroshotConfig, {**flags, "seen": "toy@seen", "eval_data": "toy@unseen", "no_train": True,
                                          "out": str(out / "zeroshot")}))
     say(f"[4/5] tkvr train: {cfg.epochs} epochs on the seen classes, frozen text head, t-trans")
@@ -62,12 +63,12 @@ def run(cfg: DemoConfig) -> dict:
     t.add_column("classes", justify="right")
     t.add_column("top-1 %", justify="right")
     t.add_column("chance %", justify="right")
-    t.add_row("zero-shot, pre-trained toy CLIP (no video seen)", "20 unseen",
-              f"{zs['without_training']['top1']:.1f}", f"{100 / 20:.1f}")
-    t.add_row(f"trained {cfg.epochs} epochs, seen classes, 2x3 views", "40 seen", f"{seen_eval['top1']:.1f}",
-              f"{100 / 40:.1f}")
-    t.add_row("zero-shot after training on the seen classes", "20 unseen", f"{unseen_eval['top1']:.1f}",
-              f"{100 / 20:.1f}")
+    t.add_row("zero-shot, pre-trained toy CLIP (no video seen)", f"{n_unseen} unseen",
+              f"{zs['without_training']['top1']:.1f}", f"{100 / n_unseen:.1f}")
+    t.add_row(f"trained {cfg.epochs} epochs, seen classes, 2x3 views", f"{n_seen} seen", f"{seen_eval['top1']:.1f}",
+              f"{100 / n_seen:.1f}")
+    t.add_row("zero-shot after training on the seen classes", f"{n_unseen} unseen", f"{unseen_eval['top1']:.1f}",
+              f"{100 / n_unseen:.1f}")
     console().print(t)
     say(f"everything is in {out}: train/ (config, checkpoints, metrics.csv, report.json), "
         "eval_*.json, seen_embeddings.pt" + (", seen_correlation.png" if plot else ""))
