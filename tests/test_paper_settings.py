@@ -29,8 +29,9 @@ def first_loss(run_cli, out, *extra) -> float:
 
 
 def test_text_head_starts_near_ln_c_at_the_toy_clips_own_scale(run_cli, tmp_path):
-    """At the toy CLIP's own logit scale (about 27.7) a frozen text head's first loss is near
-    ln C; at CLIP's 100, which tkvr used to impose, it starts far above (the toy's Figure 4)."""
+    """At the toy CLIP's own logit scale (about 22) a frozen text head's first loss is below ln C
+    (a uniform guess: the head starts from its zero-shot knowledge) and of that order; at CLIP's
+    100, which tkvr used to impose, it starts far above."""
     from tkvr.checkpoint import load_model, read_checkpoint
     from tkvr.model import build_backbone
 
@@ -38,7 +39,7 @@ def test_text_head_starts_near_ln_c_at_the_toy_clips_own_scale(run_cli, tmp_path
     assert 20 < own < 35
     c = 54
     loss = first_loss(run_cli, tmp_path / "own")
-    assert abs(loss - math.log(c)) < 0.2 * math.log(c), loss
+    assert 0.5 * math.log(c) < loss < math.log(c), loss
     assert first_loss(run_cli, tmp_path / "hundred", "--logit-scale", "100") > 2 * math.log(c)
     # the checkpoint stores the scale the run trained to, and eval rebuilds the head with it
     ck = read_checkpoint(str(tmp_path / "own"))

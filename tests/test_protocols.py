@@ -271,7 +271,7 @@ def test_fewshot_defaults_are_the_papers_protocol(run_cli, tmp_path):
         assert [r["epoch"] for r in epochs] == ["1", "2"]
         steps_per_epoch = int(epochs[0]["step"])
         assert steps_per_epoch == min(2, n // 16)  # the sample itself per epoch (16 a batch, 2 at most)
-    assert len((out / "all_seed0" / "train_samples.txt").read_text().splitlines()) == 432
+    assert len((out / "all_seed0" / "train_samples.txt").read_text().splitlines()) == 864
     assert len(list(csv.DictReader((out / "all_seed0" / "metrics.csv").open()))) == 1  # --epochs
     assert yaml.safe_load((out / "1shot_seed0" / "config.yaml").read_text())["data"]["randaugment"] == "frame"
 
@@ -284,5 +284,5 @@ def test_fewshot_released_schedule_repeats_the_sample_to_the_split(run_cli, tmp_
                            "--out", out)
     assert code == 0, err
     rows = list(csv.DictReader((out / "1shot_seed0" / "metrics.csv").open()))
-    # 432 training clips / 54 = 8 repeats of the 54-clip sample: 432 a epoch, 16 a batch
-    assert [r["epoch"] for r in rows] == ["1"] and int(rows[0]["step"]) == 432 // 16
+    # 864 training clips / 54 = 16 repeats of the 54-clip sample: 864 an epoch, 16 a batch
+    assert [r["epoch"] for r in rows] == ["1"] and int(rows[0]["step"]) == 864 // 16

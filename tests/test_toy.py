@@ -67,7 +67,7 @@ def test_toy_dataset_is_real_video_files():
     src = resolve("toy")
     assert src.flip is False and len(src.classes) == 54
     train, val = src.split("train"), src.split("val")
-    assert len(train) == 54 * 8 and len(val) == 54 * 4
+    assert len(train) == 54 * 16 and len(val) == 54 * 4
     assert {s.path for s in train}.isdisjoint({s.path for s in val})
     v = VideoFile(train[0].path, "pyav")
     assert len(v) == 16 and v.read([0, 15]).shape == (2, 3, 64, 64)
@@ -118,7 +118,7 @@ def test_toy_clip_stills_know_colour_and_shape():
         img = F.normalize(bb.clip.encode_image((torch.stack(imgs) / 255 - mean) / std), dim=-1)
         txt = F.normalize(bb.clip.encode_text(bb.tokenizer([f"a photo of {article(n)} {n}." for n in names])), dim=-1)
     acc = ((img @ txt.T).argmax(1) == torch.tensor(truth)).float().mean().item()
-    assert acc > THRESHOLD_STILLS, acc  # chance is 1/48
+    assert acc > 0.6, acc  # chance is 1/48; 85% on 1,000 stills when the weights were made
 
 
 def test_pair_accuracy_counts_only_the_paired_classes():

@@ -710,7 +710,7 @@ class ZeroshotConfig:
 @dataclass
 class DemoConfig:
     out: str = borrow(RunConfig, "out", default="runs/demo", help="Where the demo's runs go.")
-    epochs: int = borrow(OptimConfig, "epochs", default=8, help="Training epochs on the seen toy classes.")
+    epochs: int = borrow(OptimConfig, "epochs", default=3, help="Training epochs on the seen toy classes.")
     workers: int | None = borrow(SourceConfig, "workers")
     seed: int = borrow(OptimConfig, "seed")
 
