@@ -106,7 +106,7 @@ def premise(out: Path, workers: int, seeds: list[int], tuned: list[float]) -> di
     from tkvr.data.specs import resolve
     from tkvr.data.toy import TEMPLATES, factor_accuracy, still, toy_classes
     from tkvr.evaluation import split_features
-    from tkvr.heads import class_means, fit_lda
+    from tkvr.heads import class_means, fit_lda, one_per_class
     from tkvr.model import build
 
     # P1: the words of the class names among the pretraining captions (the first 5,000 of the
@@ -156,9 +156,7 @@ def premise(out: Path, workers: int, seeds: list[int], tuned: list[float]) -> di
     full = {"ncm": score_head(class_means(xt, yt, c)), "lda": score_head(fit_lda(xt, yt, c))}
     shot = {"ncm": [], "lda": []}
     for seed in seeds:  # one training video per class, drawn per seed
-        gen = torch.Generator().manual_seed(seed)
-        idx = torch.stack([(yt == k).nonzero().flatten()[torch.randint(int((yt == k).sum()), (), generator=gen)]
-                           for k in range(c)])
+        idx = one_per_class(yt, c, seed)
         shot["ncm"].append(score_head(class_means(xt[idx], yt[idx], c)))
         shot["lda"].append(score_head(fit_lda(xt[idx], yt[idx], c)))
     tuned_mean = statistics.fmean(tuned)

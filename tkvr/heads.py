@@ -58,6 +58,14 @@ def class_means(features: torch.Tensor, labels: torch.Tensor, num_classes: int) 
     return F.normalize(m, dim=-1)
 
 
+def one_per_class(labels: torch.Tensor, num_classes: int, seed: int) -> torch.Tensor:
+    """Indices of one sample per class, drawn with a seeded generator (a 1-shot sample of
+    already extracted features). [C]"""
+    g = torch.Generator().manual_seed(seed)
+    return torch.stack([(labels == k).nonzero().flatten()[torch.randint(int((labels == k).sum()), (), generator=g)]
+                        for k in range(num_classes)])
+
+
 def fit_lda(features: torch.Tensor, labels: torch.Tensor, num_classes: int,
             shrinkage: float | None = None) -> torch.Tensor:
     """Multi-class LDA directions W[c] = Σ⁻¹ μ_c from features [N, D] and labels [N].
