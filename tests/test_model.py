@@ -239,7 +239,7 @@ def test_t1d_blocks_place_the_convolutions_where_asked(run_cli, tmp_path):
 
 
 def test_eval_reports_gflops_and_parameters_as_counted_by_hand(run_cli, tmp_path):
-    """tiny: 32 px, patch 8, width 64, 2 blocks (2 heads), MLP 256, joint width 64; 60 classes, T=2."""
+    """tiny: 32 px, patch 8, width 64, 2 blocks (2 heads), MLP 256, joint width 64; 54 classes, T=2."""
     import json
 
     code, _, err = run_cli("train", "--data", "toy", "--backbone", "tiny", "--frames", "2", "--batch-size", "4",
@@ -250,7 +250,7 @@ def test_eval_reports_gflops_and_parameters_as_counted_by_hand(run_cli, tmp_path
                              "--json", tmp_path / "e.json")
     assert code == 0, err
     report = json.loads((tmp_path / "e.json").read_text())
-    t, n, d, hidden, blocks, classes = 2, 17, 64, 256, 2, 60  # n: 16 patches + the class token
+    t, n, d, hidden, blocks, classes = 2, 17, 64, 256, 2, 54  # n: 16 patches + the class token
     mac = 16 * (3 * 8 * 8) * d  # patch embedding
     mac += blocks * (n * d * 3 * d + 2 * n * n * d + n * d * d + 2 * n * d * hidden)  # qkv, QK^T and AV, out, MLP
     mac += d * 64  # projection of the class token
