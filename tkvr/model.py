@@ -374,7 +374,7 @@ def build(cfg, classes: list[str], templates: list[str], weights: bool = True, e
 
 def logit_scale(backbone: Backbone, setting: str) -> tuple[float, bool]:
     """(start value, trained?) of the cosine heads' temperature for --logit-scale: learn and fixed
-    start from the model's own `logit_scale.exp()` (100 for OpenAI CLIP, about 27.7 for the toy
+    start from the model's own `logit_scale.exp()` (100 for OpenAI CLIP, about 21.7 for the toy
     CLIP), a number is used as given."""
     from tkvr.heads import LOGIT_SCALE
 
