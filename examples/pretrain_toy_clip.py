@@ -6,7 +6,8 @@ The images come from tkvr.data.toy.still: a scene of the toy world's kind (clutt
 noise, occlusion) with one main shape, a quarter of them with a motion trail, captioned from a
 small grammar with noise ('a photo of a small red circle at the top.', 'a big teal ring moving
 left', 'a pink shape.'; the colour is a hue neighbour in 12% of captions). No still is a frame of
-a toy video: the video classes' clips are not part of this data. The model is open_clip's CLIP built from tkvr/configs/tkvr-toy.json, trained with
+a toy video: the video classes' clips are not part of this data. The model is open_clip's CLIP
+built from tkvr/configs/tkvr-toy.json, trained with
 open_clip's ClipLoss. Everything is seeded, so the same command writes the same weights on the
 same machine (CPU, one thread count); the weights ship in fp16.
 """
@@ -22,16 +23,19 @@ import torch.nn.functional as F
 
 
 def make_images(n: int, seed: int, size: int):
+    """n stills from still() with a seeded generator, resized to the model's input:
+    uint8 [N, 3, size, size], their captions, and what each shows (still's third value)."""
     from tkvr.data.toy import still
 
     g = torch.Generator().manual_seed(seed)
-    imgs, caps = [], []
+    imgs, caps, shown = [], [], []
     for _ in range(n):
-        img, cap, _ = still(g, 64)
+        img, cap, meta = still(g, 64)
         imgs.append(F.interpolate(img[None].float(), size=(size, size), mode="bilinear", antialias=True,
                                   align_corners=False)[0].round().clamp(0, 255).to(torch.uint8))
         caps.append(cap)
-    return torch.stack(imgs), caps  # [N, 3, size, size] uint8
+        shown.append(meta)
+    return torch.stack(imgs), caps, shown
 
 
 def main():
@@ -53,7 +57,7 @@ def main():
     model, tok, pre = bb.clip, bb.tokenizer, bb.preprocess
     size = bb.image_size
     t0 = time.time()
-    images, captions = make_images(args.images, args.seed, size)
+    images, captions, _ = make_images(args.images, args.seed, size)
     tokens = tok(captions)  # [N, L]
     mean = torch.tensor(pre["mean"]).view(1, 3, 1, 1)
     std = torch.tensor(pre["std"]).view(1, 3, 1, 1)
@@ -96,24 +100,21 @@ def main():
 def check(model, tok, mean, std, size, seed):
     """Zero-shot colour x shape on fresh stills (the truth, not the noisy caption): how well image
     and text met."""
-    from tkvr.data.toy import COLOURS, SHAPES, article, still
+    from tkvr.data.toy import COLOURS, SHAPES, article
 
     names = [f"{c} {s}" for c in COLOURS for s in SHAPES]
-    g = torch.Generator().manual_seed(seed)
-    shown = [still(g, 64) for _ in range(1000)]
-    images = F.interpolate(torch.stack([im for im, _, _ in shown]).float(), size=(size, size), mode="bilinear",
-                           antialias=True, align_corners=False).round().clamp(0, 255)
-    truth = torch.tensor([names.index(f"{m['colour']} {m['shape']}") for _, _, m in shown])
+    images, _, shown = make_images(1000, seed, size)
+    truth = torch.tensor([names.index(f"{m['colour']} {m['shape']}") for m in shown])
     txt = F.normalize(model.encode_text(tok([f"a photo of {article(n)} {n}." for n in names])), dim=-1)
-    img = F.normalize(model.encode_image((images / 255 - mean) / std), dim=-1)
+    img = F.normalize(model.encode_image((images.float() / 255 - mean) / std), dim=-1)
     acc = ((img @ txt.T).argmax(1) == truth).float().mean().item()
     print(f"zero-shot colour x shape on 1000 new stills: {100 * acc:.1f}% (chance {100 / len(names):.1f}%)")
-    moving = [i for i, (_, _, m) in enumerate(shown) if m["motion"]]
-    prompts = [f"a photo of {article(m['colour'])} {m['colour']} {m['shape']} moving {d}."
-               for i in moving for m in [shown[i][2]] for d in ("left", "right")]
+    moving = [i for i, m in enumerate(shown) if m["motion"]]
+    prompts = [f"a photo of {article(shown[i]['colour'])} {shown[i]['colour']} {shown[i]['shape']} moving {d}."
+               for i in moving for d in ("left", "right")]
     t = F.normalize(model.encode_text(tok(prompts)), dim=-1).view(len(moving), 2, -1)  # [M, 2, D]
     s = torch.einsum("md,mkd->mk", img[moving], t)
-    right = torch.tensor([shown[i][2]["motion"] == "right" for i in moving])
+    right = torch.tensor([shown[i]["motion"] == "right" for i in moving])
     acc = (s.argmax(1).bool() == right).float().mean().item()
     print(f"moving left vs right on the {len(moving)} trail stills among them: {100 * acc:.1f}% (chance 50%)")
 

@@ -12,9 +12,11 @@ frame, a few need time order; one video per class does not define a class):
     teal, blue, purple, pink; each a neighbour of the next, pink of red) and 6 shapes in three
     families (circle / ring, square / diamond, triangle / cross).
   - Every clip varies: the object's size, start, speed and path, the lighting (level and a
-    gradient), the background's tint and texture, 0-3 smaller static distractor shapes of any
-    colour, washed out, a bar that occludes part of the scene (30% of clips), sensor noise and
-    a per-clip shift of the object's colour.
+    gradient), the background's tint and texture, 0-4 smaller static distractor shapes of any
+    colour, washed out, a bar that occludes part of the scene (40% of clips), sensor noise and
+    a per-clip shift of the object's colour. The videos are another domain than the stills
+    (`Scene(video=True)`): the camera's colour response (CAMERA), flatter contrast, more noise,
+    wider ranges of size, lighting and tint.
   - Zero-shot: 14 of the 42 coloured shapes and 2 of the 6 pairs (18 classes) are held out:
     `toy@seen` (36 classes) and `toy@unseen` (18); every word of an unseen name occurs in seen ones.
   - No horizontal flip for this dataset (it would turn `left` into `right`).
@@ -158,8 +160,8 @@ class Scene:
         ramp = ((xs - size / 2) * torch.cos(torch.tensor(theta)) + (ys - size / 2) * torch.sin(torch.tensor(theta)))
         self.light = _u(g, *((0.55, 1.35) if video else (0.7, 1.25))) * (1 + _u(g, 0, 0.25) * ramp / (size / 2))
         self.noise = _u(g, 0, 8)
-        spread = 18  # a colour name covers a range of hues
-        self.rgb = torch.tensor(COLOURS[colour], dtype=torch.float32) + (torch.rand(3, generator=g) * 2 - 1) * spread
+        # a colour name covers a range of hues: +-18 per channel
+        self.rgb = torch.tensor(COLOURS[colour], dtype=torch.float32) + (torch.rand(3, generator=g) * 2 - 1) * 18
         self.r = size * _u(g, *((0.08, 0.22) if video else (0.10, 0.19)))
         self.cast, self.contrast = torch.ones(3, 1, 1), 1.0
         if video:
@@ -293,7 +295,6 @@ def ensure_world(world: dict | None = None, quiet: bool = False) -> Path:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return root
-
 
 
 TEMPLATES = ["a video of {}."]  # the toy world's prompt
