@@ -324,6 +324,22 @@ MISTAKES = [
     ("check --data toy --frames 0", ["--frames"]),
     ("check --data toy --split test", ["--split", "test"]),
     ("check --data toy --json /proc/c.json", ["--json", "cannot write"]),
+    # every float flag refuses NaN and infinities; the bounds found by trying (issue 21)
+    ("train --data toy --lr nan", ["--lr", "not a finite number"]),
+    ("train --data toy --lr inf", ["--lr", "not a finite number"]),
+    ("train --data toy --new-lr-ratio -inf", ["--new-lr-ratio", "not a finite number"]),
+    ("train --data toy --weight-decay nan", ["--weight-decay", "not a finite number"]),
+    ("train --data toy --grad-clip inf", ["--grad-clip", "not a finite number"]),
+    ("train --data toy --test-scale nan", ["--test-scale", "not a finite number"]),
+    ("train --data toy --logit-scale nan", ["--logit-scale", "positive number"]),
+    ("train --config {tmp}/nanlr.yaml --data toy", ["--lr", "not a finite number"]),
+    ("train --data toy --objective matching --batch-size 1", ["--objective matching", "--batch-size 1", "no pair"]),
+    ("train --data toy --objective matching --batch-size 4 --device-batch 1", ["--device-batch 1", "no pair"]),
+    ("train --data toy --prompt-length 4", ["--prompt-length 4", "--template-mode learn"]),
+    ("fewshot --data toy --shots 1,1", ["--shots", "K 1 appears twice"]),
+    ("fewshot --data toy --shots all,3,all", ["--shots", "K all appears twice"]),
+    ("zeroshot --eval {tmp}/nowhere", ["--eval", "nowhere"]),
+    ("zeroshot --train {tmp}/nowhere", ["--train", "nowhere"]),
 ]
 SMALL = {"train": ["--backbone", "tiny", "--frames", "2", "--workers", "0", "--epochs", "1", "--batch-size", "4",
                    "--limit-batches", "1"]}
@@ -336,6 +352,7 @@ def mistakes_dir(tmp_path_factory):
     (tmp / "afile").write_text("x")
     (tmp / "list.yaml").write_text("- a\n- b\n")
     (tmp / "fold.yaml").write_text("fold: one\n")
+    (tmp / "nanlr.yaml").write_text("lr: .nan\n")
     torch.save({"weights": _Pickled()}, tmp / "pickled.pt")
     from tkvr.model import build_backbone
     from tkvr.text import encode_classes, save_embeddings

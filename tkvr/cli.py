@@ -77,7 +77,24 @@ def _config_file(ctx, param, value):
     return value
 
 
-_TYPES = {"int": int, "float": float, "str": str, "bool": bool}
+class Finite(click.ParamType):
+    """A float flag: NaN and infinities are refused by name (`--lr nan` would train a model of NaNs)."""
+
+    name = "float"
+
+    def convert(self, value, param, ctx):
+        import math
+
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(v):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return v
+
+
+_TYPES = {"int": int, "float": Finite(), "str": str, "bool": bool}
 
 
 def _option(name: str, f):

@@ -247,6 +247,9 @@ class ModelConfig:
     def validate(self) -> list[str]:
         problems: list[str] = []
         _at_least(problems, self, 1, "frames", "temporal_layers", "lda_samples", "prompt_length")
+        if self.prompt_length != 8 and self.template_mode != "learn":
+            problems.append(f"--prompt-length {self.prompt_length} sets the learned context of --template-mode "
+                            f"learn; --template-mode is {self.template_mode}: leave it out")
         if self.temporal not in TEMPORAL:
             problems.append(f"--temporal {self.temporal!r} is not known: choose one of {', '.join(TEMPORAL)}")
         if self.t_trans_form not in TTRANS_FORMS:
@@ -446,6 +449,13 @@ class TrainConfig:
                     + self.run.validate() + self.device.validate())
         if self.optim.batch_gather and self.model.objective != "matching":
             problems.append("--batch-gather gathers the matching objective's embeddings; add --objective matching")
+        o, world = self.optim, self.device.world
+        pair = o.device_batch or (o.batch_size // world if world >= 1 else 0)
+        if self.model.objective == "matching" and 1 <= pair < 2 and not (o.batch_gather and world > 1):
+            flag = f"--device-batch {o.device_batch}" if o.device_batch else f"--batch-size {o.batch_size}"
+            problems.append(f"--objective matching contrasts each video with the others of its batch: {flag} "
+                            f"gives {pair} per device, which forms no pair; use 2 or more (or --batch-gather "
+                            "across devices)")
         return problems
 
     def validate(self) -> None:
@@ -639,6 +649,9 @@ def parse_shots(text: str) -> list[int]:
         raise TkvrError(f"--shots {text!r} must be a comma list of integers or 'all', e.g. 1,3,5,all") from None
     if not words or any(k < 1 for k in numbers):
         raise TkvrError(f"--shots {text!r}: every K must be >= 1 (or 'all')")
+    twice = sorted({w for w in words if words.count(w) > 1 or (w != "all" and numbers.count(int(w)) > 1)})
+    if twice:  # each K is one run folder: a second would meet the first's
+        raise TkvrError(f"--shots {text!r}: K {twice[0]} appears twice; give each K once")
     return [ALL_SHOTS if x == "all" else int(x) for x in words]
 
 

@@ -8,19 +8,26 @@ from __future__ import annotations
 
 from tkvr.config import DeviceConfig
 from tkvr.errors import TkvrError
+from tkvr.progress import say
 
 
-def resolve_precision(setting: str, accelerator: str, cuda: bool, bf16: bool) -> str:
+def resolve_precision(setting: str, accelerator: str, cuda: bool, bf16: bool, mps: bool = False) -> str:
     """--precision auto: bf16-mixed on a CUDA device that supports bf16 (as the paper trained),
     16-mixed on older CUDA devices, 32-true on CPU and elsewhere; any other value as given.
 
     >>> [resolve_precision("auto", a, c, b) for a, c, b in
     ...  (("auto", True, True), ("cuda", True, False), ("auto", False, False), ("cpu", True, True))]
     ['bf16-mixed', '16-mixed', '32-true', '32-true']
+    >>> resolve_precision("16-mixed", "cpu", True, True)
+    'bf16-mixed'
     """
+    on_cuda = cuda and accelerator in ("auto", "cuda", "gpu")
+    on_cpu = accelerator == "cpu" or (accelerator == "auto" and not cuda and not mps)
+    if setting == "16-mixed" and on_cpu:
+        return "bf16-mixed"  # CPUs have no float16 autocast; Lightning would switch it with a warning
     if setting != "auto":
         return setting
-    if cuda and accelerator in ("auto", "cuda", "gpu"):
+    if on_cuda:
         return "bf16-mixed" if bf16 else "16-mixed"
     return "32-true"
 
@@ -33,8 +40,11 @@ def make_fabric(device: DeviceConfig):
     from lightning_fabric.utilities.exceptions import MisconfigurationException
 
     cuda = torch.cuda.is_available()
-    device.precision = resolve_precision(device.precision, device.accelerator, cuda,
-                                         cuda and torch.cuda.is_bf16_supported())
+    asked = device.precision
+    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    device.precision = resolve_precision(asked, device.accelerator, cuda, cuda and torch.cuda.is_bf16_supported(), mps)
+    if asked == "16-mixed" and device.precision != asked:
+        say("--precision 16-mixed: a CPU has no float16 autocast; running bf16-mixed instead (recorded in the run)")
     strategy = device.strategy
     if strategy == "fsdp":
         from lightning_fabric.strategies import FSDPStrategy

@@ -27,6 +27,15 @@ from tkvr.errors import TkvrError
 from tkvr.progress import count, say
 
 
+def named(fn, flag: str, *args):
+    """fn(*args), its errors naming `flag` (--train, --eval) where they would say --data."""
+    try:
+        return fn(*args)
+    except TkvrError as e:
+        text = str(e)
+        raise TkvrError(flag + text[len("--data"):] if text.startswith("--data") else text) from None
+
+
 def label(k: int) -> str:
     return "all" if k == ALL_SHOTS else str(k)
 
@@ -162,8 +171,8 @@ def zeroshot(cfg: ZeroshotConfig) -> dict:
     base = copy.deepcopy(cfg.train)
     base.data.data = cfg.seen
     d = base.data
-    seen = resolve(cfg.seen, d.data_root, d.fold_or())
-    unseen = resolve(cfg.eval_data, d.data_root, d.fold_or())
+    seen = named(resolve, "--train", cfg.seen, d.data_root, d.fold_or())
+    unseen = named(resolve, "--eval", cfg.eval_data, d.data_root, d.fold_or())
     # Overlap matters only when the model trains on the seen classes; the pre-trained model alone
     # may score every class of a dataset (plain CLIP zero-shot, Table 10's K = 0).
     if not cfg.no_train and seen.name.split("@")[0] == unseen.name.split("@")[0]:
