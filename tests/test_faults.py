@@ -340,6 +340,10 @@ MISTAKES = [
     ("fewshot --data toy --shots all,3,all", ["--shots", "K all appears twice"]),
     ("zeroshot --eval {tmp}/nowhere", ["--eval", "nowhere"]),
     ("zeroshot --train {tmp}/nowhere", ["--train", "nowhere"]),
+    ("prepare --data {tmp}/ds --out {tmp}/ds/prep", ["--out", "inside the source dataset"]),
+    ("prepare --data {tmp}/ds --out {tmp}/ds", ["--out", "inside the source dataset"]),
+    ("prepare --data {tmp}/ds/dataset.yaml --out {tmp}/ds/prep", ["--out", "inside the source dataset"]),
+    ("prepare --data {tmp}/nlimage --out {tmp}/run", ["lines.png", "line break"]),
 ]
 SMALL = {"train": ["--backbone", "tiny", "--frames", "2", "--workers", "0", "--epochs", "1", "--batch-size", "4",
                    "--limit-batches", "1"]}
@@ -353,6 +357,13 @@ def mistakes_dir(tmp_path_factory):
     (tmp / "list.yaml").write_text("- a\n- b\n")
     (tmp / "fold.yaml").write_text("fold: one\n")
     (tmp / "nanlr.yaml").write_text("lr: .nan\n")
+    from PIL import Image
+
+    for cls in ("jump", "run"):  # a small class-folder dataset, and a YAML file in it
+        write_clip(tmp / "ds" / cls / "a.mp4")
+    (tmp / "ds" / "dataset.yaml").write_text("format: folders\ntrain: .\n")
+    (tmp / "nlimage" / "cat").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(tmp / "nlimage" / "cat" / "two\nlines.png")
     torch.save({"weights": _Pickled()}, tmp / "pickled.pt")
     from tkvr.model import build_backbone
     from tkvr.text import encode_classes, save_embeddings

@@ -55,3 +55,136 @@ def test_precision_16_mixed_on_a_cpu_says_what_runs_and_records_it(run_cli, tmp_
     import yaml
 
     assert yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())["device"]["precision"] == "bf16-mixed"
+
+
+# ---------------------------------------------------------------- tkvr prepare: nothing lost
+def clips_dataset(folder, n=6, frames=24, size=64):
+    """A class-folder dataset of n small real clips."""
+    for i in range(n):
+        write_clip(folder / "ab"[i % 2] / f"c{i}.mp4", frames=frames, size=size, seed=i)
+    return folder
+
+
+def listed(out):
+    return sorted(ln.rsplit(" ", 1)[0] for ln in (out / "train.txt").read_text().splitlines())
+
+
+def test_prepare_stops_at_a_full_disk_and_a_rerun_finishes(run_cli, tmp_path, monkeypatch):
+    """A write fault (here ENOSPC from the third output file, patched in) is not an unreadable
+    source: one line, exit 1, the finished videos kept, nothing listed as unreadable."""
+    import av
+
+    src, out = clips_dataset(tmp_path / "src"), tmp_path / "fast"
+    real, opened = av.open, []
+
+    def full_disk(path, mode="r", *a, **k):
+        if mode == "w":
+            opened.append(path)
+            if len(opened) == 3:
+                raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(path, mode, *a, **k)
+
+    monkeypatch.setattr(av, "open", full_disk)
+    code, _, err = run_cli("prepare", "--data", src, "--out", out, "--workers", "0")
+    lines = err.strip().splitlines()
+    assert code == 1 and len(lines) == 1 and "No space left on device" in lines[0], err
+    assert "the 2 videos finished" in lines[0] and "rerun" in lines[0]
+    assert len(list((out / "videos").glob("*.mp4"))) == 2 and not list((out / "videos").glob(".*.part"))
+    assert not (out / "unreadable.txt").exists() and not (out / "train.txt").exists()
+    monkeypatch.setattr(av, "open", real)  # space freed
+    code, stdout, err = run_cli("prepare", "--data", src, "--out", out, "--workers", "0")
+    assert code == 0, err
+    assert "2 already done" in stdout and "6 videos ready, 0 unreadable" in stdout
+    assert len(listed(out)) == 6 and not (out / "unreadable.txt").exists()
+
+
+def test_prepare_on_a_real_full_tmpfs(tmp_path):
+    """The same on a real 192 KiB tmpfs, where the machine lets the tests mount one (root)."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=192k", "tmpfs", str(mnt)], capture_output=True)
+    if r.returncode != 0:
+        pytest.skip("mounting a tmpfs is not allowed here; the patched-write test covers the same path")
+    try:
+        src, out = clips_dataset(tmp_path / "src", n=8, frames=96, size=192), mnt / "fast"
+        (mnt / "fill").write_bytes(b"\0" * 120_000)
+        cmd = [sys.executable, "-m", "tkvr", "prepare", "--data", str(src), "--out", str(out), "--workers", "2",
+               "--crf", "0"]
+        first = subprocess.run(cmd, capture_output=True, text=True)
+        lines = first.stderr.strip().splitlines()
+        assert first.returncode == 1 and len(lines) == 1 and "No space left on device" in lines[0], first.stderr
+        assert "finished" in lines[0] and "are kept" in lines[0], lines[0]  # a video's write, not a list's
+        kept = list((out / "videos").glob("*.mp4"))
+        assert not list((out / "videos").glob(".*.part")) and not (out / "unreadable.txt").exists()
+        (mnt / "fill").unlink()
+        second = subprocess.run(cmd, capture_output=True, text=True)
+        assert second.returncode == 0, second.stderr
+        assert f"{len(kept)} already done" in second.stdout and "8 videos ready, 0 unreadable" in second.stdout
+        assert len(listed(out)) == 8 and not (out / "unreadable.txt").exists()
+    finally:
+        subprocess.run(["umount", str(mnt)], capture_output=True)
+
+
+def test_two_prepare_runs_on_one_out(run_cli, tmp_path):
+    """The second refuses in one line naming the first's pid; the first completes with every video."""
+    src, out = clips_dataset(tmp_path / "src", n=8, frames=120, size=256), tmp_path / "fast"
+    cmd = [sys.executable, "-m", "tkvr", "prepare", "--data", str(src), "--out", str(out), "--workers", "0",
+           "--crf", "0"]
+    first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lock = out / ".tkvr-prepare.lock"
+    import time
+
+    deadline = time.time() + 60
+    while time.time() < deadline and not (lock.is_file() and lock.read_text().strip()):
+        time.sleep(0.02)
+    code, _, err = run_cli("prepare", "--data", src, "--out", out, "--workers", "0")
+    running = first.poll() is None
+    stdout, stderr = first.communicate(timeout=300)
+    assert running, "the first run ended before the second started; give it more work"
+    assert_user_error(code, err, "--out", "another tkvr prepare", f"pid {first.pid}")
+    assert first.returncode == 0, stderr
+    assert "8 videos ready, 0 unreadable" in stdout and len(listed(out)) == 8
+    assert len(list((out / "videos").glob("*.mp4"))) == 8
+
+
+def test_unreadable_txt_says_this_runs_result(run_cli, tmp_path):
+    src, out = clips_dataset(tmp_path / "src", n=4), tmp_path / "fast"
+    bad = src / "a" / "late.mp4"
+    bad.write_bytes(os.urandom(3000))  # still being copied, say
+    code, _, err = run_cli("prepare", "--data", src, "--out", out, "--workers", "0")
+    assert code == 0, err
+    assert (out / "unreadable.txt").read_text().split() == [str(bad)]
+    write_clip(bad, frames=24, size=64)  # the copy finished
+    code, stdout, err = run_cli("prepare", "--data", src, "--out", out, "--workers", "0")
+    assert code == 0, err
+    assert "5 videos ready, 0 unreadable" in stdout
+    assert not (out / "unreadable.txt").exists() and len(listed(out)) == 5
+
+
+def test_prepare_holds_a_line_break_in_a_name_and_its_output_checks(run_cli, tmp_path):
+    src, out = clips_dataset(tmp_path / "src", n=2), tmp_path / "fast"
+    write_clip(src / "a" / "two\nlines.mp4", frames=24, size=64)
+    code, _, err = run_cli("prepare", "--data", src, "--out", out, "--workers", "0")
+    assert code == 0, err
+    assert len((out / "train.txt").read_text().splitlines()) == 3
+    code, _, err = run_cli("check", "--data", out, "--workers", "0", "--json", tmp_path / "c.json")
+    assert code == 0, err
+    assert json.loads((tmp_path / "c.json").read_text())["num_samples"] == 3
+
+
+def test_prepare_names_an_audio_only_source(tmp_path):
+    import av
+
+    from tkvr.prepare import encode
+
+    path = tmp_path / "speech.mp4"
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("aac", rate=16000)
+        frame = av.AudioFrame.from_ndarray(torch.zeros(1, 1024).numpy(), format="fltp", layout="mono")
+        frame.sample_rate = 16000
+        for i in range(4):
+            frame.pts = i * 1024
+            c.mux(s.encode(frame))
+        c.mux(s.encode(None))
+    src, error, fault = encode((str(path), str(tmp_path / "o.mp4"), 320, 8, 23))
+    assert error == f"{path}: no video stream (audio only?)" and not fault
