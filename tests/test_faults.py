@@ -133,7 +133,8 @@ def test_bad_file_budget_and_list_are_global_under_ddp(tmp_path):
     for extra in ([], ddp):  # 62% unreadable > 50%: refused by one process and by two
         code, _, err = tkvr_process("train", "--data", data, *FAST, "--batch-size", "2", "--max-bad-fraction", "0.5",
                                     *extra, "--out", tmp_path / f"refused{len(extra)}")
-        assert code == 2 and "5 of 8 training videos are unreadable" in err and "Traceback" not in err, err
+        assert code == 1 and "5 of 8 training videos are unreadable" in err and "Traceback" not in err, err
+        assert "all listed in" in err and "--data ..." not in err, err  # a runtime fault, said plainly
     run = tmp_path / "run"
     code, _, err = tkvr_process("train", "--data", data, *FAST, "--batch-size", "2", "--max-bad-fraction", "1.0",
                                 *ddp, "--out", run)

@@ -65,7 +65,7 @@ def test_unreadable_training_videos_are_replaced_and_counted(corrupt_set):
             assert batch["video"].shape == (7, 4, 3, 32, 32)
             for used, label in zip(batch["index"].tolist(), batch["label"].tolist()):
                 assert used not in bad_ids and samples[used].label == label  # same class
-            seen_bad |= {b for b in batch["bad"].tolist() if b >= 0}
+            seen_bad |= {b for b in batch["bad"].flatten().tolist() if b >= 0}
             budget.update(batch["bad"])
     assert seen_bad == bad_ids
     assert sorted(budget.paths()) == sorted(samples[i].path for i in bad_ids)

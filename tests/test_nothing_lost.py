@@ -188,3 +188,56 @@ def test_prepare_names_an_audio_only_source(tmp_path):
         c.mux(s.encode(None))
     src, error, fault = encode((str(path), str(tmp_path / "o.mp4"), 320, 8, 23))
     assert error == f"{path}: no video stream (audio only?)" and not fault
+
+
+# ---------------------------------------------------------------- the unreadable-file budget
+def test_every_unreadable_replacement_is_counted(tmp_path):
+    """A replacement that is unreadable too is counted as well: the item reports every sample
+    that failed before one read."""
+    from tkvr.data.loader import BadFiles, ClipDataset
+    from tkvr.data.specs import Sample
+    from tkvr.data.transforms import train_transform
+
+    paths = []
+    for i in range(3):
+        (tmp_path / f"bad{i}.mp4").write_bytes(os.urandom(500))
+        paths.append(tmp_path / f"bad{i}.mp4")
+    paths.append(write_clip(tmp_path / "good.mp4"))
+    samples = [Sample(str(p), 0) for p in paths]
+    pre = {"size": 32, "mean": (0.5,) * 3, "std": (0.25,) * 3, "interpolation": "bicubic"}
+    longest = 0
+    for seed in range(8):
+        torch.manual_seed(seed)
+        ds = ClipDataset(samples, 2, train_transform(pre), train=True, decoder="pyav")
+        item = ds[0]
+        assert item["index"] == 3 and item["bad"][0] == 0 and sorted(item["bad"]) == sorted(set(item["bad"]))
+        assert set(item["why"]) == set(item["bad"]) and all("replaced by another" in w for w in item["why"].values())
+        budget = BadFiles(samples, 1.0)
+        from tkvr.data.loader import collate
+
+        budget.update(collate([item])["bad"])
+        assert len(budget.bad) == len(item["bad"])
+        longest = max(longest, len(item["bad"]))
+    assert longest >= 2  # some draw met an unreadable replacement (2 of 3 choices are)
+
+
+@pytest.mark.parametrize("workers", ["0", "1"])
+def test_the_budget_counts_lists_and_warns_once_per_file(run_cli, tmp_path, caplog, workers):
+    data = tmp_path / "data"
+    for c in "ab":
+        for i in range(5):
+            if i < 2:
+                (data / c).mkdir(parents=True, exist_ok=True)
+                (data / c / f"bad{i}.mp4").write_bytes(os.urandom(2000))
+            else:
+                write_clip(data / c / f"c{i}.mp4", seed=i)
+    run = tmp_path / "run"
+    code, _, err = run_cli("train", "--data", data, "--backbone", "tiny", "--frames", "2", "--batch-size", "2",
+                           "--workers", workers, "--epochs", "1", "--warmup", "0", "--max-bad-fraction", "0.35",
+                           "--out", run)
+    lines = err.strip().splitlines()
+    assert code == 1 and "4 of 10 training videos are unreadable" in lines[-1], err
+    bad = sorted(str(data / c / f"bad{i}.mp4") for c in "ab" for i in range(2))
+    assert sorted((run / "unreadable.txt").read_text().split()) == bad
+    warned = [r.getMessage() for r in caplog.records if "replaced by another" in r.getMessage()]
+    assert sorted(w.split(": ")[1] for w in warned) == bad, warned  # each once, whatever the worker count

@@ -239,7 +239,7 @@ class Trainer:
                 break
             seen = i + 1
             if self.bad is not None:
-                self.bad.update(batch["bad"], check=fabric.world_size == 1)
+                self.bad.update(batch["bad"], batch.get("why"), check=fabric.world_size == 1)
             self.pick_template()
             x = self.clips(batch)  # [B, T, 3, H, W]
             y = batch["label"].to(fabric.device, non_blocking=True)

@@ -130,7 +130,8 @@ def train(cfg: TrainConfig, src=None, train_ids: list[int] | None = None, fabric
     write_samples(train_set.samples, src.classes, out, fabric.global_rank)
     say(f"run {out}: {cfg.model.backbone} + {cfg.model.temporal}, head {cfg.model.head}, {count(len(src.classes), 'class')}, "
         f"{len(train_set)} train / {len(val_set)} val samples, {count(fabric.world_size, 'device')}")
-    bad = BadFiles(train_set.samples, cfg.data.max_bad_fraction)
+    bad = BadFiles(train_set.samples, cfg.data.max_bad_fraction,
+                   out / "unreadable.txt" if fabric.global_rank == 0 else None)
     trainer = Trainer(cfg, fabric, model, train_set, val_set, src.classes, out, bad, resume)
     if trainer.epoch >= cfg.optim.epochs:  # a finished run: its report stays as it is
         say(f"{out} has finished its {cfg.optim.epochs} epochs; nothing to train (raise --epochs to go on)")

@@ -1,10 +1,11 @@
 """From samples to batches: the clip dataset, bad-file handling and DataLoader settings.
 
 Training items: `video` float [T, 3, H, W], `label`, `index` (the sample actually used), `bad`
-(the index of an unreadable sample that this item replaced, or -1). An unreadable training video
-(missing, empty, truncated, not a video) is logged, replaced by another sample of the same class,
-and counted; the engine stops the run when the share of distinct bad samples passes
-`--max-bad-fraction` (BadFiles).
+(every sample that failed to read before this one did: a batch holds them as [B, K], -1 padded)
+and `why` (their errors). An unreadable training video (missing, empty, truncated, not a video)
+is replaced by another sample of the same class; the main process counts, lists and warns once
+for each distinct bad sample, and the engine stops the run (exit 1, the list written) when their
+share passes `--max-bad-fraction` (BadFiles).
 
 Eval items: `video` float [V, T, 3, H, W] with V = C temporal clips x S crops, all frames of the C
 clips read with one decoder call per video. An unreadable eval video gives `bad` = its index and
@@ -92,8 +93,9 @@ class ClipDataset(Dataset):
                 warn_once(self.samples[i].path, f"unreadable, left out of the metrics: {e}")
                 return {"video": None, "label": label, "index": i, "bad": i}
         # An unreadable video is replaced by another of its class, never one known to be bad, in
-        # random order until one reads; the budget (BadFiles) decides when too many are bad.
-        bad, j = -1, i
+        # random order until one reads; every one that failed on the way is reported (`bad`, `why`)
+        # and the budget (BadFiles, in the main process) counts, lists and warns once for each.
+        bad, why, j = [], {}, i
         pool = [k for k in self.by_class[label] if k != i and k not in self.known_bad]
         while True:
             try:
@@ -102,12 +104,12 @@ class ClipDataset(Dataset):
                     x = self.randaug(x)  # T leads as a batch dimension: one draw of ops for the clip
                 if self.augment is not None:  # cropped and normalised on the device, with these parameters
                     return {"video": x, "params": self.augment.draw(*x.shape[-2:]), "label": label, "index": j,
-                            "bad": bad}
-                return {"video": self.transform(x), "label": label, "index": j, "bad": bad}
+                            "bad": bad, "why": why}
+                return {"video": self.transform(x), "label": label, "index": j, "bad": bad, "why": why}
             except (UnreadableVideo, FileNotFoundError) as e:
-                warn_once(self.samples[j].path, f"unreadable, replaced by another {self._name(label)} sample: {e}")
                 self.known_bad.add(j)
-                bad = i if bad < 0 else bad
+                bad.append(j)
+                why[j] = f"unreadable, replaced by another {self._name(label)} sample: {e}"
                 pool = [k for k in pool if k not in self.known_bad]
                 if not pool:
                     raise TkvrError(f"every training video of class {self._name(label)} is unreadable (e.g. "
@@ -119,10 +121,19 @@ _warned: set[str] = set()
 
 
 def warn_once(path: str, message: str) -> None:
-    """A decoder warning once per file and process, not once per epoch."""
+    """An eval decoder warning once per file and process, not once per epoch."""
     if path not in _warned:
         _warned.add(path)
         log.warning("%s", message)
+
+
+def _bad(items: list[dict]) -> torch.Tensor:
+    """Eval items: one index or -1 each -> [B]. Training items: the list of samples that failed
+    before one read -> [B, K] padded with -1."""
+    if not isinstance(items[0]["bad"], list):
+        return torch.tensor([it["bad"] for it in items])
+    k = max(1, max(len(it["bad"]) for it in items))
+    return torch.tensor([it["bad"] + [-1] * (k - len(it["bad"])) for it in items], dtype=torch.long)
 
 
 def collate(items: list[dict]) -> dict:
@@ -132,15 +143,19 @@ def collate(items: list[dict]) -> dict:
         clips = [it["video"] for it in items]
         same = all(c.shape == clips[0].shape for c in clips)
         return {"video": torch.stack(clips) if same else clips, "params": torch.stack([it["params"] for it in items]),
-                **{k: torch.tensor([it[k] for it in items]) for k in ("label", "index", "bad")}}
+                **{k: torch.tensor([it[k] for it in items]) for k in ("label", "index")}, "bad": _bad(items),
+                "why": {k: v for it in items for k, v in it["why"].items()}}
     shape = next((it["video"].shape for it in items if it["video"] is not None), None)
     videos = [it["video"] if it["video"] is not None else torch.zeros(shape) for it in items] if shape else []
-    return {
+    batch = {
         "video": torch.stack(videos) if videos else torch.empty(0),
         "label": torch.tensor([it["label"] for it in items]),
         "index": torch.tensor([it["index"] for it in items]),
-        "bad": torch.tensor([it["bad"] for it in items]),
+        "bad": _bad(items),
     }
+    if "why" in items[0]:
+        batch["why"] = {k: v for it in items for k, v in it["why"].items()}
+    return batch
 
 
 def workers_for(setting: int | None, devices: int = 1) -> int:
@@ -160,28 +175,43 @@ def default_workers(devices: int = 1) -> int:
 
 
 class BadFiles:
-    """Distinct unreadable training samples; an error once their share passes the budget.
+    """Distinct unreadable training samples: each counted once, warned about once (here, in the
+    main process, whatever the worker count), listed in `listing`, and an error once their share
+    passes the budget.
 
     Under DDP each rank sees its own share, so the budget is checked on the union over ranks
     (`merge`, at the end of every epoch, on every rank alike); a single process also checks
     after every batch, so it stops at once."""
 
-    def __init__(self, samples: list[Sample], max_fraction: float):
+    def __init__(self, samples: list[Sample], max_fraction: float, listing: Path | None = None):
         self.samples = samples
         self.max_fraction = max_fraction
+        self.listing = listing
         self.bad: set[int] = set()
 
-    def update(self, bad: torch.Tensor, check: bool = True) -> None:
-        self.bad |= {int(b) for b in bad.tolist() if b >= 0}
+    def update(self, bad: torch.Tensor, why: dict | None = None, check: bool = True) -> None:
+        new = {int(b) for b in bad.flatten().tolist() if b >= 0} - self.bad
+        for b in sorted(new):
+            log.warning("%s", (why or {}).get(b) or f"unreadable, replaced: {self.samples[b].path}")
+        self.bad |= new
         if check:
             self.check()
 
     def check(self) -> None:
         if self.bad and len(self.bad) / len(self.samples) > self.max_fraction:
+            from tkvr.errors import Fault
+
             first = self.samples[min(self.bad)].path
-            raise TkvrError(f"{len(self.bad)} of {len(self.samples)} training videos are unreadable "
-                            f"({100 * len(self.bad) / len(self.samples):.1f}% > --max-bad-fraction "
-                            f"{self.max_fraction}; first: {first}); run tkvr check --data ... to list them")
+            where = "run tkvr check on the dataset to list them"
+            if self.listing is not None:
+                from tkvr.fileio import atomic_write_text
+
+                atomic_write_text("".join(p + "\n" for p in self.paths()), self.listing)
+                where = f"all listed in {self.listing}"
+            raise Fault(f"{len(self.bad)} of {len(self.samples)} training videos are unreadable "
+                        f"({100 * len(self.bad) / len(self.samples):.1f}% > --max-bad-fraction "
+                        f"{self.max_fraction}; first: {first}); {where}: repair or remove them, or raise "
+                        "--max-bad-fraction")
 
     def merge(self, fabric) -> None:
         """The union of every rank's bad samples, on every rank."""
