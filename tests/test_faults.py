@@ -345,6 +345,8 @@ MISTAKES = [
     ("prepare --data {tmp}/ds --out {tmp}/ds", ["--out", "inside the source dataset"]),
     ("prepare --data {tmp}/ds/dataset.yaml --out {tmp}/ds/prep", ["--out", "inside the source dataset"]),
     ("prepare --data {tmp}/nlimage --out {tmp}/run", ["lines.png", "line break"]),
+    ("check --data {tmp}/twins", ["'brush hair' and 'brush_hair' both read 'brush hair'"]),
+    ("train --data {tmp}/twins", ["'brush hair' and 'brush_hair'", "merge them or rename one"]),
 ]
 SMALL = {"train": ["--backbone", "tiny", "--frames", "2", "--workers", "0", "--epochs", "1", "--batch-size", "4",
                    "--limit-batches", "1"]}
@@ -363,6 +365,8 @@ def mistakes_dir(tmp_path_factory):
     for cls in ("jump", "run"):  # a small class-folder dataset, and a YAML file in it
         write_clip(tmp / "ds" / cls / "a.mp4")
     (tmp / "ds" / "dataset.yaml").write_text("format: folders\ntrain: .\n")
+    for cls in ("brush_hair", "brush hair"):  # two folders, one readable name
+        write_clip(tmp / "twins" / cls / "a.mp4")
     (tmp / "nlimage" / "cat").mkdir(parents=True)
     Image.new("RGB", (8, 8)).save(tmp / "nlimage" / "cat" / "two\nlines.png")
     torch.save({"weights": _Pickled()}, tmp / "pickled.pt")

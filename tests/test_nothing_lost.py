@@ -241,3 +241,95 @@ def test_the_budget_counts_lists_and_warns_once_per_file(run_cli, tmp_path, capl
     assert sorted((run / "unreadable.txt").read_text().split()) == bad
     warned = [r.getMessage() for r in caplog.records if "replaced by another" in r.getMessage()]
     assert sorted(w.split(": ")[1] for w in warned) == bad, warned  # each once, whatever the worker count
+
+
+# ---------------------------------------------------------------- text files: a BOM, twin names
+def test_a_byte_order_mark_is_not_part_of_a_name(tmp_path):
+    from tkvr.data.specs import resolve
+
+    for c in ("wave", "clap"):
+        write_clip(tmp_path / "clips" / f"{c}.mp4")
+    (tmp_path / "labels.txt").write_text("\ufeffwave\nclap\n", encoding="utf-8")
+    (tmp_path / "train.txt").write_text("\ufeffclips/wave.mp4 wave\nclips/clap.mp4 1\n", encoding="utf-8")
+    (tmp_path / "dataset.yaml").write_text("\ufeffformat: list\nlabels: labels.txt\ntrain: train.txt\n",
+                                           encoding="utf-8")
+    for spec in (tmp_path, tmp_path / "dataset.yaml"):
+        src = resolve(str(spec))
+        assert src.classes == ["wave", "clap"]
+        assert [s.path for s in src.split("train")] == [str(tmp_path / "clips" / "wave.mp4"),
+                                                       str(tmp_path / "clips" / "clap.mp4")]
+
+
+# ---------------------------------------------------------------- every file tkvr reads: one line
+def _run_folder(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "report.json").write_text(json.dumps({"final": {"top1": 50.0}}))
+    (run / "config.yaml").write_text("model:\n  head: text\ndata:\n  label_fraction: 0.5\n")
+    (run / "steps.csv").write_text("epoch,step,loss,lr\n1,1,2.5,1e-5\n1,2,2.1,1e-5\n")
+    return run
+
+
+BROKEN = [  # (file, content, figure): each must give one line naming the file, exit 2
+    ("steps.csv", "epoch,step,loss,lr\n1,1,abc,1e-5\n1,2,2.0,1e-5\n", "loss"),
+    ("steps.csv", "", "loss"),
+    ("steps.csv", "epoch,step,loss\n1,1\n1,2,2.0\n", "loss"),
+    ("report.json", "[1, 2]", "fractions"),
+    ("report.json", '{"final": {"top1": 5', "fractions"),
+    ("report.json", '{"final": {"top1": "high"}}', "fractions"),
+    ("config.yaml", "model: [text\n", "loss"),
+    ("config.yaml", "!!python/object/apply:os.system ['echo owned']\n", "loss"),
+    ("config.yaml", "- a\n- b\n", "fractions"),
+    ("config.yaml", "data: {label_fraction: lots}\n", "fractions"),
+]
+
+
+@pytest.mark.parametrize("name, content, figure", BROKEN, ids=[f"{b[0]}-{i}" for i, b in enumerate(BROKEN)])
+def test_plot_refuses_a_malformed_run_file_in_one_line(run_cli, tmp_path, name, content, figure):
+    run = _run_folder(tmp_path)
+    (run / name).write_text(content)
+    code, _, err = run_cli("plot", figure, run, "--out", tmp_path / "f.png")
+    assert_user_error(code, err)
+    assert name in err or str(run) in err, err
+    assert not (tmp_path / "f.png").exists()
+
+
+def test_plot_correlation_refuses_an_empty_head(run_cli, tmp_path):
+    torch.save({"embeddings": torch.zeros(0, 8), "classes": []}, tmp_path / "e.pt")
+    code, _, err = run_cli("plot", "correlation", tmp_path / "e.pt", "--out", tmp_path / "c.png")
+    assert_user_error(code, err, "e.pt", "(0, 8)")
+
+
+def test_the_readers_turn_any_damage_into_one_error(tmp_path):
+    """Truncations, wrong types, empty files and random bytes: a value of the right kind or a
+    TkvrError, never another exception."""
+    import random
+
+    from tkvr.errors import TkvrError
+    from tkvr.fileio import read_json, read_table, read_text, read_yaml
+
+    good = {
+        "yaml": ("model:\n  head: text\n  templates: ['a video of {}.']\ndata: {label_fraction: 0.5}\n",
+                 lambda p: read_yaml(p, "run config")),
+        "json": (json.dumps({"final": {"top1": 1.5, "per_class": {"a": 1}}, "history": [1, 2]}),
+                 lambda p: read_json(p, "run report")),
+        "csv": ("epoch,step,loss,lr\n1,1,2.5,1e-5\n1,2,2.1,1e-5\n2,3,1.9,1e-5\n",
+                lambda p: read_table(p, "steps log", {"step": int, "loss": float})),
+        "txt": ("wave\nclap\n", lambda p: read_text(p, "labels file")),
+    }
+    rng = random.Random(0)
+    path = tmp_path / "f"
+    for kind, (text, read) in good.items():
+        damaged = [text[:k] for k in range(0, len(text), 3)]
+        damaged += ["", "[1, 2]", "- a\n- b\n", "42", "null", '"text"', "\ufeff" + text, "a,b\n1,2,3,4\n"]
+        damaged += [bytes(rng.randrange(256) for _ in range(rng.randrange(1, 200))) for _ in range(30)]
+        for d in damaged:
+            path.write_bytes(d if isinstance(d, bytes) else d.encode())
+            try:
+                value = read(path)
+            except TkvrError as e:
+                assert "\n" not in str(e) and str(path) in str(e), (kind, d, str(e))
+                continue
+            assert isinstance(value, {"yaml": dict, "json": dict, "csv": list, "txt": str}[kind]), (kind, d)
+    with pytest.raises(TkvrError, match="does not exist"):
+        read_text(tmp_path / "absent", "labels file")

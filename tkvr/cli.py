@@ -44,7 +44,7 @@ def _config_file(ctx, param, value):
     import yaml
 
     try:
-        data = yaml.safe_load(open(value, encoding="utf-8")) or {}
+        data = yaml.safe_load(open(value, encoding="utf-8-sig")) or {}
     except OSError:
         raise TkvrError(f"--config {value}: no such file") from None
     except yaml.YAMLError as e:

@@ -80,3 +80,93 @@ def safe_load(path: str | os.PathLike, what: str = "file"):
     except (RuntimeError, EOFError, OSError, ValueError) as e:
         raise TkvrError(f"{what} '{path}' is not a readable torch file ({type(e).__name__}); "
                         "was it truncated or written by another program?") from None
+
+
+# ---------------------------------------------------------------- validated readers of text formats
+# Every text file tkvr reads back (config.yaml, report.json, steps.csv, sample files, lists) goes
+# through one of these: a parse error of any kind becomes one TkvrError line naming the file.
+def read_text(path: str | os.PathLike, what: str = "file") -> str:
+    """UTF-8 text; a byte-order mark (as Windows editors write) is not part of the first line."""
+    try:
+        return Path(path).read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise TkvrError(f"{what} {path} does not exist") from None
+    except IsADirectoryError:
+        raise TkvrError(f"{what} {path} is a folder, not a file") from None
+    except UnicodeDecodeError:
+        raise TkvrError(f"{what} {path} is not UTF-8 text; was it written by another program?") from None
+    except OSError as e:
+        raise TkvrError(f"{what} {path}: cannot read it ({e.strerror or type(e).__name__})") from None
+
+
+def _kind(data, kind: type, what: str, path) -> None:
+    if not isinstance(data, kind):
+        want = {dict: "a mapping", list: "a list"}.get(kind, kind.__name__)
+        raise TkvrError(f"{what} {path}: expected {want}, found {type(data).__name__}; was it edited or cut short?")
+
+
+def read_yaml(path: str | os.PathLike, what: str = "file", kind: type = dict):
+    """YAML with the safe loader only (tags that would build objects are refused)."""
+    import yaml
+
+    text = read_text(path, what)
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise TkvrError(f"{what} {path} is not valid YAML ({first[:120]})") from None
+    except (ValueError, TypeError, RecursionError) as e:  # e.g. a date field that is no date
+        raise TkvrError(f"{what} {path} is not valid YAML ({type(e).__name__})") from None
+    if data is None and kind is dict:
+        data = {}
+    _kind(data, kind, what, path)
+    return data
+
+
+def read_json(path: str | os.PathLike, what: str = "file", kind: type = dict):
+    import json
+
+    text = read_text(path, what)
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as e:
+        raise TkvrError(f"{what} {path} is not valid JSON ({str(e).splitlines()[0][:120]}); was it cut short?") \
+            from None
+    _kind(data, kind, what, path)
+    return data
+
+
+def read_table(path: str | os.PathLike, what: str, numbers: dict[str, type]) -> list[dict]:
+    """A CSV file with a header row; the columns in `numbers` are parsed (int or float) where
+    filled. A last row cut short (a process killed mid-append) is dropped; any other bad row is
+    an error naming its line."""
+    import csv
+    import io
+
+    text = read_text(path, what)
+    try:
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        rows = list(reader)
+        header = reader.fieldnames or []
+    except csv.Error as e:
+        raise TkvrError(f"{what} {path} is not a CSV table ({e})") from None
+    missing = [c for c in numbers if c not in header]
+    if missing:
+        raise TkvrError(f"{what} {path}: no column {missing[0]!r} (header: {', '.join(map(str, header)) or 'none'})")
+    out = []
+    for n, row in enumerate(rows, 2):
+        if None in row.values() or None in row:  # too few or too many fields
+            if n == len(rows) + 1:
+                break
+            raise TkvrError(f"{what} {path}:{n}: {len(header)} fields expected")
+        parsed = dict(row)
+        for col, kind in numbers.items():
+            value = row[col]
+            if value in ("", None):
+                continue
+            try:
+                parsed[col] = kind(value)
+            except ValueError:
+                raise TkvrError(f"{what} {path}:{n}: {col} {value!r} is not a number") from None
+        out.append(parsed)
+    return out

@@ -13,12 +13,12 @@ the numbers it drew, so they can be checked.
 
 from __future__ import annotations
 
-import csv
-import json
+import math
 import statistics
 from pathlib import Path
 
 from tkvr.errors import TkvrError
+from tkvr.fileio import read_json, read_table
 
 
 def _pyplot():
@@ -84,6 +84,21 @@ def head_of(where: str):
     return w, list(ckpt["classes"]), f"{ckpt['config']['model']['head']} head, {p.name}"
 
 
+def checked_head(where: str):
+    """head_of, with the matrix checked: [C, D] with C >= 2 finite rows, one class name each."""
+    import torch
+
+    w, classes, title = head_of(where)
+    if not isinstance(w, torch.Tensor) or w.ndim != 2 or w.shape[0] < 2 or w.shape[1] < 1:
+        shape = tuple(w.shape) if isinstance(w, torch.Tensor) else type(w).__name__
+        raise TkvrError(f"{where}: the head matrix is {shape}; a correlation needs [classes >= 2, width]")
+    if len(classes) != w.shape[0]:
+        raise TkvrError(f"{where}: {len(classes)} class names for {w.shape[0]} rows")
+    if not torch.isfinite(w.float()).all():
+        raise TkvrError(f"{where}: the head matrix holds NaN or infinite values")
+    return w, classes, title
+
+
 def _runs(inputs: list[str]) -> list[Path]:
     """Run directories (holding report.json) named, or found one level inside a named folder."""
     runs = []
@@ -100,9 +115,15 @@ def _runs(inputs: list[str]) -> list[Path]:
 
 
 def _config(run: Path) -> dict:
-    import yaml
+    from tkvr.fileio import read_yaml
 
-    return yaml.safe_load((run / "config.yaml").read_text()) if (run / "config.yaml").is_file() else {}
+    return read_yaml(run / "config.yaml", "run config") if (run / "config.yaml").is_file() else {}
+
+
+def _field(d: dict, group: str, key: str, default):
+    """config.yaml's group.key, or `default` where the file does not hold it."""
+    inner = d.get(group)
+    return inner.get(key, default) if isinstance(inner, dict) else default
 
 
 def plot_fractions(inputs: list[str], path) -> dict:
@@ -110,12 +131,19 @@ def plot_fractions(inputs: list[str], path) -> dict:
     points: dict[str, dict[float, list[float]]] = {}
     for run in _runs(inputs):
         cfg = _config(run)
-        report = json.loads((run / "report.json").read_text())
+        report = read_json(run / "report.json", "run report")
         if not report.get("final"):
             raise TkvrError(f"{run}: its report has no final validation; it cannot be a point of the curve")
-        head = cfg.get("model", {}).get("head", "?")
-        frac = float(cfg.get("data", {}).get("label_fraction", 1.0))
-        points.setdefault(head, {}).setdefault(frac, []).append(float(report["final"]["top1"]))
+        head = str(_field(cfg, "model", "head", "?"))
+        try:
+            frac = float(_field(cfg, "data", "label_fraction", 1.0))
+            top1 = float(report["final"]["top1"])
+        except (KeyError, TypeError, ValueError):
+            raise TkvrError(f"{run}: report.json's final top1 or config.yaml's label_fraction is not a number; "
+                            "was the file edited or cut short?") from None
+        if not (0 < frac <= 1 and math.isfinite(top1)):
+            raise TkvrError(f"{run}: label fraction {frac} or top-1 {top1} is out of range")
+        points.setdefault(head, {}).setdefault(frac, []).append(top1)
     curves = {h: [(f, statistics.fmean(v), statistics.pstdev(v), len(v)) for f, v in sorted(pts.items())]
               for h, pts in sorted(points.items())}
     plt = _pyplot()
@@ -138,9 +166,9 @@ def plot_loss(inputs: list[str], path) -> dict:
         steps = run / "steps.csv"
         if not steps.is_file():
             raise TkvrError(f"{run}: no steps.csv")
-        with steps.open(newline="") as f:
-            rows = [(int(r["step"]), float(r["loss"])) for r in csv.DictReader(f) if r.get("loss")]
-        head = _config(run).get("model", {}).get("head", "?")
+        table = read_table(steps, "steps log", {"step": int, "loss": float})
+        rows = [(r["step"], r["loss"]) for r in table if isinstance(r["loss"], float) and isinstance(r["step"], int)]
+        head = str(_field(_config(run), "model", "head", "?"))
         curves[f"{run.name} ({head} head)"] = rows
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.5))
@@ -159,7 +187,7 @@ def plot_loss(inputs: list[str], path) -> dict:
 def plot(figure: str, inputs: list[str], out: str):
     """`tkvr plot`: draw one figure; returns what it drew."""
     if figure == "correlation":
-        w, classes, title = head_of(inputs[0])
+        w, classes, title = checked_head(inputs[0])
         return plot_correlation(w, classes, out, title)
     if figure == "fractions":
         return plot_fractions(inputs, out)

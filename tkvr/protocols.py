@@ -45,11 +45,14 @@ def read_sample(path: str, train, classes: list[str]) -> list[int]:
     p = Path(path)
     if not p.is_file():
         raise TkvrError(f"--sample {path}: no such file")
-    try:
-        rows = json.loads(p.read_text())["samples"] if p.suffix == ".json" else \
-            [ln.split("\t") for ln in p.read_text().splitlines() if ln.strip()]
-    except (ValueError, KeyError, TypeError):
-        raise TkvrError(f"--sample {path}: not a sample file (sample.json of a few-shot run)") from None
+    from tkvr.fileio import read_json, read_text
+
+    if p.suffix == ".json":
+        rows = read_json(p, "--sample").get("samples")
+        if not isinstance(rows, list) or not all(isinstance(r, list) and all(isinstance(x, str) for x in r) for r in rows):
+            raise TkvrError(f"--sample {path}: not a sample file (sample.json of a few-shot run)")
+    else:
+        rows = [ln.split("\t") for ln in read_text(p, "--sample").splitlines() if ln.strip()]
     where = {s.path: i for i, s in enumerate(train)}
     ids = []
     for n, row in enumerate(rows, 1):

@@ -64,7 +64,7 @@ BUILTIN_LISTS = ("k400", "imagenet")
 
 def read_labels_file(path: Path) -> list[str]:
     """One class name a line, or CSV `id,name` (a header line `id,name` is skipped)."""
-    lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()]
+    lines = [ln.strip() for ln in path.read_text(encoding="utf-8-sig").splitlines()]  # -sig: a BOM is not a name
     lines = [ln for ln in lines if ln]
     if not lines:
         return []
@@ -97,6 +97,13 @@ def check_classes(classes: list[str], source: str) -> list[str]:
             raise TkvrError(f"{source}: class name {c!r} appears twice (entries {seen[c] + 1} and {i + 1}); "
                             "class names must be unique")
         seen[c] = i
+    readable: dict[str, str] = {}
+    for c in classes:  # CLIP's tokenizer lowercases: 'brush_hair' and 'Brush Hair' embed alike
+        key = " ".join(prompt_name(c).lower().split())
+        if key in readable:
+            raise TkvrError(f"{source}: classes {readable[key]!r} and {c!r} both read {key!r}, so their text "
+                            "embeddings are identical; merge them or rename one")
+        readable[key] = c
     return classes
 
 

@@ -154,7 +154,7 @@ def finish(cfg: TrainConfig, r: TrainResult, wall: float) -> None:
 
     listed = r.out / "unreadable.txt"
     if listed.is_file():  # a resumed run: keep what the earlier part found
-        r.unreadable = sorted(set(r.unreadable) | set(listed.read_text().split("\n")) - {""})
+        r.unreadable = sorted(set(r.unreadable) | set(listed.read_text(errors="replace").split("\n")) - {""})
     if r.unreadable:
         atomic_write_text("".join(p + "\n" for p in r.unreadable), listed)
         say(f"{count(len(r.unreadable), 'unreadable training video')} replaced; listed in {r.out / 'unreadable.txt'}")

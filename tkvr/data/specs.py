@@ -127,7 +127,7 @@ def canonical_classes(dataset: str) -> list[str]:
 def _lines(path: Path) -> list[tuple[int, str]]:
     if not path.is_file():
         raise TkvrError(f"list file {path} does not exist")
-    return [(n, ln.strip()) for n, ln in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+    return [(n, ln.strip()) for n, ln in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1)
             if ln.strip() and not ln.lstrip().startswith("#")]
 
 
@@ -187,7 +187,9 @@ def read_class_folders(folder: Path, classes: list[str] | None = None) -> tuple[
     dirs = [p for p in _files(folder) if p.is_dir()]
     found = [d.name for d in dirs]
     if classes is None:
-        classes = found
+        from tkvr.text import check_classes
+
+        classes = check_classes(found, f"class folders of {folder}") if found else found
     else:
         extra = [c for c in found if c not in classes]
         if extra:
@@ -208,7 +210,7 @@ def read_class_folders(folder: Path, classes: list[str] | None = None) -> tuple[
 def _kinetics(root: Path, labels: Path | None, csvs: dict[str, Path]) -> DataSource:
     rows: dict[str, list[tuple[int, dict]]] = {}
     for split, path in csvs.items():
-        with path.open(newline="", encoding="utf-8") as f:
+        with path.open(newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
             need = {"label", "youtube_id", "time_start", "time_end"}
             if not need <= set(reader.fieldnames or []):
@@ -363,7 +365,7 @@ def _yaml(path: Path, fold: int) -> DataSource:
     import yaml
 
     try:
-        cfg = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        cfg = yaml.safe_load(path.read_text(encoding="utf-8-sig")) or {}
     except yaml.YAMLError as e:
         raise TkvrError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(cfg, dict):
