@@ -1,6 +1,7 @@
 """Faults and mistakes as users meet them: real-world file quirks, corrupt files, bad flags, kills.
 Every user mistake ends in one line and exit 2; every fault keeps what was already written."""
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -228,6 +229,7 @@ def test_checkpoint_write_fault_keeps_the_previous_one(run_cli, tmp_path, monkey
         if len(calls) < 3:
             return real(self, path, state, *a, **k)
         if how == "disk full":
+            Path(path).write_bytes(b"PK\x03\x04 what fitted")  # a full disk takes part of the file
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
         # Lightning's atomic save can swallow a PermissionError: nothing written, nothing raised
 
@@ -237,6 +239,7 @@ def test_checkpoint_write_fault_keeps_the_previous_one(run_cli, tmp_path, monkey
     lines = err.strip().splitlines()
     assert code == 1 and len(lines) == 1 and "cannot write checkpoint" in lines[0], err
     assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["epoch"] == 1
+    assert not list((run / "checkpoints").glob(".*")), "a partial checkpoint was left behind"
 
 
 # ---------------------------------------------------------------- 7-9. templates, other tracebacks, silent exits
@@ -347,6 +350,10 @@ MISTAKES = [
     ("prepare --data {tmp}/nlimage --out {tmp}/run", ["lines.png", "line break"]),
     ("check --data {tmp}/twins", ["'brush hair' and 'brush_hair' both read 'brush hair'"]),
     ("train --data {tmp}/twins", ["'brush hair' and 'brush_hair'", "merge them or rename one"]),
+    ("predict {tmp}/loop.mp4 --checkpoint {tmp}/nowhere", ["loop.mp4", "a symlink loop"]),
+    ("predict {tmp}/dangling.mp4 --checkpoint {tmp}/nowhere", ["dangling.mp4", "a symlink to", "does not exist"]),
+    ("eval --checkpoint {tmp}/raw.pt", ["raw.pt", "a raw pickle"]),
+    ("train --data toy --pretrained {tmp}/raw.pt", ["--pretrained", "refused"]),
 ]
 SMALL = {"train": ["--backbone", "tiny", "--frames", "2", "--workers", "0", "--epochs", "1", "--batch-size", "4",
                    "--limit-batches", "1"]}
@@ -365,6 +372,12 @@ def mistakes_dir(tmp_path_factory):
     for cls in ("jump", "run"):  # a small class-folder dataset, and a YAML file in it
         write_clip(tmp / "ds" / cls / "a.mp4")
     (tmp / "ds" / "dataset.yaml").write_text("format: folders\ntrain: .\n")
+    import os
+    import pickle
+
+    os.symlink(tmp / "loop.mp4", tmp / "loop.mp4")
+    os.symlink(tmp / "gone.mp4", tmp / "dangling.mp4")
+    (tmp / "raw.pt").write_bytes(pickle.dumps({"weights": [1.0, 2.0]}, protocol=4))  # not torch.save's format
     for cls in ("brush_hair", "brush hair"):  # two folders, one readable name
         write_clip(tmp / "twins" / cls / "a.mp4")
     (tmp / "nlimage" / "cat").mkdir(parents=True)
@@ -594,16 +607,20 @@ def test_disk_full_while_logging_is_one_line(run_cli, tmp_path, monkeypatch):
 
 
 def test_replacement_warning_names_the_class_and_file_once(tmp_path, caplog):
-    from tkvr.data.loader import ClipDataset
+    from tkvr.data.loader import BadFiles, ClipDataset, collate
     from tkvr.data.specs import Sample
 
     good = write_clip(tmp_path / "good.mp4")
     (tmp_path / "bad.mp4").write_bytes(b"\x00" * 64)
-    ds = ClipDataset([Sample(str(tmp_path / "bad.mp4"), 0), Sample(str(good), 0)], 4, lambda x: x, train=True,
-                     classes=["juggling"])
+    samples = [Sample(str(tmp_path / "bad.mp4"), 0), Sample(str(good), 0)]
+    ds = ClipDataset(samples, 4, lambda x: x, train=True, classes=["juggling"])
+    budget = BadFiles(samples, 1.0)
     with caplog.at_level("WARNING", logger="tkvr"):
-        for _ in range(3):
-            assert ds[0]["index"] == 1 and ds[0]["bad"] == 0
+        for _ in range(3):  # the main process warns, once per file
+            item = ds[0]
+            assert item["index"] == 1 and item["bad"] == [0]
+            batch = collate([item])
+            budget.update(batch["bad"], batch["why"])
     warnings = [r.getMessage() for r in caplog.records]
     assert len(warnings) == 1 and "replaced by another 'juggling' sample" in warnings[0]
     assert "bad.mp4" in warnings[0] and ".cpp" not in warnings[0]

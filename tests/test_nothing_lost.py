@@ -333,3 +333,27 @@ def test_the_readers_turn_any_damage_into_one_error(tmp_path):
             assert isinstance(value, {"yaml": dict, "json": dict, "csv": list, "txt": str}[kind]), (kind, d)
     with pytest.raises(TkvrError, match="does not exist"):
         read_text(tmp_path / "absent", "labels file")
+
+
+# ---------------------------------------------------------------- waits and small messages
+def test_timm_weights_offline_fail_at_once(run_cli, tmp_path, monkeypatch):
+    """No network, HF_HUB_OFFLINE unset, weights not cached: one line at once, the hub never tried."""
+    import socket
+
+    import timm
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty cache
+
+    def no_network(*a, **k):
+        raise OSError(errno.ENETUNREACH, "Network is unreachable")
+
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    tried = []
+    real = timm.create_model
+    monkeypatch.setattr(timm, "create_model", lambda *a, **k: tried.append(k.get("pretrained")) or real(*a, **k))
+    code, _, err = run_cli("train", "--data", "toy", "--backbone", "tiny", "--visual", "timm:test_resnet",
+                           "--out", tmp_path / "run")
+    assert_user_error(code, err, "--visual timm:test_resnet", "not cached and there is no network",
+                      "--no-visual-pretrained")
+    assert True not in tried  # refused before timm went to the hub

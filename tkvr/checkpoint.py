@@ -50,6 +50,10 @@ def save_checkpoint(fabric, path: Path, state: dict) -> None:
     try:
         fabric.save(tmp, state)
     except OSError as e:
+        try:
+            tmp.unlink(missing_ok=True)  # what a full disk let through: a partial file, of no use
+        except OSError:
+            pass
         raise Fault(f"cannot write checkpoint {path}: {e.strerror or e}; the previous one is intact") from None
     fabric.barrier()
     if fabric.global_rank == 0:

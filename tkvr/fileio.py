@@ -69,10 +69,20 @@ def safe_load(path: str | os.PathLike, what: str = "file"):
     path = Path(path)
     if not path.is_file():
         raise TkvrError(f"{what} '{path}' does not exist")
+    import warnings
+    import zipfile
+
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about the protocol of a raw pickle before refusing it
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if not zipfile.is_zipfile(path):
+            raise TkvrError(f"{what} '{path}' was refused: it is a raw pickle, not a torch.save file; tkvr reads "
+                            "only torch.save files of tensors and plain data") from None
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        first = next((ln.split("error: ")[-1] for ln in lines if "Unsupported global" in ln),
+                     lines[0] if lines else type(e).__name__)
         raise TkvrError(
             f"{what} '{path}' was refused: it holds objects other than tensors and plain data "
             f"(weights-only load: {first[:160]}); only load files you trust from tkvr or torch.save"

@@ -18,6 +18,7 @@ import io
 import logging
 import os
 import pickle
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,13 +115,14 @@ def _resolve(backbone: str, pretrained: str | None):
                     "print(open_clip.list_models())')")
 
 
-def _cached(hub: str) -> bool:
-    """Whether open_clip's file for an hf-hub entry ('org/repo' or 'org/repo/file') is cached."""
+def _cached(hub: str, names: list[str] | None = None) -> bool:
+    """Whether open_clip's file (or one of `names`) for an hf-hub entry ('org/repo' or
+    'org/repo/file') is in the Hugging Face cache."""
     from huggingface_hub import try_to_load_from_cache
 
     repo, _, file = hub.partition("/")[2].partition("/")
     repo = hub.split("/")[0] + "/" + repo
-    names = [file] if file else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+    names = [file] if file else names or ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
     return any(isinstance(try_to_load_from_cache(repo, n), str) for n in names)
 
 
@@ -197,7 +199,8 @@ def build_backbone(backbone: str, pretrained: str | None = None, meta: bool = Fa
     level = logger.level
     logger.setLevel(logging.ERROR)  # open_clip warns 'initialized randomly' for the built-ins
     try:
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")  # a raw pickle, refused below
             torch.manual_seed(BUILD_SEED)
             model = oc.create_model(name, pretrained=weights, force_quick_gelu=quick)
     except pickle.UnpicklingError:
@@ -263,6 +266,29 @@ def preprocess_of(model: nn.Module) -> dict:
     return dict(get_model_preprocess_cfg(inner.visual))
 
 
+def timm_weights_or_fail(spec: str, name: str) -> None:
+    """Offline and not cached: fail at once, as for open_clip weights (the hub client would retry
+    for about a minute, logging each try)."""
+    from timm.models import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(name)
+    hub, url = getattr(cfg, "hf_hub_id", None), getattr(cfg, "url", None)
+    if hub:
+        names = [n for n in (getattr(cfg, "hf_hub_filename", None), "model.safetensors", "pytorch_model.bin") if n]
+        if _cached(hub, names):
+            return
+    elif url:
+        if (Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name).is_file():
+            return
+    else:
+        return  # timm says where it looks; its own error follows
+    if not _online():
+        where = f"hf-hub {hub}" if hub else url
+        raise TkvrError(f"--visual {spec}: timm's pretrained weights ({where}) are not cached and there is no "
+                        "network; fetch them on a connected machine into the Hugging Face cache, or use "
+                        "--no-visual-pretrained for a random init")
+
+
 class TimmVisual(nn.Module):
     """--visual timm:NAME: a timm image model as the visual tower, frames [N, 3, H, W] -> pooled
     features [N, F]; `project` (trainable, a new module) maps F to the text width D when a
@@ -278,11 +304,16 @@ class TimmVisual(nn.Module):
         name = spec.split(":", 1)[1]
         if not timm.is_model(name):
             raise TkvrError(f"--visual {spec}: timm has no model {name!r} (see timm.list_models())")
+        if pretrained:
+            timm_weights_or_fail(spec, name)
         try:
+            logging.disable(logging.WARNING)  # the hub client logs every retry
             self.trunk = timm.create_model(name, pretrained=pretrained, num_classes=0)
         except Exception as e:  # noqa: BLE001 - hub, network and file errors all mean 'no weights'
             raise TkvrError(f"--visual {spec}: cannot load timm's pretrained weights ({type(e).__name__}); put them "
                             "in the Hugging Face cache, or use --no-visual-pretrained for a random init") from None
+        finally:
+            logging.disable(logging.NOTSET)
         f = self.trunk.num_features
         data = timm.data.resolve_data_config({}, model=self.trunk)
         self.preprocess_cfg = {"size": data["input_size"][1], "mean": tuple(data["mean"]), "std": tuple(data["std"]),

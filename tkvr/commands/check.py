@@ -22,11 +22,11 @@ class _Probe:
         import os
 
         from tkvr.data.sampling import segment_indices
-        from tkvr.data.video import UnreadableVideo, open_reader
+        from tkvr.data.video import UnreadableVideo, open_reader, why_missing
 
         s = self.samples[i]
         if not os.path.exists(s.path):
-            return i, "missing", "no such file"
+            return i, "missing", why_missing(s.path)
         if os.path.isfile(s.path) and os.path.getsize(s.path) == 0:
             return i, "empty", "0 bytes"
         try:

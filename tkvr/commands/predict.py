@@ -16,7 +16,7 @@ def run(cfg: PredictConfig) -> list[dict]:
     from tkvr.data.loader import read_clip
     from tkvr.data.specs import Sample
     from tkvr.data.transforms import EvalTransform
-    from tkvr.data.video import UnreadableVideo, pick_decoder
+    from tkvr.data.video import UnreadableVideo, pick_decoder, why_missing
     from tkvr.fileio import write_json
     from tkvr.model import preprocess_of
     from tkvr.text import resolve_classes
@@ -24,7 +24,7 @@ def run(cfg: PredictConfig) -> list[dict]:
     cfg.validate()
     missing = [f for f in cfg.files if not Path(f).exists()]
     if missing:
-        raise TkvrError(f"{missing[0]}: no such file")
+        raise TkvrError(f"{missing[0]}: {why_missing(missing[0])}")
     folders = [f for f in cfg.files if Path(f).is_dir()]
     if folders:
         raise TkvrError(f"{folders[0]} is a folder; give video or image files (e.g. {folders[0]}/*.mp4)")

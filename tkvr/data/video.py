@@ -277,9 +277,25 @@ def _out_of_memory(path: str, frames: int):
                  "--batch-size")
 
 
+def why_missing(path: str) -> str:
+    """Why `path` does not open as a file, in words: a symlink loop and a link to nothing are not
+    'no such file'."""
+    import errno
+
+    try:
+        os.stat(path)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "a symlink loop"
+        if os.path.islink(path):
+            return f"a symlink to {os.readlink(path)}, which does not exist"
+        return "no such file"
+    return "no such file" if not os.path.isdir(path) else "a folder, not a file"
+
+
 def check_file(path: str) -> None:
     if not os.path.isfile(path):
-        raise FileNotFoundError(path)
+        raise FileNotFoundError(f"{path}: {why_missing(path)}")
     if os.path.getsize(path) == 0:
         raise UnreadableVideo(f"{path}: empty file (0 bytes)")
     with open(path, "rb") as f:
