@@ -362,15 +362,9 @@ def _layout(root: Path, fold: int, labels: Path | None = None) -> DataSource:
 
 
 def _yaml(path: Path, fold: int) -> DataSource:
-    import yaml
+    from tkvr.fileio import read_yaml
 
-    try:
-        cfg = yaml.safe_load(path.read_text(encoding="utf-8-sig")) or {}
-    except yaml.YAMLError as e:
-        raise TkvrError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
-    if not isinstance(cfg, dict):
-        raise TkvrError(f"{path}: a dataset file is a mapping of keys (format, root, labels, train, val, ...), "
-                        f"not a {type(cfg).__name__}")
+    cfg = read_yaml(path, "dataset file")
     known = {"format", "root", "labels", "train", "val", "frame_template", "frame_start", "flip", "templates",
              "name", "fold"}
     unknown = sorted(set(cfg) - known)
