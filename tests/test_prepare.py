@@ -139,7 +139,7 @@ def test_device_augmentation_trains_like_cpu(run_cli, tmp_path):
     a, b = (torch.load(tmp_path / w / "checkpoints" / "last.pt", weights_only=True)["model"] for w in ("cpu", "device"))
     assert all(torch.equal(a[k], b[k]) for k in a)  # the same crops, the same steps, the same weights
     items = [{"video": torch.zeros(2, 3, h, 40, dtype=torch.uint8), "params": torch.zeros(5, dtype=torch.long),
-              "label": 0, "index": i, "bad": -1} for i, h in enumerate((30, 36))]
+              "label": 0, "index": i, "bad": [], "why": {}} for i, h in enumerate((30, 36))]
     assert isinstance(collate(items)["video"], list)  # stored sizes differ: a list, cropped on the device
     assert collate(items[:1] * 2)["video"].shape == (2, 2, 3, 30, 40)
 
@@ -169,7 +169,7 @@ def test_prepare_names_a_cut_video_and_writes_nothing_for_it(tmp_path):
 
     raw = write_faststart_mp4(tmp_path / "whole.mp4").read_bytes()
     (tmp_path / "cut.mp4").write_bytes(raw[: len(raw) * 3 // 10])
-    src, error = encode((str(tmp_path / "cut.mp4"), str(tmp_path / "out.mp4"), 320, 8, 23))
-    assert error and "cut.mp4" in error and not (tmp_path / "out.mp4").exists()
+    src, error, fault = encode((str(tmp_path / "cut.mp4"), str(tmp_path / "out.mp4"), 320, 8, 23))
+    assert error and "cut.mp4" in error and not fault and not (tmp_path / "out.mp4").exists()
     assert not list(tmp_path.glob(".*.part"))
     assert encode((str(tmp_path / "whole.mp4"), str(tmp_path / "ok.mp4"), 320, 8, 23))[1] is None

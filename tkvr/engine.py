@@ -32,10 +32,10 @@ import torch.nn.functional as F
 from tkvr.checkpoint import FORMAT, HEAD_FORM, STATE_KEYS, rng_state, save_checkpoint, set_rng_state
 from tkvr.config import TrainConfig
 from tkvr.data.loader import loader, start_epoch, workers_for
-from tkvr.errors import Fault, TkvrError
+from tkvr.errors import TkvrError
 from tkvr.evaluation import evaluate
 from tkvr.heads import template_for_step
-from tkvr.objectives import gather_with_grad, matching_loss
+from tkvr.objectives import gather_with_grad, matching_loss, stop_if_not_finite
 from tkvr.progress import TrainProgress, say
 
 
@@ -258,43 +258,20 @@ class Trainer:
                 continue
             self.optimizer_step()
             if self.step % self.cfg.run.log_every == 0 or seen == n:  # reading the loss syncs a GPU
-                self.stop_if_not_finite(losses[checked:], steps[checked:])
-                checked = len(losses)
+                checked = stop_if_not_finite(fabric, losses, steps, checked, self.epoch, self.out)
                 self.log_step(progress, float(loss.detach()), clips / max(1e-9, time.time() - t0))
             else:
                 progress.advance()
             if o.max_steps and self.step >= o.max_steps and seen < n:
                 break
             ready = time.perf_counter()
-        if losses:  # before anything of this epoch is saved
-            self.stop_if_not_finite(losses[checked:], steps[checked:])
+        stop_if_not_finite(fabric, losses, steps, checked, self.epoch, self.out)  # before this epoch is saved
         mean = float(torch.stack(losses).mean()) if losses else float("nan")
         mean = float(fabric.all_reduce(torch.tensor(mean, device=fabric.device), reduce_op="mean"))
         if self.bad is not None:  # every rank alike: the budget holds for the whole run
             self.bad.merge(fabric)
             self.bad.check()
         return mean, clips, seen >= n
-
-    def stop_if_not_finite(self, losses: list, steps: list[int]) -> None:
-        """A loss that became NaN or infinite stops the run (every rank alike) before anything is
-        saved, so the last checkpoint stays the last good one. Checked where the loss is read
-        anyway (log steps, the epoch's end): no extra sync of the device."""
-        if not losses:
-            bad = torch.zeros(0, dtype=torch.bool)
-        else:
-            bad = ~torch.isfinite(torch.stack(losses).float().cpu())
-        flag = torch.tensor(float(bad.any()), device=self.fabric.device)
-        if self.fabric.world_size > 1:
-            flag = self.fabric.all_reduce(flag, reduce_op="sum")
-        if float(flag) == 0:
-            return
-        first = int(bad.nonzero()[0]) if bool(bad.any()) else -1
-        what = (f"{float(losses[first])} at step {steps[first]}" if first >= 0
-                else f"not finite on another device by step {steps[-1] if steps else self.step}")
-        last = self.out / "checkpoints" / "last.pt"
-        kept = f"{last} is the last good checkpoint" if last.is_file() else "no checkpoint was written"
-        raise Fault(f"the training loss became {what} (epoch {self.epoch + 1}); stopped, {kept}. Lower --lr "
-                    "or set --grad-clip")
 
     def pick_template(self) -> None:
         """--template-mode augment: this optimiser step's template (all its micro-batches alike)."""

@@ -68,3 +68,28 @@ def gather_with_grad(*xs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         parts = _Gather.apply(torch.cat([x, pad])).chunk(world)
         out.append(torch.cat([p[:n] for p, n in zip(parts, sizes)]))
     return tuple(out)
+
+
+def stop_if_not_finite(fabric, losses: list, steps: list[int], checked: int, epoch: int, out) -> int:
+    """A loss that became NaN or infinite stops the run (every rank alike) before anything is
+    saved, so the last checkpoint stays the last good one. `losses[checked:]` are new, `steps`
+    their optimiser steps; called where the loss is read anyway (log steps, the epoch's end), so
+    it adds no sync of the device. -> how many losses are now checked."""
+    from pathlib import Path
+
+    from tkvr.errors import Fault
+
+    new = losses[checked:]
+    bad = ~torch.isfinite(torch.stack(new).float().cpu()) if new else torch.zeros(0, dtype=torch.bool)
+    flag = torch.tensor(float(bad.any()), device=fabric.device)
+    if fabric.world_size > 1:
+        flag = fabric.all_reduce(flag, reduce_op="sum")
+    if float(flag) == 0:
+        return len(losses)
+    first = int(bad.nonzero()[0]) if bool(bad.any()) else -1
+    what = (f"{float(new[first])} at step {steps[checked + first]}" if first >= 0
+            else f"not finite on another device by step {steps[-1] if steps else '?'}")
+    last = Path(out) / "checkpoints" / "last.pt"
+    kept = f"{last} is the last good checkpoint" if last.is_file() else "no checkpoint was written"
+    raise Fault(f"the training loss became {what} (epoch {epoch + 1}); stopped, {kept}. Lower --lr or set "
+                "--grad-clip")
