@@ -18,7 +18,7 @@ def main():
     ap.add_argument("--runs", type=int, default=10)
     args = ap.parse_args()
     exe = shutil.which("tkvr") or f"{sys.executable} -m tkvr"
-    print(f"| command | median s | max s | runs |\n|---|---:|---:|---:|")
+    print("| command | median s | max s | runs |\n|---|---:|---:|---:|")
     for cmd in ("--help", "train --help", "eval --help", "embed --help"):
         times = []
         for _ in range(args.runs):

@@ -72,7 +72,6 @@ def compute_rate(args) -> float:
     """train_step.py's tkvr loop on synthetic clips: the rate the data must keep up with."""
     sys.path.insert(0, str(Path(__file__).parent))
     import torch
-
     from train_step import timed, tkvr_step
 
     ns = argparse.Namespace(backbone=args.backbone, pretrained=args.pretrained, frames=args.frames, batch=args.batch,

@@ -4,8 +4,8 @@ import sys
 
 import pytest
 import torch
-
 from conftest import assert_user_error
+
 from tkvr.errors import TkvrError
 from tkvr.text import encode_classes, load_embeddings, resolve_classes, save_embeddings
 

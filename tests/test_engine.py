@@ -6,12 +6,11 @@ import pickle
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import assert_user_error, realdata
+
 from tkvr.data.toy import toy_classes
 
 FAST = ["--data", "toy", "--backbone", "tiny", "--frames", "2", "--batch-size", "16", "--workers", "0",

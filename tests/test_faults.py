@@ -5,7 +5,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import assert_user_error, write_clip, write_divx_avi
 
 FAST = ["--backbone", "tiny", "--frames", "2", "--batch-size", "4", "--workers", "0", "--epochs", "1",
@@ -172,6 +171,7 @@ def write_faststart_mp4(path, frames=48):
 @pytest.mark.parametrize("decoder", ["torchcodec", "pyav"])
 def test_cut_mp4_and_renamed_jpeg_are_unreadable(run_cli, tmp_path, decoder):
     from conftest import write_jpeg
+
     from tkvr.data.video import UnreadableVideo, VideoFile
 
     data = list_dataset(tmp_path, {"whole.mp4": "x", "cut.mp4": "x", "photo.mp4": "y"})

@@ -1,14 +1,12 @@
 """Clip datasets: transforms, bad files during training, the bad-file budget, worker seeding."""
 import pytest
 import torch
-
 from conftest import realdata, write_clip
-from tkvr.data.loader import BadFiles, ClipDataset
+
+from tkvr.data.loader import BadFiles, ClipDataset, loader, start_epoch
 from tkvr.data.specs import Sample
 from tkvr.data.transforms import EvalTransform, train_transform
 from tkvr.errors import TkvrError
-
-from tkvr.data.loader import loader, start_epoch
 
 
 def make_loader(ds, batch_size, shuffle, workers, seed=0, epoch=0):

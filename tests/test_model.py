@@ -136,8 +136,8 @@ def test_token_t1d_released_form_shifts_a_quarter_each_way_in_every_block():
     """The released TokenT1D: in every block, the [class] token's first quarter of channels takes
     the next frame's value, the second quarter the previous frame's (zero past the ends), the
     rest is kept; applied before the attention and again before the MLP."""
-    from tkvr.temporal import TemporalConv, TokenT1DBlock
     from tkvr.model import FrameContext
+    from tkvr.temporal import TemporalConv, TokenT1DBlock
 
     ctx = FrameContext()
     ctx.t = 4

@@ -10,7 +10,6 @@ import sys
 
 import pytest
 import torch
-
 from conftest import assert_user_error, write_clip
 
 FAST = ["--data", "toy", "--backbone", "tiny", "--frames", "2", "--batch-size", "16", "--workers", "0",

@@ -5,7 +5,6 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import assert_user_error
 
 FAST = ["--data", "toy", "--backbone", "tiny", "--frames", "2", "--batch-size", "16", "--workers", "0",

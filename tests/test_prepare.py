@@ -9,7 +9,6 @@ import sys
 import time
 
 import pytest
-
 from conftest import realdata, write_clip
 
 
@@ -148,8 +147,8 @@ def test_jpeg_frames_decode_in_one_batch_with_pillows_pixels(tmp_path):
     """Frame folders go through torchcodec's batched JPEG decoder (nvJPEG with
     --decode-device cuda): on the CPU the pixels equal Pillow's, frame for frame."""
     import torch
-
     from conftest import write_jpeg
+
     from tkvr.data.video import _decode_still, open_reader, torchcodec_error
 
     if torchcodec_error():
@@ -165,6 +164,7 @@ def test_jpeg_frames_decode_in_one_batch_with_pillows_pixels(tmp_path):
 
 def test_prepare_names_a_cut_video_and_writes_nothing_for_it(tmp_path):
     from test_faults import write_faststart_mp4
+
     from tkvr.prepare import encode
 
     raw = write_faststart_mp4(tmp_path / "whole.mp4").read_bytes()

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-
 from conftest import assert_user_error
 
 FAST = ["--backbone", "tiny", "--frames", "2", "--batch-size", "16", "--workers", "0", "--epochs", "1",

@@ -7,7 +7,6 @@ from pathlib import Path
 import click
 import pytest
 import torch
-
 from conftest import assert_user_error, write_clip
 
 TKVR = Path(__file__).resolve().parents[1] / "tkvr"
@@ -95,7 +94,10 @@ def test_no_import_cycle_and_a_short_engine():
 
     for m in sorted(graph):
         visit(m)
-    assert len((TKVR / "engine.py").read_text().splitlines()) < 350
+    # the engine's size in statements, which the formatter does not change (244 when the rule, then
+    # "under 350 lines", was met at 348 lines)
+    engine = ast.parse((TKVR / "engine.py").read_text())
+    assert sum(isinstance(n, ast.stmt) for n in ast.walk(engine)) < 250
 
 
 @pytest.mark.parametrize("cmd, args, word", [

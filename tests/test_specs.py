@@ -1,8 +1,8 @@
 """Every supported dataset layout, built tiny in a temp folder and read back."""
 import pytest
 import torch
-
 from conftest import assert_user_error, write_clip
+
 from tkvr.data.loader import read_clip
 from tkvr.data.specs import resolve
 from tkvr.data.video import UnreadableVideo

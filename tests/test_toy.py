@@ -1,8 +1,18 @@
 import torch
 
 from tkvr.data.specs import resolve
-from tkvr.data.toy import (COLOURS, SHAPES, TEMPLATES, direction_pair, factors, make_clip, neighbours, still,
-                           toy_classes, unseen_classes)
+from tkvr.data.toy import (
+    COLOURS,
+    SHAPES,
+    TEMPLATES,
+    direction_pair,
+    factors,
+    make_clip,
+    neighbours,
+    still,
+    toy_classes,
+    unseen_classes,
+)
 from tkvr.data.video import VideoFile
 
 

@@ -80,6 +80,7 @@ def test_premise_coarse_alignment_and_one_example_is_not_a_class():
 def test_scrambled_class_order_falls_to_chance(tmp_path):
     """Class alignment proven by a test that can fail: the right embeddings give zero-shot
     accuracy far above chance; the same rows in a shuffled order give chance."""
+    import open_clip
     from lightning_fabric import Fabric
 
     from tkvr.config import TrainConfig
@@ -88,7 +89,6 @@ def test_scrambled_class_order_falls_to_chance(tmp_path):
     from tkvr.evaluation import evaluate
     from tkvr.model import build, build_backbone
     from tkvr.text import encode_classes, load_embeddings, save_embeddings
-    import open_clip
 
     src = resolve("toy@unseen")
     bb = build_backbone("toy")

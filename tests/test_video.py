@@ -3,8 +3,8 @@ import random
 
 import pytest
 import torch
-
 from conftest import realdata
+
 from tkvr.data.sampling import segment_indices
 from tkvr.data.video import UnreadableVideo, VideoFile, pick_decoder, torchcodec_error
 

@@ -22,18 +22,49 @@ FORMAT = 1
 # "linear": the learned head is a plain linear layer. Checkpoints without this key have the
 # earlier learned head (100 · normalise(e) · Wᵀ + b): they evaluate with it, they do not resume.
 HEAD_FORM = "linear"
-STATE_KEYS = {"model", "optimizer", "scheduler", "epoch", "step", "epoch_complete", "rng", "config", "classes",
-              "best_top1", "format", "head_form"}
+STATE_KEYS = {
+    "model",
+    "optimizer",
+    "scheduler",
+    "epoch",
+    "step",
+    "epoch_complete",
+    "rng",
+    "config",
+    "classes",
+    "best_top1",
+    "format",
+    "head_form",
+}
 # Settings a resumed run must share with its checkpoint: they shape the model or the data.
-MODEL_KEYS = ("backbone", "pretrained", "visual", "frames", "temporal", "temporal_layers", "t_trans_form",
-              "t1d_form", "t1d_blocks", "logit_scale", "head", "template_mode", "prompt_length", "objective", "text_online", "unfreeze_head",
-              "templates")
+MODEL_KEYS = (
+    "backbone",
+    "pretrained",
+    "visual",
+    "frames",
+    "temporal",
+    "temporal_layers",
+    "t_trans_form",
+    "t1d_form",
+    "t1d_blocks",
+    "logit_scale",
+    "head",
+    "template_mode",
+    "prompt_length",
+    "objective",
+    "text_online",
+    "unfreeze_head",
+    "templates",
+)
 DATA_KEYS = ("data", "fold", "label_fraction")
 
 
 def rng_state() -> dict:
-    return {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+    return {
+        "torch": torch.get_rng_state(),
+        "python": list(random.getstate()[1]),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
 
 
 def set_rng_state(state: dict) -> None:
@@ -54,12 +85,16 @@ def save_checkpoint(fabric, path: Path, state: dict) -> None:
             tmp.unlink(missing_ok=True)  # what a full disk let through: a partial file, of no use
         except OSError:
             pass
-        raise Fault(f"cannot write checkpoint {path}: {e.strerror or e}; the previous one is intact") from None
+        raise Fault(
+            f"cannot write checkpoint {path}: {e.strerror or e}; the previous one is intact"
+        ) from None
     fabric.barrier()
     if fabric.global_rank == 0:
         if not tmp.is_file():  # Lightning's own atomic save can swallow a write error
-            raise Fault(f"cannot write checkpoint {path} (folder not writable, or disk full?); the previous "
-                        "one is intact")
+            raise Fault(
+                f"cannot write checkpoint {path} (folder not writable, or disk full?); the previous "
+                "one is intact"
+            )
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -87,8 +122,10 @@ def read_checkpoint(where: str, flag: str = "--checkpoint") -> dict:
     path = find_checkpoint(where) if flag == "--checkpoint" else Path(where)
     ckpt = safe_load(path, f"{flag} file")
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT or "config" not in ckpt:
-        raise TkvrError(f"{flag} {path} is not a tkvr checkpoint (a run's checkpoints/best.pt or "
-                        "last.pt); for backbone weights use --pretrained PATH")
+        raise TkvrError(
+            f"{flag} {path} is not a tkvr checkpoint (a run's checkpoints/best.pt or "
+            "last.pt); for backbone weights use --pretrained PATH"
+        )
     ckpt["path"] = str(path)
     return ckpt
 
@@ -104,8 +141,10 @@ def check_resumable(path: Path, cfg: TrainConfig) -> None:
     ckpt = read_checkpoint(str(path), "--resume")
     old = config_of(ckpt)
     if old.model.head == "learned" and ckpt.get("head_form") != HEAD_FORM:
-        raise TkvrError(f"--resume {path}: this run's learned head is the earlier scaled-cosine form, which "
-                        "tkvr no longer trains; start a new run (eval and predict still read it)")
+        raise TkvrError(
+            f"--resume {path}: this run's learned head is the earlier scaled-cosine form, which "
+            "tkvr no longer trains; start a new run (eval and predict still read it)"
+        )
     old.data.data = absolute(old.data.data)  # checkpoints before paths were stored absolute
     diff = [("model", k) for k in MODEL_KEYS if getattr(old.model, k) != getattr(cfg.model, k)]
     diff += [("data", k) for k in DATA_KEYS if getattr(old.data, k) != getattr(cfg.data, k)]
@@ -113,8 +152,10 @@ def check_resumable(path: Path, cfg: TrainConfig) -> None:
         group, k = diff[0]
         flag = "template" if k == "templates" else k.replace("_", "-")
         was, now = getattr(getattr(old, group), k), getattr(getattr(cfg, group), k)
-        raise TkvrError(f"--resume {path}: the checkpoint was trained with a different --{flag} "
-                        f"({was!r}, now {now!r}); resume with the same settings")
+        raise TkvrError(
+            f"--resume {path}: the checkpoint was trained with a different --{flag} "
+            f"({was!r}, now {now!r}); resume with the same settings"
+        )
 
 
 def load_model(ckpt: dict, classes: list[str] | None = None, flag: str = "--labels"):
@@ -125,9 +166,17 @@ def load_model(ckpt: dict, classes: list[str] | None = None, flag: str = "--labe
     cfg = config_of(ckpt)
     weight = ckpt["model"].get("head.weight")
     if weight is None:
-        raise TkvrError(f"--checkpoint {ckpt['path']}: no head weights inside (a checkpoint of another model?)")
-    backbone, model = build(cfg, ckpt["classes"], cfg.model.templates, weights=False, embeddings=weight,
-                            cosine_learned=ckpt.get("head_form") != HEAD_FORM)
+        raise TkvrError(
+            f"--checkpoint {ckpt['path']}: no head weights inside (a checkpoint of another model?)"
+        )
+    backbone, model = build(
+        cfg,
+        ckpt["classes"],
+        cfg.model.templates,
+        weights=False,
+        embeddings=weight,
+        cosine_learned=ckpt.get("head_form") != HEAD_FORM,
+    )
     state = ckpt["model"]
     if "head.logit_scale" not in state and getattr(model.head, "logit_scale", None) is not None:
         # written before the scale was a parameter: the head scored at the fixed value its config
@@ -137,10 +186,14 @@ def load_model(ckpt: dict, classes: list[str] | None = None, flag: str = "--labe
         model.load_state_dict(state)
     except RuntimeError as e:
         first = str(e).strip().splitlines()[0][:160]
-        raise TkvrError(f"--checkpoint {ckpt['path']} does not fit the model its config describes ({first})") from None
+        raise TkvrError(
+            f"--checkpoint {ckpt['path']} does not fit the model its config describes ({first})"
+        ) from None
     if classes is not None and classes != ckpt["classes"]:
         if cfg.model.head != "text":
-            raise TkvrError(f"{flag}: new class names need a text head; this checkpoint's head is {cfg.model.head}")
+            raise TkvrError(
+                f"{flag}: new class names need a text head; this checkpoint's head is {cfg.model.head}"
+            )
         text = build_backbone(cfg.model.backbone, cfg.model.pretrained)  # the text tower's own weights
         swap_classes(model, text, classes, cfg.model.templates, cfg.model.text_encoder)
     model.eval()

@@ -14,8 +14,20 @@ from dataclasses import MISSING
 import click
 
 from tkvr import __version__
-from tkvr.config import (CheckConfig, DemoConfig, EmbedConfig, EvalConfig, FewshotConfig, PlotConfig, PredictConfig,
-                         PrepareConfig, TrainConfig, ZeroshotConfig, build, leaves)
+from tkvr.config import (
+    CheckConfig,
+    DemoConfig,
+    EmbedConfig,
+    EvalConfig,
+    FewshotConfig,
+    PlotConfig,
+    PredictConfig,
+    PrepareConfig,
+    TrainConfig,
+    ZeroshotConfig,
+    build,
+    leaves,
+)
 from tkvr.errors import Fault, TkvrError, one_line
 
 WRITE_FAULTS = (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT)
@@ -116,20 +128,30 @@ def _option(name: str, f):
             return click.option(f"{flag}/--no-{flag[2:]}", name, default=default, **kw)
         return click.option(flag, name, is_flag=True, default=bool(default), **kw)
     ptype = click.Choice(list(meta["choices"])) if meta["choices"] else _TYPES[kind]
-    return click.option(flag, name, type=ptype, default=None if multiple else default, multiple=multiple, **kw)
+    return click.option(
+        flag, name, type=ptype, default=None if multiple else default, multiple=multiple, **kw
+    )
 
 
 def options(cls, config_file: bool = False):
     """The options of a command, derived from the settings of its config class, in order."""
+
     def decorate(fn):
         for name, f in reversed(list(leaves(cls).items())):
             if f.metadata.get("cli", True):
                 fn = _option(name, f)(fn)
         if config_file:
-            fn = click.option("--config", type=click.Path(dir_okay=False), callback=_config_file, is_eager=True,
-                              expose_value=False, help="YAML file whose keys are flag names; flags override it.")(fn)
+            fn = click.option(
+                "--config",
+                type=click.Path(dir_okay=False),
+                callback=_config_file,
+                is_eager=True,
+                expose_value=False,
+                help="YAML file whose keys are flag names; flags override it.",
+            )(fn)
         fn.__tkvr_config__ = cls  # for the test that every option has exactly one declaration
         return fn
+
     return decorate
 
 

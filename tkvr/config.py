@@ -46,16 +46,32 @@ SUFFIXES = (".png", ".svg", ".pdf")
 SPLITS = ("train", "val")
 
 
-def setting(default=dataclasses.MISSING, help: str = "", *, choices=None, flag: str | None = None,
-            cli: bool = True, required: bool = False, negatable: bool = False, shown: str | None = None):
+def setting(
+    default=dataclasses.MISSING,
+    help: str = "",
+    *,
+    choices=None,
+    flag: str | None = None,
+    cli: bool = True,
+    required: bool = False,
+    negatable: bool = False,
+    shown: str | None = None,
+):
     """One setting: a dataclass field whose metadata the CLI turns into its option.
 
     flag: the option's name when it is not `--` + the field name with dashes (`--template`);
     cli=False: a config value with no option (set by code); negatable: `--x/--no-x`;
     shown: the default as help shows it, where the value is resolved later ("cores per device - 1").
     """
-    meta = {"help": help, "choices": tuple(choices) if choices else None, "flag": flag, "cli": cli,
-            "required": required, "negatable": negatable, "shown": shown}
+    meta = {
+        "help": help,
+        "choices": tuple(choices) if choices else None,
+        "flag": flag,
+        "cli": cli,
+        "required": required,
+        "negatable": negatable,
+        "shown": shown,
+    }
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -101,8 +117,10 @@ def _writable(problems: list[str], flag: str, path: str | None, folder: bool = F
         return
     p = Path(path)
     if p.exists() and p.is_dir() != folder:
-        problems.append(f"{flag} {path} is a {'file' if folder else 'folder'}; give a "
-                        f"{'folder' if folder else 'file name'}")
+        problems.append(
+            f"{flag} {path} is a {'file' if folder else 'folder'}; give a "
+            f"{'folder' if folder else 'file name'}"
+        )
         return
     where = p if folder and p.is_dir() else p.parent
     while not where.exists() and where != where.parent:
@@ -131,15 +149,25 @@ def _views(problems: list[str], spec: str) -> None:
 class SourceConfig:
     """Which samples, read how: every command that reads a dataset."""
 
-    data: str | None = setting("toy", "Built-in name (k400, k600, ucf101, hmdb51, imagenet, toy), a YAML dataset "
-                                      "file or a folder; add @SUBSET for a class subset (k400@K300, ucf101@classes.txt).")
+    data: str | None = setting(
+        "toy",
+        "Built-in name (k400, k600, ucf101, hmdb51, imagenet, toy), a YAML dataset "
+        "file or a folder; add @SUBSET for a class subset (k400@K300, ucf101@classes.txt).",
+    )
     data_root: str | None = setting(None, "Folder holding the built-in datasets [env: TKVR_DATA_ROOT].")
-    fold: int | None = setting(None, "UCF-101 / HMDB-51 official split number (1-3).",
-                               shown="1; eval: the checkpoint's")
-    decoder: str = setting("auto", "Video decoder; auto takes torchcodec when FFmpeg's libraries load, else PyAV. "
-                                   "AVIs are read by PyAV either way.", choices=DECODERS)
+    fold: int | None = setting(
+        None, "UCF-101 / HMDB-51 official split number (1-3).", shown="1; eval: the checkpoint's"
+    )
+    decoder: str = setting(
+        "auto",
+        "Video decoder; auto takes torchcodec when FFmpeg's libraries load, else PyAV. "
+        "AVIs are read by PyAV either way.",
+        choices=DECODERS,
+    )
     decode_device: str = setting("cpu", "torchcodec decode device, e.g. cuda (NVDEC).")
-    workers: int | None = setting(None, "Reader processes (DataLoader workers).", shown="cores per device - 1")
+    workers: int | None = setting(
+        None, "Reader processes (DataLoader workers).", shown="cores per device - 1"
+    )
 
     def fold_or(self, fallback: int = 1) -> int:
         return self.fold if self.fold is not None else fallback
@@ -165,9 +193,12 @@ class DeviceConfig:
     devices: int = setting(1, "Devices per node.")
     num_nodes: int = setting(1, "Nodes (torchrun / SLURM / Fabric launcher).")
     strategy: str = setting("auto", "Distributed strategy.", choices=STRATEGIES)
-    precision: str = setting("auto", "Numeric precision; auto: bf16-mixed on CUDA devices with bf16, 16-mixed on "
-                                     "older CUDA, 32-true elsewhere (the run records what auto became).",
-                             choices=PRECISIONS)
+    precision: str = setting(
+        "auto",
+        "Numeric precision; auto: bf16-mixed on CUDA devices with bf16, 16-mixed on "
+        "older CUDA, 32-true elsewhere (the run records what auto became).",
+        choices=PRECISIONS,
+    )
 
     @property
     def world(self) -> int:
@@ -185,71 +216,114 @@ class DeviceConfig:
 
 @dataclass
 class ModelConfig:
-    backbone: str = setting("ViT-B/16", "OpenAI name (ViT-B/16, ViT-L/14, RN50, ...), open_clip name, "
-                                        "hf-hub:ORG/REPO, or built-in tiny / tiny-rn / toy.")
-    pretrained: str | None = setting(None, "Weight tag (e.g. laion2b_s34b_b88k), a local checkpoint PATH, or "
-                                           "'none'. OpenAI names default to 'openai'.")
-    visual: str | None = setting(None, "timm:NAME: the visual tower from timm (e.g. an ImageNet-pretrained "
-                                       "timm:vit_base_patch16_224) instead of CLIP's; --backbone still gives the "
-                                       "text encoder for the head, and a trainable projection maps the timm "
-                                       "width to the text width where they differ.", shown="CLIP's visual tower")
-    visual_pretrained: bool = setting(True, "--visual: load timm's pretrained weights (from the Hugging Face hub "
-                                            "or its cache); --no-visual-pretrained builds it randomly initialised.",
-                                      negatable=True)
+    backbone: str = setting(
+        "ViT-B/16",
+        "OpenAI name (ViT-B/16, ViT-L/14, RN50, ...), open_clip name, "
+        "hf-hub:ORG/REPO, or built-in tiny / tiny-rn / toy.",
+    )
+    pretrained: str | None = setting(
+        None,
+        "Weight tag (e.g. laion2b_s34b_b88k), a local checkpoint PATH, or "
+        "'none'. OpenAI names default to 'openai'.",
+    )
+    visual: str | None = setting(
+        None,
+        "timm:NAME: the visual tower from timm (e.g. an ImageNet-pretrained "
+        "timm:vit_base_patch16_224) instead of CLIP's; --backbone still gives the "
+        "text encoder for the head, and a trainable projection maps the timm "
+        "width to the text width where they differ.",
+        shown="CLIP's visual tower",
+    )
+    visual_pretrained: bool = setting(
+        True,
+        "--visual: load timm's pretrained weights (from the Hugging Face hub "
+        "or its cache); --no-visual-pretrained builds it randomly initialised.",
+        negatable=True,
+    )
     frames: int = setting(8, "Frames T per clip.")
     temporal: str = setting("tap", "Temporal module.", choices=TEMPORAL)
     temporal_layers: int = setting(6, "Layers of t-trans.")
-    t_trans_form: str = setting("released", "--temporal t-trans: released is the authors' released form, mean(x + "
-                                            "Transformer(x + pos)), positions and linear weights N(0, 0.02); "
-                                            "near-tap (tkvr's) adds the transformer's output to the frame mean "
-                                            "through a projection initialised near zero (starts as TAP).",
-                                choices=TTRANS_FORMS)
-    t1d_form: str = setting("released", "--temporal token-t1d: released is the authors' released module (the [class] "
-                                        "token's channels start shifted, a quarter one frame left, a quarter right, "
-                                        "half kept, before the attention and before the MLP of every block); "
-                                        "identity (tkvr's) starts as the identity at the input of the chosen blocks.",
-                            choices=T1D_FORMS)
-    t1d_blocks: list[int] | None = setting(None, "--temporal token-t1d: a ViT block (0-based, negative from the "
-                                                 "end) whose [class] token gets the temporal convolution; repeat "
-                                                 "for several.",
-                                           shown="every block (released form); the last half (identity form)")
+    t_trans_form: str = setting(
+        "released",
+        "--temporal t-trans: released is the authors' released form, mean(x + "
+        "Transformer(x + pos)), positions and linear weights N(0, 0.02); "
+        "near-tap (tkvr's) adds the transformer's output to the frame mean "
+        "through a projection initialised near zero (starts as TAP).",
+        choices=TTRANS_FORMS,
+    )
+    t1d_form: str = setting(
+        "released",
+        "--temporal token-t1d: released is the authors' released module (the [class] "
+        "token's channels start shifted, a quarter one frame left, a quarter right, "
+        "half kept, before the attention and before the MLP of every block); "
+        "identity (tkvr's) starts as the identity at the input of the chosen blocks.",
+        choices=T1D_FORMS,
+    )
+    t1d_blocks: list[int] | None = setting(
+        None,
+        "--temporal token-t1d: a ViT block (0-based, negative from the "
+        "end) whose [class] token gets the temporal convolution; repeat "
+        "for several.",
+        shown="every block (released form); the last half (identity form)",
+    )
     head: str = setting("text", "Classifier head.", choices=HEADS)
     unfreeze_head: bool = setting(False, "Train the head too.")
-    logit_scale: str = setting("learn", "Temperature of the cosine heads: learn (start from the pre-trained model's "
-                                        "own logit scale, 100 for OpenAI CLIP, and train it with the visual encoder, "
-                                        "as released), fixed (keep the pre-trained value), or a number (fixed at it). "
-                                        "The learned head has none.")
-    templates: list[str] | None = setting(None, "Prompt template with {} for the class name; repeat to average "
-                                                "several.", flag="--template",
-                                          shown="the dataset's, e.g. 'a video of a person {}.'")
-    template_mode: str = setting("average", "How several templates make the text head: average (one classifier, "
-                                            "the mean of the per-template embeddings: prompt ensembling) or "
-                                            "augment (text augmentation: each step trains against one template's "
-                                            "classifier, drawn by --seed and step; eval uses the average) or "
-                                            "learn (CoOp-style: --prompt-length learned context vectors before "
-                                            "each class name, through the frozen CLIP text encoder every step).",
-                                 choices=TEMPLATE_MODES)
+    logit_scale: str = setting(
+        "learn",
+        "Temperature of the cosine heads: learn (start from the pre-trained model's "
+        "own logit scale, 100 for OpenAI CLIP, and train it with the visual encoder, "
+        "as released), fixed (keep the pre-trained value), or a number (fixed at it). "
+        "The learned head has none.",
+    )
+    templates: list[str] | None = setting(
+        None,
+        "Prompt template with {} for the class name; repeat to average several.",
+        flag="--template",
+        shown="the dataset's, e.g. 'a video of a person {}.'",
+    )
+    template_mode: str = setting(
+        "average",
+        "How several templates make the text head: average (one classifier, "
+        "the mean of the per-template embeddings: prompt ensembling) or "
+        "augment (text augmentation: each step trains against one template's "
+        "classifier, drawn by --seed and step; eval uses the average) or "
+        "learn (CoOp-style: --prompt-length learned context vectors before "
+        "each class name, through the frozen CLIP text encoder every step).",
+        choices=TEMPLATE_MODES,
+    )
     prompt_length: int = setting(8, "--template-mode learn: learned context vectors M before the class name.")
-    objective: str = setting("recognition", "recognition: cross-entropy over all classes against the frozen "
-                                            "classifier (the paper's paradigm); matching: the video-text "
-                                            "contrastive loss of the matching paradigm (Table 6), between "
-                                            "videos and the text embeddings of their class names.",
-                             choices=OBJECTIVES)
-    text_online: bool = setting(False, "--objective matching: train CLIP's text encoder too (online), at the "
-                                       "visual encoder's lr; else its class embeddings stay fixed (offline).")
+    objective: str = setting(
+        "recognition",
+        "recognition: cross-entropy over all classes against the frozen "
+        "classifier (the paper's paradigm); matching: the video-text "
+        "contrastive loss of the matching paradigm (Table 6), between "
+        "videos and the text embeddings of their class names.",
+        choices=OBJECTIVES,
+    )
+    text_online: bool = setting(
+        False,
+        "--objective matching: train CLIP's text encoder too (online), at the "
+        "visual encoder's lr; else its class embeddings stay fixed (offline).",
+    )
     lda_samples: int = setting(60, "--head lda: videos per class to fit it on.")
     embeddings: str | None = setting(None, "Class embeddings from tkvr embed.", shown="computed on the fly")
-    text_encoder: str | None = setting(None, "st:NAME_OR_PATH: embed the class names with a text-only "
-                                             "sentence-transformers encoder instead of CLIP's text tower (pip "
-                                             "install 'tkvr[text]'), mapped to the visual width by a fixed "
-                                             "orthogonal map.", shown="CLIP's text tower")
+    text_encoder: str | None = setting(
+        None,
+        "st:NAME_OR_PATH: embed the class names with a text-only "
+        "sentence-transformers encoder instead of CLIP's text tower (pip "
+        "install 'tkvr[text]'), mapped to the visual width by a fixed "
+        "orthogonal map.",
+        shown="CLIP's text tower",
+    )
 
     def validate(self) -> list[str]:
         problems: list[str] = []
         _at_least(problems, self, 1, "frames", "temporal_layers", "lda_samples", "prompt_length")
         if self.prompt_length != 8 and self.template_mode != "learn":
-            problems.append(f"--prompt-length {self.prompt_length} sets the learned context of --template-mode "
-                            f"learn; --template-mode is {self.template_mode}: leave it out")
+            problems.append(
+                f"--prompt-length {self.prompt_length} sets the learned context of --template-mode "
+                f"learn; --template-mode is {self.template_mode}: leave it out"
+            )
         if self.temporal not in TEMPORAL:
             problems.append(f"--temporal {self.temporal!r} is not known: choose one of {', '.join(TEMPORAL)}")
         if self.t_trans_form not in TTRANS_FORMS:
@@ -262,8 +336,9 @@ class ModelConfig:
             except (TypeError, ValueError):
                 value = float("nan")
             if not 0 < value < float("inf"):
-                problems.append(f"--logit-scale {self.logit_scale!r}: use learn, fixed or a positive number "
-                                "(e.g. 100)")
+                problems.append(
+                    f"--logit-scale {self.logit_scale!r}: use learn, fixed or a positive number (e.g. 100)"
+                )
         if self.head not in HEADS:
             problems.append(f"--head {self.head!r} is not known: choose one of {', '.join(HEADS)}")
         if self.templates is not None:
@@ -273,41 +348,68 @@ class ModelConfig:
         if self.visual is not None and not self.visual.startswith("timm:"):
             problems.append(f"--visual {self.visual!r}: use timm:NAME (a timm model name)")
         elif self.visual and self.temporal in ("t1d", "token-t1d"):
-            problems.append(f"--temporal {self.temporal} is inserted into CLIP's own ViT or ResNet; with --visual "
-                            "use tap or t-trans")
+            problems.append(
+                f"--temporal {self.temporal} is inserted into CLIP's own ViT or ResNet; with --visual "
+                "use tap or t-trans"
+            )
         if self.template_mode not in TEMPLATE_MODES:
-            problems.append(f"--template-mode {self.template_mode!r}: choose one of {', '.join(TEMPLATE_MODES)}")
+            problems.append(
+                f"--template-mode {self.template_mode!r}: choose one of {', '.join(TEMPLATE_MODES)}"
+            )
         elif self.template_mode != "average" and self.head != "text":
             problems.append(f"--template-mode {self.template_mode} shapes a text head; --head is {self.head}")
         elif self.template_mode == "learn" and (self.text_encoder or self.embeddings or self.unfreeze_head):
-            flag = "--text-encoder" if self.text_encoder else "--embeddings" if self.embeddings else "--unfreeze-head"
-            problems.append(f"--template-mode learn trains context vectors through CLIP's own text encoder: "
-                            f"leave out {flag}")
+            flag = (
+                "--text-encoder"
+                if self.text_encoder
+                else "--embeddings"
+                if self.embeddings
+                else "--unfreeze-head"
+            )
+            problems.append(
+                f"--template-mode learn trains context vectors through CLIP's own text encoder: "
+                f"leave out {flag}"
+            )
         elif self.objective not in OBJECTIVES:
             problems.append(f"--objective {self.objective!r}: choose one of {', '.join(OBJECTIVES)}")
         elif self.objective == "matching" and self.head != "text":
-            problems.append(f"--objective matching matches videos with their class names' text; --head is {self.head}")
+            problems.append(
+                f"--objective matching matches videos with their class names' text; --head is {self.head}"
+            )
         elif self.text_online and self.objective != "matching":
-            problems.append("--text-online trains the text encoder under --objective matching; add it, or leave "
-                            "out --text-online")
+            problems.append(
+                "--text-online trains the text encoder under --objective matching; add it, or leave "
+                "out --text-online"
+            )
         elif self.text_online and (self.text_encoder or self.embeddings or self.template_mode != "average"):
-            flag = ("--text-encoder" if self.text_encoder else "--embeddings" if self.embeddings
-                    else f"--template-mode {self.template_mode}")
+            flag = (
+                "--text-encoder"
+                if self.text_encoder
+                else "--embeddings"
+                if self.embeddings
+                else f"--template-mode {self.template_mode}"
+            )
             problems.append(f"--text-online trains CLIP's own text encoder on one template: leave out {flag}")
         elif self.template_mode == "augment" and self.unfreeze_head:
-            problems.append("--template-mode augment keeps each template's classifier frozen: leave out "
-                            "--unfreeze-head")
+            problems.append(
+                "--template-mode augment keeps each template's classifier frozen: leave out --unfreeze-head"
+            )
         elif self.template_mode == "augment" and self.embeddings:
-            problems.append("--template-mode augment embeds each template on its own: leave out --embeddings "
-                            "(a file holds one averaged matrix)")
+            problems.append(
+                "--template-mode augment embeds each template on its own: leave out --embeddings "
+                "(a file holds one averaged matrix)"
+            )
         return problems
 
 
 def template_problems(templates) -> list[str]:
     if isinstance(templates, str) or not list(templates):
         return ["--template: give one or more prompt templates, each with {} where the class name goes"]
-    return [f"--template {t!r} must contain '{{}}' exactly once, where the class name goes"
-            for t in templates if not isinstance(t, str) or t.count("{}") != 1]
+    return [
+        f"--template {t!r} must contain '{{}}' exactly once, where the class name goes"
+        for t in templates
+        if not isinstance(t, str) or t.count("{}") != 1
+    ]
 
 
 @dataclass
@@ -315,27 +417,48 @@ class DataConfig(SourceConfig):
     """The data settings of a training run."""
 
     label_fraction: float = setting(1.0, "Stratified fraction of the training labels.")
-    max_bad_fraction: float = setting(0.05, "Stop when more than this share of training videos is unreadable.")
+    max_bad_fraction: float = setting(
+        0.05, "Stop when more than this share of training videos is unreadable."
+    )
     train_crop: str = setting("rrc", "Train crop.", choices=CROPS)
-    augment: str = setting("auto", "Where training clips are cropped, resized, flipped and normalised: cpu (in the "
-                                   "DataLoader workers) or device (on the accelerator, from uint8 frames; the same "
-                                   "crops for the same seed); auto: device on CUDA, else cpu.",
-                           choices=("auto", "cpu", "device"))
-    crop_area: float = setting(0.08, "--train-crop rrc: smallest area of the random crop, as a fraction of the "
-                                     "frame (0.08 as released; aspect 3/4 to 4/3).")
-    grayscale: float = setting(0.2, "Probability that a training clip is turned to grayscale (0.2 as released; "
-                                    "0 for classes that are colours).")
-    randaugment: str = setting("auto", "RandAugment (N=2 ops, magnitude 9) on the uint8 frames before the crop: "
-                                       "frame (ops drawn for each frame, as released), clip (one draw for all "
-                                       "the frames of a clip), off; auto: frame, except off in tkvr fewshot on "
-                                       "UCF-101 and HMDB-51 (as the released configs have it).",
-                               choices=RANDAUG)
+    augment: str = setting(
+        "auto",
+        "Where training clips are cropped, resized, flipped and normalised: cpu (in the "
+        "DataLoader workers) or device (on the accelerator, from uint8 frames; the same "
+        "crops for the same seed); auto: device on CUDA, else cpu.",
+        choices=("auto", "cpu", "device"),
+    )
+    crop_area: float = setting(
+        0.08,
+        "--train-crop rrc: smallest area of the random crop, as a fraction of the "
+        "frame (0.08 as released; aspect 3/4 to 4/3).",
+    )
+    grayscale: float = setting(
+        0.2,
+        "Probability that a training clip is turned to grayscale (0.2 as released; "
+        "0 for classes that are colours).",
+    )
+    randaugment: str = setting(
+        "auto",
+        "RandAugment (N=2 ops, magnitude 9) on the uint8 frames before the crop: "
+        "frame (ops drawn for each frame, as released), clip (one draw for all "
+        "the frames of a clip), off; auto: frame, except off in tkvr fewshot on "
+        "UCF-101 and HMDB-51 (as the released configs have it).",
+        choices=RANDAUG,
+    )
     views: str = setting("1x1", "Validation views C temporal clips x S spatial crops (S in 1, 3), e.g. 4x3.")
-    test_scale: float = setting(256 / 224, "Eval frames: short side resized to the crop size x this before the "
-                                           "crops (256/224 as released: 256 for 224 crops).", shown="256/224")
-    view_average: str = setting("features", "How views combine: features (the views' video embeddings averaged, "
-                                            "then scored, as released) or scores (softmax scores averaged).",
-                                choices=VIEW_AVERAGE)
+    test_scale: float = setting(
+        256 / 224,
+        "Eval frames: short side resized to the crop size x this before the "
+        "crops (256/224 as released: 256 for 224 crops).",
+        shown="256/224",
+    )
+    view_average: str = setting(
+        "features",
+        "How views combine: features (the views' video embeddings averaged, "
+        "then scored, as released) or scores (softmax scores averaged).",
+        choices=VIEW_AVERAGE,
+    )
 
     def validate(self) -> list[str]:
         problems = super().validate()
@@ -367,7 +490,9 @@ def eval_problems(views: str | None, test_scale: float | None, view_average: str
     if views is not None:
         _views(problems, views)
     if test_scale is not None and not 1 <= test_scale <= 4:
-        problems.append(f"--test-scale must be in [1, 4] (1: resize the short side to the crop size), got {test_scale}")
+        problems.append(
+            f"--test-scale must be in [1, 4] (1: resize the short side to the crop size), got {test_scale}"
+        )
     if view_average is not None and view_average not in VIEW_AVERAGE:
         problems.append(f"--view-average {view_average!r}: choose features or scores")
     return problems
@@ -381,17 +506,25 @@ class OptimConfig:
     lr: float = setting(5e-6, "Learning rate of the visual encoder.")
     new_lr_ratio: float = setting(10.0, "New modules (temporal module, learned head) train at lr x this.")
     weight_decay: float = setting(0.2, "AdamW weight decay.")
-    decay: str = setting("all", "Which parameters weight decay applies to: all (as released, the logit scale "
-                                "included) or matrices (not norms, biases, embeddings, positions, the head).",
-                         choices=DECAY)
+    decay: str = setting(
+        "all",
+        "Which parameters weight decay applies to: all (as released, the logit scale "
+        "included) or matrices (not norms, biases, embeddings, positions, the head).",
+        choices=DECAY,
+    )
     betas: tuple[float, float] = setting((0.9, 0.98), cli=False)
     warmup: float = setting(5.0, "Warm-up epochs of the cosine schedule.")
     grad_clip: float | None = setting(None, "Clip the gradient norm to this.")
-    batch_gather: bool = setting(False, "--objective matching: compare each video and text with those of every "
-                                        "process (all_gather before the similarity matrix), not only its own "
-                                        "batch.")
+    batch_gather: bool = setting(
+        False,
+        "--objective matching: compare each video and text with those of every "
+        "process (all_gather before the similarity matrix), not only its own "
+        "batch.",
+    )
     grad_checkpointing: bool = setting(False, "Recompute backbone activations to save memory.")
-    fused: bool | None = setting(None, "Fused AdamW kernel.", negatable=True, shown="on for CUDA devices, off elsewhere")
+    fused: bool | None = setting(
+        None, "Fused AdamW kernel.", negatable=True, shown="on for CUDA devices, off elsewhere"
+    )
     seed: int = setting(0, "Seed of everything random.")
     max_steps: int | None = setting(None, "Stop after this many optimiser steps (smoke runs).")
     limit_batches: int | None = setting(None, "Batches per epoch at most (smoke runs).")
@@ -404,11 +537,15 @@ class OptimConfig:
         problems: list[str] = []
         _at_least(problems, self, 1, "epochs", "batch_size", "device_batch", "max_steps", "limit_batches")
         if self.batch_size >= 1 and (self.device_batch is None or self.device_batch >= 1) and world >= 1:
-            device_batch = self.device_batch or (self.batch_size // world if self.batch_size % world == 0 else 0)
+            device_batch = self.device_batch or (
+                self.batch_size // world if self.batch_size % world == 0 else 0
+            )
             if device_batch < 1 or self.batch_size % (device_batch * world):
-                problems.append(f"--batch-size {self.batch_size} is not divisible by --device-batch "
-                                f"{self.device_batch or '(auto)'} x {world} device(s); pick sizes with "
-                                "batch-size = device-batch x devices x nodes x accumulation")
+                problems.append(
+                    f"--batch-size {self.batch_size} is not divisible by --device-batch "
+                    f"{self.device_batch or '(auto)'} x {world} device(s); pick sizes with "
+                    "batch-size = device-batch x devices x nodes x accumulation"
+                )
         if self.lr <= 0:
             problems.append(f"--lr must be > 0, got {self.lr}")
         if self.warmup < 0:
@@ -427,8 +564,11 @@ class RunConfig:
     compile: bool = setting(False, "torch.compile the visual encoder.")
     tensorboard: bool = setting(False, "Also log to TensorBoard (needs tensorboard).")
     command: str = setting("", cli=False)  # the command line, for the report
-    dry_run: bool = setting(False, "Check every flag, resolve every setting (auto values included) and print them "
-                                   "as YAML with the model's cost; write nothing, train nothing.")
+    dry_run: bool = setting(
+        False,
+        "Check every flag, resolve every setting (auto values included) and print them "
+        "as YAML with the model's cost; write nothing, train nothing.",
+    )
 
     def validate(self) -> list[str]:
         problems: list[str] = []
@@ -445,17 +585,26 @@ class TrainConfig:
     device: DeviceConfig = field(default_factory=DeviceConfig)
 
     def problems(self) -> list[str]:
-        problems = (self.model.validate() + self.data.validate() + self.optim.validate(self.device.world)
-                    + self.run.validate() + self.device.validate())
+        problems = (
+            self.model.validate()
+            + self.data.validate()
+            + self.optim.validate(self.device.world)
+            + self.run.validate()
+            + self.device.validate()
+        )
         if self.optim.batch_gather and self.model.objective != "matching":
-            problems.append("--batch-gather gathers the matching objective's embeddings; add --objective matching")
+            problems.append(
+                "--batch-gather gathers the matching objective's embeddings; add --objective matching"
+            )
         o, world = self.optim, self.device.world
         pair = o.device_batch or (o.batch_size // world if world >= 1 else 0)
         if self.model.objective == "matching" and 1 <= pair < 2 and not (o.batch_gather and world > 1):
             flag = f"--device-batch {o.device_batch}" if o.device_batch else f"--batch-size {o.batch_size}"
-            problems.append(f"--objective matching contrasts each video with the others of its batch: {flag} "
-                            f"gives {pair} per device, which forms no pair; use 2 or more (or --batch-gather "
-                            "across devices)")
+            problems.append(
+                f"--objective matching contrasts each video with the others of its batch: {flag} "
+                f"gives {pair} per device, which forms no pair; use 2 or more (or --batch-gather "
+                "across devices)"
+            )
         return problems
 
     def validate(self) -> None:
@@ -473,7 +622,9 @@ class TrainConfig:
         d = {k: dict(v) for k, v in d.items()}
         d["optim"]["betas"] = tuple(d["optim"]["betas"])
         if "device" not in d:  # checkpoints written before the device group kept these under run
-            d["device"] = {k: d["run"].pop(k) for k in list(d["run"]) if k in DeviceConfig.__dataclass_fields__}
+            d["device"] = {
+                k: d["run"].pop(k) for k in list(d["run"]) if k in DeviceConfig.__dataclass_fields__
+            }
         if "embeddings" in d["run"]:
             d["model"].setdefault("embeddings", d["run"].pop("embeddings"))
         for group, olds in BEFORE.items():  # settings a run written before they existed trained with
@@ -481,8 +632,13 @@ class TrainConfig:
                 d[group].setdefault(k, v)
         if isinstance(d["data"].get("randaugment"), bool):  # once a switch: one draw per clip
             d["data"]["randaugment"] = "clip" if d["data"]["randaugment"] else "off"
-        return cls(ModelConfig(**d["model"]), DataConfig(**d["data"]), OptimConfig(**d["optim"]),
-                   RunConfig(**d["run"]), DeviceConfig(**d["device"]))
+        return cls(
+            ModelConfig(**d["model"]),
+            DataConfig(**d["data"]),
+            OptimConfig(**d["optim"]),
+            RunConfig(**d["run"]),
+            DeviceConfig(**d["device"]),
+        )
 
     @classmethod
     def from_flags(cls, flags: dict) -> "TrainConfig":
@@ -502,16 +658,25 @@ BEFORE = {
 # ---------------------------------------------------------------- command configs
 @dataclass
 class EmbedConfig:
-    classes: str = setting(required=True, help="Labels file (one name a line, or CSV id,name), a comma list "
-                                               "\"a,b,c\", or a built-in list: k400, imagenet.")
+    classes: str = setting(
+        required=True,
+        help="Labels file (one name a line, or CSV id,name), a comma list "
+        '"a,b,c", or a built-in list: k400, imagenet.',
+    )
     out: str = setting(required=True, help="File to write (.pt).")
     backbone: str = borrow(ModelConfig, "backbone")
     pretrained: str | None = borrow(ModelConfig, "pretrained")
     templates: list[str] | None = borrow(ModelConfig, "templates", shown="'a video of a person {}.'")
-    head: str = borrow(ModelConfig, "head", choices=("text", "random", "orthogonal"),
-                       help="Which matrix to write: text embeddings, or a random / orthogonal baseline.")
+    head: str = borrow(
+        ModelConfig,
+        "head",
+        choices=("text", "random", "orthogonal"),
+        help="Which matrix to write: text embeddings, or a random / orthogonal baseline.",
+    )
     seed: int = borrow(OptimConfig, "seed", help="Seed of the random and orthogonal matrices.")
-    plot: str | None = setting(None, "Also draw the inter-class correlation map to this PNG (needs matplotlib).")
+    plot: str | None = setting(
+        None, "Also draw the inter-class correlation map to this PNG (needs matplotlib)."
+    )
     text_encoder: str | None = borrow(ModelConfig, "text_encoder")
 
     def validate(self) -> None:
@@ -519,8 +684,10 @@ class EmbedConfig:
         if self.text_encoder and self.head != "text":
             problems.append("--text-encoder only makes --head text")
         if self.head not in ("text", "random", "orthogonal"):
-            problems.append(f"--head {self.head!r}: tkvr embed writes text, random or orthogonal "
-                            "(lda is fitted from visual features by tkvr train --head lda)")
+            problems.append(
+                f"--head {self.head!r}: tkvr embed writes text, random or orthogonal "
+                "(lda is fitted from visual features by tkvr train --head lda)"
+            )
         if self.templates is not None:
             problems += template_problems(self.templates)
         _writable(problems, "--out", self.out)
@@ -554,8 +721,13 @@ class CheckConfig:
 
 @dataclass
 class PrepareConfig:
-    out: str = borrow(RunConfig, "out", default=dataclasses.MISSING, required=True,
-                      help="Folder of the prepared dataset (created; a rerun resumes it).")
+    out: str = borrow(
+        RunConfig,
+        "out",
+        default=dataclasses.MISSING,
+        required=True,
+        help="Folder of the prepared dataset (created; a rerun resumes it).",
+    )
     source: CheckSource = field(default_factory=CheckSource)
     short_side: int = setting(320, "Short side of the re-encoded videos (aspect kept, never upscaled).")
     gop: int = setting(8, "A key frame every this many frames: any sampled frame is a short decode away.")
@@ -583,16 +755,22 @@ class EvalConfig:
     labels: str | None = setting(None, "'data': embed the eval data's class names (zero-shot swap).")
     batch_size: int = setting(16, "Videos per device and batch.")
     json: str | None = borrow(CheckConfig, "json")
-    dry_run: bool = borrow(RunConfig, "dry_run", help="Check the flags and the checkpoint, print the resolved "
-                                                      "settings and the model's cost as YAML; score nothing.")
+    dry_run: bool = borrow(
+        RunConfig,
+        "dry_run",
+        help="Check the flags and the checkpoint, print the resolved "
+        "settings and the model's cost as YAML; score nothing.",
+    )
 
     def validate(self) -> None:
         problems = self.source.validate() + self.device.validate()
         problems += eval_problems(self.views, self.test_scale, self.view_average)
         _at_least(problems, self, 1, "batch_size")
         if self.labels not in (None, "data"):
-            problems.append(f"--labels {self.labels!r}: the only value is 'data' (embed the eval data's names); "
-                            "for other names use tkvr predict --labels")
+            problems.append(
+                f"--labels {self.labels!r}: the only value is 'data' (embed the eval data's names); "
+                "for other names use tkvr predict --labels"
+            )
         _writable(problems, "--json", self.json)
         fail_if(problems)
 
@@ -602,7 +780,7 @@ class PredictConfig:
     checkpoint: str = borrow(EvalConfig, "checkpoint", help="Run directory or checkpoint file.")
     files: list[str] = setting(cli=False, default=[])  # the command's arguments
     top_k: int = setting(5, "Labels per file.")
-    labels: str | None = setting(None, "New class names: \"a,b,c\" or a labels file (open vocabulary).")
+    labels: str | None = setting(None, 'New class names: "a,b,c" or a labels file (open vocabulary).')
     decoder: str = borrow(SourceConfig, "decoder")
     json: str | None = borrow(CheckConfig, "json")
 
@@ -617,7 +795,9 @@ class PredictConfig:
 
 @dataclass
 class PlotConfig:
-    out: str = setting(required=True, help="Image to write; the format follows the suffix: .png, .svg or .pdf.")
+    out: str = setting(
+        required=True, help="Image to write; the format follows the suffix: .png, .svg or .pdf."
+    )
     figure: str = setting(cli=False, default="")  # the command's first argument
     inputs: list[str] = setting(cli=False, default=[])  # the runs or files after it
 
@@ -646,7 +826,9 @@ def parse_shots(text: str) -> list[int]:
     try:
         numbers = [int(x) for x in words if x != "all"]
     except ValueError:
-        raise TkvrError(f"--shots {text!r} must be a comma list of integers or 'all', e.g. 1,3,5,all") from None
+        raise TkvrError(
+            f"--shots {text!r} must be a comma list of integers or 'all', e.g. 1,3,5,all"
+        ) from None
     if not words or any(k < 1 for k in numbers):
         raise TkvrError(f"--shots {text!r}: every K must be >= 1 (or 'all')")
     twice = sorted({w for w in words if words.count(w) > 1 or (w != "all" and numbers.count(int(w)) > 1)})
@@ -658,19 +840,33 @@ def parse_shots(text: str) -> list[int]:
 @dataclass
 class FewshotConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
-    shots: str = setting("1,3,5,all", "K values to sweep, comma-separated; 'all' is the full training split "
-                                      "(the paper's Table 8: 1, 3, 5 and All).")
-    shot_schedule: str = setting("released", "How long a K-shot run trains: released (the released few-shot "
-                                             "configs: the sample repeated to the length of the full training "
-                                             "split, --epochs epochs) or paper (the paper's text: --shot-epochs "
-                                             "passes over the sample itself).", choices=SHOT_SCHEDULES)
+    shots: str = setting(
+        "1,3,5,all",
+        "K values to sweep, comma-separated; 'all' is the full training split "
+        "(the paper's Table 8: 1, 3, 5 and All).",
+    )
+    shot_schedule: str = setting(
+        "released",
+        "How long a K-shot run trains: released (the released few-shot "
+        "configs: the sample repeated to the length of the full training "
+        "split, --epochs epochs) or paper (the paper's text: --shot-epochs "
+        "passes over the sample itself).",
+        choices=SHOT_SCHEDULES,
+    )
     shot_epochs: int = setting(200, "--shot-schedule paper: passes over each K-shot sample (the paper: 200).")
     repeats: int = setting(1, "Seeds per K (seed, seed+1, ...): mean ± std.")
     sample: str | None = setting(None, "Replay a saved sample (sample.json of a run) instead of drawing one.")
-    epoch_size: int | None = setting(None, "Clips per epoch: the sample repeated to this length.",
-                                     shown="released: the training split's length; paper: the sample, once")
-    out: str = borrow(RunConfig, "out", default="runs/fewshot",
-                      help="Folder of the sweep; one run directory per K and seed.")
+    epoch_size: int | None = setting(
+        None,
+        "Clips per epoch: the sample repeated to this length.",
+        shown="released: the training split's length; paper: the sample, once",
+    )
+    out: str = borrow(
+        RunConfig,
+        "out",
+        default="runs/fewshot",
+        help="Folder of the sweep; one run directory per K and seed.",
+    )
     json: str | None = borrow(CheckConfig, "json")
     hidden: ClassVar[tuple] = ("out", "resume")  # of the train group: one run per K and seed, fresh
 
@@ -691,20 +887,40 @@ class FewshotConfig:
 @dataclass
 class ZeroshotConfig:
     train: TrainConfig = field(default_factory=TrainConfig)  # train.data.data: the SEEN classes
-    seen: str = borrow(SourceConfig, "data", default="toy@seen", flag="--train",
-                       help="Seen classes: a dataset or class subset (K300, IN600, ...).")
-    eval_data: str = borrow(SourceConfig, "data", default="toy@unseen", flag="--eval",
-                            help="Unseen classes (K100, IN400, ucf101, ...).")
-    no_train: bool = setting(False, "Only the pre-trained model (the 'w/o train' row; Table 10's K = 0): --eval "
-                                    "may then be any dataset, all its classes scored, whatever --train says.")
-    protocol: str = setting("full", "full: all eval classes (Text4Vis); half: mean ± std over 10 seeded random "
-                                    "halves (the protocol of other zero-shot papers, kept for comparing with them).",
-                            choices=("full", "half"))
-    eval_set: str = setting("auto", "Which videos of --eval are scored: all (every video of the dataset, train and "
-                                    "val lists together, as the released cross-dataset evaluation scores all "
-                                    "13,320 UCF-101 and 6,766 HMDB-51 videos) or val (its validation split, one "
-                                    "fold's test list); auto: all when --eval is another dataset than --train, "
-                                    "val when it is a class subset of the same one (K100).", choices=EVAL_SETS)
+    seen: str = borrow(
+        SourceConfig,
+        "data",
+        default="toy@seen",
+        flag="--train",
+        help="Seen classes: a dataset or class subset (K300, IN600, ...).",
+    )
+    eval_data: str = borrow(
+        SourceConfig,
+        "data",
+        default="toy@unseen",
+        flag="--eval",
+        help="Unseen classes (K100, IN400, ucf101, ...).",
+    )
+    no_train: bool = setting(
+        False,
+        "Only the pre-trained model (the 'w/o train' row; Table 10's K = 0): --eval "
+        "may then be any dataset, all its classes scored, whatever --train says.",
+    )
+    protocol: str = setting(
+        "full",
+        "full: all eval classes (Text4Vis); half: mean ± std over 10 seeded random "
+        "halves (the protocol of other zero-shot papers, kept for comparing with them).",
+        choices=("full", "half"),
+    )
+    eval_set: str = setting(
+        "auto",
+        "Which videos of --eval are scored: all (every video of the dataset, train and "
+        "val lists together, as the released cross-dataset evaluation scores all "
+        "13,320 UCF-101 and 6,766 HMDB-51 videos) or val (its validation split, one "
+        "fold's test list); auto: all when --eval is another dataset than --train, "
+        "val when it is a class subset of the same one (K100).",
+        choices=EVAL_SETS,
+    )
     out: str = borrow(RunConfig, "out", default="runs/zeroshot", help="Folder of the runs.")
     json: str | None = borrow(CheckConfig, "json")
     hidden: ClassVar[tuple] = ("data", "out", "resume")
@@ -745,9 +961,22 @@ class DemoConfig:
 # the crop size, not x 256/224 (64-pixel frames whose objects reach the border: the released crop
 # would cut them off). Everything else is the default (the released code's): the toy CLIP's own
 # logit scale, learned; weight decay on every parameter; views averaged as features.
-TOY_RECIPE = dict(backbone="toy", frames=8, temporal="t-trans", temporal_layers=2, batch_size=32, lr=3e-4,
-                  new_lr_ratio=10.0, warmup=1.0, weight_decay=0.2, train_crop="multiscale",
-                  t_trans_form="near-tap", grayscale=0.0, randaugment="off", test_scale=1.0)
+TOY_RECIPE = dict(
+    backbone="toy",
+    frames=8,
+    temporal="t-trans",
+    temporal_layers=2,
+    batch_size=32,
+    lr=3e-4,
+    new_lr_ratio=10.0,
+    warmup=1.0,
+    weight_decay=0.2,
+    train_crop="multiscale",
+    t_trans_form="near-tap",
+    grayscale=0.0,
+    randaugment="off",
+    test_scale=1.0,
+)
 
 
 # ---------------------------------------------------------------- flat flags <-> grouped configs

@@ -52,15 +52,26 @@ def param_groups(model, lr: float, ratio: float, weight_decay: float, decay: str
         if not p.requires_grad:
             continue
         clip_like = name.startswith("head.tower.") or name == "head.logit_scale"
-        new = (name.startswith(("temporal.", "head.", "visual.project.")) or ".tconv." in name) and not clip_like
-        no_decay = decay == "matrices" and (p.ndim < 2 or "embedding" in name or name.endswith(("pos", ".bias"))
-                                            or (name.startswith("head.") and not clip_like))
+        new = (
+            name.startswith(("temporal.", "head.", "visual.project.")) or ".tconv." in name
+        ) and not clip_like
+        no_decay = decay == "matrices" and (
+            p.ndim < 2
+            or "embedding" in name
+            or name.endswith(("pos", ".bias"))
+            or (name.startswith("head.") and not clip_like)
+        )
         groups[(new, not no_decay)].append(p)
     out = []
     for (new, decay), params in groups.items():
         if params:
-            out.append({"params": params, "lr": lr * (ratio if new else 1.0),
-                        "weight_decay": weight_decay if decay else 0.0})
+            out.append(
+                {
+                    "params": params,
+                    "lr": lr * (ratio if new else 1.0),
+                    "weight_decay": weight_decay if decay else 0.0,
+                }
+            )
     return out
 
 
@@ -99,8 +110,14 @@ def read_csv(path: Path) -> list[dict]:
 
 def history(path: Path) -> list[dict]:
     """metrics.csv as rows of numbers: the whole run's history, resumes included."""
-    return [{k: (float(v) if k not in ("epoch", "step") else int(v)) for k, v in r.items() if v != ""}
-            for r in read_csv(path)] if path.is_file() else []
+    return (
+        [
+            {k: (float(v) if k not in ("epoch", "step") else int(v)) for k, v in r.items() if v != ""}
+            for r in read_csv(path)
+        ]
+        if path.is_file()
+        else []
+    )
 
 
 def _fmt(v):
@@ -114,9 +131,14 @@ def versions() -> dict:
 
     from tkvr import __version__
 
-    return {"tkvr": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
-            "open_clip": open_clip.__version__, "lightning_fabric": lightning_fabric.__version__,
-            "python": sys.version.split()[0]}
+    return {
+        "tkvr": __version__,
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "open_clip": open_clip.__version__,
+        "lightning_fabric": lightning_fabric.__version__,
+        "python": sys.version.split()[0],
+    }
 
 
 # ---------------------------------------------------------------- training
@@ -130,29 +152,53 @@ class FitResult:
 class Trainer:
     """fit() = short validation -> epochs (train, validate, checkpoint) -> result."""
 
-    def __init__(self, cfg: TrainConfig, fabric, model, train_set, val_set, classes: list[str], out: Path,
-                 bad_budget, resume: Path | None = None):
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        fabric,
+        model,
+        train_set,
+        val_set,
+        classes: list[str],
+        out: Path,
+        bad_budget,
+        resume: Path | None = None,
+    ):
         self.cfg, self.fabric, self.classes, self.out = cfg, fabric, classes, out
         o = cfg.optim
         self.accum = o.accumulation(fabric.world_size)
         device_batch = o.device_batch or o.batch_size // fabric.world_size
         workers = workers_for(cfg.data.workers, cfg.device.devices)
-        train_dl = loader(train_set, device_batch, True, workers, o.seed, fabric.global_rank, fabric.world_size,
-                          drop_last=len(train_set) >= device_batch * fabric.world_size)
+        train_dl = loader(
+            train_set,
+            device_batch,
+            True,
+            workers,
+            o.seed,
+            fabric.global_rank,
+            fabric.world_size,
+            drop_last=len(train_set) >= device_batch * fabric.world_size,
+        )
         val_dl = loader(val_set, device_batch, False, workers, o.seed, fabric.global_rank, fabric.world_size)
         # Batches stay on the CPU until the loop moves the tensors it needs: the `bad` flags are
         # read on the host every step, and reading them from the device would sync it.
-        self.train_dl, self.val_dl = fabric.setup_dataloaders(train_dl, val_dl, use_distributed_sampler=False,
-                                                              move_to_device=False)
+        self.train_dl, self.val_dl = fabric.setup_dataloaders(
+            train_dl, val_dl, use_distributed_sampler=False, move_to_device=False
+        )
         self.steps_per_epoch = max(1, self._batches() // self.accum)
         fused = o.fused if o.fused is not None else fabric.device.type == "cuda"
-        optimizer = torch.optim.AdamW(param_groups(model, o.lr, o.new_lr_ratio, o.weight_decay, o.decay),
-                                      betas=o.betas, eps=1e-8, fused=fused)
+        optimizer = torch.optim.AdamW(
+            param_groups(model, o.lr, o.new_lr_ratio, o.weight_decay, o.decay),
+            betas=o.betas,
+            eps=1e-8,
+            fused=fused,
+        )
         if cfg.run.compile:
             model.visual = torch.compile(model.visual)
         self.model, self.optimizer = fabric.setup(model, optimizer)
-        self.scheduler = cosine_schedule(self.optimizer, round(o.warmup * self.steps_per_epoch),
-                                         self.steps_per_epoch * o.epochs)
+        self.scheduler = cosine_schedule(
+            self.optimizer, round(o.warmup * self.steps_per_epoch), self.steps_per_epoch * o.epochs
+        )
         self.bad = bad_budget
         self.head = getattr(model, "module", model).head  # the same module inside Fabric's wrapper
         self.augment = getattr(train_set, "augment", None)
@@ -170,16 +216,28 @@ class Trainer:
         return min(len(self.train_dl), lim) if lim else len(self.train_dl)
 
     def state(self) -> dict:
-        return {"model": self.model, "optimizer": self.optimizer, "scheduler": self.scheduler.state_dict(),
-                "epoch": self.epoch, "step": self.step, "epoch_complete": self.complete, "rng": rng_state(),
-                "config": self.cfg.to_dict(), "classes": self.classes, "best_top1": self.best, "format": FORMAT,
-                "head_form": HEAD_FORM}
+        return {
+            "model": self.model,
+            "optimizer": self.optimizer,
+            "scheduler": self.scheduler.state_dict(),
+            "epoch": self.epoch,
+            "step": self.step,
+            "epoch_complete": self.complete,
+            "rng": rng_state(),
+            "config": self.cfg.to_dict(),
+            "classes": self.classes,
+            "best_top1": self.best,
+            "format": FORMAT,
+            "head_form": HEAD_FORM,
+        }
 
     def _resume(self, path: Path) -> None:
         rest = self.fabric.load(path, {"model": self.model, "optimizer": self.optimizer}, weights_only=True)
         unknown = set(rest) - STATE_KEYS
         if unknown:
-            raise TkvrError(f"--resume {path}: unknown keys {sorted(unknown)} (a checkpoint of another tool?)")
+            raise TkvrError(
+                f"--resume {path}: unknown keys {sorted(unknown)} (a checkpoint of another tool?)"
+            )
         self.scheduler.load_state_dict(rest["scheduler"])
         self.epoch, self.step, self.best = rest["epoch"], rest["step"], rest["best_top1"]
         if not rest["epoch_complete"]:
@@ -189,7 +247,9 @@ class Trainer:
         say(f"resumed from {path}: epoch {self.epoch}, step {self.step}")
 
     def validate(self, limit=None) -> dict:
-        return evaluate(self.fabric, self.model, self.val_dl, len(self.classes), limit, self.cfg.data.view_average)
+        return evaluate(
+            self.fabric, self.model, self.val_dl, len(self.classes), limit, self.cfg.data.view_average
+        )
 
     def save(self, name: str) -> None:
         save_checkpoint(self.fabric, self.out / "checkpoints" / f"{name}.pt", self.state())
@@ -198,8 +258,12 @@ class Trainer:
         o, rank0 = self.cfg.optim, self.fabric.global_rank == 0
         if rank0:
             resumed = self.step > 0
-            self.epochs_log = CsvLog(self.out / "metrics.csv", EPOCH_COLUMNS, "epoch", self.epoch if resumed else None)
-            self.steps_log = CsvLog(self.out / "steps.csv", STEP_COLUMNS, "step", self.step if resumed else None)
+            self.epochs_log = CsvLog(
+                self.out / "metrics.csv", EPOCH_COLUMNS, "epoch", self.epoch if resumed else None
+            )
+            self.steps_log = CsvLog(
+                self.out / "steps.csv", STEP_COLUMNS, "step", self.step if resumed else None
+            )
         self.tb = _tensorboard(self.out) if self.cfg.run.tensorboard else None
         if self.step == 0:  # a broken evaluation shows up now, not after an epoch
             m = self.validate(limit=2)
@@ -216,7 +280,9 @@ class Trainer:
                     say(f"stopped at step {self.step} (--max-steps) inside epoch {self.epoch + 1}")
                     break
                 stop = bool(o.max_steps and self.step >= o.max_steps)
-                row = self.end_epoch(loss, clips / max(1e-9, time.time() - t0), time.time() - start, result, stop)
+                row = self.end_epoch(
+                    loss, clips / max(1e-9, time.time() - t0), time.time() - start, result, stop
+                )
                 progress.end_epoch(row)
                 if stop:
                     break
@@ -283,8 +349,12 @@ class Trainer:
         dev = self.fabric.device
         if "params" not in batch:
             return batch["video"].to(dev, non_blocking=True)
-        return torch.stack([self.augment.apply(c.to(dev, non_blocking=True), p)
-                            for c, p in zip(batch["video"], batch["params"].tolist())])
+        return torch.stack(
+            [
+                self.augment.apply(c.to(dev, non_blocking=True), p)
+                for c, p in zip(batch["video"], batch["params"].tolist())
+            ]
+        )
 
     def optimizer_step(self) -> None:
         if self.cfg.optim.grad_clip:
@@ -298,17 +368,31 @@ class Trainer:
         lr = self.optimizer.param_groups[0]["lr"]
         progress.update(self.step, loss, lr, rate)
         if self.fabric.global_rank == 0:
-            self.steps_log.write({"epoch": self.epoch + 1, "step": self.step, "loss": loss, "lr": lr,
-                                  "clips_per_s": rate, "wall_s": time.perf_counter() - self.started,
-                                  "data_wait_s": self.data_wait,
-                                  "template": self.head.pick if self.head.bank is not None else ""})
+            self.steps_log.write(
+                {
+                    "epoch": self.epoch + 1,
+                    "step": self.step,
+                    "loss": loss,
+                    "lr": lr,
+                    "clips_per_s": rate,
+                    "wall_s": time.perf_counter() - self.started,
+                    "data_wait_s": self.data_wait,
+                    "template": self.head.pick if self.head.bank is not None else "",
+                }
+            )
 
     def end_epoch(self, loss: float, rate: float, wall: float, result: FitResult, stop: bool) -> dict:
         """Validate (every --eval-every epochs, and at the end), keep best and last, log the row."""
         self.epoch += 1
         self.complete = True
-        row = {"epoch": self.epoch, "step": self.step, "train_loss": loss,
-               "lr": self.optimizer.param_groups[0]["lr"], "clips_per_s": rate, "wall_s": wall}
+        row = {
+            "epoch": self.epoch,
+            "step": self.step,
+            "train_loss": loss,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "clips_per_s": rate,
+            "wall_s": wall,
+        }
         if self.epoch % self.cfg.run.eval_every == 0 or self.epoch == self.cfg.optim.epochs or stop:
             result.metrics = m = self.validate()
             row.update(val_top1=m["top1"], val_top5=m["top5"], val_mean_class=m["mean_class_accuracy"])
@@ -324,8 +408,17 @@ class Trainer:
         return row
 
 
-EPOCH_COLUMNS = ["epoch", "step", "train_loss", "val_top1", "val_top5", "val_mean_class", "lr", "clips_per_s",
-                 "wall_s"]
+EPOCH_COLUMNS = [
+    "epoch",
+    "step",
+    "train_loss",
+    "val_top1",
+    "val_top5",
+    "val_mean_class",
+    "lr",
+    "clips_per_s",
+    "wall_s",
+]
 # wall_s and data_wait_s count from the start of this process's fit: the time the loop waited for
 # batches, against the time it ran, between two rows is the loader's share (benchmarks/e2e.py).
 # template: the index (into the run's templates) this step trained against, --template-mode augment
@@ -344,5 +437,6 @@ def _tensorboard(out: Path):
 def write_report(path: Path, payload: dict, command: str = "") -> None:
     from tkvr.fileio import atomic_write_text
 
-    atomic_write_text(json.dumps({"command": command, "versions": versions(), **payload},
-                                 indent=1, default=str), path)
+    atomic_write_text(
+        json.dumps({"command": command, "versions": versions(), **payload}, indent=1, default=str), path
+    )

@@ -54,16 +54,21 @@ def _per_sample(fabric, model, dl: DataLoader, out, width: int, limit: int | Non
     return _gather_rows(fabric, local)
 
 
-def predict_scores(fabric, model, dl: DataLoader, limit: int | None = None, average: str = "features") -> dict:
+def predict_scores(
+    fabric, model, dl: DataLoader, limit: int | None = None, average: str = "features"
+) -> dict:
     """Softmax scores of every sample over its views, each sample once across ranks.
     average features: the views' video embeddings are averaged, then scored (the released
     test.py); scores: each view is scored and the softmax scores are averaged.
     Returns index [N], label [N], bad [N] (>= 0: unreadable), scores [N, C], in sample order."""
     inner = getattr(model, "module", model)
     if average == "scores":
-        allr = _per_sample(fabric, model, dl, lambda x: model(x).float().softmax(-1), inner.head.num_classes, limit)
+        allr = _per_sample(
+            fabric, model, dl, lambda x: model(x).float().softmax(-1), inner.head.num_classes, limit
+        )
         scores = allr[:, 3:].float()
     else:
+
         def embed(x):  # the module itself, under the precision the Fabric wrapper would apply
             with fabric.autocast():
                 return inner.embed(x)
@@ -75,11 +80,17 @@ def predict_scores(fabric, model, dl: DataLoader, limit: int | None = None, aver
             scores = [inner.head(c).float().softmax(-1).cpu() for c in e.split(4096)]
         model.train()  # as _per_sample leaves it
         scores = torch.cat(scores) if scores else torch.zeros(0, inner.head.num_classes)
-    return {"index": allr[:, 0].long(), "label": allr[:, 1].long(), "bad": allr[:, 2].long(), "scores": scores}
+    return {
+        "index": allr[:, 0].long(),
+        "label": allr[:, 1].long(),
+        "bad": allr[:, 2].long(),
+        "scores": scores,
+    }
 
 
-def evaluate(fabric, model, dl: DataLoader, num_classes: int, limit: int | None = None,
-             average: str = "features") -> dict:
+def evaluate(
+    fabric, model, dl: DataLoader, num_classes: int, limit: int | None = None, average: str = "features"
+) -> dict:
     return metrics(predict_scores(fabric, model, dl, limit, average), num_classes)
 
 
@@ -100,7 +111,9 @@ def metrics(pred: dict, num_classes: int, keep: list[int] | None = None) -> dict
     top = scores.topk(min(5, num_classes), dim=-1).indices if n else torch.zeros(0, 1, dtype=torch.long)
     hit1 = top[:, 0] == labels
     hit5 = (top == labels[:, None]).any(1)
-    per_class = {c: 100.0 * hit1[labels == c].float().mean().item() for c in range(num_classes) if (labels == c).any()}
+    per_class = {
+        c: 100.0 * hit1[labels == c].float().mean().item() for c in range(num_classes) if (labels == c).any()
+    }
     return {
         "top1": 100.0 * hit1.float().mean().item() if n else 0.0,
         "top5": 100.0 * hit5.float().mean().item() if n else 0.0,
@@ -174,8 +187,10 @@ def model_cost(model, frames: int, size: int, device="cpu") -> tuple[float, floa
     inner.train()
     inner.head.eval()  # a learned prompt's classifier is computed once, not per view
     try:
-        with FlopCounterMode(display=False, custom_mapping={
-                torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: cpu_attention}) as counter:
+        with FlopCounterMode(
+            display=False,
+            custom_mapping={torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: cpu_attention},
+        ) as counter:
             inner(torch.zeros(1, frames, 3, size, size, device=device))  # one view [1, T, 3, S, S]
     finally:
         inner.train(was)
@@ -202,7 +217,9 @@ def paper_cost(visual, frames: int) -> tuple[float, float] | None:
         return None
     tokens = pos.shape[0]  # patches (+ the class token)
     patches = tokens - (1 if getattr(visual, "class_embedding", None) is not None else 0)
-    mlp = [m for n, m in visual.transformer.named_modules() if isinstance(m, nn.Linear) and ".mlp." in f".{n}."]
+    mlp = [
+        m for n, m in visual.transformer.named_modules() if isinstance(m, nn.Linear) and ".mlp." in f".{n}."
+    ]
     kh, kw = patch.kernel_size
     macs = patches * patch.in_channels * kh * kw * patch.out_channels  # the patch embedding
     macs += tokens * sum(m.in_features * m.out_features for m in mlp)
@@ -218,10 +235,13 @@ def costs(model, frames: int, size: int, device="cpu") -> dict:
     gflops, params = model_cost(model, frames, size, device)
     inner = getattr(model, "module", model)
     paper = paper_cost(inner.visual, frames)
-    return {"gflops_per_view": gflops, "params_m": params,
-            "gflops_per_frame_paper": round(paper[0] / frames, 1) if paper else None,
-            "gflops_per_view_paper": round(paper[0], 1) if paper else None,
-            "params_m_paper": round(paper[1], 1) if paper else None}
+    return {
+        "gflops_per_view": gflops,
+        "params_m": params,
+        "gflops_per_frame_paper": round(paper[0] / frames, 1) if paper else None,
+        "gflops_per_view_paper": round(paper[0], 1) if paper else None,
+        "params_m_paper": round(paper[1], 1) if paper else None,
+    }
 
 
 def resolved_auto(cfg) -> dict:
@@ -232,11 +252,15 @@ def resolved_auto(cfg) -> dict:
 
     cuda = torch.cuda.is_available()
     world = cfg.device.world
-    return {"precision": resolve_precision(cfg.device.precision, cfg.device.accelerator, cuda,
-                                           cuda and torch.cuda.is_bf16_supported()),
-            "workers": workers_for(cfg.data.workers, cfg.device.devices), "augment": augment_on(cfg),
-            "device_batch": cfg.optim.device_batch or cfg.optim.batch_size // world,
-            "accumulation": cfg.optim.accumulation(world)}
+    return {
+        "precision": resolve_precision(
+            cfg.device.precision, cfg.device.accelerator, cuda, cuda and torch.cuda.is_bf16_supported()
+        ),
+        "workers": workers_for(cfg.data.workers, cfg.device.devices),
+        "augment": augment_on(cfg),
+        "device_batch": cfg.optim.device_batch or cfg.optim.batch_size // world,
+        "accumulation": cfg.optim.accumulation(world),
+    }
 
 
 def cost_of(cfg, num_classes: int) -> dict:
@@ -248,14 +272,24 @@ def cost_of(cfg, num_classes: int) -> dict:
     m = cfg.model
     backbone = build_backbone(m.backbone, m.pretrained, meta=True)
     with torch.device("meta"):
-        visual = (TimmVisual(m.visual, False, None if m.head == "learned" else backbone.dim)
-                  if m.visual else None)
+        visual = (
+            TimmVisual(m.visual, False, None if m.head == "learned" else backbone.dim) if m.visual else None
+        )
         width = visual.output_dim if visual is not None else backbone.dim
         # a placeholder of the head's shape: a learned prompt or an online tower also scores
         # against a [C, D] matrix at inference
         head = Head(torch.zeros(num_classes, width), "learned" if m.head == "learned" else "text")
-        model = build_model(backbone, m.temporal, head, m.frames, m.temporal_layers, m.t1d_blocks, m.t_trans_form,
-                            visual, m.t1d_form)
+        model = build_model(
+            backbone,
+            m.temporal,
+            head,
+            m.frames,
+            m.temporal_layers,
+            m.t1d_blocks,
+            m.t_trans_form,
+            visual,
+            m.t1d_form,
+        )
     size = (visual.preprocess_cfg if visual is not None else backbone.preprocess)["size"]
     size = int(size[0] if isinstance(size, (tuple, list)) else size)
     cost = costs(model, m.frames, size, "meta")
@@ -283,9 +317,11 @@ def evaluate_checkpoint(cfg, fabric=None) -> dict:
     classes = None
     if src.classes != ckpt["classes"]:
         if cfg.labels != "data":
-            raise TkvrError(f"--data {src.name}: its {len(src.classes)} classes differ from the checkpoint's "
-                            f"{len(ckpt['classes'])}; pass --labels data to embed the data's class names with "
-                            "the checkpoint's text encoder (zero-shot)")
+            raise TkvrError(
+                f"--data {src.name}: its {len(src.classes)} classes differ from the checkpoint's "
+                f"{len(ckpt['classes'])}; pass --labels data to embed the data's class names with "
+                "the checkpoint's text encoder (zero-shot)"
+            )
         classes = src.classes
     if cfg.dry_run:
         return eval_plan(cfg, ckpt, src, fold)
@@ -296,16 +332,37 @@ def evaluate_checkpoint(cfg, fabric=None) -> dict:
     # unset: as the checkpoint's run validated (runs before these settings: their old behaviour)
     test_scale = cfg.test_scale if cfg.test_scale is not None else tcfg.data.test_scale
     average = cfg.view_average or tcfg.data.view_average
-    ds = eval_set(src.split(cfg.split), src, tcfg.model.frames, preprocess_of(model), cfg.views, decoder,
-                  s.decode_device, test_scale)
-    m = evaluate(fabric, model, eval_loader(fabric, ds, cfg.batch_size, s.workers), len(src.classes), None, average)
+    ds = eval_set(
+        src.split(cfg.split),
+        src,
+        tcfg.model.frames,
+        preprocess_of(model),
+        cfg.views,
+        decoder,
+        s.decode_device,
+        test_scale,
+    )
+    m = evaluate(
+        fabric, model, eval_loader(fabric, ds, cfg.batch_size, s.workers), len(src.classes), None, average
+    )
     cost = costs(model, tcfg.model.frames, input_size(preprocess_of(model)), fabric.device)
-    return {"top1": m["top1"], "top5": m["top5"], "mean_class_accuracy": m["mean_class_accuracy"],
-            "num_samples": m["num_samples"], "views": cfg.views, **cost, "test_scale": test_scale,
-            "view_average": average, "split": cfg.split, "data": src.name,
-            "fold": fold, "checkpoint": ckpt["path"], "precision": cfg.device.precision,
-            "per_class": {src.classes[c]: acc for c, acc in m["per_class"].items()},
-            "unreadable": [ds.samples[i].path for i in m["unreadable"]]}
+    return {
+        "top1": m["top1"],
+        "top5": m["top5"],
+        "mean_class_accuracy": m["mean_class_accuracy"],
+        "num_samples": m["num_samples"],
+        "views": cfg.views,
+        **cost,
+        "test_scale": test_scale,
+        "view_average": average,
+        "split": cfg.split,
+        "data": src.name,
+        "fold": fold,
+        "checkpoint": ckpt["path"],
+        "precision": cfg.device.precision,
+        "per_class": {src.classes[c]: acc for c, acc in m["per_class"].items()},
+        "unreadable": [ds.samples[i].path for i in m["unreadable"]],
+    }
 
 
 def eval_plan(cfg, ckpt: dict, src, fold: int) -> dict:
@@ -313,14 +370,24 @@ def eval_plan(cfg, ckpt: dict, src, fold: int) -> dict:
     from tkvr.checkpoint import config_of
 
     tcfg = config_of(ckpt)
-    return {**tcfg.to_dict(), "auto": resolved_auto(tcfg),
-            "eval": {"checkpoint": ckpt["path"], "data": src.name, "split": cfg.split, "fold": fold,
-                     "samples": len(src.split(cfg.split)), "views": cfg.views,
-                     "test_scale": cfg.test_scale if cfg.test_scale is not None else tcfg.data.test_scale,
-                     "view_average": cfg.view_average or tcfg.data.view_average,
-                     "logit_scale": float(ckpt["model"]["head.logit_scale"].exp())
-                     if "head.logit_scale" in ckpt["model"] else None},
-            "cost": cost_of(tcfg, len(src.classes))}
+    return {
+        **tcfg.to_dict(),
+        "auto": resolved_auto(tcfg),
+        "eval": {
+            "checkpoint": ckpt["path"],
+            "data": src.name,
+            "split": cfg.split,
+            "fold": fold,
+            "samples": len(src.split(cfg.split)),
+            "views": cfg.views,
+            "test_scale": cfg.test_scale if cfg.test_scale is not None else tcfg.data.test_scale,
+            "view_average": cfg.view_average or tcfg.data.view_average,
+            "logit_scale": float(ckpt["model"]["head.logit_scale"].exp())
+            if "head.logit_scale" in ckpt["model"]
+            else None,
+        },
+        "cost": cost_of(tcfg, len(src.classes)),
+    }
 
 
 def predictions(where: str, workers: int = 0, batch: int = 32):
@@ -336,4 +403,6 @@ def predictions(where: str, workers: int = 0, batch: int = 32):
     cfg, _, model = load_model(read_checkpoint(where))
     src = resolve(cfg.data.data, cfg.data.data_root, cfg.data.fold_or())
     _, val = datasets(cfg, src, preprocess_of(model))
-    return predict_scores(Fabric(accelerator="cpu", devices=1), model, loader(val, batch, False, workers, 0, 0, 1)), src
+    return predict_scores(
+        Fabric(accelerator="cpu", devices=1), model, loader(val, batch, False, workers, 0, 0, 1)
+    ), src

@@ -78,18 +78,24 @@ def safe_load(path: str | os.PathLike, what: str = "file"):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         if not zipfile.is_zipfile(path):
-            raise TkvrError(f"{what} '{path}' was refused: it is a raw pickle, not a torch.save file; tkvr reads "
-                            "only torch.save files of tensors and plain data") from None
+            raise TkvrError(
+                f"{what} '{path}' was refused: it is a raw pickle, not a torch.save file; tkvr reads "
+                "only torch.save files of tensors and plain data"
+            ) from None
         lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-        first = next((ln.split("error: ")[-1] for ln in lines if "Unsupported global" in ln),
-                     lines[0] if lines else type(e).__name__)
+        first = next(
+            (ln.split("error: ")[-1] for ln in lines if "Unsupported global" in ln),
+            lines[0] if lines else type(e).__name__,
+        )
         raise TkvrError(
             f"{what} '{path}' was refused: it holds objects other than tensors and plain data "
             f"(weights-only load: {first[:160]}); only load files you trust from tkvr or torch.save"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as e:
-        raise TkvrError(f"{what} '{path}' is not a readable torch file ({type(e).__name__}); "
-                        "was it truncated or written by another program?") from None
+        raise TkvrError(
+            f"{what} '{path}' is not a readable torch file ({type(e).__name__}); "
+            "was it truncated or written by another program?"
+        ) from None
 
 
 # ---------------------------------------------------------------- validated readers of text formats
@@ -112,7 +118,9 @@ def read_text(path: str | os.PathLike, what: str = "file") -> str:
 def _kind(data, kind: type, what: str, path) -> None:
     if not isinstance(data, kind):
         want = {dict: "a mapping", list: "a list"}.get(kind, kind.__name__)
-        raise TkvrError(f"{what} {path}: expected {want}, found {type(data).__name__}; was it edited or cut short?")
+        raise TkvrError(
+            f"{what} {path}: expected {want}, found {type(data).__name__}; was it edited or cut short?"
+        )
 
 
 def read_yaml(path: str | os.PathLike, what: str = "file", kind: type = dict):
@@ -140,8 +148,9 @@ def read_json(path: str | os.PathLike, what: str = "file", kind: type = dict):
     try:
         data = json.loads(text)
     except (ValueError, RecursionError) as e:
-        raise TkvrError(f"{what} {path} is not valid JSON ({str(e).splitlines()[0][:120]}); was it cut short?") \
-            from None
+        raise TkvrError(
+            f"{what} {path} is not valid JSON ({str(e).splitlines()[0][:120]}); was it cut short?"
+        ) from None
     _kind(data, kind, what, path)
     return data
 
@@ -162,7 +171,9 @@ def read_table(path: str | os.PathLike, what: str, numbers: dict[str, type]) -> 
         raise TkvrError(f"{what} {path} is not a CSV table ({e})") from None
     missing = [c for c in numbers if c not in header]
     if missing:
-        raise TkvrError(f"{what} {path}: no column {missing[0]!r} (header: {', '.join(map(str, header)) or 'none'})")
+        raise TkvrError(
+            f"{what} {path}: no column {missing[0]!r} (header: {', '.join(map(str, header)) or 'none'})"
+        )
     out = []
     for n, row in enumerate(rows, 2):
         if None in row.values() or None in row:  # too few or too many fields

@@ -44,8 +44,10 @@ def random_matrix(c: int, d: int, seed: int = 0) -> torch.Tensor:
 
 def orthogonal_matrix(c: int, d: int, seed: int = 0) -> torch.Tensor:
     if d < c:
-        raise TkvrError(f"--head orthogonal needs embedding width D >= number of classes C, "
-                        f"got D={d} < C={c}: use --head text or random, or fewer classes")
+        raise TkvrError(
+            f"--head orthogonal needs embedding width D >= number of classes C, "
+            f"got D={d} < C={c}: use --head text or random, or fewer classes"
+        )
     g = torch.Generator().manual_seed(seed)
     q, _ = torch.linalg.qr(torch.randn(d, c, generator=g, dtype=torch.float64))  # [D, C], orthonormal columns
     return q.T.contiguous().float()  # [C, D]
@@ -62,12 +64,17 @@ def one_per_class(labels: torch.Tensor, num_classes: int, seed: int) -> torch.Te
     """Indices of one sample per class, drawn with a seeded generator (a 1-shot sample of
     already extracted features). [C]"""
     g = torch.Generator().manual_seed(seed)
-    return torch.stack([(labels == k).nonzero().flatten()[torch.randint(int((labels == k).sum()), (), generator=g)]
-                        for k in range(num_classes)])
+    return torch.stack(
+        [
+            (labels == k).nonzero().flatten()[torch.randint(int((labels == k).sum()), (), generator=g)]
+            for k in range(num_classes)
+        ]
+    )
 
 
-def fit_lda(features: torch.Tensor, labels: torch.Tensor, num_classes: int,
-            shrinkage: float | None = None) -> torch.Tensor:
+def fit_lda(
+    features: torch.Tensor, labels: torch.Tensor, num_classes: int, shrinkage: float | None = None
+) -> torch.Tensor:
     """Multi-class LDA directions W[c] = Σ⁻¹ μ_c from features [N, D] and labels [N].
 
     Σ is the pooled within-class covariance, shrunk towards (tr Σ / D)·I so it stays invertible
@@ -87,7 +94,7 @@ def fit_lda(features: torch.Tensor, labels: torch.Tensor, num_classes: int,
     mu = torch.trace(s) / d
     if shrinkage is None:
         # Ledoit-Wolf: weight = (mean over samples of ||x x^T - S||^2 / N) / ||S - mu I||^2, clipped.
-        num = ((xc ** 2).sum(1) ** 2).sum() / n - (s ** 2).sum()
+        num = ((xc**2).sum(1) ** 2).sum() / n - (s**2).sum()
         den = ((s - mu * torch.eye(d, dtype=x.dtype)) ** 2).sum()
         shrinkage = float((num / n / den).clamp(0, 1)) if den > 0 else 1.0
     if mu <= 0:  # one sample per class: no within-class spread, LDA falls back to class means
@@ -101,7 +108,7 @@ def fit_lda(features: torch.Tensor, labels: torch.Tensor, num_classes: int,
 def linear_init(c: int, d: int, seed: int = 0) -> torch.Tensor:
     """torch.nn.Linear's default weight init, U(-1/√D, 1/√D), from a seeded generator. [C, D]"""
     g = torch.Generator().manual_seed(seed)
-    return (torch.rand(c, d, generator=g) * 2 - 1) / d ** 0.5
+    return (torch.rand(c, d, generator=g) * 2 - 1) / d**0.5
 
 
 class Head(nn.Module):
@@ -113,9 +120,16 @@ class Head(nn.Module):
     the head scores against `bank[pick]` (the trainer sets `pick` each step), in eval against
     `weight`, their average."""
 
-    def __init__(self, weight: torch.Tensor, kind: str, trainable: bool = False,
-                 scale: float = LOGIT_SCALE, cosine_learned: bool = False, bank: torch.Tensor | None = None,
-                 learn_scale: bool = False):
+    def __init__(
+        self,
+        weight: torch.Tensor,
+        kind: str,
+        trainable: bool = False,
+        scale: float = LOGIT_SCALE,
+        cosine_learned: bool = False,
+        bank: torch.Tensor | None = None,
+        learn_scale: bool = False,
+    ):
         super().__init__()
         if kind not in HEADS:
             raise TkvrError(f"--head {kind!r} is not known: choose one of {', '.join(HEADS)}")
@@ -149,7 +163,9 @@ class Head(nn.Module):
             return self.bank[self.pick]  # this step's template
         # A frozen matrix was normalised once at construction; a trained one is re-normalised
         # each step (except the learned head, which keeps its own scale).
-        return F.normalize(self.weight, dim=-1) if self.weight.requires_grad and not self.linear else self.weight
+        return (
+            F.normalize(self.weight, dim=-1) if self.weight.requires_grad and not self.linear else self.weight
+        )
 
     def forward(self, e: torch.Tensor) -> torch.Tensor:
         if not self.linear:
@@ -181,12 +197,26 @@ class PromptHead(nn.Module):
 
     bank = None  # no per-template bank: the trainer has no template to pick
 
-    def __init__(self, clip: nn.Module, tokenizer, names: list[str], length: int, seed: int = 0,
-                 scale: float = LOGIT_SCALE, template: str = "{}", train_tower: bool = False,
-                 learn_scale: bool = False):
+    def __init__(
+        self,
+        clip: nn.Module,
+        tokenizer,
+        names: list[str],
+        length: int,
+        seed: int = 0,
+        scale: float = LOGIT_SCALE,
+        template: str = "{}",
+        train_tower: bool = False,
+        learn_scale: bool = False,
+    ):
         super().__init__()
-        self.tower = nn.ModuleDict({"token_embedding": clip.token_embedding, "transformer": clip.transformer,
-                                    "ln_final": clip.ln_final})
+        self.tower = nn.ModuleDict(
+            {
+                "token_embedding": clip.token_embedding,
+                "transformer": clip.transformer,
+                "ln_final": clip.ln_final,
+            }
+        )
         self.tower.register_parameter("positional_embedding", clip.positional_embedding)
         proj = clip.text_projection  # a matrix, a Linear, or None, by model
         if isinstance(proj, nn.Module):
@@ -215,8 +245,10 @@ class PromptHead(nn.Module):
         if full.any():
             flag = "--prompt-length" if self.length else "--template"
             value = self.length if self.length else repr(self.template)
-            raise TkvrError(f"{flag} {value}: the prompt for {names[int(full.nonzero()[0])]!r} does not fit the "
-                            f"text encoder's {tokens.shape[1]} tokens; use a shorter {flag}")
+            raise TkvrError(
+                f"{flag} {value}: the prompt for {names[int(full.nonzero()[0])]!r} does not fit the "
+                f"text encoder's {tokens.shape[1]} tokens; use a shorter {flag}"
+            )
         device = self.tower["ln_final"].weight.device
         self.register_buffer("tokens", tokens.to(device), persistent=False)
         with torch.no_grad():
@@ -235,7 +267,7 @@ class PromptHead(nn.Module):
         x = t["token_embedding"](tokens)  # [C, L, W]
         if self.ctx is not None:
             ctx = self.ctx.to(x.dtype).expand(x.shape[0], -1, -1)  # [C, M, W]
-            x = torch.cat([x[:, :1], ctx, x[:, 1 + self.length:]], dim=1)  # SOT, context, name, EOT
+            x = torch.cat([x[:, :1], ctx, x[:, 1 + self.length :]], dim=1)  # SOT, context, name, EOT
         cast = t["transformer"].get_cast_dtype()
         x = x.to(cast) + t.positional_embedding.to(cast)
         x = t["ln_final"](t["transformer"](x, attn_mask=self.attn_mask))

@@ -35,16 +35,20 @@ def resolve_precision(setting: str, accelerator: str, cuda: bool, bf16: bool, mp
 def make_fabric(device: DeviceConfig):
     """Launch Fabric; `device.precision` becomes what auto resolved to, so the run records it."""
     import torch
-
     from lightning_fabric import Fabric
     from lightning_fabric.utilities.exceptions import MisconfigurationException
 
     cuda = torch.cuda.is_available()
     asked = device.precision
     mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
-    device.precision = resolve_precision(asked, device.accelerator, cuda, cuda and torch.cuda.is_bf16_supported(), mps)
+    device.precision = resolve_precision(
+        asked, device.accelerator, cuda, cuda and torch.cuda.is_bf16_supported(), mps
+    )
     if asked == "16-mixed" and device.precision != asked:
-        say("--precision 16-mixed: a CPU has no float16 autocast; running bf16-mixed instead (recorded in the run)")
+        say(
+            "--precision 16-mixed: a CPU has no float16 autocast; running bf16-mixed instead "
+            "(recorded in the run)"
+        )
     strategy = device.strategy
     if strategy == "fsdp":
         from lightning_fabric.strategies import FSDPStrategy
@@ -55,8 +59,13 @@ def make_fabric(device: DeviceConfig):
 
         strategy = DDPStrategy(process_group_backend="gloo")
     try:
-        fabric = Fabric(accelerator=device.accelerator, devices=device.devices, num_nodes=device.num_nodes,
-                        strategy=strategy, precision=device.precision)
+        fabric = Fabric(
+            accelerator=device.accelerator,
+            devices=device.devices,
+            num_nodes=device.num_nodes,
+            strategy=strategy,
+            precision=device.precision,
+        )
     except (ValueError, RuntimeError, MisconfigurationException) as e:  # no such device here
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise TkvrError(f"--accelerator {device.accelerator} --devices {device.devices}: {first}") from None

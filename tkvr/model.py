@@ -90,14 +90,17 @@ def _resolve(backbone: str, pretrained: str | None):
     if backbone in BUILTIN:
         if backbone in SHIPPED and pretrained is None and not explicit_none:
             if not SHIPPED[backbone].is_file():
-                raise TkvrError(f"--backbone {backbone}: its weights {SHIPPED[backbone]} are missing from the "
-                                "installation; reinstall tkvr")
+                raise TkvrError(
+                    f"--backbone {backbone}: its weights {SHIPPED[backbone]} are missing from the "
+                    "installation; reinstall tkvr"
+                )
             pretrained = str(SHIPPED[backbone])
         return BUILTIN[backbone], pretrained, False
     if backbone.startswith("hf-hub:"):
         if pretrained:
-            raise TkvrError(f"--pretrained {pretrained}: an hf-hub: backbone brings its own weights; "
-                            "drop --pretrained")
+            raise TkvrError(
+                f"--pretrained {pretrained}: an hf-hub: backbone brings its own weights; drop --pretrained"
+            )
         return backbone, None, False
     if backbone in OPENAI_NAMES:
         if pretrained is None and not explicit_none:
@@ -107,12 +110,16 @@ def _resolve(backbone: str, pretrained: str | None):
     if name in oc.list_models():
         if pretrained is None and not explicit_none:
             tags = oc.list_pretrained_tags_by_model(name)
-            raise TkvrError(f"--backbone {backbone} needs --pretrained: one of {', '.join(tags) or '(no tags)'}, "
-                            "a checkpoint file PATH, or 'none' for random init")
+            raise TkvrError(
+                f"--backbone {backbone} needs --pretrained: one of {', '.join(tags) or '(no tags)'}, "
+                "a checkpoint file PATH, or 'none' for random init"
+            )
         return name, pretrained, False
-    raise TkvrError(f"--backbone {backbone!r} is not known: use one of {', '.join(backbone_names())}, "
-                    "hf-hub:ORG/REPO, or an open_clip model name (python -c 'import open_clip; "
-                    "print(open_clip.list_models())')")
+    raise TkvrError(
+        f"--backbone {backbone!r} is not known: use one of {', '.join(backbone_names())}, "
+        "hf-hub:ORG/REPO, or an open_clip model name (python -c 'import open_clip; "
+        "print(open_clip.list_models())')"
+    )
 
 
 def _cached(hub: str, names: list[str] | None = None) -> bool:
@@ -143,12 +150,16 @@ def _fetch(oc, name: str, tag: str):
     cfg = oc.get_pretrained_cfg(name, tag)
     if not cfg:
         tags = oc.list_pretrained_tags_by_model(name)
-        raise TkvrError(f"--pretrained {tag!r} is neither a file nor a weight tag of {name}: "
-                        f"tags are {', '.join(tags) or '(none)'}; or pass --pretrained PATH")
+        raise TkvrError(
+            f"--pretrained {tag!r} is neither a file nor a weight tag of {name}: "
+            f"tags are {', '.join(tags) or '(none)'}; or pass --pretrained PATH"
+        )
     where = (cfg.get("hf_hub") or "").rstrip("/")
     what = f"hf-hub {where} (open_clip_pytorch_model.bin)" if where else cfg.get("url", "?")
-    missing = TkvrError(f"cannot get the weights of {name} ({tag}) from {what}: no network or not in the "
-                        "cache; download the file on a connected machine and pass --pretrained PATH")
+    missing = TkvrError(
+        f"cannot get the weights of {name} ({tag}) from {what}: no network or not in the "
+        "cache; download the file on a connected machine and pass --pretrained PATH"
+    )
     if where and not _cached(where):
         # The hub client retries for about a minute without a word when there is no network.
         if not _online():
@@ -190,9 +201,11 @@ def build_backbone(backbone: str, pretrained: str | None = None, meta: bool = Fa
             with contextlib.redirect_stderr(io.StringIO()):
                 model = oc.create_model(name)
         except Exception:  # noqa: BLE001
-            raise TkvrError(f"cannot get {backbone} from the Hugging Face hub (no network or not "
-                            "cached); download it on a connected machine and pass the open_clip name "
-                            "with --pretrained PATH") from None
+            raise TkvrError(
+                f"cannot get {backbone} from the Hugging Face hub (no network or not "
+                "cached); download it on a connected machine and pass the open_clip name "
+                "with --pretrained PATH"
+            ) from None
         return Backbone(model, oc.get_tokenizer(name), backbone, None, oc.get_model_preprocess_cfg(model))
     # A fixed seed for the random init (built-ins, 'none'), without touching the caller's RNG.
     logger = logging.getLogger()
@@ -200,12 +213,16 @@ def build_backbone(backbone: str, pretrained: str | None = None, meta: bool = Fa
     logger.setLevel(logging.ERROR)  # open_clip warns 'initialized randomly' for the built-ins
     try:
         with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Detected pickle protocol")  # a raw pickle, refused below
+            warnings.filterwarnings(
+                "ignore", message="Detected pickle protocol"
+            )  # a raw pickle, refused below
             torch.manual_seed(BUILD_SEED)
             model = oc.create_model(name, pretrained=weights, force_quick_gelu=quick)
     except pickle.UnpicklingError:
-        raise TkvrError(f"--pretrained {weights} was refused: it holds objects other than tensors and plain "
-                        "data (weights-only load); only load files you trust") from None
+        raise TkvrError(
+            f"--pretrained {weights} was refused: it holds objects other than tensors and plain "
+            "data (weights-only load); only load files you trust"
+        ) from None
     except RuntimeError as e:
         if weights is not None and Path(weights).is_file():
             msg = str(e).strip().splitlines()[0][:200]
@@ -214,8 +231,9 @@ def build_backbone(backbone: str, pretrained: str | None = None, meta: bool = Fa
     finally:
         logger.setLevel(level)
     model.eval()
-    return Backbone(model, oc.get_tokenizer(name), backbone, pretrained,
-                    dict(oc.get_model_preprocess_cfg(model)))
+    return Backbone(
+        model, oc.get_tokenizer(name), backbone, pretrained, dict(oc.get_model_preprocess_cfg(model))
+    )
 
 
 class FrameContext:
@@ -274,7 +292,9 @@ def timm_weights_or_fail(spec: str, name: str) -> None:
     cfg = get_pretrained_cfg(name)
     hub, url = getattr(cfg, "hf_hub_id", None), getattr(cfg, "url", None)
     if hub:
-        names = [n for n in (getattr(cfg, "hf_hub_filename", None), "model.safetensors", "pytorch_model.bin") if n]
+        names = [
+            n for n in (getattr(cfg, "hf_hub_filename", None), "model.safetensors", "pytorch_model.bin") if n
+        ]
         if _cached(hub, names):
             return
     elif url:
@@ -284,9 +304,11 @@ def timm_weights_or_fail(spec: str, name: str) -> None:
         return  # timm says where it looks; its own error follows
     if not _online():
         where = f"hf-hub {hub}" if hub else url
-        raise TkvrError(f"--visual {spec}: timm's pretrained weights ({where}) are not cached and there is no "
-                        "network; fetch them on a connected machine into the Hugging Face cache, or use "
-                        "--no-visual-pretrained for a random init")
+        raise TkvrError(
+            f"--visual {spec}: timm's pretrained weights ({where}) are not cached and there is no "
+            "network; fetch them on a connected machine into the Hugging Face cache, or use "
+            "--no-visual-pretrained for a random init"
+        )
 
 
 class TimmVisual(nn.Module):
@@ -310,14 +332,20 @@ class TimmVisual(nn.Module):
             logging.disable(logging.WARNING)  # the hub client logs every retry
             self.trunk = timm.create_model(name, pretrained=pretrained, num_classes=0)
         except Exception as e:  # noqa: BLE001 - hub, network and file errors all mean 'no weights'
-            raise TkvrError(f"--visual {spec}: cannot load timm's pretrained weights ({type(e).__name__}); put them "
-                            "in the Hugging Face cache, or use --no-visual-pretrained for a random init") from None
+            raise TkvrError(
+                f"--visual {spec}: cannot load timm's pretrained weights ({type(e).__name__}); put them "
+                "in the Hugging Face cache, or use --no-visual-pretrained for a random init"
+            ) from None
         finally:
             logging.disable(logging.NOTSET)
         f = self.trunk.num_features
         data = timm.data.resolve_data_config({}, model=self.trunk)
-        self.preprocess_cfg = {"size": data["input_size"][1], "mean": tuple(data["mean"]), "std": tuple(data["std"]),
-                               "interpolation": data["interpolation"]}
+        self.preprocess_cfg = {
+            "size": data["input_size"][1],
+            "mean": tuple(data["mean"]),
+            "std": tuple(data["std"]),
+            "interpolation": data["interpolation"],
+        }
         self.project = nn.Linear(f, out_dim) if out_dim and out_dim != f else None
         self.output_dim = out_dim or f
 
@@ -329,10 +357,17 @@ class TimmVisual(nn.Module):
         self.trunk.set_grad_checkpointing(enable)
 
 
-def build_model(backbone: Backbone, temporal: str, head: nn.Module, frames: int,
-                temporal_layers: int = 6, t1d_blocks: list[int] | None = None,
-                t_trans_form: str = "released", visual: nn.Module | None = None,
-                t1d_form: str = "released") -> VideoModel:
+def build_model(
+    backbone: Backbone,
+    temporal: str,
+    head: nn.Module,
+    frames: int,
+    temporal_layers: int = 6,
+    t1d_blocks: list[int] | None = None,
+    t_trans_form: str = "released",
+    visual: nn.Module | None = None,
+    t1d_form: str = "released",
+) -> VideoModel:
     """Wrap a backbone's visual encoder (or `visual`, a TimmVisual) into a VideoModel. The text
     tower is not part of it."""
     from tkvr.temporal import build_temporal
@@ -342,14 +377,28 @@ def build_model(backbone: Backbone, temporal: str, head: nn.Module, frames: int,
     visual = visual if visual is not None else backbone.clip.visual
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(BUILD_SEED + 1)
-        module = build_temporal(temporal, visual, dim, frames, ctx,
-                                layers=temporal_layers, blocks=t1d_blocks, form=t_trans_form,
-                                t1d_form=t1d_form)
+        module = build_temporal(
+            temporal,
+            visual,
+            dim,
+            frames,
+            ctx,
+            layers=temporal_layers,
+            blocks=t1d_blocks,
+            form=t_trans_form,
+            t1d_form=t1d_form,
+        )
     return VideoModel(visual, module, head, ctx)
 
 
-def build(cfg, classes: list[str], templates: list[str], weights: bool = True, embeddings=None,
-          cosine_learned: bool = False):
+def build(
+    cfg,
+    classes: list[str],
+    templates: list[str],
+    weights: bool = True,
+    embeddings=None,
+    cosine_learned: bool = False,
+):
     """(Backbone, VideoModel) for `classes` from a run's config (TrainConfig): backbone, head,
     temporal module. `weights=False` builds the architecture only (a checkpoint supplies the
     weights). `embeddings` [C, D] overrides the head's matrix."""
@@ -362,8 +411,9 @@ def build(cfg, classes: list[str], templates: list[str], weights: bool = True, e
     if m.visual:  # the vision-only head reads the timm features directly; the others need D
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(BUILD_SEED + 2)
-            visual = TimmVisual(m.visual, weights and m.visual_pretrained,
-                                None if m.head == "learned" else backbone.dim)
+            visual = TimmVisual(
+                m.visual, weights and m.visual_pretrained, None if m.head == "learned" else backbone.dim
+            )
         width = visual.output_dim
     if embeddings is None and m.template_mode != "learn" and not m.text_online:
         if m.head == "text":
@@ -372,8 +422,10 @@ def build(cfg, classes: list[str], templates: list[str], weights: bool = True, e
                 embeddings = saved["embeddings"]
                 made_by = saved.get("text_encoder")
                 if m.text_encoder and made_by != m.text_encoder:
-                    raise TkvrError(f"--text-encoder {m.text_encoder}: --embeddings {m.embeddings} was made by "
-                                    f"{made_by or 'CLIP'}'s text encoder; give the one that made it, or neither")
+                    raise TkvrError(
+                        f"--text-encoder {m.text_encoder}: --embeddings {m.embeddings} was made by "
+                        f"{made_by or 'CLIP'}'s text encoder; give the one that made it, or neither"
+                    )
                 m.text_encoder = made_by  # recorded with the run: new class names get the same encoder
             elif m.template_mode == "augment":
                 bank = class_embeddings(backbone, classes, templates, m.text_encoder, per_template=True)
@@ -386,18 +438,49 @@ def build(cfg, classes: list[str], templates: list[str], weights: bool = True, e
             embeddings = head_matrix(m.head, len(classes), width, cfg.optim.seed)
     scale, learn = logit_scale(backbone, m.logit_scale)
     if m.template_mode == "learn":  # the context starts random; a checkpoint's weights replace it
-        head = PromptHead(backbone.clip, backbone.tokenizer, [prompt_name(c) for c in classes], m.prompt_length,
-                          cfg.optim.seed, scale=scale, learn_scale=learn)
+        head = PromptHead(
+            backbone.clip,
+            backbone.tokenizer,
+            [prompt_name(c) for c in classes],
+            m.prompt_length,
+            cfg.optim.seed,
+            scale=scale,
+            learn_scale=learn,
+        )
     elif m.text_online:  # the matching paradigm's online text encoder: the tower trains with the model
-        head = PromptHead(backbone.clip, backbone.tokenizer, [prompt_name(c) for c in classes], 0,
-                          template=templates[0], train_tower=True, scale=scale, learn_scale=learn)
+        head = PromptHead(
+            backbone.clip,
+            backbone.tokenizer,
+            [prompt_name(c) for c in classes],
+            0,
+            template=templates[0],
+            train_tower=True,
+            scale=scale,
+            learn_scale=learn,
+        )
     else:
         if m.template_mode == "augment" and bank is None:  # a checkpoint's weights will fill it
             bank = torch.zeros(len(templates), *embeddings.shape)
-        head = Head(embeddings, m.head, trainable=m.unfreeze_head, cosine_learned=cosine_learned, bank=bank,
-                    scale=100.0 if cosine_learned else scale, learn_scale=learn and not cosine_learned)
-    model = build_model(backbone, m.temporal, head, m.frames, m.temporal_layers, m.t1d_blocks, m.t_trans_form,
-                        visual, m.t1d_form)
+        head = Head(
+            embeddings,
+            m.head,
+            trainable=m.unfreeze_head,
+            cosine_learned=cosine_learned,
+            bank=bank,
+            scale=100.0 if cosine_learned else scale,
+            learn_scale=learn and not cosine_learned,
+        )
+    model = build_model(
+        backbone,
+        m.temporal,
+        head,
+        m.frames,
+        m.temporal_layers,
+        m.t1d_blocks,
+        m.t_trans_form,
+        visual,
+        m.t1d_form,
+    )
     if cfg.optim.grad_checkpointing:
         model.visual.set_grad_checkpointing(True)
     return backbone, model
@@ -416,8 +499,13 @@ def logit_scale(backbone: Backbone, setting: str) -> tuple[float, bool]:
     return value, setting == "learn"
 
 
-def swap_classes(model: nn.Module, text: Backbone, classes: list[str], templates: list[str],
-                 text_encoder: str | None = None) -> nn.Module:
+def swap_classes(
+    model: nn.Module,
+    text: Backbone,
+    classes: list[str],
+    templates: list[str],
+    text_encoder: str | None = None,
+) -> nn.Module:
     """The paper's zero-shot swap: `model` gets a new frozen text head whose rows are the class
     names embedded by `text`'s text encoder (or by the text-only `text_encoder` the run used).
     Works on a Fabric-wrapped model; the head goes to the device of the one it replaces."""
@@ -431,5 +519,7 @@ def swap_classes(model: nn.Module, text: Backbone, classes: list[str], templates
     device = inner.head.weight.device
     # the scale the run trained to goes with the new names (the learned head has none: 100, CLIP's)
     scale = float(inner.head.scale.detach()) if inner.head.logit_scale is not None else LOGIT_SCALE
-    inner.head = Head(class_embeddings(text, classes, templates, text_encoder), "text", scale=scale).to(device)
+    inner.head = Head(class_embeddings(text, classes, templates, text_encoder), "text", scale=scale).to(
+        device
+    )
     return model

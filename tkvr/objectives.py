@@ -87,9 +87,13 @@ def stop_if_not_finite(fabric, losses: list, steps: list[int], checked: int, epo
     if float(flag) == 0:
         return len(losses)
     first = int(bad.nonzero()[0]) if bool(bad.any()) else -1
-    what = (f"{float(new[first])} at step {steps[checked + first]}" if first >= 0
-            else f"not finite on another device by step {steps[-1] if steps else '?'}")
+    what = (
+        f"{float(new[first])} at step {steps[checked + first]}"
+        if first >= 0
+        else f"not finite on another device by step {steps[-1] if steps else '?'}"
+    )
     last = Path(out) / "checkpoints" / "last.pt"
     kept = f"{last} is the last good checkpoint" if last.is_file() else "no checkpoint was written"
-    raise Fault(f"the training loss became {what} (epoch {epoch + 1}); stopped, {kept}. Lower --lr or set "
-                "--grad-clip")
+    raise Fault(
+        f"the training loss became {what} (epoch {epoch + 1}); stopped, {kept}. Lower --lr or set --grad-clip"
+    )

@@ -74,7 +74,11 @@ def head_of(where: str):
     if p.is_file() and p.suffix == ".pt":
         data = safe_load(p, "input")
         if isinstance(data, dict) and "embeddings" in data and "classes" in data:
-            return data["embeddings"], list(data["classes"]), f"{data.get('head', 'text')} embeddings, {p.name}"
+            return (
+                data["embeddings"],
+                list(data["classes"]),
+                f"{data.get('head', 'text')} embeddings, {p.name}",
+            )
     if not p.exists():
         raise TkvrError(f"{where}: no such file or run directory")
     ckpt = read_checkpoint(where, "--checkpoint")
@@ -139,19 +143,29 @@ def plot_fractions(inputs: list[str], path) -> dict:
             frac = float(_field(cfg, "data", "label_fraction", 1.0))
             top1 = float(report["final"]["top1"])
         except (KeyError, TypeError, ValueError):
-            raise TkvrError(f"{run}: report.json's final top1 or config.yaml's label_fraction is not a number; "
-                            "was the file edited or cut short?") from None
+            raise TkvrError(
+                f"{run}: report.json's final top1 or config.yaml's label_fraction is not a number; "
+                "was the file edited or cut short?"
+            ) from None
         if not (0 < frac <= 1 and math.isfinite(top1)):
             raise TkvrError(f"{run}: label fraction {frac} or top-1 {top1} is out of range")
         points.setdefault(head, {}).setdefault(frac, []).append(top1)
-    curves = {h: [(f, statistics.fmean(v), statistics.pstdev(v), len(v)) for f, v in sorted(pts.items())]
-              for h, pts in sorted(points.items())}
+    curves = {
+        h: [(f, statistics.fmean(v), statistics.pstdev(v), len(v)) for f, v in sorted(pts.items())]
+        for h, pts in sorted(points.items())
+    }
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.5))
     names = {"text": "vision-text (text head)", "learned": "vision-only (learned head)"}
     for head, pts in curves.items():
-        ax.errorbar([p[0] * 100 for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], marker="o",
-                    capsize=3, label=names.get(head, f"{head} head"))
+        ax.errorbar(
+            [p[0] * 100 for p in pts],
+            [p[1] for p in pts],
+            yerr=[p[2] for p in pts],
+            marker="o",
+            capsize=3,
+            label=names.get(head, f"{head} head"),
+        )
     ax.set_xlabel("labelled training data (%)")
     ax.set_ylabel("top-1 (%)")
     ax.legend()
@@ -167,7 +181,11 @@ def plot_loss(inputs: list[str], path) -> dict:
         if not steps.is_file():
             raise TkvrError(f"{run}: no steps.csv")
         table = read_table(steps, "steps log", {"step": int, "loss": float})
-        rows = [(r["step"], r["loss"]) for r in table if isinstance(r["loss"], float) and isinstance(r["step"], int)]
+        rows = [
+            (r["step"], r["loss"])
+            for r in table
+            if isinstance(r["loss"], float) and isinstance(r["step"], int)
+        ]
         head = str(_field(_config(run), "model", "head", "?"))
         curves[f"{run.name} ({head} head)"] = rows
     plt = _pyplot()

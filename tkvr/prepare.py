@@ -94,11 +94,19 @@ def encode(job: tuple[str, str, int, int, int]) -> tuple[str, str | None, bool]:
                         enc = out.add_stream("libx264", rate=rate)
                         enc.width, enc.height, enc.pix_fmt = w, h, "yuv420p"
                         enc.codec_context.time_base = 1 / Fraction(rate)
-                        enc.options = {"g": str(gop), "bf": "0", "crf": str(crf), "preset": "veryfast",
-                                       "threads": "1", "x264-params": "scenecut=0"}  # key frames every gop frames
+                        enc.options = {
+                            "g": str(gop),
+                            "bf": "0",
+                            "crf": str(crf),
+                            "preset": "veryfast",
+                            "threads": "1",
+                            "x264-params": "scenecut=0",
+                        }  # key frames every gop frames
                     img = frame.reformat(width=w, height=h, format="yuv420p")
                     img.pts, img.time_base = n, enc.codec_context.time_base
-                    img.pict_type = av.video.frame.PictureType.NONE  # the source's I-frames must not force keys
+                    img.pict_type = (
+                        av.video.frame.PictureType.NONE
+                    )  # the source's I-frames must not force keys
                     n += 1
                     out.mux(enc.encode(img))
                 if enc is None:
@@ -131,8 +139,10 @@ def lock(out: Path):
         f.seek(0)
         pid = f.read().strip() or "?"
         f.close()
-        raise TkvrError(f"--out {out} is being prepared by another tkvr prepare (pid {pid}); wait for it to "
-                        "finish, or choose another --out") from None
+        raise TkvrError(
+            f"--out {out} is being prepared by another tkvr prepare (pid {pid}); wait for it to "
+            "finish, or choose another --out"
+        ) from None
     f.seek(0)
     f.truncate()
     f.write(str(os.getpid()))
@@ -149,8 +159,10 @@ def check_out(out: Path, src) -> None:
     home = os.path.realpath(origin if origin.is_dir() else origin.parent)
     where = os.path.realpath(out)
     if where == home or where.startswith(home + os.sep):
-        raise TkvrError(f"--out {out} lies inside the source dataset {home}; the output would become part of "
-                        "it: choose a folder outside it")
+        raise TkvrError(
+            f"--out {out} lies inside the source dataset {home}; the output would become part of "
+            "it: choose a folder outside it"
+        )
 
 
 def listable(src) -> None:
@@ -160,13 +172,17 @@ def listable(src) -> None:
 
     for c in src.classes:
         if CONTROL.search(c):
-            raise TkvrError(f"class {c!r} holds a line break or control character, which labels.txt cannot "
-                            "hold; rename its folder or label")
+            raise TkvrError(
+                f"class {c!r} holds a line break or control character, which labels.txt cannot "
+                "hold; rename its folder or label"
+            )
     for xs in src.splits.values():
         for x in xs:
             if kind_of(x.path) != "video" and CONTROL.search(x.path):
-                raise TkvrError(f"{x.path!r}: a line break or control character in the name, which a list file "
-                                "cannot hold; rename it")
+                raise TkvrError(
+                    f"{x.path!r}: a line break or control character in the name, which a list file "
+                    "cannot hold; rename it"
+                )
 
 
 def prepare(cfg: PrepareConfig) -> dict:
@@ -191,17 +207,25 @@ def prepare(cfg: PrepareConfig) -> dict:
         stale.unlink()
     samples = {split: src.split(split) for split in src.splits if src.splits[split]}
     sources = sorted({x.path for xs in samples.values() for x in xs if kind_of(x.path) == "video"})
-    todo = [(p, str(target(videos, p)), cfg.short_side, cfg.gop, cfg.crf) for p in sources
-            if not target(videos, p).is_file()]
-    say(f"prepare {src.name} -> {out}: {count(len(sources), 'video')}, {len(sources) - len(todo)} already done; "
-        f"short side {cfg.short_side}, a key frame every {cfg.gop} frames")
+    todo = [
+        (p, str(target(videos, p)), cfg.short_side, cfg.gop, cfg.crf)
+        for p in sources
+        if not target(videos, p).is_file()
+    ]
+    say(
+        f"prepare {src.name} -> {out}: {count(len(sources), 'video')}, "
+        f"{len(sources) - len(todo)} already done; "
+        f"short side {cfg.short_side}, a key frame every {cfg.gop} frames"
+    )
     workers = workers_for(s.workers)
     bad: dict[str, str] = {}
     try:
         if workers > 0 and len(todo) > 1:
             import multiprocessing as mp
 
-            with mp.get_context("spawn").Pool(workers) as pool:  # leaving the block stops the others at a fault
+            with mp.get_context("spawn").Pool(
+                workers
+            ) as pool:  # leaving the block stops the others at a fault
                 stop_at_fault(track(pool.imap_unordered(encode, todo), len(todo), "re-encoding"), bad, videos)
         else:
             stop_at_fault(track(map(encode, todo), len(todo), "re-encoding"), bad, videos)
@@ -214,17 +238,27 @@ def prepare(cfg: PrepareConfig) -> dict:
 
     def line(x) -> str:
         if kind_of(x.path) != "video":  # images and frame folders are already cheap to read
-            return f"{os.path.abspath(x.path)} {x.frames} {x.label}\n" if x.frames else \
-                f"{os.path.abspath(x.path)} {x.label}\n"
+            return (
+                f"{os.path.abspath(x.path)} {x.frames} {x.label}\n"
+                if x.frames
+                else f"{os.path.abspath(x.path)} {x.label}\n"
+            )
         return f"{target(videos, x.path).relative_to(out)} {x.label}\n"
 
     try:
         for split, xs in samples.items():
             atomic_write_text("".join(line(x) for x in xs if x.path not in bad), out / f"{split}.txt")
         atomic_write_text("".join(c + "\n" for c in src.classes), out / "labels.txt")
-        meta = {"format": "list", "name": f"{src.name}-prepared", "labels": "labels.txt", "flip": src.flip,
-                "templates": list(src.templates), "frame_template": src.frame_template,
-                "frame_start": src.frame_start, **{split: f"{split}.txt" for split in samples}}
+        meta = {
+            "format": "list",
+            "name": f"{src.name}-prepared",
+            "labels": "labels.txt",
+            "flip": src.flip,
+            "templates": list(src.templates),
+            "frame_template": src.frame_template,
+            "frame_start": src.frame_start,
+            **{split: f"{split}.txt" for split in samples},
+        }
         atomic_write_text(yaml.safe_dump(meta, sort_keys=False), out / "dataset.yaml")
         listed = out / "unreadable.txt"  # this run's result: a source that reads now is no longer listed
         if bad:
@@ -232,12 +266,21 @@ def prepare(cfg: PrepareConfig) -> dict:
         elif listed.exists():
             listed.unlink()
     except OSError as e:
-        raise Fault(f"cannot write {e.filename or out}: {e.strerror or e}; the re-encoded videos are kept, "
-                    "rerun the same command to finish") from None
-    say(f"{out}: {count(len(sources) - len(bad), 'video')} ready, {count(len(bad), 'unreadable source')} left out; "
-        f"train with --data {out}")
-    return {"videos": len(sources), "encoded": len(todo) - len(bad), "skipped": len(sources) - len(todo),
-            "unreadable": sorted(bad.values())}
+        raise Fault(
+            f"cannot write {e.filename or out}: {e.strerror or e}; the re-encoded videos are kept, "
+            "rerun the same command to finish"
+        ) from None
+    say(
+        f"{out}: {count(len(sources) - len(bad), 'video')} ready, "
+        f"{count(len(bad), 'unreadable source')} left out; "
+        f"train with --data {out}"
+    )
+    return {
+        "videos": len(sources),
+        "encoded": len(todo) - len(bad),
+        "skipped": len(sources) - len(todo),
+        "unreadable": sorted(bad.values()),
+    }
 
 
 def stop_at_fault(results, bad: dict, videos: Path) -> None:
@@ -246,7 +289,9 @@ def stop_at_fault(results, bad: dict, videos: Path) -> None:
     for src, error, fault in results:
         if fault:
             done = sum(1 for _ in videos.glob("*.mp4"))
-            raise Fault(f"{error}; stopped: the {count(done, 'video')} finished in {videos} are kept, free space "
-                        "and rerun the same command to go on")
+            raise Fault(
+                f"{error}; stopped: the {count(done, 'video')} finished in {videos} are kept, free space "
+                "and rerun the same command to go on"
+            )
         if error:
             bad[src] = error

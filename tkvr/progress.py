@@ -64,8 +64,13 @@ def track(items, total: int, description: str):
     if con.is_terminal:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TimeRemainingColumn(), console=con) as bar:
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=con,
+        ) as bar:
             task = bar.add_task(description, total=total)
             for item in items:
                 yield item
@@ -93,8 +98,14 @@ class TrainProgress:
         if self.enabled and console().is_terminal:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                TextColumn("{task.fields[info]}"), TimeRemainingColumn(), console=console())
+            self.bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[info]}"),
+                TimeRemainingColumn(),
+                console=console(),
+            )
             self.bar.__enter__()
         return self
 
@@ -108,7 +119,9 @@ class TrainProgress:
         if self.bar is not None:
             if self.task is not None:
                 self.bar.remove_task(self.task)
-            self.task = self.bar.add_task(f"epoch {epoch + 1}/{self.epochs}", total=self.steps_per_epoch, info="")
+            self.task = self.bar.add_task(
+                f"epoch {epoch + 1}/{self.epochs}", total=self.steps_per_epoch, info=""
+            )
 
     def advance(self) -> None:
         """One step done, no new numbers (reading them would sync the device)."""
@@ -132,8 +145,10 @@ class TrainProgress:
         if not self.enabled:
             return
         val = f", val top-1 {row['val_top1']:.1f}% top-5 {row['val_top5']:.1f}%" if "val_top1" in row else ""
-        line = (f"epoch {row['epoch']}/{self.epochs}: train loss {row['train_loss']:.4f}{val}, "
-                f"{row['clips_per_s']:.1f} clips/s, {row['wall_s']:.0f}s")
+        line = (
+            f"epoch {row['epoch']}/{self.epochs}: train loss {row['train_loss']:.4f}{val}, "
+            f"{row['clips_per_s']:.1f} clips/s, {row['wall_s']:.0f}s"
+        )
         if self.bar is not None:
             self.bar.console.print(line)
         else:

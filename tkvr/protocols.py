@@ -33,7 +33,7 @@ def named(fn, flag: str, *args):
         return fn(*args)
     except TkvrError as e:
         text = str(e)
-        raise TkvrError(flag + text[len("--data"):] if text.startswith("--data") else text) from None
+        raise TkvrError(flag + text[len("--data") :] if text.startswith("--data") else text) from None
 
 
 def label(k: int) -> str:
@@ -49,7 +49,9 @@ def read_sample(path: str, train, classes: list[str]) -> list[int]:
 
     if p.suffix == ".json":
         rows = read_json(p, "--sample").get("samples")
-        if not isinstance(rows, list) or not all(isinstance(r, list) and all(isinstance(x, str) for x in r) for r in rows):
+        if not isinstance(rows, list) or not all(
+            isinstance(r, list) and all(isinstance(x, str) for x in r) for r in rows
+        ):
             raise TkvrError(f"--sample {path}: not a sample file (sample.json of a few-shot run)")
     else:
         rows = [ln.split("\t") for ln in read_text(p, "--sample").splitlines() if ln.strip()]
@@ -62,8 +64,10 @@ def read_sample(path: str, train, classes: list[str]) -> list[int]:
         if sp not in where:
             raise TkvrError(f"--sample {path}:{n}: {sp} is not in the training split")
         if classes[train[where[sp]].label] != cls:
-            raise TkvrError(f"--sample {path}:{n}: {sp} is labelled {cls!r} in the sample but "
-                            f"{classes[train[where[sp]].label]!r} in the dataset")
+            raise TkvrError(
+                f"--sample {path}:{n}: {sp} is labelled {cls!r} in the sample but "
+                f"{classes[train[where[sp]].label]!r} in the dataset"
+            )
         ids.append(where[sp])
     return ids
 
@@ -94,9 +98,15 @@ def fewshot(cfg: FewshotConfig) -> dict[str, dict]:
 
         sub = copy.deepcopy(base)
         sub.run.out = str(root / "dry_run")
-        return {**plan(sub, src), "fewshot": {
-            "shots": [label(k) for k in shots], "shot_schedule": cfg.shot_schedule, "repeats": cfg.repeats,
-            "runs": {label(k): schedule(cfg, k, len(train), k * len(src.classes)) for k in shots}}}
+        return {
+            **plan(sub, src),
+            "fewshot": {
+                "shots": [label(k) for k in shots],
+                "shot_schedule": cfg.shot_schedule,
+                "repeats": cfg.repeats,
+                "runs": {label(k): schedule(cfg, k, len(train), k * len(src.classes)) for k in shots},
+            },
+        }
     fabric = None  # launched by the first run, once it has checked its model and data
     results: dict[int, dict] = {}
     for k in shots:
@@ -112,25 +122,39 @@ def fewshot(cfg: FewshotConfig) -> dict[str, dict]:
             plan_k = schedule(cfg, k, len(train), len(ids))
             sub.optim.epochs = plan_k["epochs"]
             sub.run.out, sub.optim.seed = str(root / name), seed
-            sample = {"dataset": src.name, "shots": k, "seed": seed,
-                      "samples": [[train[i].path, src.classes[train[i].label]] for i in ids]}
+            sample = {
+                "dataset": src.name,
+                "shots": k,
+                "seed": seed,
+                "samples": [[train[i].path, src.classes[train[i].label]] for i in ids],
+            }
 
             def save_sample(f, sample=sample, out=Path(sub.run.out)):
                 if f.global_rank == 0:
                     atomic_write_text(json.dumps(sample, indent=1), out / "sample.json")
 
             repeated = ids * plan_k["repeats"]
-            say(f"{label(k)}-shot, seed {seed}: {count(len(ids), 'video')}, {len(repeated)} per epoch, "
-                f"{count(sub.optim.epochs, 'epoch')} -> {sub.run.out}")
+            say(
+                f"{label(k)}-shot, seed {seed}: {count(len(ids), 'video')}, {len(repeated)} per epoch, "
+                f"{count(sub.optim.epochs, 'epoch')} -> {sub.run.out}"
+            )
             res = train_run(sub, src=src, train_ids=repeated, fabric=fabric, on_ready=save_sample)
             fabric = res.fabric
             tops.append(res.metrics["top1"])
-        results[label(k)] = {"top1": statistics.fmean(tops),
-                             "std": statistics.pstdev(tops) if len(tops) > 1 else 0.0, "runs": tops}
+        results[label(k)] = {
+            "top1": statistics.fmean(tops),
+            "std": statistics.pstdev(tops) if len(tops) > 1 else 0.0,
+            "runs": tops,
+        }
     if fabric.global_rank == 0:
-        atomic_write_text("shots,top1,std,runs\n" + "".join(
-            f"{k},{v['top1']:.4f},{v['std']:.4f},{' '.join(f'{t:.4f}' for t in v['runs'])}\n"
-            for k, v in results.items()), root / "fewshot.csv")
+        atomic_write_text(
+            "shots,top1,std,runs\n"
+            + "".join(
+                f"{k},{v['top1']:.4f},{v['std']:.4f},{' '.join(f'{t:.4f}' for t in v['runs'])}\n"
+                for k, v in results.items()
+            ),
+            root / "fewshot.csv",
+        )
         atomic_write_text(json.dumps(results, indent=1), root / "fewshot.json")
     return results
 
@@ -168,7 +192,8 @@ def zeroshot(cfg: ZeroshotConfig) -> dict:
     from tkvr.launch import make_fabric
     from tkvr.model import build, preprocess_of, swap_classes
     from tkvr.text import run_templates
-    from tkvr.training import plan_run_dir, train as train_run
+    from tkvr.training import plan_run_dir
+    from tkvr.training import train as train_run
 
     cfg.validate()
     base = copy.deepcopy(cfg.train)
@@ -183,10 +208,14 @@ def zeroshot(cfg: ZeroshotConfig) -> dict:
         if both:
             ids = seen.class_ids()
             example = seen.classes[ids.index(next(iter(sorted(both, key=str))))]
-            raise TkvrError(f"--train {cfg.seen} and --eval {cfg.eval_data} share {len(both)} classes "
-                            f"(e.g. {example!r}); seen and unseen classes must not overlap")
+            raise TkvrError(
+                f"--train {cfg.seen} and --eval {cfg.eval_data} share {len(both)} classes "
+                f"(e.g. {example!r}); seen and unseen classes must not overlap"
+            )
     if cfg.protocol == "half" and len(unseen.classes) < 2:
-        raise TkvrError(f"--protocol half needs at least 2 eval classes; {cfg.eval_data} has {len(unseen.classes)}")
+        raise TkvrError(
+            f"--protocol half needs at least 2 eval classes; {cfg.eval_data} has {len(unseen.classes)}"
+        )
     root = Path(cfg.out)
     base.run.out = str(root / "seen")
     templates = run_templates(base.model, unseen.templates)
@@ -199,19 +228,43 @@ def zeroshot(cfg: ZeroshotConfig) -> dict:
     if base.run.dry_run:
         from tkvr.training import plan
 
-        resolved = plan(base, seen) if not cfg.no_train else {
-            **_resolved_untrained(base, seen), "cost": cost_of(base, len(unseen.classes))}
-        return {**resolved, "zeroshot": {"train": seen.name, "eval": unseen.name, "eval_set": eval_set_,
-                                         "eval_samples": len(videos), "eval_classes": len(unseen.classes),
-                                         "protocol": cfg.protocol, "no_train": cfg.no_train,
-                                         "epochs": None if cfg.no_train else base.optim.epochs}}
+        resolved = (
+            plan(base, seen)
+            if not cfg.no_train
+            else {**_resolved_untrained(base, seen), "cost": cost_of(base, len(unseen.classes))}
+        )
+        return {
+            **resolved,
+            "zeroshot": {
+                "train": seen.name,
+                "eval": unseen.name,
+                "eval_set": eval_set_,
+                "eval_samples": len(videos),
+                "eval_classes": len(unseen.classes),
+                "protocol": cfg.protocol,
+                "no_train": cfg.no_train,
+                "epochs": None if cfg.no_train else base.optim.epochs,
+            },
+        }
     decoder = pick_decoder(d.decoder)
 
     def score(fabric, model) -> dict:
-        val = eval_set(videos, unseen, base.model.frames, preprocess_of(model), d.views, decoder,
-                       d.decode_device, d.test_scale)
-        pred = predict_scores(fabric, model, eval_loader(fabric, val, base.optim.device_batch or 16, d.workers),
-                              average=d.view_average)
+        val = eval_set(
+            videos,
+            unseen,
+            base.model.frames,
+            preprocess_of(model),
+            d.views,
+            decoder,
+            d.decode_device,
+            d.test_scale,
+        )
+        pred = predict_scores(
+            fabric,
+            model,
+            eval_loader(fabric, val, base.optim.device_batch or 16, d.workers),
+            average=d.view_average,
+        )
         return protocol_top1(pred, len(unseen.classes), cfg.protocol, base.optim.seed)
 
     rows = {}

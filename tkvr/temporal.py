@@ -51,9 +51,9 @@ class TemporalConv(nn.Module):
             self.conv.weight[:, 0, kernel // 2] = 1.0
             if init == "shift":
                 fold = channels // 4
-                self.conv.weight[:2 * fold] = 0.0
+                self.conv.weight[: 2 * fold] = 0.0
                 self.conv.weight[:fold, 0, kernel // 2 + 1] = 1.0  # the next frame's value
-                self.conv.weight[fold:2 * fold, 0, kernel // 2 - 1] = 1.0  # the previous frame's
+                self.conv.weight[fold : 2 * fold, 0, kernel // 2 - 1] = 1.0  # the previous frame's
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B*T, C, *S]
         t = self.ctx.t
@@ -109,7 +109,9 @@ class TokenT1DBlock(nn.Module):
 
 
 class TTrans(nn.Module):
-    def __init__(self, dim: int, frames: int, layers: int = 6, heads: int | None = None, form: str = "released"):
+    def __init__(
+        self, dim: int, frames: int, layers: int = 6, heads: int | None = None, form: str = "released"
+    ):
         super().__init__()
         heads = heads or max(1, dim // 64)
         self.form = form
@@ -117,8 +119,9 @@ class TTrans(nn.Module):
         # a seed builds the same module as before the released form existed
         std = 0.02 if form == "released" else 0.2  # near-tap: large enough to tell frames apart
         self.pos = nn.Parameter(torch.randn(frames, dim) * std)  # [T, D]
-        layer = nn.TransformerEncoderLayer(dim, heads, dim * 4, dropout=0.0, activation="gelu",
-                                           batch_first=True, norm_first=True)
+        layer = nn.TransformerEncoderLayer(
+            dim, heads, dim * 4, dropout=0.0, activation="gelu", batch_first=True, norm_first=True
+        )
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         if form == "released":
             with torch.no_grad():
@@ -130,7 +133,7 @@ class TTrans(nn.Module):
         self.norm = nn.LayerNorm(dim)
         self.proj = nn.Linear(dim, dim)
         with torch.no_grad():  # near zero: the module starts as (almost) TAP
-            self.proj.weight.normal_(0, 1e-3 / dim ** 0.5)
+            self.proj.weight.normal_(0, 1e-3 / dim**0.5)
             self.proj.bias.zero_()
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:  # [B, T, D] -> [B, D]
@@ -151,8 +154,17 @@ def _is_resnet(visual) -> bool:
     return hasattr(visual, "layer3") and hasattr(visual, "layer4")
 
 
-def build_temporal(name: str, visual: nn.Module, dim: int, frames: int, ctx, layers: int = 6,
-                   blocks: list[int] | None = None, form: str = "released", t1d_form: str = "released") -> nn.Module:
+def build_temporal(
+    name: str,
+    visual: nn.Module,
+    dim: int,
+    frames: int,
+    ctx,
+    layers: int = 6,
+    blocks: list[int] | None = None,
+    form: str = "released",
+    t1d_form: str = "released",
+) -> nn.Module:
     """The module that pools [B, T, D] -> [B, D]; t1d / token-t1d also modify `visual` in place."""
     if name not in TEMPORAL:
         raise TkvrError(f"--temporal {name!r} is not known: choose one of {', '.join(TEMPORAL)}")
@@ -162,8 +174,10 @@ def build_temporal(name: str, visual: nn.Module, dim: int, frames: int, ctx, lay
         return TTrans(dim, frames, layers=layers, form=form)
     if name == "t1d":
         if not _is_resnet(visual):
-            raise TkvrError("--temporal t1d needs a ResNet backbone (RN50, tiny-rn, ...); "
-                            "for a ViT use --temporal token-t1d")
+            raise TkvrError(
+                "--temporal t1d needs a ResNet backbone (RN50, tiny-rn, ...); "
+                "for a ViT use --temporal token-t1d"
+            )
         for stage in (visual.layer3, visual.layer4):
             for i, block in enumerate(stage):
                 stage[i] = T1DBlock(block, block.conv1.in_channels, ctx)

@@ -19,10 +19,19 @@ DEFAULT_TEMPLATES = ("a video of a person {}.",)
 IMAGE_TEMPLATES = ("a photo of a {}.",)
 # --template-mode augment without --template: the 28 Kinetics templates the authors list in their
 # released modules/text_prompt.py (7 phrasings x 4 openings).
-TEXT4VIS_TEMPLATES = tuple(f"{opening} {middle}{{}}." for opening in ("a photo of", "a video of", "a example of",
-                                                                       "a demonstration of")
-                           for middle in ("", "a person ", "a person using ", "a person doing ", "a person during ",
-                                          "a person performing ", "a person practicing "))
+TEXT4VIS_TEMPLATES = tuple(
+    f"{opening} {middle}{{}}."
+    for opening in ("a photo of", "a video of", "a example of", "a demonstration of")
+    for middle in (
+        "",
+        "a person ",
+        "a person using ",
+        "a person doing ",
+        "a person during ",
+        "a person performing ",
+        "a person practicing ",
+    )
+)
 
 
 def run_templates(model_cfg, source_templates) -> list[str]:
@@ -34,11 +43,15 @@ def run_templates(model_cfg, source_templates) -> list[str]:
     else:
         templates = list(source_templates)
     if model_cfg.text_online and len(templates) != 1:
-        raise TkvrError(f"--text-online trains the text encoder on one prompt per class; {len(templates)} "
-                        "templates given: give one --template")
+        raise TkvrError(
+            f"--text-online trains the text encoder on one prompt per class; {len(templates)} "
+            "templates given: give one --template"
+        )
     if model_cfg.template_mode == "augment" and len(templates) < 2:
-        raise TkvrError("--template-mode augment draws one of several templates per step: give two or more "
-                        "--template (or none, for the 28 built-in templates of the released code)")
+        raise TkvrError(
+            "--template-mode augment draws one of several templates per step: give two or more "
+            "--template (or none, for the 28 built-in templates of the released code)"
+        )
     return templates
 
 
@@ -64,7 +77,9 @@ BUILTIN_LISTS = ("k400", "imagenet")
 
 def read_labels_file(path: Path) -> list[str]:
     """One class name a line, or CSV `id,name` (a header line `id,name` is skipped)."""
-    lines = [ln.strip() for ln in path.read_text(encoding="utf-8-sig").splitlines()]  # -sig: a BOM is not a name
+    lines = [
+        ln.strip() for ln in path.read_text(encoding="utf-8-sig").splitlines()
+    ]  # -sig: a BOM is not a name
     lines = [ln for ln in lines if ln]
     if not lines:
         return []
@@ -94,15 +109,19 @@ def check_classes(classes: list[str], source: str) -> list[str]:
     seen: dict[str, int] = {}
     for i, c in enumerate(classes):
         if c in seen:
-            raise TkvrError(f"{source}: class name {c!r} appears twice (entries {seen[c] + 1} and {i + 1}); "
-                            "class names must be unique")
+            raise TkvrError(
+                f"{source}: class name {c!r} appears twice (entries {seen[c] + 1} and {i + 1}); "
+                "class names must be unique"
+            )
         seen[c] = i
     readable: dict[str, str] = {}
     for c in classes:  # CLIP's tokenizer lowercases: 'brush_hair' and 'Brush Hair' embed alike
         key = " ".join(prompt_name(c).lower().split())
         if key in readable:
-            raise TkvrError(f"{source}: classes {readable[key]!r} and {c!r} both read {key!r}, so their text "
-                            "embeddings are identical; merge them or rename one")
+            raise TkvrError(
+                f"{source}: classes {readable[key]!r} and {c!r} both read {key!r}, so their text "
+                "embeddings are identical; merge them or rename one"
+            )
         readable[key] = c
     return classes
 
@@ -119,12 +138,15 @@ def resolve_classes(spec: str, flag: str = "--classes") -> list[str]:
         return found
     if not spec.strip():
         raise TkvrError(f"{flag}: the class list is empty")
-    raise TkvrError(f"{flag} {spec!r}: no such labels file, and not a built-in list "
-                    f"({', '.join(BUILTIN_LISTS)}); for names write them comma-separated: \"a,b,c\"")
+    raise TkvrError(
+        f"{flag} {spec!r}: no such labels file, and not a built-in list "
+        f'({", ".join(BUILTIN_LISTS)}); for names write them comma-separated: "a,b,c"'
+    )
 
 
-def encode_classes(backbone, classes: list[str], templates: list[str], batch: int = 256,
-                   per_template: bool = False):
+def encode_classes(
+    backbone, classes: list[str], templates: list[str], batch: int = 256, per_template: bool = False
+):
     """[C, D] float32: per template the normalised text embedding, averaged, normalised again
     (or, `per_template`, each template's own [K, C, D]). Class ids are put into prompts in
     readable form (prompt_name)."""
@@ -137,7 +159,7 @@ def encode_classes(backbone, classes: list[str], templates: list[str], batch: in
         for t in templates:
             rows = []
             for i in range(0, len(classes), batch):
-                tokens = backbone.tokenizer([t.format(prompt_name(c)) for c in classes[i:i + batch]])
+                tokens = backbone.tokenizer([t.format(prompt_name(c)) for c in classes[i : i + batch]])
                 rows.append(F.normalize(clip.encode_text(tokens).float(), dim=-1))
             out.append(torch.cat(rows))  # [C, D]
     out = torch.stack(out)  # [K, C, D]
@@ -149,8 +171,13 @@ def encode_classes(backbone, classes: list[str], templates: list[str], batch: in
 PROJECTION_SEED = 0
 
 
-def class_embeddings(backbone, classes: list[str], templates: list[str], text_encoder: str | None = None,
-                     per_template: bool = False):
+def class_embeddings(
+    backbone,
+    classes: list[str],
+    templates: list[str],
+    text_encoder: str | None = None,
+    per_template: bool = False,
+):
     """[C, D]: the class names embedded by CLIP's text tower, or by `text_encoder` (st:NAME);
     `per_template`: [K, C, D], one classifier per template (--template-mode augment)."""
     if text_encoder:
@@ -174,8 +201,14 @@ def projection(d_in: int, d_out: int, seed: int = PROJECTION_SEED):
     return (q * (d_in / d_out) ** 0.5).float()
 
 
-def encode_text_only(spec: str, classes: list[str], templates: list[str], dim: int, seed: int = PROJECTION_SEED,
-                     per_template: bool = False):
+def encode_text_only(
+    spec: str,
+    classes: list[str],
+    templates: list[str],
+    dim: int,
+    seed: int = PROJECTION_SEED,
+    per_template: bool = False,
+):
     """--text-encoder st:NAME_OR_PATH: a sentence-transformers model embeds the prompts; the
     [C, d] result (or [K, C, d], `per_template`) is mapped to the visual width D by `projection`
     and L2-normalised."""
@@ -192,12 +225,15 @@ def encode_text_only(spec: str, classes: list[str], templates: list[str], dim: i
     try:
         model = SentenceTransformer(name, device="cpu")
     except Exception as e:  # noqa: BLE001 - hub, file and format errors all mean 'cannot load it'
-        raise TkvrError(f"--text-encoder {spec}: cannot load it ({type(e).__name__}); give a local folder "
-                        "or a cached model name") from None
+        raise TkvrError(
+            f"--text-encoder {spec}: cannot load it ({type(e).__name__}); give a local folder "
+            "or a cached model name"
+        ) from None
     rows = []
     for t in templates:
-        emb = model.encode([t.format(prompt_name(c)) for c in classes], convert_to_tensor=True,
-                           normalize_embeddings=True)
+        emb = model.encode(
+            [t.format(prompt_name(c)) for c in classes], convert_to_tensor=True, normalize_embeddings=True
+        )
         rows.append(emb.float().cpu())  # [C, d]
     emb = torch.stack(rows) if per_template else F.normalize(torch.stack(rows).mean(0), dim=-1)
     if emb.shape[-1] != dim:
@@ -216,32 +252,46 @@ def embed(cfg, classes: list[str], backbone) -> dict:
         emb = class_embeddings(backbone, classes, templates, cfg.text_encoder)
     else:
         emb = head_matrix(cfg.head, len(classes), backbone.dim, cfg.seed)
-    save_embeddings(cfg.out, emb, classes, cfg.backbone, cfg.pretrained, templates, cfg.head, cfg.text_encoder)
+    save_embeddings(
+        cfg.out, emb, classes, cfg.backbone, cfg.pretrained, templates, cfg.head, cfg.text_encoder
+    )
     return {"embeddings": emb, "classes": classes, "templates": templates}
 
 
-def save_embeddings(path, embeddings, classes, backbone: str, pretrained, templates, head: str,
-                    text_encoder: str | None = None):
+def save_embeddings(
+    path,
+    embeddings,
+    classes,
+    backbone: str,
+    pretrained,
+    templates,
+    head: str,
+    text_encoder: str | None = None,
+):
     """text_encoder: the text-only encoder that made the rows (`embed --text-encoder`), else None
     (CLIP's own text tower); files written before it was recorded simply lack the key."""
     from tkvr.fileio import atomic_save
 
     if embeddings.shape[0] != len(classes):
         raise ValueError("one row per class")
-    atomic_save({
-        "embeddings": embeddings.detach().float().cpu().contiguous(),
-        "classes": list(classes),
-        "backbone": backbone,
-        "pretrained": pretrained,
-        "templates": list(templates),
-        "head": head,
-        "text_encoder": text_encoder,
-        "format": FORMAT,
-    }, path)
+    atomic_save(
+        {
+            "embeddings": embeddings.detach().float().cpu().contiguous(),
+            "classes": list(classes),
+            "backbone": backbone,
+            "pretrained": pretrained,
+            "templates": list(templates),
+            "head": head,
+            "text_encoder": text_encoder,
+            "format": FORMAT,
+        },
+        path,
+    )
 
 
-def load_embeddings(path, classes: list[str] | None = None, dim: int | None = None,
-                    flag: str = "--embeddings") -> dict:
+def load_embeddings(
+    path, classes: list[str] | None = None, dim: int | None = None, flag: str = "--embeddings"
+) -> dict:
     """Load and check an embeddings file against the classes and width it will be used with."""
     import torch
 
@@ -254,8 +304,10 @@ def load_embeddings(path, classes: list[str] | None = None, dim: int | None = No
     if not isinstance(emb, torch.Tensor) or emb.ndim != 2 or emb.shape[0] != len(data["classes"]):
         raise TkvrError(f"{flag} {path}: 'embeddings' must be a [C, D] matrix with one row per class")
     if dim is not None and emb.shape[1] != dim:
-        raise TkvrError(f"{flag} {path} has width D={emb.shape[1]} but the model's is {dim} "
-                        f"(made for backbone {data['backbone']}); re-run tkvr embed with this backbone")
+        raise TkvrError(
+            f"{flag} {path} has width D={emb.shape[1]} but the model's is {dim} "
+            f"(made for backbone {data['backbone']}); re-run tkvr embed with this backbone"
+        )
     if classes is not None and list(data["classes"]) != list(classes):
         if len(data["classes"]) != len(classes):
             why = f"{len(data['classes'])} classes, the data has {len(classes)}"
@@ -264,6 +316,7 @@ def load_embeddings(path, classes: list[str] | None = None, dim: int | None = No
         else:
             diff = sorted(set(classes) - set(data["classes"]))[:3]
             why = f"classes differ (e.g. {diff} missing)"
-        raise TkvrError(f"{flag} {path} does not match the data: {why}; re-run tkvr embed with the "
-                        "dataset's labels file")
+        raise TkvrError(
+            f"{flag} {path} does not match the data: {why}; re-run tkvr embed with the dataset's labels file"
+        )
     return data

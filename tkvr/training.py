@@ -55,7 +55,9 @@ def plan_run_dir(cfg: TrainConfig) -> Path | None:
         check_resumable(path, cfg)
         return path
     if last.exists() or (out / "checkpoints" / "best.pt").exists():
-        raise TkvrError(f"--out {out} already holds a run; continue it with --resume auto, or choose another --out")
+        raise TkvrError(
+            f"--out {out} already holds a run; continue it with --resume auto, or choose another --out"
+        )
     return None
 
 
@@ -95,12 +97,18 @@ def plan(cfg: TrainConfig, src=None) -> dict:
 
     src = resolve_run(cfg, src)
     plan_run_dir(cfg)
-    return {**cfg.to_dict(), "auto": resolved_auto(cfg), "classes": len(src.classes),
-            "train_samples": len(src.split("train")), "cost": cost_of(cfg, len(src.classes))}
+    return {
+        **cfg.to_dict(),
+        "auto": resolved_auto(cfg),
+        "classes": len(src.classes),
+        "train_samples": len(src.split("train")),
+        "cost": cost_of(cfg, len(src.classes)),
+    }
 
 
-def train(cfg: TrainConfig, src=None, train_ids: list[int] | None = None, fabric=None,
-          on_ready=None) -> TrainResult:
+def train(
+    cfg: TrainConfig, src=None, train_ids: list[int] | None = None, fabric=None, on_ready=None
+) -> TrainResult:
     """Train; `src` / `train_ids` let the protocols pass a class subset or a K-shot sample,
     `fabric` an already launched Fabric. `on_ready(fabric)` runs once everything has been
     checked, just before the run directory is written (the few-shot sweep writes its sample)."""
@@ -112,8 +120,11 @@ def train(cfg: TrainConfig, src=None, train_ids: list[int] | None = None, fabric
     out = Path(cfg.run.out)
     src = resolve_run(cfg, src)
     if cfg.optim.warmup >= cfg.optim.epochs:
-        say(f"warning: --warmup {cfg.optim.warmup:g} >= --epochs {cfg.optim.epochs}: the learning rate stays on "
-            "its warm-up ramp for the whole run; lower --warmup for short runs")
+        say(
+            f"warning: --warmup {cfg.optim.warmup:g} >= --epochs {cfg.optim.epochs}: "
+            "the learning rate stays on "
+            "its warm-up ramp for the whole run; lower --warmup for short runs"
+        )
     resume = plan_run_dir(cfg)
     t0 = time.time()
     backbone, model = build(cfg, src.classes, cfg.model.templates)
@@ -128,20 +139,45 @@ def train(cfg: TrainConfig, src=None, train_ids: list[int] | None = None, fabric
     if cfg.model.head == "lda" and resume is None:
         fit_lda_head(fabric, cfg, model, src, train_set.samples, preprocess_of(model), out)
     write_samples(train_set.samples, src.classes, out, fabric.global_rank)
-    say(f"run {out}: {cfg.model.backbone} + {cfg.model.temporal}, head {cfg.model.head}, {count(len(src.classes), 'class')}, "
-        f"{len(train_set)} train / {len(val_set)} val samples, {count(fabric.world_size, 'device')}")
-    bad = BadFiles(train_set.samples, cfg.data.max_bad_fraction,
-                   out / "unreadable.txt" if fabric.global_rank == 0 else None)
+    say(
+        f"run {out}: {cfg.model.backbone} + {cfg.model.temporal}, head {cfg.model.head}, "
+        f"{count(len(src.classes), 'class')}, "
+        f"{len(train_set)} train / {len(val_set)} val samples, {count(fabric.world_size, 'device')}"
+    )
+    bad = BadFiles(
+        train_set.samples,
+        cfg.data.max_bad_fraction,
+        out / "unreadable.txt" if fabric.global_rank == 0 else None,
+    )
     trainer = Trainer(cfg, fabric, model, train_set, val_set, src.classes, out, bad, resume)
     if trainer.epoch >= cfg.optim.epochs:  # a finished run: its report stays as it is
         say(f"{out} has finished its {cfg.optim.epochs} epochs; nothing to train (raise --epochs to go on)")
-        return TrainResult(out, trainer.epoch, trainer.step, trainer.best, {}, history(out / "metrics.csv"), [],
-                           trainer.model, backbone, fabric)
+        return TrainResult(
+            out,
+            trainer.epoch,
+            trainer.step,
+            trainer.best,
+            {},
+            history(out / "metrics.csv"),
+            [],
+            trainer.model,
+            backbone,
+            fabric,
+        )
     fit = trainer.fit()
     rank0 = fabric.global_rank == 0
-    result = TrainResult(out, trainer.epoch, trainer.step, trainer.best, fit.metrics,
-                         history(out / "metrics.csv") if rank0 else fit.history, bad.paths(), trainer.model,
-                         backbone, fabric)
+    result = TrainResult(
+        out,
+        trainer.epoch,
+        trainer.step,
+        trainer.best,
+        fit.metrics,
+        history(out / "metrics.csv") if rank0 else fit.history,
+        bad.paths(),
+        trainer.model,
+        backbone,
+        fabric,
+    )
     if rank0:
         finish(cfg, result, time.time() - t0)
     return result
@@ -157,20 +193,33 @@ def finish(cfg: TrainConfig, r: TrainResult, wall: float) -> None:
         r.unreadable = sorted(set(r.unreadable) | set(listed.read_text(errors="replace").split("\n")) - {""})
     if r.unreadable:
         atomic_write_text("".join(p + "\n" for p in r.unreadable), listed)
-        say(f"{count(len(r.unreadable), 'unreadable training video')} replaced; listed in {r.out / 'unreadable.txt'}")
+        say(
+            f"{count(len(r.unreadable), 'unreadable training video')} replaced; "
+            f"listed in {r.out / 'unreadable.txt'}"
+        )
     m = r.metrics
     devices = r.fabric.world_size if r.fabric is not None else 1
     # the cost column of the paper's Table 6: this process's wall time x every device of the run
-    report = {"run": str(r.out), "wall_s": wall, "devices": devices, "device_hours": wall * devices / 3600,
-              "precision": cfg.device.precision, "epochs": r.epochs,
-              "steps": r.steps, "best_top1": r.best_top1,
-              "unreadable_train": r.unreadable,
-              "final": {k: m[k] for k in ("top1", "top5", "mean_class_accuracy", "num_samples")} if m else {},
-              "history": r.history}
+    report = {
+        "run": str(r.out),
+        "wall_s": wall,
+        "devices": devices,
+        "device_hours": wall * devices / 3600,
+        "precision": cfg.device.precision,
+        "epochs": r.epochs,
+        "steps": r.steps,
+        "best_top1": r.best_top1,
+        "unreadable_train": r.unreadable,
+        "final": {k: m[k] for k in ("top1", "top5", "mean_class_accuracy", "num_samples")} if m else {},
+        "history": r.history,
+    }
     write_report(r.out / "report.json", report, cfg.run.command)
     if m:
-        say(f"final: top-1 {m['top1']:.2f}%  top-5 {m['top5']:.2f}%  mean class {m['mean_class_accuracy']:.2f}% "
-            f"on {m['num_samples']} val clips; best top-1 {r.best_top1:.2f}%")
+        say(
+            f"final: top-1 {m['top1']:.2f}%  top-5 {m['top5']:.2f}%  "
+            f"mean class {m['mean_class_accuracy']:.2f}% "
+            f"on {m['num_samples']} val clips; best top-1 {r.best_top1:.2f}%"
+        )
     say(f"run directory: {r.out} (config.yaml, checkpoints/, metrics.csv, report.json)")
 
 
@@ -192,7 +241,9 @@ def write_samples(samples, classes: list[str], out: Path, rank: int) -> None:
         if s.path not in seen:
             seen.add(s.path)
             lines.append(f"{s.path}\t{classes[s.label]}\n")
-    atomic_write_text("".join(lines), out / ("train_samples.txt" if rank == 0 else f"train_samples.rank{rank}.txt"))
+    atomic_write_text(
+        "".join(lines), out / ("train_samples.txt" if rank == 0 else f"train_samples.rank{rank}.txt")
+    )
 
 
 def fit_lda_head(fabric, cfg: TrainConfig, model, src, samples, preprocess: dict, out: Path):
@@ -218,19 +269,39 @@ def fit_lda_head(fabric, cfg: TrainConfig, model, src, samples, preprocess: dict
         for i, s in enumerate(train):
             by_class.setdefault(s.label, []).append(i)
         rng = random.Random(cfg.optim.seed)
-        ids = sorted(i for idx in by_class.values() for i in rng.sample(idx, min(len(idx), cfg.model.lda_samples)))
-        ds = eval_set([train[i] for i in ids], src, cfg.model.frames, preprocess, "1x1",
-                      pick_decoder(cfg.data.decoder, quiet=True), cfg.data.decode_device, cfg.data.test_scale)
+        ids = sorted(
+            i for idx in by_class.values() for i in rng.sample(idx, min(len(idx), cfg.model.lda_samples))
+        )
+        ds = eval_set(
+            [train[i] for i in ids],
+            src,
+            cfg.model.frames,
+            preprocess,
+            "1x1",
+            pick_decoder(cfg.data.decoder, quiet=True),
+            cfg.data.decode_device,
+            cfg.data.test_scale,
+        )
         model.to(fabric.device)
-        feats, labels = extract_features(fabric, model, eval_loader(fabric, ds, cfg.optim.device_batch or 16,
-                                                                    cfg.data.workers))
+        feats, labels = extract_features(
+            fabric, model, eval_loader(fabric, ds, cfg.optim.device_batch or 16, cfg.data.workers)
+        )
         if fabric.global_rank == 0:
             atomic_save({"features": feats, "labels": labels}, cache)
-        say(f"LDA: features of {len(feats)} training videos (<= {cfg.model.lda_samples} per class) -> {cache}")
+        say(
+            f"LDA: features of {len(feats)} training videos (<= {cfg.model.lda_samples} per class) -> {cache}"
+        )
     w = fit_lda(feats, labels, len(src.classes))
     old = model.head  # the LDA matrix replaces its placeholder; the temperature stays as built
-    model.head = Head(w, "lda", trainable=cfg.model.unfreeze_head, scale=float(old.scale.detach()),
-                      learn_scale=old.logit_scale.requires_grad)
+    model.head = Head(
+        w,
+        "lda",
+        trainable=cfg.model.unfreeze_head,
+        scale=float(old.scale.detach()),
+        learn_scale=old.logit_scale.requires_grad,
+    )
     if fabric.global_rank == 0:
-        save_embeddings(out / "lda_embeddings.pt", w, src.classes, cfg.model.backbone, cfg.model.pretrained, [], "lda")
+        save_embeddings(
+            out / "lda_embeddings.pt", w, src.classes, cfg.model.backbone, cfg.model.pretrained, [], "lda"
+        )
     return w

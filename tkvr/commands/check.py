@@ -56,8 +56,11 @@ def run(cfg: CheckConfig) -> int:
     samples = src.split(cfg.split)
     decoder = pick_decoder(s.decoder)
     workers = workers_for(s.workers)
-    loader = DataLoader(_Probe(samples, cfg.frames, decoder, s.decode_device, src.frame_template, src.frame_start),
-                        batch_size=None, num_workers=workers)
+    loader = DataLoader(
+        _Probe(samples, cfg.frames, decoder, s.decode_device, src.frame_template, src.frame_start),
+        batch_size=None,
+        num_workers=workers,
+    )
     status: dict[str, list[int]] = {"missing": [], "empty": [], "unreadable": []}
     notes = {}
     for i, st, msg in track(loader, len(samples), f"checking {src.name} {cfg.split}"):
@@ -80,8 +83,10 @@ def run(cfg: CheckConfig) -> int:
     if len(src.classes) <= 60:
         con.print(table)
     sizes = [counts.get(y, 0) for y in range(len(src.classes))]
-    say(f"{count(len(samples), 'sample')}, {count(len(src.classes), 'class')} (per class: min {min(sizes)}, "
-        f"max {max(sizes)}); decoder {decoder}")
+    say(
+        f"{count(len(samples), 'sample')}, {count(len(src.classes), 'class')} (per class: min {min(sizes)}, "
+        f"max {max(sizes)}); decoder {decoder}"
+    )
     if listed_missing:
         say(f"{count(len(listed_missing), 'video')} listed in the annotations are not on disk (left out)")
     for kind in ("missing", "empty", "unreadable"):

@@ -27,8 +27,10 @@ def run(cfg: DemoConfig) -> dict:
     out = Path(cfg.out)
     seen, unseen = resolve("toy@seen"), resolve("toy@unseen")
     n_seen, n_unseen = len(seen.classes), len(unseen.classes)
-    say(f"[1/5] the toy world: {n_seen} seen classes (e.g. '{seen.classes[0]}', '{seen.classes[3]}'), "
-        f"{n_unseen} unseen ones, 16-frame videos")
+    say(
+        f"[1/5] the toy world: {n_seen} seen classes (e.g. '{seen.classes[0]}', '{seen.classes[3]}'), "
+        f"{n_unseen} unseen ones, 16-frame videos"
+    )
     emb = out / "seen_embeddings.pt"
     atomic_write_text("".join(c + "\n" for c in seen.classes), out / "seen_classes.txt")
     plot = None
@@ -39,21 +41,50 @@ def run(cfg: DemoConfig) -> dict:
     except ImportError:
         pass
     say("[2/5] tkvr embed: class names -> frozen classifier")
-    embed(EmbedConfig(classes=str(out / "seen_classes.txt"), out=str(emb), backbone="toy",
-                      templates=list(seen.templates), plot=plot), seen.classes, build_backbone("toy"))
+    embed(
+        EmbedConfig(
+            classes=str(out / "seen_classes.txt"),
+            out=str(emb),
+            backbone="toy",
+            templates=list(seen.templates),
+            plot=plot,
+        ),
+        seen.classes,
+        build_backbone("toy"),
+    )
 
-    flags = dict(TOY_RECIPE, epochs=cfg.epochs, workers=cfg.workers, seed=cfg.seed, embeddings=str(emb), views="1x1",
-                 command="tkvr demo")
+    flags = dict(
+        TOY_RECIPE,
+        epochs=cfg.epochs,
+        workers=cfg.workers,
+        seed=cfg.seed,
+        embeddings=str(emb),
+        views="1x1",
+        command="tkvr demo",
+    )
     say(f"[3/5] tkvr zeroshot --no-train: the pre-trained toy CLIP on the {n_unseen} unseen classes")
-    zs = zeroshot(build(ZeroshotConfig, {**flags, "seen": "toy@seen", "eval_data": "toy@unseen", "no_train": True,
-                                         "out": str(out / "zeroshot")}))
+    zs = zeroshot(
+        build(
+            ZeroshotConfig,
+            {
+                **flags,
+                "seen": "toy@seen",
+                "eval_data": "toy@unseen",
+                "no_train": True,
+                "out": str(out / "zeroshot"),
+            },
+        )
+    )
     say(f"[4/5] tkvr train: {cfg.epochs} epochs on the seen classes, frozen text head, t-trans")
     train(TrainConfig.from_flags({**flags, "data": "toy@seen", "out": str(out / "train")}))
     say("[5/5] tkvr eval: seen classes (2x3 views), then unseen classes with their names swapped in")
     ckpt = str(out / "train")
-    seen_eval = evaluate_checkpoint(EvalConfig(checkpoint=ckpt, views="2x3", source=EvalSource(workers=cfg.workers)))
-    unseen_eval = evaluate_checkpoint(EvalConfig(checkpoint=ckpt, labels="data",
-                                                 source=EvalSource(data="toy@unseen", workers=cfg.workers)))
+    seen_eval = evaluate_checkpoint(
+        EvalConfig(checkpoint=ckpt, views="2x3", source=EvalSource(workers=cfg.workers))
+    )
+    unseen_eval = evaluate_checkpoint(
+        EvalConfig(checkpoint=ckpt, labels="data", source=EvalSource(data="toy@unseen", workers=cfg.workers))
+    )
     write_json(seen_eval, out / "eval_seen.json")
     write_json(unseen_eval, out / "eval_unseen.json")
     from rich.table import Table
@@ -63,14 +94,31 @@ def run(cfg: DemoConfig) -> dict:
     t.add_column("classes", justify="right")
     t.add_column("top-1 %", justify="right")
     t.add_column("chance %", justify="right")
-    t.add_row("zero-shot, pre-trained toy CLIP (no video seen)", f"{n_unseen} unseen",
-              f"{zs['without_training']['top1']:.1f}", f"{100 / n_unseen:.1f}")
-    t.add_row(f"trained {cfg.epochs} epochs, seen classes, 2x3 views", f"{n_seen} seen", f"{seen_eval['top1']:.1f}",
-              f"{100 / n_seen:.1f}")
-    t.add_row("zero-shot after training on the seen classes", f"{n_unseen} unseen", f"{unseen_eval['top1']:.1f}",
-              f"{100 / n_unseen:.1f}")
+    t.add_row(
+        "zero-shot, pre-trained toy CLIP (no video seen)",
+        f"{n_unseen} unseen",
+        f"{zs['without_training']['top1']:.1f}",
+        f"{100 / n_unseen:.1f}",
+    )
+    t.add_row(
+        f"trained {cfg.epochs} epochs, seen classes, 2x3 views",
+        f"{n_seen} seen",
+        f"{seen_eval['top1']:.1f}",
+        f"{100 / n_seen:.1f}",
+    )
+    t.add_row(
+        "zero-shot after training on the seen classes",
+        f"{n_unseen} unseen",
+        f"{unseen_eval['top1']:.1f}",
+        f"{100 / n_unseen:.1f}",
+    )
     console().print(t)
-    say(f"everything is in {out}: train/ (config, checkpoints, metrics.csv, report.json), "
-        "eval_*.json, seen_embeddings.pt" + (", seen_correlation.png" if plot else ""))
-    return {"zeroshot_pretrained": zs["without_training"]["top1"], "seen": seen_eval["top1"],
-            "zeroshot_trained": unseen_eval["top1"]}
+    say(
+        f"everything is in {out}: train/ (config, checkpoints, metrics.csv, report.json), "
+        "eval_*.json, seen_embeddings.pt" + (", seen_correlation.png" if plot else "")
+    )
+    return {
+        "zeroshot_pretrained": zs["without_training"]["top1"],
+        "seen": seen_eval["top1"],
+        "zeroshot_trained": unseen_eval["top1"],
+    }

@@ -14,9 +14,12 @@ def run(cfg: EmbedConfig) -> dict:
     classes = resolve_classes(cfg.classes)
     res = embed(cfg, classes, build_backbone(cfg.backbone, cfg.pretrained))
     emb = res["embeddings"]
-    say(f"wrote {cfg.out}: {cfg.head} embeddings [{emb.shape[0]}, {emb.shape[1]}] for "
-        f"{count(len(res['classes']), 'class')}, backbone {cfg.backbone}, {count(len(res['templates']), 'template')}"
-        + (f", text encoder {cfg.text_encoder}" if cfg.text_encoder else ""))
+    say(
+        f"wrote {cfg.out}: {cfg.head} embeddings [{emb.shape[0]}, {emb.shape[1]}] for "
+        f"{count(len(res['classes']), 'class')}, backbone {cfg.backbone}, "
+        f"{count(len(res['templates']), 'template')}"
+        + (f", text encoder {cfg.text_encoder}" if cfg.text_encoder else "")
+    )
     if cfg.plot:
         from tkvr.plots import plot_correlation
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tkvr.config import EvalConfig
-from tkvr.progress import console, publish, show_plan, say
+from tkvr.progress import console, publish, say, show_plan
 
 
 def run(cfg: EvalConfig) -> dict:
@@ -21,9 +21,14 @@ def show(report: dict) -> None:
     for col in ("top-1 %", "top-5 %", "mean class %", "samples", "GFLOPs x views", "params (M)"):
         t.add_column(col, justify="right")
     c, s = report["views"].lower().split("x")
-    t.add_row(f"{report['top1']:.2f}", f"{report['top5']:.2f}", f"{report['mean_class_accuracy']:.2f}",
-              str(report["num_samples"]), f"{report['gflops_per_view']:.3g} x {int(c) * int(s)}",
-              f"{report['params_m']:.2f}")
+    t.add_row(
+        f"{report['top1']:.2f}",
+        f"{report['top5']:.2f}",
+        f"{report['mean_class_accuracy']:.2f}",
+        str(report["num_samples"]),
+        f"{report['gflops_per_view']:.3g} x {int(c) * int(s)}",
+        f"{report['params_m']:.2f}",
+    )
     console().print(t)
     if report["unreadable"]:
         say(f"{len(report['unreadable'])} unreadable videos left out, e.g. {report['unreadable'][0]}")

@@ -11,5 +11,8 @@ def run(cfg: PlotConfig):
 
     cfg.validate()
     drawn = plot(cfg.figure, cfg.inputs, cfg.out)
-    say(f"wrote {cfg.out}: {cfg.figure} ({dict(correlation='Figure 1', fractions='Figure 3', loss='Figure 4')[cfg.figure]})")
+    say(
+        f"wrote {cfg.out}: {cfg.figure} "
+        f"({dict(correlation='Figure 1', fractions='Figure 3', loss='Figure 4')[cfg.figure]})"
+    )
     return drawn

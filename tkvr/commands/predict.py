@@ -44,8 +44,13 @@ def run(cfg: PredictConfig) -> list[dict]:
         with torch.no_grad():
             p = model(tf(x)).softmax(-1)[0]  # [C]
         top = p.topk(k)
-        results.append({"file": f, "labels": [classes[i] for i in top.indices.tolist()],
-                        "scores": [round(float(s), 6) for s in top.values]})
+        results.append(
+            {
+                "file": f,
+                "labels": [classes[i] for i in top.indices.tolist()],
+                "scores": [round(float(s), 6) for s in top.values],
+            }
+        )
     con = console()
     for r in results:
         if "error" in r:

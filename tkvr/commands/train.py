@@ -14,4 +14,3 @@ def run(cfg: TrainConfig):
     if cfg.run.dry_run:
         return show_plan(plan(cfg))
     return train(cfg)
-

@@ -22,6 +22,7 @@ import logging
 import os
 import random
 from collections import defaultdict
+from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -34,9 +35,17 @@ from tkvr.errors import TkvrError
 log = logging.getLogger("tkvr")
 
 
-def read_clip(sample: Sample, frames: int, train: bool, clips: int = 1, decoder: str = "torchcodec",
-              device: str = "cpu", frame_template: str = "img_{:05d}.jpg", frame_start: int = 1,
-              rng: random.Random | None = None) -> torch.Tensor:
+def read_clip(
+    sample: Sample,
+    frames: int,
+    train: bool,
+    clips: int = 1,
+    decoder: str = "torchcodec",
+    device: str = "cpu",
+    frame_template: str = "img_{:05d}.jpg",
+    frame_start: int = 1,
+    rng: random.Random | None = None,
+) -> torch.Tensor:
     """uint8 [clips, T, 3, H, W] for one sample; raises UnreadableVideo / FileNotFoundError."""
     reader = open_reader(sample.path, decoder, device, frame_template, sample.frames, frame_start)
     try:
@@ -50,9 +59,21 @@ def read_clip(sample: Sample, frames: int, train: bool, clips: int = 1, decoder:
 
 
 class ClipDataset(Dataset):
-    def __init__(self, samples: list[Sample], frames: int, transform, train: bool, views: tuple[int, int] = (1, 1),
-                 decoder: str = "torchcodec", device: str = "cpu", frame_template: str = "img_{:05d}.jpg",
-                 frame_start: int = 1, classes: list[str] | None = None, augment=None, randaug=None):
+    def __init__(
+        self,
+        samples: list[Sample],
+        frames: int,
+        transform,
+        train: bool,
+        views: tuple[int, int] = (1, 1),
+        decoder: str = "torchcodec",
+        device: str = "cpu",
+        frame_template: str = "img_{:05d}.jpg",
+        frame_start: int = 1,
+        classes: list[str] | None = None,
+        augment=None,
+        randaug=None,
+    ):
         self.samples = samples
         self.frames = frames
         self.transform = transform
@@ -78,9 +99,18 @@ class ClipDataset(Dataset):
         return repr(self.classes[label]) if self.classes else f"id {label}"
 
     def _read(self, i: int) -> torch.Tensor:
-        rng = random.Random(int(torch.randint(2 ** 62, ()))) if self.train else None
-        return read_clip(self.samples[i], self.frames, self.train, 1 if self.train else self.clips,
-                         self.decoder, self.device, self.frame_template, self.frame_start, rng)
+        rng = random.Random(int(torch.randint(2**62, ()))) if self.train else None
+        return read_clip(
+            self.samples[i],
+            self.frames,
+            self.train,
+            1 if self.train else self.clips,
+            self.decoder,
+            self.device,
+            self.frame_template,
+            self.frame_start,
+            rng,
+        )
 
     def __getitem__(self, i: int) -> dict:
         label = self.samples[i].label
@@ -103,8 +133,14 @@ class ClipDataset(Dataset):
                 if self.randaug is not None:
                     x = self.randaug(x)  # T leads as a batch dimension: one draw of ops for the clip
                 if self.augment is not None:  # cropped and normalised on the device, with these parameters
-                    return {"video": x, "params": self.augment.draw(*x.shape[-2:]), "label": label, "index": j,
-                            "bad": bad, "why": why}
+                    return {
+                        "video": x,
+                        "params": self.augment.draw(*x.shape[-2:]),
+                        "label": label,
+                        "index": j,
+                        "bad": bad,
+                        "why": why,
+                    }
                 return {"video": self.transform(x), "label": label, "index": j, "bad": bad, "why": why}
             except (UnreadableVideo, FileNotFoundError) as e:
                 self.known_bad.add(j)
@@ -112,8 +148,10 @@ class ClipDataset(Dataset):
                 why[j] = f"unreadable, replaced by another {self._name(label)} sample: {e}"
                 pool = [k for k in pool if k not in self.known_bad]
                 if not pool:
-                    raise TkvrError(f"every training video of class {self._name(label)} is unreadable (e.g. "
-                                    f"{self.samples[i].path}); run tkvr check on the dataset") from None
+                    raise TkvrError(
+                        f"every training video of class {self._name(label)} is unreadable (e.g. "
+                        f"{self.samples[i].path}); run tkvr check on the dataset"
+                    ) from None
                 j = pool[int(torch.randint(len(pool), ()))]
 
 
@@ -142,9 +180,13 @@ def collate(items: list[dict]) -> dict:
     if "params" in items[0]:
         clips = [it["video"] for it in items]
         same = all(c.shape == clips[0].shape for c in clips)
-        return {"video": torch.stack(clips) if same else clips, "params": torch.stack([it["params"] for it in items]),
-                **{k: torch.tensor([it[k] for it in items]) for k in ("label", "index")}, "bad": _bad(items),
-                "why": {k: v for it in items for k, v in it["why"].items()}}
+        return {
+            "video": torch.stack(clips) if same else clips,
+            "params": torch.stack([it["params"] for it in items]),
+            **{k: torch.tensor([it[k] for it in items]) for k in ("label", "index")},
+            "bad": _bad(items),
+            "why": {k: v for it in items for k, v in it["why"].items()},
+        }
     shape = next((it["video"].shape for it in items if it["video"] is not None), None)
     videos = [it["video"] if it["video"] is not None else torch.zeros(shape) for it in items] if shape else []
     batch = {
@@ -208,10 +250,12 @@ class BadFiles:
 
                 atomic_write_text("".join(p + "\n" for p in self.paths()), self.listing)
                 where = f"all listed in {self.listing}"
-            raise Fault(f"{len(self.bad)} of {len(self.samples)} training videos are unreadable "
-                        f"({100 * len(self.bad) / len(self.samples):.1f}% > --max-bad-fraction "
-                        f"{self.max_fraction}; first: {first}); {where}: repair or remove them, or raise "
-                        "--max-bad-fraction")
+            raise Fault(
+                f"{len(self.bad)} of {len(self.samples)} training videos are unreadable "
+                f"({100 * len(self.bad) / len(self.samples):.1f}% > --max-bad-fraction "
+                f"{self.max_fraction}; first: {first}); {where}: repair or remove them, or raise "
+                "--max-bad-fraction"
+            )
 
     def merge(self, fabric) -> None:
         """The union of every rank's bad samples, on every rank."""
@@ -248,7 +292,7 @@ class EpochSampler(Sampler):
         g = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
         perm = torch.randperm(self.n, generator=g).tolist()
         usable = (self.n // self.world) * self.world or self.n
-        return perm[:usable][self.rank::self.world]
+        return perm[:usable][self.rank :: self.world]
 
     def __iter__(self):
         return iter(self._indices())
@@ -257,18 +301,40 @@ class EpochSampler(Sampler):
         return len(self._indices())
 
 
-def loader(dataset, batch: int, shuffle: bool, workers: int, seed: int, rank: int, world: int,
-           drop_last: bool = False) -> DataLoader:
-    return DataLoader(dataset, batch_size=batch, sampler=EpochSampler(len(dataset), rank, world, shuffle, seed),
-                      num_workers=workers, collate_fn=collate, pin_memory=torch.cuda.is_available(),
-                      drop_last=drop_last, prefetch_factor=2 if workers > 0 else None,
-                      generator=torch.Generator().manual_seed(seed))
+def loader(
+    dataset,
+    batch: int,
+    shuffle: bool,
+    workers: int,
+    seed: int,
+    rank: int,
+    world: int,
+    drop_last: bool = False,
+) -> DataLoader:
+    return DataLoader(
+        dataset,
+        batch_size=batch,
+        sampler=EpochSampler(len(dataset), rank, world, shuffle, seed),
+        num_workers=workers,
+        collate_fn=collate,
+        pin_memory=torch.cuda.is_available(),
+        drop_last=drop_last,
+        prefetch_factor=2 if workers > 0 else None,
+        generator=torch.Generator().manual_seed(seed),
+    )
 
 
 def eval_loader(fabric, dataset, batch: int, workers: int | None) -> DataLoader:
     """The one evaluation loader: plain order, this rank's share, set up by Fabric."""
-    dl = loader(dataset, batch, False, workers_for(workers, fabric.world_size), 0, fabric.global_rank,
-                fabric.world_size)
+    dl = loader(
+        dataset,
+        batch,
+        False,
+        workers_for(workers, fabric.world_size),
+        0,
+        fabric.global_rank,
+        fabric.world_size,
+    )
     return fabric.setup_dataloaders(dl, use_distributed_sampler=False)
 
 
@@ -279,16 +345,32 @@ def start_epoch(dl: DataLoader, epoch: int, seed: int, rank: int) -> None:
 
 
 # ---------------------------------------------------------------- datasets of a run
-def eval_set(samples: list[Sample], src, frames: int, preprocess: dict, views: str, decoder: str,
-             device: str = "cpu", test_scale: float = 256 / 224) -> ClipDataset:
+def eval_set(
+    samples: list[Sample],
+    src,
+    frames: int,
+    preprocess: dict,
+    views: str,
+    decoder: str,
+    device: str = "cpu",
+    test_scale: float = 256 / 224,
+) -> ClipDataset:
     """Eval clips of `samples` of a resolved data source, V = C x S views each."""
     from tkvr.data.sampling import parse_views
     from tkvr.data.transforms import EvalTransform
 
     v = parse_views(views)
-    return ClipDataset(samples, frames, EvalTransform(preprocess, v[1], test_scale), train=False, views=v,
-                       decoder=decoder,
-                       device=device, frame_template=src.frame_template, frame_start=src.frame_start)
+    return ClipDataset(
+        samples,
+        frames,
+        EvalTransform(preprocess, v[1], test_scale),
+        train=False,
+        views=v,
+        decoder=decoder,
+        device=device,
+        frame_template=src.frame_template,
+        frame_start=src.frame_start,
+    )
 
 
 def augment_on(cfg) -> str:
@@ -308,18 +390,30 @@ def datasets(cfg, src, preprocess: dict, train_ids: list[int] | None = None):
 
     d = cfg.data
     decoder = pick_decoder(d.decoder)
-    augment = (ClipAugment(preprocess, d.train_crop, src.flip, d.crop_area, d.grayscale)
-               if augment_on(cfg) == "device" else None)
+    augment = (
+        ClipAugment(preprocess, d.train_crop, src.flip, d.crop_area, d.grayscale)
+        if augment_on(cfg) == "device"
+        else None
+    )
     train = src.split("train")
     if train_ids is None and cfg.data.label_fraction < 1:
         train_ids = label_fraction([s.label for s in train], cfg.data.label_fraction, cfg.optim.seed)
     if train_ids is not None:
         train = [train[i] for i in train_ids]
-    train_set = ClipDataset(train, cfg.model.frames,
-                            train_transform(preprocess, d.train_crop, src.flip, d.crop_area, d.grayscale),
-                            train=True, decoder=decoder, device=d.decode_device,
-                            frame_template=src.frame_template, frame_start=src.frame_start, classes=src.classes,
-                            augment=augment, randaug=rand_augment(d.randaugment_for()))
-    val_set = eval_set(src.split("val"), src, cfg.model.frames, preprocess, d.views, decoder, d.decode_device,
-                       d.test_scale)
+    train_set = ClipDataset(
+        train,
+        cfg.model.frames,
+        train_transform(preprocess, d.train_crop, src.flip, d.crop_area, d.grayscale),
+        train=True,
+        decoder=decoder,
+        device=d.decode_device,
+        frame_template=src.frame_template,
+        frame_start=src.frame_start,
+        classes=src.classes,
+        augment=augment,
+        randaug=rand_augment(d.randaugment_for()),
+    )
+    val_set = eval_set(
+        src.split("val"), src, cfg.model.frames, preprocess, d.views, decoder, d.decode_device, d.test_scale
+    )
     return train_set, val_set

@@ -24,8 +24,9 @@ from collections import defaultdict
 from tkvr.errors import TkvrError
 
 
-def segment_indices(n: int, t: int, train: bool, clip: int = 0, clips: int = 1,
-                    rng: random.Random | None = None) -> list[int]:
+def segment_indices(
+    n: int, t: int, train: bool, clip: int = 0, clips: int = 1, rng: random.Random | None = None
+) -> list[int]:
     if n < 1 or t < 1:
         raise ValueError(f"need n >= 1 and t >= 1, got n={n}, t={t}")
     if train:
@@ -80,7 +81,9 @@ def k_shot(labels: list[int], k: int, seed: int = 0, classes: list[str] | None =
     for y, idx in sorted(groups.items()):
         if len(idx) < k:
             name = classes[y] if classes else str(y)
-            raise TkvrError(f"--shots {k}: class {name!r} has only {len(idx)} training samples; "
-                            f"use --shots {len(idx)} or fewer")
+            raise TkvrError(
+                f"--shots {k}: class {name!r} has only {len(idx)} training samples; "
+                f"use --shots {len(idx)} or fewer"
+            )
         keep += sorted(rng.sample(idx, k))
     return sorted(keep)

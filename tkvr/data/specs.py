@@ -35,8 +35,12 @@ from tkvr.errors import TkvrError
 from tkvr.progress import count, say
 
 BUILTIN = ("k400", "k600", "ucf101", "hmdb51", "imagenet", "toy")
-SUBSETS = {"K300": ("k400", 400, 300, True), "K100": ("k400", 400, 300, False),
-           "IN600": ("imagenet", 1000, 600, True), "IN400": ("imagenet", 1000, 600, False)}
+SUBSETS = {
+    "K300": ("k400", 400, 300, True),
+    "K100": ("k400", 400, 300, False),
+    "IN600": ("imagenet", 1000, 600, True),
+    "IN400": ("imagenet", 1000, 600, False),
+}
 SPLITS = ("train", "val")
 VIDEO_TEMPLATES = ["a video of a person {}."]
 
@@ -64,12 +68,15 @@ class DataSource:
 
     def split(self, name: str) -> list[Sample]:
         if name not in self.splits:
-            raise TkvrError(f"--split {name}: {self.origin or self.name} has splits "
-                            f"{', '.join(self.splits) or '(none)'}")
+            raise TkvrError(
+                f"--split {name}: {self.origin or self.name} has splits {', '.join(self.splits) or '(none)'}"
+            )
         samples = self.splits[name]
         if not samples:
-            raise TkvrError(f"{self.origin or self.name}: the {name} split is empty "
-                            f"({len(self.missing.get(name, []))} listed files missing on disk)")
+            raise TkvrError(
+                f"{self.origin or self.name}: the {name} split is empty "
+                f"({len(self.missing.get(name, []))} listed files missing on disk)"
+            )
         return samples
 
     def every(self) -> list[Sample]:
@@ -94,17 +101,31 @@ class DataSource:
         else:
             unknown = [c for c in keep if c not in self.classes]
             if unknown:
-                raise TkvrError(f"class subset {label}: {len(unknown)} classes are not in {self.name} "
-                                f"(e.g. {unknown[:3]})")
+                raise TkvrError(
+                    f"class subset {label}: {len(unknown)} classes are not in {self.name} "
+                    f"(e.g. {unknown[:3]})"
+                )
             ids = [self.classes.index(c) for c in keep]
         new = {old: i for i, old in enumerate(ids)}
-        splits = {s: [Sample(x.path, new[x.label], x.frames) for x in xs if x.label in new]
-                  for s, xs in self.splits.items()}
+        splits = {
+            s: [Sample(x.path, new[x.label], x.frames) for x in xs if x.label in new]
+            for s, xs in self.splits.items()
+        }
         base = [self.base_ids[i] for i in ids] if self.base_ids is not None else ids
         unused = [Sample(x.path, new[x.label], x.frames) for x in self.unused if x.label in new]
-        return DataSource(f"{self.name}@{label}", [self.classes[i] for i in ids], splits, self.missing,
-                          self.frame_template, self.frame_start, self.flip, self.templates, self.origin, base,
-                          unused)
+        return DataSource(
+            f"{self.name}@{label}",
+            [self.classes[i] for i in ids],
+            splits,
+            self.missing,
+            self.frame_template,
+            self.frame_start,
+            self.flip,
+            self.templates,
+            self.origin,
+            base,
+            unused,
+        )
 
     def class_ids(self) -> list[int]:
         """What identifies a class across subsets of one dataset: its id in the full dataset."""
@@ -127,8 +148,11 @@ def canonical_classes(dataset: str) -> list[str]:
 def _lines(path: Path) -> list[tuple[int, str]]:
     if not path.is_file():
         raise TkvrError(f"list file {path} does not exist")
-    return [(n, ln.strip()) for n, ln in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1)
-            if ln.strip() and not ln.lstrip().startswith("#")]
+    return [
+        (n, ln.strip())
+        for n, ln in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1)
+        if ln.strip() and not ln.lstrip().startswith("#")
+    ]
 
 
 def read_labels(path: Path) -> list[str]:
@@ -155,14 +179,15 @@ def read_list(path: Path, root: Path, classes: list[str]) -> list[Sample]:
             rel, label = parts
             if not label.lstrip("-").isdigit():  # a class name, which may contain spaces
                 cuts = [m.start() for m in re.finditer(r"\s", line)]
-                hit = next((c for c in cuts if line[c + 1:] in index), None)
+                hit = next((c for c in cuts if line[c + 1 :] in index), None)
                 if hit is not None:
-                    rel, label = line[:hit].rstrip(), line[hit + 1:]
+                    rel, label = line[:hit].rstrip(), line[hit + 1 :]
         if label.lstrip("-").isdigit():
             y = int(label)
             if not 0 <= y < len(classes):
-                raise TkvrError(f"{path}:{n}: label id {y} is outside the labels file "
-                                f"(ids 0..{len(classes) - 1})")
+                raise TkvrError(
+                    f"{path}:{n}: label id {y} is outside the labels file (ids 0..{len(classes) - 1})"
+                )
         elif label in index:
             y = index[label]
         else:
@@ -201,8 +226,10 @@ def read_class_folders(folder: Path, classes: list[str] | None = None) -> tuple[
             # videos, images and JPEG frame folders; anything else (notes.txt, .json) is not a sample
             (samples if f.is_dir() or f.suffix.lower() in VIDEO_EXTS | IMAGE_EXTS else skipped).append(f)
     if skipped:
-        say(f"{folder}: {count(len(skipped), 'file')} that are neither videos nor images left out "
-            f"(e.g. {skipped[0].relative_to(folder)})")
+        say(
+            f"{folder}: {count(len(skipped), 'file')} that are neither videos nor images left out "
+            f"(e.g. {skipped[0].relative_to(folder)})"
+        )
     return classes, [Sample(str(f), index[f.parent.name]) for f in samples]
 
 
@@ -281,8 +308,9 @@ def _hmdb51(root: Path, fold: int) -> DataSource:
     dirs = [root / "testTrainMulti_7030_splits", root / "splits", root]
     lists = next((d for d in dirs if d.is_dir() and list(d.glob(f"*_test_split{fold}.txt"))), None)
     if lists is None:
-        raise TkvrError(f"{root}: HMDB-51 needs <class>_test_split{fold}.txt files "
-                        "(in testTrainMulti_7030_splits/)")
+        raise TkvrError(
+            f"{root}: HMDB-51 needs <class>_test_split{fold}.txt files (in testTrainMulti_7030_splits/)"
+        )
     files = sorted(lists.glob(f"*_test_split{fold}.txt"))
     classes = [f.name[: -len(f"_test_split{fold}.txt")] for f in files]
     videos = root / "videos" if (root / "videos").is_dir() else root
@@ -322,7 +350,11 @@ def _folder(root: Path, fold: int, labels: Path | None = None) -> DataSource:
         return _yaml(root / "dataset.yaml", fold)
     src = _layout(root, fold, labels)
     first = next((xs[0] for xs in src.splits.values() if xs), None)
-    if first is not None and src.templates == VIDEO_TEMPLATES and Path(first.path).suffix.lower() in IMAGE_EXTS:
+    if (
+        first is not None
+        and src.templates == VIDEO_TEMPLATES
+        and Path(first.path).suffix.lower() in IMAGE_EXTS
+    ):
         from tkvr.text import IMAGE_TEMPLATES
 
         src.templates = list(IMAGE_TEMPLATES)  # photos, not videos of a person
@@ -339,13 +371,15 @@ def _layout(root: Path, fold: int, labels: Path | None = None) -> DataSource:
         return _kinetics(root, labels or next((p for p in (root / "labels.txt",) if p.is_file()), None), csvs)
     lists = {s: root / f"{s}.txt" for s in SPLITS if (root / f"{s}.txt").is_file()}
     if lists:
-        labels = labels or next((root / n for n in ("labels.csv", "labels.txt", "classes.txt")
-                                 if (root / n).is_file()), None)
+        labels = labels or next(
+            (root / n for n in ("labels.csv", "labels.txt", "classes.txt") if (root / n).is_file()), None
+        )
         if labels is None:
             raise TkvrError(f"{root}: list files need a labels file (labels.csv with id,name or labels.txt)")
         classes = read_labels(labels)
-        return DataSource(root.name, classes, {s: read_list(p, root, classes) for s, p in lists.items()},
-                          origin=str(root))
+        return DataSource(
+            root.name, classes, {s: read_list(p, root, classes) for s, p in lists.items()}, origin=str(root)
+        )
     if (root / "train").is_dir():
         classes = read_labels(labels) if labels else None
         classes, train = read_class_folders(root / "train", classes)
@@ -365,8 +399,19 @@ def _yaml(path: Path, fold: int) -> DataSource:
     from tkvr.fileio import read_yaml
 
     cfg = read_yaml(path, "dataset file")
-    known = {"format", "root", "labels", "train", "val", "frame_template", "frame_start", "flip", "templates",
-             "name", "fold"}
+    known = {
+        "format",
+        "root",
+        "labels",
+        "train",
+        "val",
+        "frame_template",
+        "frame_start",
+        "flip",
+        "templates",
+        "name",
+        "fold",
+    }
     unknown = sorted(set(cfg) - known)
     if unknown:
         raise TkvrError(f"{path}: unknown key {unknown[0]!r}; keys are {', '.join(sorted(known))}")
@@ -402,7 +447,9 @@ def _yaml(path: Path, fold: int) -> DataSource:
     elif fmt == "imagenet":
         src = _image_folders(root)
     else:
-        raise TkvrError(f"{path}: format {fmt!r} is not known: list, folders, kinetics, ucf101, hmdb51, imagenet")
+        raise TkvrError(
+            f"{path}: format {fmt!r} is not known: list, folders, kinetics, ucf101, hmdb51, imagenet"
+        )
     src.origin = str(path)
     if "frame_template" in cfg:
         src.frame_template = cfg["frame_template"]
@@ -423,6 +470,7 @@ def data_root(flag: str | None) -> Path | None:
 def absolute(spec: str) -> str:
     """--data with its paths made absolute (a folder, a YAML file, an @subset file), so a
     checkpoint's data resolves from any working directory; names stay names."""
+
     def fix(part: str) -> str:
         return os.path.abspath(part) if part and Path(part).expanduser().exists() else part
 
@@ -463,7 +511,9 @@ def _resolve_base(spec: str, root: str | None, fold: int) -> DataSource:
     if spec in BUILTIN:
         base = data_root(root)
         if base is None:
-            raise TkvrError(f"--data {spec}: set --data-root or TKVR_DATA_ROOT to the folder that holds {spec}/")
+            raise TkvrError(
+                f"--data {spec}: set --data-root or TKVR_DATA_ROOT to the folder that holds {spec}/"
+            )
         folder = base / spec
         if not folder.is_dir():
             raise TkvrError(f"--data {spec}: {folder} does not exist (data root {base})")

@@ -43,18 +43,46 @@ from pathlib import Path
 import torch
 
 # hue order: each colour's neighbours are the ones beside it (cyclic: pink is next to red)
-COLOURS = {"red": (215, 45, 40), "orange": (240, 135, 30), "yellow": (230, 210, 45), "green": (55, 175, 60),
-           "teal": (30, 160, 150), "blue": (45, 80, 220), "purple": (140, 65, 200), "pink": (235, 115, 175)}
+COLOURS = {
+    "red": (215, 45, 40),
+    "orange": (240, 135, 30),
+    "yellow": (230, 210, 45),
+    "green": (55, 175, 60),
+    "teal": (30, 160, 150),
+    "blue": (45, 80, 220),
+    "purple": (140, 65, 200),
+    "pink": (235, 115, 175),
+}
 SHAPES = ("circle", "ring", "square", "diamond", "triangle", "cross")  # families: pairs in this order
 MOTIONS = ("left", "right")
 # the coloured shapes whose classes are a time-reversal pair instead of a single class
-PAIRED = (("red", "diamond"), ("yellow", "circle"), ("green", "cross"), ("teal", "ring"), ("blue", "triangle"),
-          ("pink", "square"))
+PAIRED = (
+    ("red", "diamond"),
+    ("yellow", "circle"),
+    ("green", "cross"),
+    ("teal", "ring"),
+    ("blue", "triangle"),
+    ("pink", "square"),
+)
 # held out for zero-shot: 14 single classes and 2 pairs; every colour and shape stays among the seen
-HELD_OUT = (("red", "circle"), ("red", "cross"), ("orange", "square"), ("orange", "triangle"), ("yellow", "ring"),
-            ("yellow", "diamond"), ("green", "circle"), ("teal", "square"), ("teal", "triangle"), ("blue", "cross"),
-            ("blue", "diamond"), ("purple", "ring"), ("pink", "triangle"), ("pink", "diamond"),
-            ("green", "cross"), ("blue", "triangle"))
+HELD_OUT = (
+    ("red", "circle"),
+    ("red", "cross"),
+    ("orange", "square"),
+    ("orange", "triangle"),
+    ("yellow", "ring"),
+    ("yellow", "diamond"),
+    ("green", "circle"),
+    ("teal", "square"),
+    ("teal", "triangle"),
+    ("blue", "cross"),
+    ("blue", "diamond"),
+    ("purple", "ring"),
+    ("pink", "triangle"),
+    ("pink", "diamond"),
+    ("green", "cross"),
+    ("blue", "triangle"),
+)
 VERSION = 3
 CAMERA = torch.tensor([1.3, 1.0, 0.7])  # the videos' white balance (red, green, blue gains)
 WORLD = {"size": 64, "frames": 16, "fps": 8, "train_per_class": 16, "val_per_class": 4, "seed": 0}
@@ -99,8 +127,11 @@ def neighbours(colour: str) -> tuple[str, str]:
 
 @functools.lru_cache(maxsize=4)
 def _grid(size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    ys, xs = torch.meshgrid(torch.arange(size, dtype=torch.float32) + 0.5,
-                            torch.arange(size, dtype=torch.float32) + 0.5, indexing="ij")
+    ys, xs = torch.meshgrid(
+        torch.arange(size, dtype=torch.float32) + 0.5,
+        torch.arange(size, dtype=torch.float32) + 0.5,
+        indexing="ij",
+    )
     return xs, ys
 
 
@@ -143,25 +174,35 @@ class Scene:
         tint = torch.tensor(COLOURS[_pick(g, COLOURS)], dtype=torch.float32)
         base = 70 + 60 * _u(g)
         coarse = torch.rand(1, 1, size // 8, size // 8, generator=g) * 36 - 18
-        tex = torch.nn.functional.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=False)[0]
+        tex = torch.nn.functional.interpolate(
+            coarse, size=(size, size), mode="bilinear", align_corners=False
+        )[0]
         grey = (base + tex).expand(3, size, size)
         # [3, H, W], tinted: faintly in stills, up to a third in videos (rooms, lawns, skies)
         self.bg = grey + (_u(g, 0.0, 0.35) if video else 0.12) * (tint[:, None, None] - grey)
         for _ in range(int(torch.randint(5 if video else 4, (), generator=g))):  # smaller, static, washed out
             c = torch.tensor(COLOURS[_pick(g, COLOURS)], dtype=torch.float32)
             c = c + _u(g, 0.2, 0.6) * (128 - c)
-            m = shape_mask(_pick(g, SHAPES), _u(g, 4, size - 4), _u(g, 4, size - 4), size * _u(g, 0.05, 0.085), size)
+            m = shape_mask(
+                _pick(g, SHAPES), _u(g, 4, size - 4), _u(g, 4, size - 4), size * _u(g, 0.05, 0.085), size
+            )
             self.bg[:, m] = c[:, None]
         self.occluder = None
         if _u(g) < (0.4 if video else 0.3):
             at, width, value = _u(g, 0.1, 0.9) * size, size * _u(g, 0.1, 0.18), _u(g, 60, 180)
             self.occluder = ((xs if _u(g) < 0.5 else ys) - at).abs() <= width / 2, value
         theta = _u(g, 0, 6.2832)
-        ramp = ((xs - size / 2) * torch.cos(torch.tensor(theta)) + (ys - size / 2) * torch.sin(torch.tensor(theta)))
-        self.light = _u(g, *((0.55, 1.35) if video else (0.7, 1.25))) * (1 + _u(g, 0, 0.25) * ramp / (size / 2))
+        ramp = (xs - size / 2) * torch.cos(torch.tensor(theta)) + (ys - size / 2) * torch.sin(
+            torch.tensor(theta)
+        )
+        self.light = _u(g, *((0.55, 1.35) if video else (0.7, 1.25))) * (
+            1 + _u(g, 0, 0.25) * ramp / (size / 2)
+        )
         self.noise = _u(g, 0, 8)
         # a colour name covers a range of hues: +-18 per channel
-        self.rgb = torch.tensor(COLOURS[colour], dtype=torch.float32) + (torch.rand(3, generator=g) * 2 - 1) * 18
+        self.rgb = (
+            torch.tensor(COLOURS[colour], dtype=torch.float32) + (torch.rand(3, generator=g) * 2 - 1) * 18
+        )
         self.r = size * _u(g, *((0.08, 0.22) if video else (0.10, 0.19)))
         self.cast, self.contrast = torch.ones(3, 1, 1), 1.0
         if video:
@@ -173,7 +214,9 @@ class Scene:
             self.contrast = _u(g, 0.7, 0.9)
             self.noise = _u(g, 0, 12)
 
-    def frame(self, cx: float, cy: float, g: torch.Generator, trail: tuple[float, float] | None = None) -> torch.Tensor:
+    def frame(
+        self, cx: float, cy: float, g: torch.Generator, trail: tuple[float, float] | None = None
+    ) -> torch.Tensor:
         """uint8 [3, H, W] with the object at (cx, cy); `trail` (dx, dy) draws fading copies behind it."""
         img = self.bg.clone()
         if trail is not None:
@@ -190,8 +233,9 @@ class Scene:
         return img.clamp(0, 255).to(torch.uint8)
 
 
-def make_clip(colour: str, shape: str, motion: str | None, g: torch.Generator,
-              size: int = 64, frames: int = 16) -> torch.Tensor:
+def make_clip(
+    colour: str, shape: str, motion: str | None, g: torch.Generator, size: int = 64, frames: int = 16
+) -> torch.Tensor:
     """uint8 [T, 3, H, W]. A single class's object wanders (random start, speed and heading, bouncing
     off the edges); a pair's travels a horizontal segment [a, b], a -> b for `right` and the same
     frames in reverse for `left`."""
@@ -200,7 +244,10 @@ def make_clip(colour: str, shape: str, motion: str | None, g: torch.Generator,
     if motion is None:
         x, y = _u(g, lo, hi), _u(g, lo, hi)
         speed, heading = _u(g, 0.3, 2.0), _u(g, 0, 6.2832)
-        vx, vy = speed * float(torch.cos(torch.tensor(heading))), speed * float(torch.sin(torch.tensor(heading)))
+        vx, vy = (
+            speed * float(torch.cos(torch.tensor(heading))),
+            speed * float(torch.sin(torch.tensor(heading))),
+        )
         path = []
         for _ in range(frames):
             path.append((x, y))
@@ -225,7 +272,9 @@ def write_video(frames: torch.Tensor, path: Path, fps: int) -> None:
     if torchcodec_error() is None:
         from torchcodec.encoders import VideoEncoder
 
-        VideoEncoder(frames, frame_rate=fps).to_file(str(path), codec="libx264", pixel_format="yuv420p", crf=12)
+        VideoEncoder(frames, frame_rate=fps).to_file(
+            str(path), codec="libx264", pixel_format="yuv420p", crf=12
+        )
         return
     import av
 
@@ -368,7 +417,11 @@ def factor_accuracy(scores: torch.Tensor, labels: torch.Tensor, classes: list[st
     pred = scores.argmax(1).tolist()
     f = [factors(n) for n in classes]
     out = {}
-    for name, keys in (("colour", ("colour",)), ("shape", ("shape",)), ("colour x shape", ("colour", "shape"))):
+    for name, keys in (
+        ("colour", ("colour",)),
+        ("shape", ("shape",)),
+        ("colour x shape", ("colour", "shape")),
+    ):
         hit = [all(f[p][k] == f[y][k] for k in keys) for p, y in zip(pred, labels.tolist())]
         out[name] = 100.0 * sum(hit) / max(len(hit), 1)
     out["time order"] = pair_accuracy(scores, labels, classes)

@@ -75,15 +75,19 @@ def input_size(preprocess: dict) -> int:
     return int(s[0] if isinstance(s, (tuple, list)) else s)
 
 
-def train_transform(preprocess: dict, crop: str = "rrc", flip: bool = True, area: float = 0.08,
-                    gray: float = 0.2):
+def train_transform(
+    preprocess: dict, crop: str = "rrc", flip: bool = True, area: float = 0.08, gray: float = 0.2
+):
     """crop: one of --train-crop's choices (tkvr.config.CROPS); area: the smallest crop area of
     rrc; gray: the probability of grayscale."""
     if crop not in CROPS:
         raise ValueError(f"crop {crop!r}: one of {CROPS}")
     size = input_size(preprocess)
-    steps = [v2.RandomResizedCrop(size, scale=(area, 1.0), antialias=True) if crop == "rrc"
-             else MultiScaleCrop(size)]
+    steps = [
+        v2.RandomResizedCrop(size, scale=(area, 1.0), antialias=True)
+        if crop == "rrc"
+        else MultiScaleCrop(size)
+    ]
     if flip:
         steps.append(v2.RandomHorizontalFlip())
     if gray > 0:
@@ -100,13 +104,16 @@ class ClipAugment:
     device they are, -> float [T, C, size, size]. Clips leave the CPU as uint8 at their stored size.
     """
 
-    def __init__(self, preprocess: dict, crop: str = "rrc", flip: bool = True, area: float = 0.08,
-                 gray: float = 0.2):
+    def __init__(
+        self, preprocess: dict, crop: str = "rrc", flip: bool = True, area: float = 0.08, gray: float = 0.2
+    ):
         if crop not in CROPS:
             raise ValueError(f"crop {crop!r}: one of {CROPS}")
         self.size, self.flip, self.gray = input_size(preprocess), flip, gray
         self.mean, self.std = tuple(preprocess["mean"]), tuple(preprocess["std"])
-        self.rrc = v2.RandomResizedCrop(self.size, scale=(area, 1.0), antialias=True) if crop == "rrc" else None
+        self.rrc = (
+            v2.RandomResizedCrop(self.size, scale=(area, 1.0), antialias=True) if crop == "rrc" else None
+        )
         self.msc = MultiScaleCrop(self.size) if crop == "multiscale" else None
 
     def draw(self, h: int, w: int) -> torch.Tensor:
@@ -122,7 +129,9 @@ class ClipAugment:
 
     def apply(self, x: torch.Tensor, params) -> torch.Tensor:
         top, left, h, w, flip, gray = (int(v) for v in params)
-        x = TF.resized_crop(x, top, left, h, w, [self.size, self.size], antialias=True)  # uint8, as on the CPU
+        x = TF.resized_crop(
+            x, top, left, h, w, [self.size, self.size], antialias=True
+        )  # uint8, as on the CPU
         if flip:
             x = x.flip(-1)
         if gray:
@@ -140,8 +149,9 @@ class EvalTransform(torch.nn.Module):
         self.size = input_size(preprocess)
         self.short = round(self.size * scale)  # 256 for 224 crops, as released
         self.crops = crops
-        self.norm = v2.Compose([v2.ToDtype(torch.float32, scale=True),
-                                v2.Normalize(preprocess["mean"], preprocess["std"])])
+        self.norm = v2.Compose(
+            [v2.ToDtype(torch.float32, scale=True), v2.Normalize(preprocess["mean"], preprocess["std"])]
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = TF.resize(x, [self.short], antialias=True)  # short side -> size x test_scale

@@ -40,7 +40,20 @@ import torch
 from tkvr.config import DECODERS
 from tkvr.errors import TkvrError
 
-VIDEO_EXTS = {".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp", ".ogv"}
+VIDEO_EXTS = {
+    ".mp4",
+    ".avi",
+    ".mkv",
+    ".webm",
+    ".mov",
+    ".m4v",
+    ".mpg",
+    ".mpeg",
+    ".flv",
+    ".wmv",
+    ".3gp",
+    ".ogv",
+}
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
 REORDER = 16  # frames decoded past a wanted one before giving up on it
 
@@ -82,8 +95,10 @@ def pick_decoder(name: str = "auto", quiet: bool = False) -> str:
     if name == "torchcodec":
         err = torchcodec_error()
         if err:
-            raise TkvrError(f"--decoder torchcodec cannot load FFmpeg ({err}); install FFmpeg's shared "
-                            "libraries (apt-get install ffmpeg) or use --decoder pyav")
+            raise TkvrError(
+                f"--decoder torchcodec cannot load FFmpeg ({err}); install FFmpeg's shared "
+                "libraries (apt-get install ffmpeg) or use --decoder pyav"
+            )
         return name
     if name == "pyav":
         return name
@@ -265,16 +280,22 @@ class Reader:
 
 # What a file named like a video may really be: FFmpeg would read an image as a 1-frame video
 # and follow a playlist or a concat list to other files, so these are refused by their first bytes.
-NOT_VIDEO = ((b"\xff\xd8\xff", "a JPEG image"), (b"\x89PNG\r\n\x1a\n", "a PNG image"), (b"GIF8", "a GIF image"),
-             (b"#EXTM3U", "an HLS playlist"), (b"ffconcat version", "an FFmpeg concat list"))
+NOT_VIDEO = (
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"\x89PNG\r\n\x1a\n", "a PNG image"),
+    (b"GIF8", "a GIF image"),
+    (b"#EXTM3U", "an HLS playlist"),
+    (b"ffconcat version", "an FFmpeg concat list"),
+)
 
 
 def _out_of_memory(path: str, frames: int):
     """Memory is the machine's limit, never a bad file: the run stops and says how to ask less."""
     from tkvr.errors import Fault
 
-    return Fault(f"out of memory while reading {frames} frames of {path}; lower --views, --frames or "
-                 "--batch-size")
+    return Fault(
+        f"out of memory while reading {frames} frames of {path}; lower --views, --frames or --batch-size"
+    )
 
 
 def why_missing(path: str) -> str:
@@ -403,8 +424,10 @@ class PyAVInOrder(PyAVVideo):
         got, ended = _av_read_in_order(self._dec, indices)
         if ended is not None:
             if ended == 0 or self.num_frames - ended > self.SLACK:
-                raise UnreadableVideo(f"{self.path}: the stream ends after {ended} of its {self.num_frames} "
-                                      "frames (damaged or cut file)")
+                raise UnreadableVideo(
+                    f"{self.path}: the stream ends after {ended} of its {self.num_frames} "
+                    "frames (damaged or cut file)"
+                )
             self.num_frames = ended
             indices = [min(i, ended - 1) for i in indices]
         return torch.stack([got[i] for i in indices])
@@ -430,8 +453,14 @@ class FrameFolder(Reader):
 
     decoder = "jpeg"
 
-    def __init__(self, folder: str, template: str = "img_{:05d}.jpg", num_frames: int | None = None,
-                 start: int = 1, device: str = "cpu"):
+    def __init__(
+        self,
+        folder: str,
+        template: str = "img_{:05d}.jpg",
+        num_frames: int | None = None,
+        start: int = 1,
+        device: str = "cpu",
+    ):
         self.path, self.template, self.start, self.device = folder, template, start, device
         self.num_frames = frame_files(folder, template, num_frames, start)
         if self.num_frames == 0:
@@ -455,8 +484,14 @@ class StillImage(Reader):
         return self.image.expand(len(indices), *self.image.shape[1:])
 
 
-def open_reader(path: str, decoder: str = "torchcodec", device: str = "cpu", frame_template: str = "img_{:05d}.jpg",
-                num_frames: int | None = None, frame_start: int = 1) -> Reader:
+def open_reader(
+    path: str,
+    decoder: str = "torchcodec",
+    device: str = "cpu",
+    frame_template: str = "img_{:05d}.jpg",
+    num_frames: int | None = None,
+    frame_start: int = 1,
+) -> Reader:
     """The reader for any sample: a video file, a still image or a folder of JPEG frames."""
     kind = kind_of(path)
     if kind == "image":
@@ -496,8 +531,9 @@ def frame_files(folder: str, template: str, num_frames: int | None, start: int =
     return n
 
 
-def read_frames_folder(folder: str, indices, template: str = "img_{:05d}.jpg", start: int = 1,
-                       device: str = "cpu") -> torch.Tensor:
+def read_frames_folder(
+    folder: str, indices, template: str = "img_{:05d}.jpg", start: int = 1, device: str = "cpu"
+) -> torch.Tensor:
     """Frame files: clip frame i is the file template.format(start + i); [T, 3, H, W] uint8.
 
     JPEG frames are decoded in one batch by torchcodec (libjpeg-turbo on the CPU, the same pixels
