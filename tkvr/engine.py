@@ -35,6 +35,7 @@ from tkvr.data.loader import loader, start_epoch, workers_for
 from tkvr.errors import TkvrError
 from tkvr.evaluation import evaluate
 from tkvr.heads import template_for_step
+from tkvr.model import unwrap
 from tkvr.objectives import gather_with_grad, matching_loss, stop_if_not_finite
 from tkvr.progress import TrainProgress, say
 
@@ -200,7 +201,7 @@ class Trainer:
             self.optimizer, round(o.warmup * self.steps_per_epoch), self.steps_per_epoch * o.epochs
         )
         self.bad = bad_budget
-        self.head = getattr(model, "module", model).head  # the same module inside Fabric's wrapper
+        self.head = unwrap(model).head  # the same module inside Fabric's wrapper
         self.augment = getattr(train_set, "augment", None)
         self.matching = cfg.model.objective == "matching"
         self.gather = gather_with_grad if o.batch_gather and fabric.world_size > 1 else None

@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from tkvr.errors import TkvrError
+from tkvr.model import unwrap
 
 HALVES = 10  # the half-class protocol: this many seeded random halves
 
@@ -61,7 +62,7 @@ def predict_scores(
     average features: the views' video embeddings are averaged, then scored (the released
     test.py); scores: each view is scored and the softmax scores are averaged.
     Returns index [N], label [N], bad [N] (>= 0: unreadable), scores [N, C], in sample order."""
-    inner = getattr(model, "module", model)
+    inner = unwrap(model)
     if average == "scores":
         allr = _per_sample(
             fabric, model, dl, lambda x: model(x).float().softmax(-1), inner.head.num_classes, limit
@@ -126,7 +127,7 @@ def metrics(pred: dict, num_classes: int, keep: list[int] | None = None) -> dict
 
 def extract_features(fabric, model, dl: DataLoader) -> tuple[torch.Tensor, torch.Tensor]:
     """Video embeddings [N, D] (before the head) and labels [N], in sample order, on every rank."""
-    inner = getattr(model, "module", model)
+    inner = unwrap(model)
     allr = _per_sample(fabric, model, dl, inner.encode, inner.head.weight.shape[1])
     allr = allr[allr[:, 2] < 0]  # unreadable samples give no feature
     return allr[:, 3:].float(), allr[:, 1].long()
@@ -182,7 +183,7 @@ def model_cost(model, frames: int, size: int, device="cpu") -> tuple[float, floa
         # torch counts the CUDA attention kernels but not the CPU one: the same two matrix products
         return sdpa_flop_count(query, key, value)
 
-    inner = getattr(model, "module", model)
+    inner = unwrap(model)
     was = inner.training
     inner.train()
     inner.head.eval()  # a learned prompt's classifier is computed once, not per view
@@ -233,7 +234,7 @@ def costs(model, frames: int, size: int, device="cpu") -> dict:
     `params_m_paper`; None where it does not apply). The paper quotes ViT-B/16 as 11.3 GFLOPs:
     one frame; its 32-frame ViT-L/14 row is 32 x 51.9 = 1662 GFLOPs a view."""
     gflops, params = model_cost(model, frames, size, device)
-    inner = getattr(model, "module", model)
+    inner = unwrap(model)
     paper = paper_cost(inner.visual, frames)
     return {
         "gflops_per_view": gflops,

@@ -276,11 +276,16 @@ class VideoModel(nn.Module):
         return F.normalize(e, dim=-1), self.head.text_for(y)
 
 
+def unwrap(model: nn.Module) -> nn.Module:
+    """The VideoModel itself, also when Fabric has wrapped it (the one place that knows the wrapper)."""
+    return getattr(model, "module", model)
+
+
 def preprocess_of(model: nn.Module) -> dict:
     """Size, mean and std of a VideoModel's visual encoder (also when Fabric wraps the model)."""
     from open_clip import get_model_preprocess_cfg
 
-    inner = getattr(model, "module", model)
+    inner = unwrap(model)
     return dict(get_model_preprocess_cfg(inner.visual))
 
 
@@ -512,7 +517,7 @@ def swap_classes(
     from tkvr.heads import LOGIT_SCALE, Head, PromptHead
     from tkvr.text import class_embeddings, prompt_name
 
-    inner = getattr(model, "module", model)
+    inner = unwrap(model)
     if isinstance(inner.head, PromptHead):  # the learned context goes in front of the new names
         inner.head.set_classes([prompt_name(c) for c in classes], text.tokenizer)
         return model
