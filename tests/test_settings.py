@@ -208,3 +208,14 @@ def test_one_place_knows_the_fabric_wrapper_and_lines_stay_short():
     long = [f"{p.name}:{i}" for p in files for i, line in enumerate(p.read_text().splitlines(), 1)
             if len(line) > 110]
     assert long == [], long
+
+
+def test_the_script_api_refuses_what_the_command_line_refuses():
+    from tkvr.config import TrainConfig
+    from tkvr.errors import TkvrError
+
+    with pytest.raises(TkvrError) as e:
+        TrainConfig.from_flags({"augment": "gpu", "temporal": "lstm"})
+    assert "--augment 'gpu': choose one of auto, cpu, device" in str(e.value)
+    assert "--temporal 'lstm'" in str(e.value)  # every problem, not only the first
+    assert TrainConfig.from_flags({"augment": "device"}).data.augment == "device"

@@ -642,8 +642,11 @@ class TrainConfig:
 
     @classmethod
     def from_flags(cls, flags: dict) -> "TrainConfig":
-        """Flat setting names -> grouped config (for scripts); unknown names are an error."""
-        return build(cls, flags, strict=True)
+        """Flat setting names -> grouped config (for scripts); unknown names are an error, and a
+        value outside a setting's choices is refused as the command line refuses it."""
+        cfg = build(cls, flags, strict=True)
+        fail_if(choice_problems(cfg))
+        return cfg
 
 
 # What a run written before a setting existed trained (and evaluates) with: its config.yaml lacks
@@ -995,6 +998,20 @@ def leaves(cls, hidden: tuple = ()) -> dict[str, dataclasses.Field]:
                 raise TypeError(f"{cls.__name__}: setting {name!r} appears twice")
             out[name] = field_
     return out
+
+
+def choice_problems(obj) -> list[str]:
+    """Every setting of a (nested) config whose value is not one of its declared choices: the
+    declaration click builds its option from, so scripts meet the same refusal."""
+    problems = []
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if _is_group(f):
+            problems += choice_problems(value)
+        elif f.metadata.get("choices") and value is not None and value not in f.metadata["choices"]:
+            flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+            problems.append(f"{flag} {value!r}: choose one of {', '.join(map(str, f.metadata['choices']))}")
+    return problems
 
 
 def _is_group(f: dataclasses.Field) -> bool:
