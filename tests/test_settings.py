@@ -219,3 +219,11 @@ def test_the_script_api_refuses_what_the_command_line_refuses():
     assert "--augment 'gpu': choose one of auto, cpu, device" in str(e.value)
     assert "--temporal 'lstm'" in str(e.value)  # every problem, not only the first
     assert TrainConfig.from_flags({"augment": "device"}).data.augment == "device"
+
+
+def test_model_settings_report_every_conflict():
+    from tkvr.config import ModelConfig
+
+    problems = ModelConfig(head="random", template_mode="augment", objective="matching").validate()
+    assert any("--template-mode augment shapes a text head" in p for p in problems), problems
+    assert any("--objective matching" in p for p in problems), problems  # the second conflict too

@@ -352,13 +352,14 @@ class ModelConfig:
                 f"--temporal {self.temporal} is inserted into CLIP's own ViT or ResNet; with --visual "
                 "use tap or t-trans"
             )
+        # independent checks: every conflict is reported, not only the first
         if self.template_mode not in TEMPLATE_MODES:
             problems.append(
                 f"--template-mode {self.template_mode!r}: choose one of {', '.join(TEMPLATE_MODES)}"
             )
-        elif self.template_mode != "average" and self.head != "text":
+        elif self.template_mode != "average" and self.head != "text":  # a valid mode only
             problems.append(f"--template-mode {self.template_mode} shapes a text head; --head is {self.head}")
-        elif self.template_mode == "learn" and (self.text_encoder or self.embeddings or self.unfreeze_head):
+        if self.template_mode == "learn" and (self.text_encoder or self.embeddings or self.unfreeze_head):
             flag = (
                 "--text-encoder"
                 if self.text_encoder
@@ -370,18 +371,18 @@ class ModelConfig:
                 f"--template-mode learn trains context vectors through CLIP's own text encoder: "
                 f"leave out {flag}"
             )
-        elif self.objective not in OBJECTIVES:
+        if self.objective not in OBJECTIVES:
             problems.append(f"--objective {self.objective!r}: choose one of {', '.join(OBJECTIVES)}")
-        elif self.objective == "matching" and self.head != "text":
+        if self.objective == "matching" and self.head != "text":
             problems.append(
                 f"--objective matching matches videos with their class names' text; --head is {self.head}"
             )
-        elif self.text_online and self.objective != "matching":
+        if self.text_online and self.objective != "matching":
             problems.append(
                 "--text-online trains the text encoder under --objective matching; add it, or leave "
                 "out --text-online"
             )
-        elif self.text_online and (self.text_encoder or self.embeddings or self.template_mode != "average"):
+        if self.text_online and (self.text_encoder or self.embeddings or self.template_mode != "average"):
             flag = (
                 "--text-encoder"
                 if self.text_encoder
@@ -390,11 +391,11 @@ class ModelConfig:
                 else f"--template-mode {self.template_mode}"
             )
             problems.append(f"--text-online trains CLIP's own text encoder on one template: leave out {flag}")
-        elif self.template_mode == "augment" and self.unfreeze_head:
+        if self.template_mode == "augment" and self.unfreeze_head:
             problems.append(
                 "--template-mode augment keeps each template's classifier frozen: leave out --unfreeze-head"
             )
-        elif self.template_mode == "augment" and self.embeddings:
+        if self.template_mode == "augment" and self.embeddings:
             problems.append(
                 "--template-mode augment embeds each template on its own: leave out --embeddings "
                 "(a file holds one averaged matrix)"
