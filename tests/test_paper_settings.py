@@ -8,7 +8,7 @@ import pytest
 import torch
 import yaml
 
-from tkvr.config import TOY_RECIPE
+from tkvr.commands.demo import TOY_RECIPE
 
 FAST = ["--backbone", "tiny", "--frames", "2", "--batch-size", "16", "--workers", "0", "--epochs", "1",
         "--limit-batches", "2", "--warmup", "0"]
@@ -148,8 +148,7 @@ def test_old_checkpoint_evaluates_as_it_trained(run_cli, tmp_path):
     """A checkpoint written before these settings existed (no logit scale in its state, none of
     the new keys in its config) rebuilds with what it trained with: scale 100, the near-TAP
     T-Trans, the old crop area, short side = crop size, softmax scores averaged."""
-    from tkvr.checkpoint import load_model, read_checkpoint
-    from tkvr.config import TrainConfig
+    from tkvr.checkpoint import config_of, load_model, read_checkpoint
 
     out = tmp_path / "r"
     code, _, err = run_cli("train", "--data", "toy", *FAST, "--temporal", "t-trans", "--temporal-layers", "1",
@@ -164,7 +163,7 @@ def test_old_checkpoint_evaluates_as_it_trained(run_cli, tmp_path):
             del ck["config"][group][k]
     ck["config"]["data"]["randaugment"] = False  # once a switch
     torch.save(ck, path)
-    cfg = TrainConfig.from_dict(read_checkpoint(str(path))["config"])
+    cfg = config_of(read_checkpoint(str(path)))
     assert (cfg.model.t_trans_form, cfg.model.logit_scale, cfg.data.test_scale, cfg.data.view_average,
             cfg.data.crop_area, cfg.data.randaugment, cfg.optim.decay) == \
         ("near-tap", "100", 1.0, "scores", 0.25, "off", "matrices")

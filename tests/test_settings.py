@@ -192,8 +192,10 @@ def test_checkpoint_configs_of_the_earlier_layout_load():
     device = old.pop("device")
     old["run"].update(device, embeddings=old["model"].pop("embeddings"))
     assert "device" not in old and "embeddings" not in old["model"]
-    assert TrainConfig.from_dict(old) == cfg
-    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+    from tkvr.checkpoint import config_of
+
+    assert config_of({"config": old}) == cfg
+    assert config_of({"config": cfg.to_dict()}) == cfg == TrainConfig.from_dict(cfg.to_dict())
 
 
 def test_one_place_knows_the_fabric_wrapper_and_lines_stay_short():

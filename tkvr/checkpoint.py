@@ -130,8 +130,34 @@ def read_checkpoint(where: str, flag: str = "--checkpoint") -> dict:
     return ckpt
 
 
+# What a run written before a setting existed trained (and evaluates) with: its config.yaml lacks
+# the key, and the setting's default today is another value (the released code's).
+BEFORE = {
+    "model": {"t_trans_form": "near-tap", "t1d_form": "identity", "logit_scale": "100"},
+    "data": {"crop_area": 0.25, "grayscale": 0.0, "test_scale": 1.0, "view_average": "scores"},
+    "optim": {"decay": "matrices"},
+}
+
+
+def migrate(config: dict) -> dict:
+    """A checkpoint's config in today's layout: earlier layouts and settings that did not exist yet."""
+    from tkvr.config import DeviceConfig
+
+    d = {k: dict(v) for k, v in config.items()}
+    if "device" not in d:  # checkpoints written before the device group kept these under run
+        d["device"] = {k: d["run"].pop(k) for k in list(d["run"]) if k in DeviceConfig.__dataclass_fields__}
+    if "embeddings" in d["run"]:
+        d["model"].setdefault("embeddings", d["run"].pop("embeddings"))
+    for group, olds in BEFORE.items():  # settings a run written before they existed trained with
+        for k, v in olds.items():
+            d[group].setdefault(k, v)
+    if isinstance(d["data"].get("randaugment"), bool):  # once a switch: one draw per clip
+        d["data"]["randaugment"] = "clip" if d["data"]["randaugment"] else "off"
+    return d
+
+
 def config_of(ckpt: dict) -> TrainConfig:
-    return TrainConfig.from_dict(ckpt["config"])
+    return TrainConfig.from_dict(migrate(ckpt["config"]))
 
 
 def check_resumable(path: Path, cfg: TrainConfig) -> None:

@@ -620,19 +620,9 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
+        """config.yaml's groups -> config (a checkpoint's earlier layouts: tkvr.checkpoint.migrate)."""
         d = {k: dict(v) for k, v in d.items()}
         d["optim"]["betas"] = tuple(d["optim"]["betas"])
-        if "device" not in d:  # checkpoints written before the device group kept these under run
-            d["device"] = {
-                k: d["run"].pop(k) for k in list(d["run"]) if k in DeviceConfig.__dataclass_fields__
-            }
-        if "embeddings" in d["run"]:
-            d["model"].setdefault("embeddings", d["run"].pop("embeddings"))
-        for group, olds in BEFORE.items():  # settings a run written before they existed trained with
-            for k, v in olds.items():
-                d[group].setdefault(k, v)
-        if isinstance(d["data"].get("randaugment"), bool):  # once a switch: one draw per clip
-            d["data"]["randaugment"] = "clip" if d["data"]["randaugment"] else "off"
         return cls(
             ModelConfig(**d["model"]),
             DataConfig(**d["data"]),
@@ -648,15 +638,6 @@ class TrainConfig:
         cfg = build(cls, flags, strict=True)
         fail_if(choice_problems(cfg))
         return cfg
-
-
-# What a run written before a setting existed trained (and evaluates) with: its config.yaml lacks
-# the key, and the setting's default today is another value (the released code's).
-BEFORE = {
-    "model": {"t_trans_form": "near-tap", "t1d_form": "identity", "logit_scale": "100"},
-    "data": {"crop_area": 0.25, "grayscale": 0.0, "test_scale": 1.0, "view_average": "scores"},
-    "optim": {"decay": "matrices"},
-}
 
 
 # ---------------------------------------------------------------- command configs
@@ -953,34 +934,6 @@ class DemoConfig:
         _at_least(problems, self, 0, "workers")
         _writable(problems, "--out", self.out, folder=True)
         fail_if(problems)
-
-
-# The toy recipe: the paper's, scaled for a 3M-parameter model and an 864-clip dataset.
-# A 0.47M-parameter visual encoder and 864 clips need a larger step than CLIP ViT-B on Kinetics:
-# lr 3e-4 for the backbone and the paper's 10x for new modules (the temporal transformer, which
-# starts from scratch, and the vision-only head alike). What it changes besides, and why: the
-# near-TAP T-Trans form (a 2-layer transformer from scratch would otherwise add its random output
-# to the toy CLIP's features at step 0); no grayscale and no RandAugment (the toy classes are
-# colours: both would erase or change the class); TSN's multi-scale crop; eval frames resized to
-# the crop size, not x 256/224 (64-pixel frames whose objects reach the border: the released crop
-# would cut them off). Everything else is the default (the released code's): the toy CLIP's own
-# logit scale, learned; weight decay on every parameter; views averaged as features.
-TOY_RECIPE = dict(
-    backbone="toy",
-    frames=8,
-    temporal="t-trans",
-    temporal_layers=2,
-    batch_size=32,
-    lr=3e-4,
-    new_lr_ratio=10.0,
-    warmup=1.0,
-    weight_decay=0.2,
-    train_crop="multiscale",
-    t_trans_form="near-tap",
-    grayscale=0.0,
-    randaugment="off",
-    test_scale=1.0,
-)
 
 
 # ---------------------------------------------------------------- flat flags <-> grouped configs
