@@ -64,7 +64,7 @@ def tkvr_step(args, classes: int):
     from lightning_fabric import Fabric
 
     from tkvr.config import TrainConfig
-    from tkvr.engine import cosine_schedule, param_groups
+    from tkvr.engine import cosine_schedule
     from tkvr.model import build
 
     cfg = TrainConfig.from_flags({"backbone": args.backbone, "pretrained": args.pretrained, "frames": args.frames,
@@ -73,7 +73,7 @@ def tkvr_step(args, classes: int):
     fabric = Fabric(accelerator=args.accelerator, devices=1, precision=args.precision)
     _, model = build(cfg, [str(i) for i in range(classes)], ["{}"])
     fused = fabric.device.type == "cuda"
-    opt = torch.optim.AdamW(param_groups(model, 5e-6, 10.0, 0.2), betas=(0.9, 0.98), fused=fused)
+    opt = torch.optim.AdamW(model.param_groups(5e-6, 10.0, 0.2), betas=(0.9, 0.98), fused=fused)
     if args.compile:
         model.visual = torch.compile(model.visual)
     model, opt = fabric.setup(model, opt)

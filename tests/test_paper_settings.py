@@ -58,19 +58,18 @@ def test_text_head_starts_near_ln_c_at_the_toy_clips_own_scale(run_cli, tmp_path
 
 
 def test_logit_scale_trains_with_the_backbone_and_decay_reaches_every_parameter(tiny):
-    from tkvr.engine import param_groups
     from tkvr.heads import Head, random_matrix
     from tkvr.model import build_backbone, build_model
 
     model = build_model(build_backbone("tiny"), "t-trans", Head(random_matrix(5, tiny.dim), "text",
                                                                 learn_scale=True), 2, temporal_layers=1)
     names = {id(p): n for n, p in model.named_parameters()}
-    groups = param_groups(model, 1e-5, 10.0, 0.2, "all")
+    groups = model.param_groups(1e-5, 10.0, 0.2, "all")
     where = {names[id(p)]: (g["lr"], g["weight_decay"]) for g in groups for p in g["params"]}
     assert where["head.logit_scale"] == (1e-5, 0.2)  # the CLIP group, as released
     assert where["temporal.pos"] == (1e-4, 0.2) and where["visual.ln_pre.bias"] == (1e-5, 0.2)
     assert "head.weight" not in where  # frozen
-    old = {names[id(p)]: g["weight_decay"] for g in param_groups(model, 1e-5, 10.0, 0.2, "matrices")
+    old = {names[id(p)]: g["weight_decay"] for g in model.param_groups(1e-5, 10.0, 0.2, "matrices")
            for p in g["params"]}
     assert old["visual.ln_pre.bias"] == 0.0 and old["head.logit_scale"] == 0.0 and old["visual.proj"] == 0.2
 

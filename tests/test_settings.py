@@ -229,3 +229,14 @@ def test_model_settings_report_every_conflict():
     problems = ModelConfig(head="random", template_mode="augment", objective="matching").validate()
     assert any("--template-mode augment shapes a text head" in p for p in problems), problems
     assert any("--objective matching" in p for p in problems), problems  # the second conflict too
+
+
+def test_the_engine_names_no_part_of_the_model():
+    """The loop calls the model's own policy (loss, param_groups, begin_step, compile_visual): no
+    parameter prefix, head attribute, loss choice or submodule of the model appears in its code."""
+    import re
+
+    code = "\n".join(ln.split("#")[0] for ln in (TKVR / "engine.py").read_text().split('"""')[2].splitlines())
+    for word in (r'"head\.', r"\.tconv", r"\.head\b", r"\.visual\b", r"\.temporal\b", "matching_loss",
+                 "cross_entropy", "template_for_step", r"\.pick\b", r"\.bank\b"):
+        assert not re.search(word, code), word

@@ -27,55 +27,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from tkvr.checkpoint import FORMAT, HEAD_FORM, STATE_KEYS, rng_state, save_checkpoint, set_rng_state
 from tkvr.config import TrainConfig
 from tkvr.data.loader import loader, start_epoch, workers_for
 from tkvr.errors import TkvrError
 from tkvr.evaluation import evaluate
-from tkvr.heads import template_for_step
-from tkvr.model import unwrap
-from tkvr.objectives import gather_with_grad, matching_loss, stop_if_not_finite
+from tkvr.objectives import gather_with_grad, stop_if_not_finite
 from tkvr.progress import TrainProgress, say
 
 
-# ---------------------------------------------------------------- optimiser and schedule
-def param_groups(model, lr: float, ratio: float, weight_decay: float, decay: str = "all") -> list[dict]:
-    """Up to four groups: (backbone | new) x (decay | no decay). New = the temporal module,
-    temporal convolutions inserted into the backbone, a timm tower's projection, and the head
-    when it trains (its context vectors). The logit scale and an online text tower train like
-    the visual encoder (the released code puts the logit scale in the CLIP group).
-    decay: all (the released code: AdamW's decay on every parameter) or matrices (not on norms,
-    biases, embeddings, positions, the head)."""
-    groups = {(new, decay): [] for new in (False, True) for decay in (False, True)}
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        clip_like = name.startswith("head.tower.") or name == "head.logit_scale"
-        new = (
-            name.startswith(("temporal.", "head.", "visual.project.")) or ".tconv." in name
-        ) and not clip_like
-        no_decay = decay == "matrices" and (
-            p.ndim < 2
-            or "embedding" in name
-            or name.endswith(("pos", ".bias"))
-            or (name.startswith("head.") and not clip_like)
-        )
-        groups[(new, not no_decay)].append(p)
-    out = []
-    for (new, decay), params in groups.items():
-        if params:
-            out.append(
-                {
-                    "params": params,
-                    "lr": lr * (ratio if new else 1.0),
-                    "weight_decay": weight_decay if decay else 0.0,
-                }
-            )
-    return out
-
-
+# ---------------------------------------------------------------- schedule
 def cosine_schedule(optimizer, warmup_steps: int, total_steps: int):
     def factor(step: int) -> float:
         if step < warmup_steps:
@@ -189,21 +151,20 @@ class Trainer:
         self.steps_per_epoch = max(1, self._batches() // self.accum)
         fused = o.fused if o.fused is not None else fabric.device.type == "cuda"
         optimizer = torch.optim.AdamW(
-            param_groups(model, o.lr, o.new_lr_ratio, o.weight_decay, o.decay),
+            model.param_groups(o.lr, o.new_lr_ratio, o.weight_decay, o.decay),
             betas=o.betas,
             eps=1e-8,
             fused=fused,
         )
         if cfg.run.compile:
-            model.visual = torch.compile(model.visual)
+            model.compile_visual()
         self.model, self.optimizer = fabric.setup(model, optimizer)
         self.scheduler = cosine_schedule(
             self.optimizer, round(o.warmup * self.steps_per_epoch), self.steps_per_epoch * o.epochs
         )
         self.bad = bad_budget
-        self.head = unwrap(model).head  # the same module inside Fabric's wrapper
+        self.bare = model  # the model's own methods (loss, begin_step); self.model is Fabric's wrapper
         self.augment = getattr(train_set, "augment", None)
-        self.matching = cfg.model.objective == "matching"
         self.gather = gather_with_grad if o.batch_gather and fabric.world_size > 1 else None
         self.epoch, self.step, self.best, self.complete = 0, 0, -1.0, True
         # Augmentations in the main process (workers=0) draw from the global RNG: seed it per rank.
@@ -307,16 +268,12 @@ class Trainer:
             seen = i + 1
             if self.bad is not None:
                 self.bad.update(batch["bad"], batch.get("why"), check=fabric.world_size == 1)
-            self.pick_template()
+            self.bare.begin_step(self.step + 1, o.seed)  # all micro-batches of a step alike
             x = self.clips(batch)  # [B, T, 3, H, W]
             y = batch["label"].to(fabric.device, non_blocking=True)
             boundary = seen % self.accum == 0 or seen == n
             with fabric.no_backward_sync(self.model, enabled=not boundary):
-                if self.matching:
-                    v, t = self.model(x, y)  # [B, D] each
-                    loss = matching_loss(v.float(), t.float(), y, self.gather, self.head.scale)
-                else:
-                    loss = F.cross_entropy(self.model(x).float(), y)  # logits [B, C]
+                loss = self.bare.loss(self.model, x, y, self.gather)
                 fabric.backward(loss / self.accum)
             losses.append(loss.detach())
             steps.append(self.step + 1)
@@ -339,11 +296,6 @@ class Trainer:
             self.bad.merge(fabric)
             self.bad.check()
         return mean, clips, seen >= n
-
-    def pick_template(self) -> None:
-        """--template-mode augment: this optimiser step's template (all its micro-batches alike)."""
-        if self.head.bank is not None:  # step N's template, N 1-based
-            self.head.pick = template_for_step(self.cfg.optim.seed, self.step + 1, self.head.bank.shape[0])
 
     def clips(self, batch) -> torch.Tensor:
         """The batch on the device; uint8 clips with crop parameters are augmented there."""
@@ -378,7 +330,7 @@ class Trainer:
                     "clips_per_s": rate,
                     "wall_s": time.perf_counter() - self.started,
                     "data_wait_s": self.data_wait,
-                    "template": self.head.pick if self.head.bank is not None else "",
+                    "template": self.bare.step_template(),
                 }
             )
 

@@ -275,6 +275,68 @@ class VideoModel(nn.Module):
             return self.head(e)
         return F.normalize(e, dim=-1), self.head.text_for(y)
 
+    # ---- the training policy the model owns; the engine only calls these
+    objective = "recognition"  # or "matching" (set by build from --objective)
+
+    def loss(self, run, x: torch.Tensor, y: torch.Tensor, gather=None) -> torch.Tensor:
+        """The training loss of a batch: `run` is this model as the loop runs it (wrapped by
+        Fabric, so the forward pass goes through the strategy); `gather` collects the matching
+        objective's embeddings from every process (or None)."""
+        from tkvr.objectives import matching_loss
+
+        if self.objective == "matching":
+            v, t = run(x, y)  # [B, D] each
+            return matching_loss(v.float(), t.float(), y, gather, self.head.scale)
+        return F.cross_entropy(run(x).float(), y)  # logits [B, C]
+
+    def compile_visual(self) -> None:
+        """--compile: torch.compile the visual encoder, where nearly all the compute is."""
+        self.visual = torch.compile(self.visual)
+
+    def begin_step(self, step: int, seed: int) -> None:
+        """Per-step head state: --template-mode augment trains optimiser step `step` (1-based)
+        against one template's classifier, drawn from (seed, step)."""
+        from tkvr.heads import template_for_step
+
+        if getattr(self.head, "bank", None) is not None:
+            self.head.pick = template_for_step(seed, step, self.head.bank.shape[0])
+
+    def step_template(self):
+        """The template this step trains against (for steps.csv), or '' when there is no choice."""
+        return self.head.pick if getattr(self.head, "bank", None) is not None else ""
+
+    def param_groups(self, lr: float, ratio: float, weight_decay: float, decay: str = "all") -> list[dict]:
+        """Up to four groups: (backbone | new) x (decay | no decay). New = the temporal module,
+        temporal convolutions inserted into the backbone, a timm tower's projection, and the head
+        when it trains (its context vectors). The logit scale and an online text tower train like
+        the visual encoder (the released code puts the logit scale in the CLIP group).
+        decay: all (the released code: AdamW's decay on every parameter) or matrices (not on norms,
+        biases, embeddings, positions, the head)."""
+        groups = {(new, decay): [] for new in (False, True) for decay in (False, True)}
+        for name, p in self.named_parameters():
+            if not p.requires_grad:
+                continue
+            clip_like = name.startswith("head.tower.") or name == "head.logit_scale"
+            new = (
+                name.startswith(("temporal.", "head.", "visual.project.")) or ".tconv." in name
+            ) and not clip_like
+            no_decay = decay == "matrices" and (
+                p.ndim < 2
+                or "embedding" in name
+                or name.endswith(("pos", ".bias"))
+                or (name.startswith("head.") and not clip_like)
+            )
+            groups[(new, not no_decay)].append(p)
+        return [
+            {
+                "params": params,
+                "lr": lr * (ratio if new else 1.0),
+                "weight_decay": weight_decay if decay else 0.0,
+            }
+            for (new, decay), params in groups.items()
+            if params
+        ]
+
 
 def unwrap(model: nn.Module) -> nn.Module:
     """The VideoModel itself, also when Fabric has wrapped it (the one place that knows the wrapper)."""
@@ -486,6 +548,7 @@ def build(
         visual,
         m.t1d_form,
     )
+    model.objective = m.objective
     if cfg.optim.grad_checkpointing:
         model.visual.set_grad_checkpointing(True)
     return backbone, model
