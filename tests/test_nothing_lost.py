@@ -354,3 +354,16 @@ def test_timm_weights_offline_fail_at_once(run_cli, tmp_path, monkeypatch):
     assert_user_error(code, err, "--visual timm:test_resnet", "not cached and there is no network",
                       "--no-visual-pretrained")
     assert True not in tried  # refused before timm went to the hub
+
+
+def test_prepare_goes_on_where_the_filesystem_has_no_locks(run_cli, tmp_path, monkeypatch):
+    import fcntl
+
+    def no_locks(*a):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    src, out = clips_dataset(tmp_path / "src", n=2), tmp_path / "fast"
+    code, stdout, err = run_cli("prepare", "--data", src, "--out", out, "--workers", "0")
+    assert code == 0, err
+    assert "cannot lock" in stdout and "2 videos ready" in stdout

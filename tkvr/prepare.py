@@ -135,7 +135,10 @@ def lock(out: Path):
     f = open(out / ".tkvr-prepare.lock", "a+")
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    except OSError as e:
+        if not isinstance(e, BlockingIOError):  # a filesystem without locks (some NFS mounts)
+            say(f"warning: cannot lock {out} ({e.strerror or e}); run one tkvr prepare on it at a time")
+            return f
         f.seek(0)
         pid = f.read().strip() or "?"
         f.close()
