@@ -7,7 +7,6 @@ loading it.
 
 from __future__ import annotations
 
-import errno
 import sys
 from dataclasses import MISSING
 
@@ -28,9 +27,8 @@ from tkvr.config import (
     build,
     leaves,
 )
-from tkvr.errors import Fault, TkvrError, one_line
+from tkvr.errors import WRITE_FAULTS, Fault, TkvrError, one_line
 
-WRITE_FAULTS = (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT)
 ARGV: list[str] = []  # the arguments of this invocation, for reports
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100, "show_default": True}
 

@@ -4,6 +4,13 @@ A TkvrError carries a single line that names the flag, file or value at fault an
 The CLI prints it without a traceback and exits with code 2.
 """
 
+import errno
+
+# Errors of the machine while writing (disk full, quota, read-only, file too large, I/O), and
+# permission errors, which are the machine's only when they concern what tkvr writes.
+DISK_FAULTS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EIO)
+WRITE_FAULTS = DISK_FAULTS + (errno.EACCES, errno.EPERM)
+
 
 class TkvrError(Exception):
     """A mistake in what the user asked for (flag, file, value), not a fault of tkvr."""

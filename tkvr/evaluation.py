@@ -268,7 +268,7 @@ def cost_of(cfg, num_classes: int) -> dict:
     """Both conventions of the cost of one view of the model a config describes (tkvr's full
     count and the paper's), counted on an architecture without weights or storage."""
     from tkvr.heads import Head
-    from tkvr.model import TimmVisual, build_backbone, build_model
+    from tkvr.model import TimmVisual, build_backbone, video_model
 
     m = cfg.model
     backbone = build_backbone(m.backbone, m.pretrained, meta=True)
@@ -280,17 +280,7 @@ def cost_of(cfg, num_classes: int) -> dict:
         # a placeholder of the head's shape: a learned prompt or an online tower also scores
         # against a [C, D] matrix at inference
         head = Head(torch.zeros(num_classes, width), "learned" if m.head == "learned" else "text")
-        model = build_model(
-            backbone,
-            m.temporal,
-            head,
-            m.frames,
-            m.temporal_layers,
-            m.t1d_blocks,
-            m.t_trans_form,
-            visual,
-            m.t1d_form,
-        )
+        model = video_model(backbone, m, head, visual)
     size = (visual.preprocess_cfg if visual is not None else backbone.preprocess)["size"]
     size = int(size[0] if isinstance(size, (tuple, list)) else size)
     cost = costs(model, m.frames, size, "meta")

@@ -64,17 +64,25 @@ def write_json(obj, path: str | os.PathLike) -> Path:
     return atomic_write_text(json.dumps(obj, indent=1, default=str), path)
 
 
+@contextmanager
+def quiet_pickle():
+    """torch warns about the protocol of a raw pickle before refusing it: tkvr's one line says it."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Detected pickle protocol")
+        yield
+
+
 def safe_load(path: str | os.PathLike, what: str = "file"):
     """torch.load with weights_only=True; any refusal becomes a one-line TkvrError."""
     path = Path(path)
     if not path.is_file():
         raise TkvrError(f"{what} '{path}' does not exist")
-    import warnings
     import zipfile
 
     try:
-        with warnings.catch_warnings():  # torch warns about the protocol of a raw pickle before refusing it
-            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+        with quiet_pickle():
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         if not zipfile.is_zipfile(path):

@@ -18,7 +18,6 @@ import io
 import logging
 import os
 import pickle
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tkvr.errors import TkvrError
+from tkvr.fileio import quiet_pickle
 from tkvr.progress import say
 
 OPENAI_NAMES = {
@@ -145,6 +145,16 @@ def _online(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
         return False
 
 
+@contextlib.contextmanager
+def quiet_hub():
+    """The hub client logs every retry of a download; tkvr says what it fetches once itself."""
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(logging.NOTSET)
+
+
 def _fetch(oc, name: str, tag: str):
     """Download (or find in the cache) the weights for a tag; a clear error when that fails."""
     cfg = oc.get_pretrained_cfg(name, tag)
@@ -166,12 +176,10 @@ def _fetch(oc, name: str, tag: str):
             raise missing
         say(f"weights of {name} ({tag}): downloading from {what} into the Hugging Face cache")
     try:
-        logging.disable(logging.WARNING)  # the hub client logs every retry; we say it once above
-        oc.download_pretrained(cfg)
+        with quiet_hub():
+            oc.download_pretrained(cfg)
     except Exception:  # noqa: BLE001 - any download failure means the same thing to the user
         raise missing from None
-    finally:
-        logging.disable(logging.NOTSET)
     return bool(cfg.get("quick_gelu", False))
 
 
@@ -212,10 +220,7 @@ def build_backbone(backbone: str, pretrained: str | None = None, meta: bool = Fa
     level = logger.level
     logger.setLevel(logging.ERROR)  # open_clip warns 'initialized randomly' for the built-ins
     try:
-        with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
-            warnings.filterwarnings(
-                "ignore", message="Detected pickle protocol"
-            )  # a raw pickle, refused below
+        with torch.random.fork_rng(devices=[]), quiet_pickle():  # a raw pickle is refused below
             torch.manual_seed(BUILD_SEED)
             model = oc.create_model(name, pretrained=weights, force_quick_gelu=quick)
     except pickle.UnpicklingError:
@@ -396,15 +401,13 @@ class TimmVisual(nn.Module):
         if pretrained:
             timm_weights_or_fail(spec, name)
         try:
-            logging.disable(logging.WARNING)  # the hub client logs every retry
-            self.trunk = timm.create_model(name, pretrained=pretrained, num_classes=0)
+            with quiet_hub():
+                self.trunk = timm.create_model(name, pretrained=pretrained, num_classes=0)
         except Exception as e:  # noqa: BLE001 - hub, network and file errors all mean 'no weights'
             raise TkvrError(
                 f"--visual {spec}: cannot load timm's pretrained weights ({type(e).__name__}); put them "
                 "in the Hugging Face cache, or use --no-visual-pretrained for a random init"
             ) from None
-        finally:
-            logging.disable(logging.NOTSET)
         f = self.trunk.num_features
         data = timm.data.resolve_data_config({}, model=self.trunk)
         self.preprocess_cfg = {
@@ -456,6 +459,21 @@ def build_model(
             t1d_form=t1d_form,
         )
     return VideoModel(visual, module, head, ctx)
+
+
+def video_model(backbone: Backbone, m, head: nn.Module, visual: nn.Module | None = None) -> VideoModel:
+    """build_model with a run's model settings (m: ModelConfig)."""
+    return build_model(
+        backbone,
+        m.temporal,
+        head,
+        m.frames,
+        m.temporal_layers,
+        m.t1d_blocks,
+        m.t_trans_form,
+        visual,
+        m.t1d_form,
+    )
 
 
 def build(
@@ -537,17 +555,7 @@ def build(
             scale=100.0 if cosine_learned else scale,
             learn_scale=learn and not cosine_learned,
         )
-    model = build_model(
-        backbone,
-        m.temporal,
-        head,
-        m.frames,
-        m.temporal_layers,
-        m.t1d_blocks,
-        m.t_trans_form,
-        visual,
-        m.t1d_form,
-    )
+    model = video_model(backbone, m, head, visual)
     model.objective = m.objective
     if cfg.optim.grad_checkpointing:
         model.visual.set_grad_checkpointing(True)

@@ -81,10 +81,10 @@ def stop_if_not_finite(fabric, losses: list, steps: list[int], checked: int, epo
 
     new = losses[checked:]
     bad = ~torch.isfinite(torch.stack(new).float().cpu()) if new else torch.zeros(0, dtype=torch.bool)
-    flag = torch.tensor(float(bad.any()), device=fabric.device)
-    if fabric.world_size > 1:
-        flag = fabric.all_reduce(flag, reduce_op="sum")
-    if float(flag) == 0:
+    flag = float(bad.any())
+    if fabric.world_size > 1:  # every rank stops alike
+        flag = float(fabric.all_reduce(torch.tensor(flag, device=fabric.device), reduce_op="sum"))
+    if flag == 0:
         return len(losses)
     first = int(bad.nonzero()[0]) if bool(bad.any()) else -1
     what = (

@@ -23,7 +23,6 @@ for videos and refused for images and frame folders.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import os
 import re
@@ -31,7 +30,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from tkvr.config import PrepareConfig
-from tkvr.errors import Fault, TkvrError
+from tkvr.errors import DISK_FAULTS, WRITE_FAULTS, Fault, TkvrError
 from tkvr.progress import count, say, track
 
 
@@ -56,17 +55,14 @@ def target(folder: Path, src: str) -> Path:
     return folder / f"{digest}_{CONTROL.sub('_', Path(src).stem)}.mp4"
 
 
-# Errors writing the output: a fault of the machine (disk full, read-only, quota), not of a source.
-WRITE_FAULTS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EIO)
-
-
 def write_fault(e: BaseException, src: str) -> bool:
     """Whether an error while re-encoding `src` is the output's (the disk), not the source's."""
-    if not isinstance(e, OSError):
+    if not isinstance(e, OSError) or e.errno not in WRITE_FAULTS:
         return False
-    if e.errno in WRITE_FAULTS:
-        return True
-    return e.errno in (errno.EACCES, errno.EPERM) and e.filename not in (None, src)
+    return e.errno in DISK_FAULTS or e.filename not in (
+        None,
+        src,
+    )  # permission: the output's, not the source's
 
 
 def encode(job: tuple[str, str, int, int, int]) -> tuple[str, str | None, bool]:
@@ -104,9 +100,8 @@ def encode(job: tuple[str, str, int, int, int]) -> tuple[str, str | None, bool]:
                         }  # key frames every gop frames
                     img = frame.reformat(width=w, height=h, format="yuv420p")
                     img.pts, img.time_base = n, enc.codec_context.time_base
-                    img.pict_type = (
-                        av.video.frame.PictureType.NONE
-                    )  # the source's I-frames must not force keys
+                    # the source's I-frames must not force key frames
+                    img.pict_type = av.video.frame.PictureType.NONE
                     n += 1
                     out.mux(enc.encode(img))
                 if enc is None:
@@ -226,9 +221,8 @@ def prepare(cfg: PrepareConfig) -> dict:
         if workers > 0 and len(todo) > 1:
             import multiprocessing as mp
 
-            with mp.get_context("spawn").Pool(
-                workers
-            ) as pool:  # leaving the block stops the others at a fault
+            # leaving the block stops the other workers at a fault
+            with mp.get_context("spawn").Pool(workers) as pool:
                 stop_at_fault(track(pool.imap_unordered(encode, todo), len(todo), "re-encoding"), bad, videos)
         else:
             stop_at_fault(track(map(encode, todo), len(todo), "re-encoding"), bad, videos)
@@ -248,31 +242,26 @@ def prepare(cfg: PrepareConfig) -> dict:
             )
         return f"{target(videos, x.path).relative_to(out)} {x.label}\n"
 
-    try:
-        for split, xs in samples.items():
-            atomic_write_text("".join(line(x) for x in xs if x.path not in bad), out / f"{split}.txt")
-        atomic_write_text("".join(c + "\n" for c in src.classes), out / "labels.txt")
-        meta = {
-            "format": "list",
-            "name": f"{src.name}-prepared",
-            "labels": "labels.txt",
-            "flip": src.flip,
-            "templates": list(src.templates),
-            "frame_template": src.frame_template,
-            "frame_start": src.frame_start,
-            **{split: f"{split}.txt" for split in samples},
-        }
-        atomic_write_text(yaml.safe_dump(meta, sort_keys=False), out / "dataset.yaml")
-        listed = out / "unreadable.txt"  # this run's result: a source that reads now is no longer listed
-        if bad:
-            atomic_write_text("".join(p + "\n" for p in sorted(bad)), listed)
-        elif listed.exists():
-            listed.unlink()
-    except OSError as e:
-        raise Fault(
-            f"cannot write {e.filename or out}: {e.strerror or e}; the re-encoded videos are kept, "
-            "rerun the same command to finish"
-        ) from None
+    # a write error below reaches the command line's handler of write faults: one line, exit 1
+    for split, xs in samples.items():
+        atomic_write_text("".join(line(x) for x in xs if x.path not in bad), out / f"{split}.txt")
+    atomic_write_text("".join(c + "\n" for c in src.classes), out / "labels.txt")
+    meta = {
+        "format": "list",
+        "name": f"{src.name}-prepared",
+        "labels": "labels.txt",
+        "flip": src.flip,
+        "templates": list(src.templates),
+        "frame_template": src.frame_template,
+        "frame_start": src.frame_start,
+        **{split: f"{split}.txt" for split in samples},
+    }
+    atomic_write_text(yaml.safe_dump(meta, sort_keys=False), out / "dataset.yaml")
+    listed = out / "unreadable.txt"  # this run's result: a source that reads now is no longer listed
+    if bad:
+        atomic_write_text("".join(p + "\n" for p in sorted(bad)), listed)
+    elif listed.exists():
+        listed.unlink()
     say(
         f"{out}: {count(len(sources) - len(bad), 'video')} ready, "
         f"{count(len(bad), 'unreadable source')} left out; "

@@ -177,6 +177,7 @@ def _bad(items: list[dict]) -> torch.Tensor:
 def collate(items: list[dict]) -> dict:
     """Stack items; eval items whose video is unreadable get zeros of the right shape. Items for
     device-side augmentation keep their stored sizes: a list of uint8 clips, stacked when alike."""
+    why = {k: v for it in items for k, v in it.get("why", {}).items()}  # training items' errors
     if "params" in items[0]:
         clips = [it["video"] for it in items]
         same = all(c.shape == clips[0].shape for c in clips)
@@ -185,7 +186,7 @@ def collate(items: list[dict]) -> dict:
             "params": torch.stack([it["params"] for it in items]),
             **{k: torch.tensor([it[k] for it in items]) for k in ("label", "index")},
             "bad": _bad(items),
-            "why": {k: v for it in items for k, v in it["why"].items()},
+            "why": why,
         }
     shape = next((it["video"].shape for it in items if it["video"] is not None), None)
     videos = [it["video"] if it["video"] is not None else torch.zeros(shape) for it in items] if shape else []
@@ -196,7 +197,7 @@ def collate(items: list[dict]) -> dict:
         "bad": _bad(items),
     }
     if "why" in items[0]:
-        batch["why"] = {k: v for it in items for k, v in it["why"].items()}
+        batch["why"] = why
     return batch
 
 
