@@ -26,14 +26,15 @@ def main():
     import torch
     from lightning_fabric import Fabric
 
+    from tkvr.base.choices import parse_views
     from tkvr.data.loader import ClipDataset, loader
-    from tkvr.data.sampling import parse_views
     from tkvr.data.specs import resolve
     from tkvr.data.transforms import EvalTransform
     from tkvr.data.video import pick_decoder
-    from tkvr.evaluation import predict_scores
-    from tkvr.heads import Head, random_matrix
-    from tkvr.model import build_backbone, build_model
+    from tkvr.model.backbones import build_backbone
+    from tkvr.model.heads import Head, random_matrix
+    from tkvr.model.video_model import build_model
+    from tkvr.run.metrics import predict_scores
 
     src = resolve("toy")
     samples = src.split("val")[: args.videos]

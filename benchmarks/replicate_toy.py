@@ -87,7 +87,7 @@ def ms(xs: list[float], digits: int = 1) -> str:
 def pair_accuracy(run: Path) -> tuple[float, float]:
     """(top-1, time-order pair accuracy) of a run's checkpoint on the toy validation split."""
     from tkvr.data.toy import pair_accuracy as pairs
-    from tkvr.evaluation import predictions
+    from tkvr.run.evaluation import predictions
 
     pred, src = predictions(str(run))
     top1 = 100.0 * (pred["scores"].argmax(1) == pred["label"]).float().mean().item()
@@ -100,12 +100,12 @@ def premise(out: Path, workers: int, seeds: list[int], tuned: list[float]) -> di
     import torch
     import torch.nn.functional as F
 
-    from tkvr.config import TrainConfig
+    from tkvr.base.config import TrainConfig
     from tkvr.data.specs import resolve
     from tkvr.data.toy import TEMPLATES, VERSION, factor_accuracy, still, toy_classes
-    from tkvr.evaluation import split_features
-    from tkvr.heads import class_means, fit_lda, one_per_class
-    from tkvr.model import build
+    from tkvr.model.heads import class_means, fit_lda, one_per_class
+    from tkvr.model.video_model import build
+    from tkvr.run.evaluation import split_features
 
     # P1: the words of the class names among the pretraining captions (the first 5,000 of the
     # pretraining set: examples/pretrain_toy_clip.py draws them from still() with seed 0)

@@ -63,9 +63,9 @@ def timed(step, steps: int, warmup: int, sync) -> float:
 def tkvr_step(args, classes: int):
     from lightning_fabric import Fabric
 
-    from tkvr.config import TrainConfig
-    from tkvr.engine import cosine_schedule
-    from tkvr.model import build
+    from tkvr.base.config import TrainConfig
+    from tkvr.model.video_model import build
+    from tkvr.run.engine import cosine_schedule
 
     cfg = TrainConfig.from_flags({"backbone": args.backbone, "pretrained": args.pretrained, "frames": args.frames,
                                   "temporal": args.temporal, "head": "random", "grad_checkpointing": args.grad_ckpt,
@@ -96,7 +96,7 @@ def reference_step(args, classes: int, device, dtype):
     """The same math in plain PyTorch: no Fabric, no tkvr."""
     import open_clip
 
-    from tkvr.model import BUILTIN, CONFIG_DIR
+    from tkvr.model.backbones import BUILTIN, CONFIG_DIR
 
     open_clip.add_model_config(CONFIG_DIR)
     name = BUILTIN.get(args.backbone, args.backbone.replace("/", "-"))

@@ -50,7 +50,7 @@ def main():
 
     import open_clip
 
-    from tkvr.model import build_backbone
+    from tkvr.model.backbones import build_backbone
 
     torch.manual_seed(args.seed)
     bb = build_backbone("toy", "none")  # the architecture, seeded init

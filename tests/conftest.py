@@ -18,7 +18,7 @@ def realdata(sub: str = "") -> Path:
 
 @pytest.fixture(scope="session")
 def tiny():
-    from tkvr.model import build_backbone
+    from tkvr.model.backbones import build_backbone
 
     return build_backbone("tiny")
 
@@ -120,4 +120,59 @@ def write_divx_avi(path, frames=10, placeholder=True, title=None):
         data = open(path, "rb").read()
         at = data.index("é".encode())
         open(path, "wb").write(data[:at] + b"\xe9 " + data[at + 2:])  # same length, not UTF-8
+    return path
+
+
+TINY_RUN = ["--backbone", "tiny", "--frames", "2", "--batch-size", "4", "--workers", "0", "--epochs", "1",
+        "--warmup", "0"]
+
+
+def list_dataset(root, files: dict):
+    """A list-file dataset: files = {name: class}, used as both train and val."""
+    classes = sorted(set(files.values()))
+    (root / "labels.txt").write_text("".join(c + "\n" for c in classes))
+    lines = "".join(f"{name} {classes.index(c)}\n" for name, c in files.items())
+    (root / "train.txt").write_text(lines)
+    (root / "val.txt").write_text(lines)
+    return root
+
+
+def small_set(tmp_path, bad=("bad.mp4",)):
+    files = {name: "x" for name in bad}
+    files.update({"a.mp4": "x", "b.mp4": "y", "c.mp4": "y"})
+    (tmp_path / "data").mkdir()
+    data = list_dataset(tmp_path / "data", files)
+    for i, name in enumerate(("a.mp4", "b.mp4", "c.mp4")):
+        write_clip(data / name, frames=8, size=32, seed=i)
+    for name in bad:
+        (data / name).write_bytes(bytes(range(256)) * 8)  # not a video
+    return data
+
+
+def tkvr_process(*args):
+    import os
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "tkvr", *map(str, args)], capture_output=True, text=True,
+                       env=dict(os.environ))
+    return r.returncode, r.stdout, r.stderr
+
+
+def write_faststart_mp4(path, frames=48):
+    """An H.264 MP4 with its index (moov) before the frames, as web downloads have."""
+    import av
+    import numpy as np
+
+    out = av.open(str(path), "w", format="mp4", options={"movflags": "faststart"})
+    s = out.add_stream("libx264", rate=8)
+    s.width = s.height = 64
+    s.pix_fmt, s.options = "yuv420p", {"g": "8"}
+    for t in range(frames):
+        img = (np.random.RandomState(t).rand(64, 64, 3) * 255).astype(np.uint8)
+        for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+            out.mux(p)
+    for p in s.encode():
+        out.mux(p)
+    out.close()
     return path

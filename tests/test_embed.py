@@ -6,8 +6,9 @@ import pytest
 import torch
 from conftest import assert_user_error
 
-from tkvr.errors import TkvrError
-from tkvr.text import encode_classes, load_embeddings, resolve_classes, save_embeddings
+from tkvr.base.errors import TkvrError
+from tkvr.data.classes import resolve_classes
+from tkvr.model.text import encode_classes, load_embeddings, save_embeddings
 
 
 def test_text_embeddings_unit_norm_and_in_file_order(tiny, tmp_path):

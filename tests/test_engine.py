@@ -9,7 +9,11 @@ import sys
 
 import pytest
 import torch
-from conftest import assert_user_error, realdata
+from conftest import (
+    TINY_RUN,
+    assert_user_error,
+    realdata,
+)
 
 from tkvr.data.toy import toy_classes
 
@@ -92,15 +96,15 @@ def test_resume_is_bit_exact(run_cli, tmp_path):
 
 
 def test_frozen_head_stays_and_unfrozen_or_learned_moves(run_cli, tmp_path):
-    from tkvr.checkpoint import read_checkpoint
+    from tkvr.run.checkpoint import read_checkpoint
 
     base = ["--epochs", "1", "--limit-batches", "2"]
     runs = {}
     for name, extra in (("frozen", []), ("unfrozen", ["--unfreeze-head"]), ("learned", ["--head", "learned"])):
         train(run_cli, tmp_path / name, *base, *extra)
         runs[name] = model_state(tmp_path / name / "checkpoints/last.pt")
-    from tkvr.model import build_backbone
-    from tkvr.text import encode_classes
+    from tkvr.model.backbones import build_backbone
+    from tkvr.model.text import encode_classes
 
     ckpt = read_checkpoint(str(tmp_path / "frozen"))
     text = encode_classes(build_backbone("tiny"), ckpt["classes"], ckpt["config"]["model"]["templates"])
@@ -115,8 +119,8 @@ def test_frozen_head_stays_and_unfrozen_or_learned_moves(run_cli, tmp_path):
     assert "head.bias" in runs["learned"] and runs["learned"]["head.bias"].abs().sum() > 0
     # a learned-head checkpoint from before the head became a plain linear layer (no head_form)
     # still evaluates with the head it trained with, and is refused for resuming
-    from tkvr.checkpoint import check_resumable, config_of, load_model
-    from tkvr.errors import TkvrError
+    from tkvr.base.errors import TkvrError
+    from tkvr.run.checkpoint import check_resumable, config_of, load_model
 
     ck = torch.load(tmp_path / "learned" / "checkpoints/last.pt", weights_only=True)
     assert ck["head_form"] == "linear" and load_model(read_checkpoint(str(tmp_path / "learned")))[2].head.linear
@@ -135,8 +139,9 @@ def test_frozen_head_stays_and_unfrozen_or_learned_moves(run_cli, tmp_path):
 
 
 def _buffers(state):
-    from tkvr.heads import Head, random_matrix
-    from tkvr.model import build_backbone, build_model
+    from tkvr.model.backbones import build_backbone
+    from tkvr.model.heads import Head, random_matrix
+    from tkvr.model.video_model import build_model
 
     m = build_model(build_backbone("tiny"), "tap", Head(random_matrix(60, 64), "text"), 2)
     return len([k for k, _ in m.named_buffers() if not k.startswith("head.")])
@@ -148,7 +153,7 @@ def test_kill_during_checkpoint_write_keeps_previous(tmp_path):
     code = f"""
 import sys, torch
 from lightning_fabric import Fabric
-from tkvr.checkpoint import save_checkpoint
+from tkvr.run.checkpoint import save_checkpoint
 fabric = Fabric(accelerator="cpu", devices=1)
 big = torch.zeros(6_000_000)
 for i in range(1000):
@@ -193,7 +198,7 @@ def test_user_mistakes(run_cli, tmp_path):
     code, _, err = run_cli("train", *FAST, "--out", out, "--resume", "auto", "--backbone", "tiny-rn")
     assert_user_error(code, err, "--resume", "--backbone")
     # a file that is not a tkvr checkpoint (backbone weights)
-    from tkvr.model import build_backbone
+    from tkvr.model.backbones import build_backbone
 
     torch.save(build_backbone("tiny").clip.state_dict(), tmp_path / "weights.pt")
     code, _, err = run_cli("eval", "--checkpoint", tmp_path / "weights.pt")
@@ -250,7 +255,7 @@ def test_ddp_two_processes_count_every_sample_once(tmp_path):
 
 
 def test_released_ttrans_and_randaugment_train_and_evaluate(run_cli, tmp_path):
-    from tkvr.checkpoint import read_checkpoint
+    from tkvr.run.checkpoint import read_checkpoint
 
     out = tmp_path / "r"
     train(run_cli, out, "--epochs", "1", "--limit-batches", "2", "--temporal", "t-trans", "--temporal-layers", "1",
@@ -258,7 +263,7 @@ def test_released_ttrans_and_randaugment_train_and_evaluate(run_cli, tmp_path):
     ck = read_checkpoint(str(out))
     assert ck["config"]["model"]["t_trans_form"] == "released" and ck["config"]["data"]["randaugment"] == "clip"
     assert "temporal.pos" in ck["model"] and "temporal.proj.weight" not in ck["model"]
-    from tkvr.checkpoint import load_model
+    from tkvr.run.checkpoint import load_model
 
     assert load_model(ck)[2].temporal.form == "released"  # rebuilt from the checkpoint alone
     # resuming with the other form is refused: it shapes the model
@@ -270,10 +275,10 @@ def test_released_ttrans_and_randaugment_train_and_evaluate(run_cli, tmp_path):
 def test_template_augmentation_draws_templates_per_step(run_cli, tmp_path):
     """--template-mode augment: each step trains against one template's frozen classifier, drawn
     from (seed, step); eval scores with their average."""
-    from tkvr.checkpoint import load_model, read_checkpoint
-    from tkvr.heads import template_for_step
-    from tkvr.model import build_backbone
-    from tkvr.text import encode_classes
+    from tkvr.model.backbones import build_backbone
+    from tkvr.model.heads import template_for_step
+    from tkvr.model.text import encode_classes
+    from tkvr.run.checkpoint import load_model, read_checkpoint
 
     tpl = ["a video of {}.", "a clip of {}.", "footage of {}."]
     flags = [a for t in tpl for a in ("--template", t)]
@@ -306,8 +311,8 @@ def test_template_augmentation_draws_templates_per_step(run_cli, tmp_path):
 
 
 def test_learnable_prompt_trains_its_context_and_nothing_of_the_text_encoder(run_cli, tmp_path):
-    from tkvr.checkpoint import load_model, read_checkpoint
-    from tkvr.model import build_backbone
+    from tkvr.model.backbones import build_backbone
+    from tkvr.run.checkpoint import load_model, read_checkpoint
 
     out = tmp_path / "coop"
     train(run_cli, out, "--epochs", "1", "--limit-batches", "3", "--template-mode", "learn", "--prompt-length", "4")
@@ -332,7 +337,7 @@ def test_learnable_prompt_trains_its_context_and_nothing_of_the_text_encoder(run
     assert sum(len(g["params"]) for g in opt["param_groups"]) == len(names)  # no tower weight in the optimiser
     torch.testing.assert_close(model.head.weight, state["head.weight"])
     torch.testing.assert_close(model.head.classifier(), state["head.weight"])
-    from tkvr.evaluation import model_cost
+    from tkvr.model.cost import model_cost
 
     _, params_m = model_cost(model, 2, 32)  # eval's count: the tower only made the classifier
     tower_m = sum(v.numel() for k, v in state.items() if k.startswith("head.tower.")) / 1e6
@@ -347,7 +352,7 @@ def test_learnable_prompt_trains_its_context_and_nothing_of_the_text_encoder(run
 def test_timm_visual_tower_trains_with_a_text_head_and_alone(run_cli, tmp_path):
     """--visual timm:NAME (Table 3): a timm tower (random init offline) under CLIP's text head,
     through a trainable projection to the text width; the vision-only head reads it directly."""
-    from tkvr.checkpoint import load_model, read_checkpoint
+    from tkvr.run.checkpoint import load_model, read_checkpoint
 
     base = ["--epochs", "1", "--limit-batches", "2", "--visual", "timm:test_resnet", "--no-visual-pretrained"]
     train(run_cli, tmp_path / "text", *base)
@@ -364,3 +369,42 @@ def test_timm_visual_tower_trains_with_a_text_head_and_alone(run_cli, tmp_path):
     lrs = sorted({g["initial_lr"] for g in opt["param_groups"]})
     assert lrs == pytest.approx([1e-4, 1e-3])  # the trunk at the backbone lr, the projection at x10
     assert text["best_top1"] >= 0 and "visual.trunk.fc.weight" not in text["model"]  # timm's classifier removed
+
+
+def test_resume_keeps_one_record_of_each_step_and_epoch(run_cli, tmp_path):
+    import csv
+
+    run = tmp_path / "run"
+    args = ["train", "--data", "toy", *TINY_RUN, "--epochs", "3", "--limit-batches", "3", "--log-every", "1",
+            "--out", run]
+    code, _, err = run_cli(*args, "--max-steps", "3")  # epoch 1 ends at step 3, its checkpoint written
+    assert code == 0, err
+    with (run / "steps.csv").open("a") as f:  # what a process killed in epoch 2 had logged after it
+        f.write("2,4,5.0,1e-06,10\n2,5,5.0,1e-06,10\n")
+    code, _, err = run_cli(*args, "--resume", "auto")  # epoch 2 again, from step 3
+    assert code == 0, err
+    steps = [int(r["step"]) for r in csv.DictReader((run / "steps.csv").open())]
+    assert steps == list(range(1, 10)), steps
+    report = json.loads((run / "report.json").read_text())
+    assert [h["epoch"] for h in report["history"]] == [1, 2, 3] and report["final"]["num_samples"] == 216
+    before = (run / "report.json").read_text()
+    code, out, err = run_cli(*args, "--resume", "auto")  # a finished run
+    assert code == 0 and "nothing to train" in out, err
+    assert (run / "report.json").read_text() == before
+
+
+def test_disk_full_while_logging_is_one_line(run_cli, tmp_path, monkeypatch):
+    import errno
+
+    from tkvr.run import engine
+
+    def full(self, row):
+        raise OSError(errno.ENOSPC, "No space left on device", str(self.path))
+
+    monkeypatch.setattr(engine.CsvLog, "write", full)
+    code, _, err = run_cli("train", "--data", "toy", *TINY_RUN, "--limit-batches", "1", "--log-every", "1",
+                           "--out", tmp_path / "run")
+    lines = err.strip().splitlines()
+    assert code == 1 and lines == [f"tkvr: error: cannot write {tmp_path / 'run' / 'steps.csv'}: "
+                                   "No space left on device"], err
+    assert (tmp_path / "run" / "config.yaml").is_file()  # what was written before stays

@@ -4,8 +4,9 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from tkvr.heads import Head, random_matrix
-from tkvr.model import build_backbone, build_model
+from tkvr.model.backbones import build_backbone
+from tkvr.model.heads import Head, random_matrix
+from tkvr.model.video_model import build_model
 
 
 class Ops(TorchDispatchMode):

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from tkvr.errors import TkvrError
-from tkvr.heads import Head, fit_lda, orthogonal_matrix, random_matrix
+from tkvr.base.errors import TkvrError
+from tkvr.model.heads import Head, fit_lda, orthogonal_matrix, random_matrix
 
 
 def test_orthogonal_rows_are_orthonormal():

@@ -1,12 +1,21 @@
 """Clip datasets: transforms, bad files during training, the bad-file budget, worker seeding."""
+import json
+
 import pytest
 import torch
-from conftest import realdata, write_clip
+from conftest import (
+    TINY_RUN,
+    assert_user_error,
+    realdata,
+    small_set,
+    tkvr_process,
+    write_clip,
+)
 
+from tkvr.base.errors import TkvrError
 from tkvr.data.loader import BadFiles, ClipDataset, loader, start_epoch
 from tkvr.data.specs import Sample
 from tkvr.data.transforms import EvalTransform, train_transform
-from tkvr.errors import TkvrError
 
 
 def make_loader(ds, batch_size, shuffle, workers, seed=0, epoch=0):
@@ -147,3 +156,76 @@ def test_randaugment_draws_one_parameter_set_per_clip(tmp_path):
         torch.manual_seed(3)
         items.append(ds[0]["video"])
     assert items[0].shape == items[1].shape == (4, 3, 32, 32) and not torch.equal(items[0], items[1])
+
+
+def test_eval_with_a_batch_of_unreadable_videos_only(run_cli, tmp_path):
+    data = small_set(tmp_path)
+    run = tmp_path / "run"
+    code, out, err = run_cli("train", "--data", data, *TINY_RUN, "--batch-size", "1", "--limit-batches", "1",
+                             "--max-bad-fraction", "1.0", "--out", run)
+    assert code == 0, err  # the sanity validation's first batch is the unreadable video alone
+    code, out, err = run_cli("eval", "--checkpoint", run, "--batch-size", "1", "--workers", "0",
+                             "--json", tmp_path / "e.json")
+    assert code == 0, err
+    report = json.loads((tmp_path / "e.json").read_text())
+    assert report["unreadable"] == [str(data / "bad.mp4")] and report["num_samples"] == 3
+
+
+def test_bad_videos_are_never_replacements(run_cli, tmp_path):
+    """Six unreadable videos and one good one in a class: every draw ends on the good one."""
+    data = small_set(tmp_path, bad=tuple(f"bad{i}.mp4" for i in range(6)))
+    code, out, err = run_cli("train", "--data", data, *TINY_RUN, "--batch-size", "3", "--max-bad-fraction", "1.0",
+                             "--out", tmp_path / "run")
+    assert code == 0, err
+    unreadable = (tmp_path / "run" / "unreadable.txt").read_text().split()
+    assert sorted(unreadable) == sorted(str(data / f"bad{i}.mp4") for i in range(6))
+
+
+def test_error_inside_a_worker_is_one_line(run_cli, tmp_path):
+    data = small_set(tmp_path)
+    (data / "a.mp4").write_bytes(b"\x00" * 100)  # now every video of class x is unreadable
+    code, _, err = run_cli("train", "--data", data, *TINY_RUN, "--workers", "1", "--max-bad-fraction", "1.0",
+                           "--out", tmp_path / "run")
+    assert_user_error(code, err, "every training video of class 'x' is unreadable")
+
+
+@pytest.mark.slow
+def test_bad_file_budget_and_list_are_global_under_ddp(tmp_path):
+    data = small_set(tmp_path, bad=tuple(f"bad{i}.mp4" for i in range(5)))  # 5 of 8 training videos
+    ddp = ["--accelerator", "cpu", "--devices", "2", "--strategy", "ddp"]
+    for extra in ([], ddp):  # 62% unreadable > 50%: refused by one process and by two
+        code, _, err = tkvr_process("train", "--data", data, *TINY_RUN, "--batch-size", "2", "--max-bad-fraction", "0.5",
+                                    *extra, "--out", tmp_path / f"refused{len(extra)}")
+        assert code == 1 and "5 of 8 training videos are unreadable" in err and "Traceback" not in err, err
+        assert "all listed in" in err and "--data ..." not in err, err  # a runtime fault, said plainly
+    run = tmp_path / "run"
+    code, _, err = tkvr_process("train", "--data", data, *TINY_RUN, "--batch-size", "2", "--max-bad-fraction", "1.0",
+                                *ddp, "--out", run)
+    assert code == 0, err[-3000:]
+    assert sorted((run / "unreadable.txt").read_text().split()) == sorted(str(data / f"bad{i}.mp4") for i in range(5))
+    # eval with 2 processes and batches of one: whole shards of unreadable videos
+    code, _, err = tkvr_process("eval", "--checkpoint", run, "--batch-size", "1", "--workers", "0", *ddp,
+                                "--json", tmp_path / "e.json")
+    assert code == 0, err[-3000:]
+    report = json.loads((tmp_path / "e.json").read_text())
+    assert report["num_samples"] == 3 and len(report["unreadable"]) == 5
+
+
+def test_replacement_warning_names_the_class_and_file_once(tmp_path, caplog):
+    from tkvr.data.loader import BadFiles, ClipDataset, collate
+    from tkvr.data.specs import Sample
+
+    good = write_clip(tmp_path / "good.mp4")
+    (tmp_path / "bad.mp4").write_bytes(b"\x00" * 64)
+    samples = [Sample(str(tmp_path / "bad.mp4"), 0), Sample(str(good), 0)]
+    ds = ClipDataset(samples, 4, lambda x: x, train=True, classes=["juggling"])
+    budget = BadFiles(samples, 1.0)
+    with caplog.at_level("WARNING", logger="tkvr"):
+        for _ in range(3):  # the main process warns, once per file
+            item = ds[0]
+            assert item["index"] == 1 and item["bad"] == [0]
+            batch = collate([item])
+            budget.update(batch["bad"], batch["why"])
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1 and "replaced by another 'juggling' sample" in warnings[0]
+    assert "bad.mp4" in warnings[0] and ".cpp" not in warnings[0]

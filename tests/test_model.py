@@ -4,9 +4,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tkvr.errors import TkvrError
-from tkvr.heads import Head, random_matrix
-from tkvr.model import build_backbone, build_model
+from tkvr.base.errors import TkvrError
+from tkvr.model.backbones import build_backbone
+from tkvr.model.heads import Head, random_matrix
+from tkvr.model.video_model import build_model
 
 
 def clips(backbone, b=2, t=4, seed=0):
@@ -51,7 +52,7 @@ def test_unfrozen_and_learned_heads_get_gradients(tiny):
 
 @pytest.mark.parametrize("c,d,norm", [(40, 512, 1.0), (400, 512, 10.0), (101, 768, 20.0)])
 def test_learned_head_is_a_plain_linear_layer_starting_at_ln_c(c, d, norm):
-    from tkvr.heads import head_matrix
+    from tkvr.model.heads import head_matrix
 
     g = torch.Generator().manual_seed(1)
     e = F.normalize(torch.randn(256, d, generator=g), dim=-1) * norm  # video embeddings of CLIP-like norm
@@ -69,7 +70,7 @@ def test_learned_head_is_a_plain_linear_layer_starting_at_ln_c(c, d, norm):
 
 
 def test_learned_head_on_the_model_starts_at_ln_c(tiny):
-    from tkvr.heads import head_matrix
+    from tkvr.model.heads import head_matrix
 
     c = 40
     model = build_model(tiny, "tap", Head(head_matrix("learned", c, tiny.dim), "learned"), frames=2)
@@ -99,7 +100,7 @@ def test_ttrans_starts_near_tap(tiny):
 def test_ttrans_draws_its_positions_first(tiny):
     """A seed builds the near-tap module it always built: positions first, then the layers (the
     released form's arrival once reordered them, and changed every seeded t-trans run)."""
-    from tkvr.temporal import TTrans
+    from tkvr.model.temporal import TTrans
 
     for form, std in (("near-tap", 0.2), ("released", 0.02)):
         torch.manual_seed(7)
@@ -136,8 +137,8 @@ def test_token_t1d_released_form_shifts_a_quarter_each_way_in_every_block():
     """The released TokenT1D: in every block, the [class] token's first quarter of channels takes
     the next frame's value, the second quarter the previous frame's (zero past the ends), the
     rest is kept; applied before the attention and again before the MLP."""
-    from tkvr.model import FrameContext
-    from tkvr.temporal import TemporalConv, TokenT1DBlock
+    from tkvr.model.temporal import TemporalConv, TokenT1DBlock
+    from tkvr.model.video_model import FrameContext
 
     ctx = FrameContext()
     ctx.t = 4

@@ -172,7 +172,7 @@ def test_prepare_holds_a_line_break_in_a_name_and_its_output_checks(run_cli, tmp
 def test_prepare_names_an_audio_only_source(tmp_path):
     import av
 
-    from tkvr.prepare import encode
+    from tkvr.data.prepare import encode
 
     path = tmp_path / "speech.mp4"
     with av.open(str(path), "w") as c:
@@ -302,8 +302,8 @@ def test_the_readers_turn_any_damage_into_one_error(tmp_path):
     TkvrError, never another exception."""
     import random
 
-    from tkvr.errors import TkvrError
-    from tkvr.fileio import read_json, read_table, read_text, read_yaml
+    from tkvr.base.errors import TkvrError
+    from tkvr.base.fileio import read_json, read_table, read_text, read_yaml
 
     good = {
         "yaml": ("model:\n  head: text\n  templates: ['a video of {}.']\ndata: {label_fraction: 0.5}\n",

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tkvr.objectives import matching_loss
+from tkvr.model.objectives import matching_loss
 
 FAST = ["--data", "toy", "--backbone", "tiny", "--frames", "2", "--batch-size", "16", "--workers", "0",
         "--lr", "1e-4", "--warmup", "0", "--epochs", "1", "--limit-batches", "2"]
@@ -41,7 +41,7 @@ def test_matching_loss_counts_every_same_class_pair():
 def _rank(rank, path, queue):
     import torch.distributed as dist
 
-    from tkvr.objectives import gather_with_grad
+    from tkvr.run.collective import gather_with_grad
 
     dist.init_process_group("gloo", init_method=f"file://{path}", rank=rank, world_size=2)
     x, t, y = batch()
@@ -94,9 +94,9 @@ def test_batch_gather_over_two_processes_equals_one_process_on_the_whole_batch(t
 
 
 def test_matching_trains_offline_and_online(run_cli, tmp_path):
-    from tkvr.checkpoint import read_checkpoint
-    from tkvr.model import build_backbone
-    from tkvr.text import encode_classes
+    from tkvr.model.backbones import build_backbone
+    from tkvr.model.text import encode_classes
+    from tkvr.run.checkpoint import read_checkpoint
 
     for name, extra in (("off", []), ("on", ["--text-online"])):
         code, _, err = run_cli("train", *FAST, "--objective", "matching", *extra, "--out", tmp_path / name)
@@ -110,7 +110,7 @@ def test_matching_trains_offline_and_online(run_cli, tmp_path):
     assert torch.equal(off["model"]["head.weight"], F.normalize(text, dim=-1))  # offline: the text stays fixed
     on = read_checkpoint(str(tmp_path / "on"))
     assert not torch.equal(on["model"]["head.tower.ln_final.weight"], clip.ln_final.weight.detach())  # online: it trains
-    from tkvr.checkpoint import load_model
+    from tkvr.run.checkpoint import load_model
 
     _, _, model = load_model(on)  # scored with the classifier of the trained text encoder
     torch.testing.assert_close(model.head.weight, model.head.classifier())

@@ -32,8 +32,8 @@ def test_text_head_starts_near_ln_c_at_the_toy_clips_own_scale(run_cli, tmp_path
     """At the toy CLIP's own logit scale (about 22) a frozen text head's first loss is below ln C
     (a uniform guess: the head starts from its zero-shot knowledge) and of that order; at CLIP's
     100, which tkvr used to impose, it starts far above."""
-    from tkvr.checkpoint import load_model, read_checkpoint
-    from tkvr.model import build_backbone
+    from tkvr.model.backbones import build_backbone
+    from tkvr.run.checkpoint import load_model, read_checkpoint
 
     own = float(build_backbone("toy").clip.logit_scale.detach().exp())
     assert 20 < own < 35
@@ -58,8 +58,9 @@ def test_text_head_starts_near_ln_c_at_the_toy_clips_own_scale(run_cli, tmp_path
 
 
 def test_logit_scale_trains_with_the_backbone_and_decay_reaches_every_parameter(tiny):
-    from tkvr.heads import Head, random_matrix
-    from tkvr.model import build_backbone, build_model
+    from tkvr.model.backbones import build_backbone
+    from tkvr.model.heads import Head, random_matrix
+    from tkvr.model.video_model import build_model
 
     model = build_model(build_backbone("tiny"), "t-trans", Head(random_matrix(5, tiny.dim), "text",
                                                                 learn_scale=True), 2, temporal_layers=1)
@@ -100,8 +101,8 @@ def test_dry_run_prints_the_papers_cost_and_writes_nothing(run_cli, tmp_path):
 
 def test_paper_cost_of_the_large_models():
     """The paper's Tables 7 and 12: multiply-accumulates of the patch embedding and MLP linears."""
-    from tkvr.evaluation import paper_cost
-    from tkvr.model import build_backbone
+    from tkvr.model.backbones import build_backbone
+    from tkvr.model.cost import paper_cost
 
     got = {}
     for name in ("ViT-B/16", "ViT-L/14", "ViT-L/14@336px"):
@@ -122,9 +123,10 @@ def test_features_averaged_over_views_then_scored(tiny):
     scores: the mean of each view's softmax. They differ on the same views."""
     from lightning_fabric import Fabric
 
-    from tkvr.evaluation import predict_scores
-    from tkvr.heads import Head, random_matrix
-    from tkvr.model import build_backbone, build_model
+    from tkvr.model.backbones import build_backbone
+    from tkvr.model.heads import Head, random_matrix
+    from tkvr.model.video_model import build_model
+    from tkvr.run.metrics import predict_scores
 
     model = build_model(build_backbone("tiny"), "tap", Head(random_matrix(4, tiny.dim), "text", scale=30.0), 2)
     g = torch.Generator().manual_seed(0)
@@ -147,7 +149,7 @@ def test_old_checkpoint_evaluates_as_it_trained(run_cli, tmp_path):
     """A checkpoint written before these settings existed (no logit scale in its state, none of
     the new keys in its config) rebuilds with what it trained with: scale 100, the near-TAP
     T-Trans, the old crop area, short side = crop size, softmax scores averaged."""
-    from tkvr.checkpoint import config_of, load_model, read_checkpoint
+    from tkvr.run.checkpoint import config_of, load_model, read_checkpoint
 
     out = tmp_path / "r"
     code, _, err = run_cli("train", "--data", "toy", *FAST, "--temporal", "t-trans", "--temporal-layers", "1",

@@ -31,7 +31,7 @@ def test_plot_fractions_and_loss(run_cli, runs):
     assert code == 0, err
     assert out.strip().splitlines()[-1].startswith(f"wrote {runs / 'fractions.png'}")
     assert (runs / "fractions.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    from tkvr.plots import plot_fractions, plot_loss
+    from tkvr.run.plots import plot_fractions, plot_loss
 
     curves = plot_fractions([str(runs / "lf")], runs / "fractions.svg")
     assert "<svg" in (runs / "fractions.svg").read_text()[:400]
@@ -51,7 +51,7 @@ def test_plot_fractions_and_loss(run_cli, runs):
 
 def test_plot_correlation_of_a_learned_head_and_of_an_embeddings_file(run_cli, runs, tmp_path):
     pytest.importorskip("matplotlib")
-    from tkvr.plots import head_of, plot_correlation
+    from tkvr.run.plots import head_of, plot_correlation
 
     run = runs / "lf" / "learned_1"
     code, out, err = run_cli("plot", "correlation", run, "--out", runs / "corr_learned.png")

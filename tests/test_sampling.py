@@ -4,9 +4,10 @@ import sys
 
 import pytest
 
-from tkvr.data.sampling import k_shot, label_fraction, parse_views, segment_indices
+from tkvr.base.choices import parse_views
+from tkvr.base.errors import TkvrError
+from tkvr.data.sampling import k_shot, label_fraction, segment_indices
 from tkvr.data.specs import subset_ids
-from tkvr.errors import TkvrError
 
 
 def test_segment_examples_from_the_docstring():

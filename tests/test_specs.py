@@ -1,12 +1,18 @@
 """Every supported dataset layout, built tiny in a temp folder and read back."""
+import json
+
 import pytest
 import torch
-from conftest import assert_user_error, write_clip
+from conftest import (
+    assert_user_error,
+    list_dataset,
+    write_clip,
+)
 
+from tkvr.base.errors import TkvrError
 from tkvr.data.loader import read_clip
 from tkvr.data.specs import resolve
 from tkvr.data.video import UnreadableVideo
-from tkvr.errors import TkvrError
 
 
 def touch(path, data=b"x"):
@@ -207,3 +213,18 @@ def test_imagenet_layout_with_in600_in400(tmp_path):
     assert [full.classes[i] for i in subset_ids(1000, 600, False)] == unseen.classes
     assert not set(seen.class_ids()) & set(unseen.class_ids())  # ids, not names, tell them apart
     assert len(unseen.split("val")) == 400 and {s.label for s in unseen.split("val")} == set(range(400))
+
+
+def test_dataset_folders_say_what_they_leave_out(run_cli, tmp_path):
+    for cls in ("jump", "run"):
+        write_clip(tmp_path / "data" / cls / "a.mp4")
+        (tmp_path / "data" / cls / "notes.txt").write_text("shot on a phone")
+    code, out, err = run_cli("check", "--data", tmp_path / "data", "--workers", "0", "--json", tmp_path / "c.json")
+    assert code == 0, err
+    assert json.loads((tmp_path / "c.json").read_text())["num_samples"] == 2  # the notes are not samples
+    assert "2 files that are neither videos nor images left out" in out
+    assert "the same samples serve as training and validation data" in out
+    (tmp_path / "list").mkdir()
+    list_dataset(tmp_path / "list", {"../data/jump/a.mp4": "jump", str(tmp_path / "data/run/a.mp4"): "run"})
+    code, out, err = run_cli("check", "--data", tmp_path / "list", "--workers", "0")
+    assert code == 0 and "2 of 2 listed files lie outside" in out, err

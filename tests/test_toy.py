@@ -90,7 +90,7 @@ def test_toy_dataset_is_real_video_files():
 def test_shipped_toy_clip_loads_and_matches_its_config():
     import json
 
-    from tkvr.model import CONFIG_DIR, SHIPPED, build_backbone
+    from tkvr.model.backbones import CONFIG_DIR, SHIPPED, build_backbone
 
     state = torch.load(SHIPPED["toy"], weights_only=True)
     assert SHIPPED["toy"].stat().st_size < 8 * 2 ** 20  # a few MB, in the package
@@ -112,7 +112,7 @@ def test_toy_clip_stills_know_colour_and_shape():
     import torch.nn.functional as F
 
     from tkvr.data.toy import article
-    from tkvr.model import build_backbone
+    from tkvr.model.backbones import build_backbone
 
     bb = build_backbone("toy")
     g = torch.Generator().manual_seed(1234)

@@ -49,12 +49,12 @@ def test_premise_coarse_alignment_and_one_example_is_not_a_class():
     well below the all-data one (P3); time order invisible to it."""
     import torch.nn.functional as F
 
-    from tkvr.config import TrainConfig
+    from tkvr.base.config import TrainConfig
     from tkvr.data.specs import resolve
     from tkvr.data.toy import factor_accuracy
-    from tkvr.evaluation import split_features
-    from tkvr.heads import class_means, one_per_class
-    from tkvr.model import build
+    from tkvr.model.heads import class_means, one_per_class
+    from tkvr.model.video_model import build
+    from tkvr.run.evaluation import split_features
 
     src = resolve("toy")
     c = len(src.classes)
@@ -83,12 +83,13 @@ def test_scrambled_class_order_falls_to_chance(tmp_path):
     import open_clip
     from lightning_fabric import Fabric
 
-    from tkvr.config import TrainConfig
+    from tkvr.base.config import TrainConfig
     from tkvr.data.loader import datasets, loader
     from tkvr.data.specs import resolve
-    from tkvr.evaluation import evaluate
-    from tkvr.model import build, build_backbone
-    from tkvr.text import encode_classes, load_embeddings, save_embeddings
+    from tkvr.model.backbones import build_backbone
+    from tkvr.model.text import encode_classes, load_embeddings, save_embeddings
+    from tkvr.model.video_model import build
+    from tkvr.run.metrics import evaluate
 
     src = resolve("toy@unseen")
     bb = build_backbone("toy")

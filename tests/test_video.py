@@ -1,9 +1,10 @@
 """Decoding real clips in several codecs and containers, through both decoders."""
+import json
 import random
 
 import pytest
 import torch
-from conftest import realdata
+from conftest import TINY_RUN, list_dataset, realdata, write_clip, write_divx_avi, write_faststart_mp4
 
 from tkvr.data.sampling import segment_indices
 from tkvr.data.video import UnreadableVideo, VideoFile, pick_decoder, torchcodec_error
@@ -118,3 +119,97 @@ def test_auto_decoder_announces_once(capsys):
     pick_decoder("auto")
     out = capsys.readouterr().out
     assert out.count("decoder:") == 1 and first in out
+
+
+@pytest.mark.parametrize("decoder", ["pyav", "torchcodec"])
+def test_divx_placeholder_packet_reads_every_frame(tmp_path, decoder):
+    from tkvr.data.loader import read_clip
+    from tkvr.data.specs import Sample
+    from tkvr.data.video import VideoFile
+
+    path = write_divx_avi(tmp_path / "brush_hair.avi", frames=10)
+    import av
+
+    with av.open(str(path)) as c:
+        decoded = [torch.from_numpy(f.to_ndarray(format="rgb24")).permute(2, 0, 1) for f in c.decode(video=0)]
+    assert len(decoded) == 10
+    v = VideoFile(path, decoder)
+    x = v.read([0, len(v) - 1])  # the packet count says 11; frame 10 does not exist
+    assert torch.equal(x[1], decoded[-1]) and len(v) == 10
+    v.close()
+    for _ in range(40):  # training draws anywhere, the last frame included
+        read_clip(Sample(str(path), 0), 8, train=True, decoder=decoder)
+    clip = read_clip(Sample(str(path), 0), 8, train=False, clips=4, decoder=decoder)  # 4x eval views
+    assert clip.shape == (4, 8, 3, 32, 32)
+
+
+def test_latin1_metadata_opens(tmp_path):
+    from tkvr.data.video import VideoFile
+
+    path = write_divx_avi(tmp_path / "clip.avi", frames=6, placeholder=False, title="café")
+    assert b"caf\xe9 " in path.read_bytes()
+    for decoder in ("pyav", "torchcodec"):
+        v = VideoFile(path, decoder)
+        assert len(v) == 6 and v.read([5]).shape == (1, 3, 32, 32)
+        v.close()
+
+
+@pytest.mark.parametrize("decoder", ["torchcodec", "pyav"])
+def test_cut_mp4_and_renamed_jpeg_are_unreadable(run_cli, tmp_path, decoder):
+    from conftest import write_jpeg
+
+    from tkvr.data.video import UnreadableVideo, VideoFile
+
+    data = list_dataset(tmp_path, {"whole.mp4": "x", "cut.mp4": "x", "photo.mp4": "y"})
+    raw = write_faststart_mp4(data / "whole.mp4").read_bytes()
+    (data / "cut.mp4").write_bytes(raw[: len(raw) * 3 // 10])  # the index survives, 70% of the frames do not
+    write_jpeg(torch.zeros(3, 16, 16, dtype=torch.uint8), data / "photo.jpg").rename(data / "photo.mp4")
+    assert len(VideoFile(data / "whole.mp4", decoder)) == 48
+    with pytest.raises(UnreadableVideo, match="cut short: [0-9]+ of the 48 frames"):
+        VideoFile(data / "cut.mp4", decoder)
+    with pytest.raises(UnreadableVideo, match="a JPEG image, not a video"):
+        VideoFile(data / "photo.mp4", decoder)
+    code, _, _ = run_cli("check", "--data", data, "--decoder", decoder, "--workers", "0", "--json", tmp_path / "c.json")
+    report = json.loads((tmp_path / "c.json").read_text())
+    assert code == 1 and sorted(report["unreadable"]) == sorted([str(data / "cut.mp4"), str(data / "photo.mp4")])
+
+
+def test_hls_playlist_named_mp4_is_not_followed(tmp_path):
+    from tkvr.data.video import UnreadableVideo, VideoFile
+
+    target = write_clip(tmp_path / "other.mp4")
+    (tmp_path / "clip.mp4").write_text(f"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\n{target}\n#EXT-X-ENDLIST\n")
+    (tmp_path / "list.mp4").write_text(f"ffconcat version 1.0\nfile '{target}'\n")
+    for decoder in ("torchcodec", "pyav"):
+        with pytest.raises(UnreadableVideo, match="an HLS playlist, not a video"):
+            VideoFile(tmp_path / "clip.mp4", decoder)
+        with pytest.raises(UnreadableVideo, match="an FFmpeg concat list, not a video"):
+            VideoFile(tmp_path / "list.mp4", decoder)
+
+
+def test_out_of_memory_is_not_an_unreadable_video(run_cli, tmp_path, monkeypatch):
+    from tkvr.data import video
+
+    run = tmp_path / "run"
+    code, _, err = run_cli("train", "--data", "toy", *TINY_RUN, "--limit-batches", "1", "--out", run)
+    assert code == 0, err
+
+    def oom(self, indices):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory")
+
+    monkeypatch.setattr(video.TorchcodecVideo, "_read", oom)
+    monkeypatch.setattr(video.PyAVVideo, "_read", oom)
+    code, _, err = run_cli("eval", "--checkpoint", run, "--views", "1000x1", "--workers", "0")
+    lines = err.strip().splitlines()
+    assert code == 1 and len(lines) == 1 and "out of memory" in lines[0] and "--views" in lines[0], err
+
+
+def test_decoder_messages_are_short_and_counts_read_well():
+    from tkvr.base.progress import count
+    from tkvr.data.video import _short
+
+    msg = _short(RuntimeError("/__w/torchcodec/src/torchcodec/_core/SingleStreamDecoder.cpp:123: Could not open "
+                              "input file: clip.mp4"))
+    assert msg == "RuntimeError: Could not open input file: clip.mp4"
+    assert [count(1, "class"), count(2, "class"), count(1, "video"), count(3, "video")] == [
+        "1 class", "2 classes", "1 video", "3 videos"]

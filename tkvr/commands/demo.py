@@ -9,8 +9,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tkvr.config import DemoConfig
-from tkvr.progress import console, say
+from rich.table import Table
+
+from tkvr.base.config import DemoConfig, EmbedConfig, EvalConfig, EvalSource, TrainConfig, ZeroshotConfig
+from tkvr.base.fileio import atomic_write_text, write_json
+from tkvr.base.progress import console, say
+from tkvr.base.settings import build
+from tkvr.data.specs import resolve
+from tkvr.model.backbones import build_backbone
+from tkvr.model.text import embed
+from tkvr.run.evaluation import evaluate_checkpoint
+from tkvr.run.protocols import zeroshot
+from tkvr.run.training import train
 
 # The toy recipe: the paper's, scaled for a 3M-parameter model and an 864-clip dataset.
 # A 0.47M-parameter visual encoder and 864 clips need a larger step than CLIP ViT-B on Kinetics:
@@ -40,17 +50,9 @@ TOY_RECIPE = dict(
 )
 
 
-def run(cfg: DemoConfig) -> dict:
-    from tkvr.config import EmbedConfig, EvalConfig, EvalSource, TrainConfig, ZeroshotConfig, build
-    from tkvr.data.specs import resolve
-    from tkvr.evaluation import evaluate_checkpoint
-    from tkvr.fileio import atomic_write_text, write_json
-    from tkvr.model import build_backbone
-    from tkvr.protocols import zeroshot
-    from tkvr.text import embed
-    from tkvr.training import train
-
-    cfg.validate()
+def demo(cfg: DemoConfig) -> dict:
+    """embed -> zero-shot -> train -> eval -> zero-shot again, each step saying what it does.
+    -> the three numbers (top-1 %) and what the table beside them needs."""
     out = Path(cfg.out)
     seen, unseen = resolve("toy@seen"), resolve("toy@unseen")
     n_seen, n_unseen = len(seen.classes), len(unseen.classes)
@@ -114,8 +116,20 @@ def run(cfg: DemoConfig) -> dict:
     )
     write_json(seen_eval, out / "eval_seen.json")
     write_json(unseen_eval, out / "eval_unseen.json")
-    from rich.table import Table
 
+    return {
+        "zeroshot_pretrained": zs["without_training"]["top1"],
+        "seen": seen_eval["top1"],
+        "zeroshot_trained": unseen_eval["top1"],
+        "seen_classes": n_seen,
+        "unseen_classes": n_unseen,
+        "plot": plot,
+    }
+
+
+def table(r: dict, cfg: DemoConfig) -> None:
+    """The demo's three numbers beside chance."""
+    n_seen, n_unseen, out, plot = r["seen_classes"], r["unseen_classes"], cfg.out, r["plot"]
     t = Table(title="tkvr demo: what the toy world shows")
     t.add_column("what")
     t.add_column("classes", justify="right")
@@ -124,19 +138,19 @@ def run(cfg: DemoConfig) -> dict:
     t.add_row(
         "zero-shot, pre-trained toy CLIP (no video seen)",
         f"{n_unseen} unseen",
-        f"{zs['without_training']['top1']:.1f}",
+        f"{r['zeroshot_pretrained']:.1f}",
         f"{100 / n_unseen:.1f}",
     )
     t.add_row(
         f"trained {cfg.epochs} epochs, seen classes, 2x3 views",
         f"{n_seen} seen",
-        f"{seen_eval['top1']:.1f}",
+        f"{r['seen']:.1f}",
         f"{100 / n_seen:.1f}",
     )
     t.add_row(
         "zero-shot after training on the seen classes",
         f"{n_unseen} unseen",
-        f"{unseen_eval['top1']:.1f}",
+        f"{r['zeroshot_trained']:.1f}",
         f"{100 / n_unseen:.1f}",
     )
     console().print(t)
@@ -144,8 +158,3 @@ def run(cfg: DemoConfig) -> dict:
         f"everything is in {out}: train/ (config, checkpoints, metrics.csv, report.json), "
         "eval_*.json, seen_embeddings.pt" + (", seen_correlation.png" if plot else "")
     )
-    return {
-        "zeroshot_pretrained": zs["without_training"]["top1"],
-        "seen": seen_eval["top1"],
-        "zeroshot_trained": unseen_eval["top1"],
-    }

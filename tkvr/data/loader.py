@@ -27,10 +27,13 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from tkvr.data.sampling import segment_indices
+from tkvr.base.choices import parse_views
+from tkvr.base.errors import Fault, TkvrError
+from tkvr.base.fileio import atomic_write_text
+from tkvr.data.sampling import label_fraction, segment_indices
 from tkvr.data.specs import Sample
-from tkvr.data.video import UnreadableVideo, open_reader
-from tkvr.errors import TkvrError
+from tkvr.data.transforms import ClipAugment, EvalTransform, rand_augment, train_transform
+from tkvr.data.video import UnreadableVideo, open_reader, pick_decoder
 
 log = logging.getLogger("tkvr")
 
@@ -242,13 +245,9 @@ class BadFiles:
 
     def check(self) -> None:
         if self.bad and len(self.bad) / len(self.samples) > self.max_fraction:
-            from tkvr.errors import Fault
-
             first = self.samples[min(self.bad)].path
             where = "run tkvr check on the dataset to list them"
             if self.listing is not None:
-                from tkvr.fileio import atomic_write_text
-
                 atomic_write_text("".join(p + "\n" for p in self.paths()), self.listing)
                 where = f"all listed in {self.listing}"
             raise Fault(
@@ -357,9 +356,6 @@ def eval_set(
     test_scale: float = 256 / 224,
 ) -> ClipDataset:
     """Eval clips of `samples` of a resolved data source, V = C x S views each."""
-    from tkvr.data.sampling import parse_views
-    from tkvr.data.transforms import EvalTransform
-
     v = parse_views(views)
     return ClipDataset(
         samples,
@@ -385,9 +381,6 @@ def augment_on(cfg) -> str:
 def datasets(cfg, src, preprocess: dict, train_ids: list[int] | None = None):
     """Train and val ClipDatasets of a run (cfg: TrainConfig) over a resolved data source;
     `train_ids` restricts training to those samples (a K-shot sample); else --label-fraction."""
-    from tkvr.data.sampling import label_fraction
-    from tkvr.data.transforms import ClipAugment, rand_augment, train_transform
-    from tkvr.data.video import pick_decoder
 
     d = cfg.data
     decoder = pick_decoder(d.decoder)

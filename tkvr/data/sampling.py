@@ -18,10 +18,9 @@ reads the same split with the same seed gets the same list, with no communicatio
 from __future__ import annotations
 
 import random
-import re
 from collections import defaultdict
 
-from tkvr.errors import TkvrError
+from tkvr.base.errors import TkvrError
 
 
 def segment_indices(
@@ -35,19 +34,6 @@ def segment_indices(
     else:
         us = [(clip + 0.5) / clips] * t
     return [min(n - 1, int((i + u) * n / t)) for i, u in enumerate(us)]
-
-
-def parse_views(spec: str) -> tuple[int, int]:
-    """'4x3' -> (4 temporal clips, 3 spatial crops). S must be 1 or 3."""
-    m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", str(spec))
-    if not m:
-        raise TkvrError(f"--views {spec!r} must look like CxS, e.g. 1x1 or 4x3")
-    c, s = int(m.group(1)), int(m.group(2))
-    if c < 1:
-        raise TkvrError(f"--views {spec}: the number of temporal clips C must be >= 1")
-    if s not in (1, 3):
-        raise TkvrError(f"--views {spec}: the number of spatial crops S must be 1 or 3")
-    return c, s
 
 
 def _by_class(labels: list[int]) -> dict[int, list[int]]:

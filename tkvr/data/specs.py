@@ -30,9 +30,12 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tkvr.base.errors import TkvrError
+from tkvr.base.fileio import read_yaml
+from tkvr.base.progress import count, say
+from tkvr.data.classes import IMAGE_TEMPLATES, builtin_classes, check_classes, read_labels_file
+from tkvr.data.toy import TEMPLATES, ensure_world
 from tkvr.data.video import IMAGE_EXTS, VIDEO_EXTS
-from tkvr.errors import TkvrError
-from tkvr.progress import count, say
 
 BUILTIN = ("k400", "k600", "ucf101", "hmdb51", "imagenet", "toy")
 SUBSETS = {
@@ -139,8 +142,6 @@ def subset_ids(total: int, seen: int, want_seen: bool) -> list[int]:
 
 
 def canonical_classes(dataset: str) -> list[str]:
-    from tkvr.text import builtin_classes
-
     return builtin_classes("k400" if dataset == "k400" else "imagenet")
 
 
@@ -156,8 +157,6 @@ def _lines(path: Path) -> list[tuple[int, str]]:
 
 
 def read_labels(path: Path) -> list[str]:
-    from tkvr.text import check_classes, read_labels_file
-
     if not path.is_file():
         raise TkvrError(f"labels file {path} does not exist")
     return check_classes(read_labels_file(path), f"labels file {path}")
@@ -212,8 +211,6 @@ def read_class_folders(folder: Path, classes: list[str] | None = None) -> tuple[
     dirs = [p for p in _files(folder) if p.is_dir()]
     found = [d.name for d in dirs]
     if classes is None:
-        from tkvr.text import check_classes
-
         classes = check_classes(found, f"class folders of {folder}") if found else found
     else:
         extra = [c for c in found if c not in classes]
@@ -327,7 +324,9 @@ def _hmdb51(root: Path, fold: int) -> DataSource:
 
 def _image_folders(root: Path) -> DataSource:
     """ImageNet layout: root/{train,val}/<wnid or class>/<image>."""
-    from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
+    from open_clip.zero_shot_metadata import (
+        IMAGENET_CLASSNAMES,  # deferred: open_clip is slow to import
+    )
 
     if not (root / "train").is_dir():
         raise TkvrError(f"{root}: an image dataset needs train/<class>/ folders")
@@ -338,7 +337,9 @@ def _image_folders(root: Path) -> DataSource:
             _, splits[split] = read_class_folders(root / split, wnids)
     names, templates = wnids, ["a photo of a {}."]
     if len(wnids) == 1000 and all(re.fullmatch(r"n\d{8}", w) for w in wnids):
-        from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
+        from open_clip.zero_shot_metadata import (
+            OPENAI_IMAGENET_TEMPLATES,  # deferred: open_clip is slow to import
+        )
 
         names = list(IMAGENET_CLASSNAMES)  # in sorted-wnid order, the standard class index
         templates = [t("{}") for t in OPENAI_IMAGENET_TEMPLATES]  # CLIP's 80 ImageNet prompts
@@ -355,8 +356,6 @@ def _folder(root: Path, fold: int, labels: Path | None = None) -> DataSource:
         and src.templates == VIDEO_TEMPLATES
         and Path(first.path).suffix.lower() in IMAGE_EXTS
     ):
-        from tkvr.text import IMAGE_TEMPLATES
-
         src.templates = list(IMAGE_TEMPLATES)  # photos, not videos of a person
     return src
 
@@ -396,8 +395,6 @@ def _layout(root: Path, fold: int, labels: Path | None = None) -> DataSource:
 
 
 def _yaml(path: Path, fold: int) -> DataSource:
-    from tkvr.fileio import read_yaml
-
     cfg = read_yaml(path, "dataset file")
     known = {
         "format",
@@ -503,8 +500,6 @@ def resolve(spec: str, root: str | None = None, fold: int = 1) -> DataSource:
 def _resolve_base(spec: str, root: str | None, fold: int) -> DataSource:
     path = Path(spec).expanduser()
     if spec == "toy":
-        from tkvr.data.toy import TEMPLATES, ensure_world
-
         src = _folder(ensure_world(), fold=1)
         src.name, src.flip, src.templates = "toy", False, list(TEMPLATES)  # classes name directions: no flips
         return src

@@ -42,6 +42,9 @@ from pathlib import Path
 
 import torch
 
+from tkvr.base.progress import say
+from tkvr.data.video import torchcodec_error
+
 # hue order: each colour's neighbours are the ones beside it (cyclic: pink is next to red)
 COLOURS = {
     "red": (215, 45, 40),
@@ -267,16 +270,16 @@ def make_clip(
 
 def write_video(frames: torch.Tensor, path: Path, fps: int) -> None:
     """uint8 [T, 3, H, W] -> an H.264 file, through torchcodec or, without FFmpeg libraries, PyAV."""
-    from tkvr.data.video import torchcodec_error
-
     if torchcodec_error() is None:
-        from torchcodec.encoders import VideoEncoder
+        from torchcodec.encoders import (
+            VideoEncoder,  # deferred: loads FFmpeg's libraries, only when a video is read or written
+        )
 
         VideoEncoder(frames, frame_rate=fps).to_file(
             str(path), codec="libx264", pixel_format="yuv420p", crf=12
         )
         return
-    import av
+    import av  # deferred: PyAV, the fallback decoder, loads only when a file needs it
 
     with av.open(str(path), "w") as out:
         stream = out.add_stream("libx264", rate=fps)
@@ -328,8 +331,6 @@ def ensure_world(world: dict | None = None, quiet: bool = False) -> Path:
         return root
     root.parent.mkdir(parents=True, exist_ok=True)
     if not quiet:
-        from tkvr.progress import say
-
         n = len(toy_classes()) * (world["train_per_class"] + world["val_per_class"])
         say(f"toy world: writing {n} videos to {root} (once)")
     tmp = Path(tempfile.mkdtemp(prefix=".toy-", dir=root.parent))

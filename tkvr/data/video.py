@@ -29,6 +29,7 @@ about twice the decoding (benchmarks/decode.py: pyav-full 0.8 clips/s, decode-on
 from __future__ import annotations
 
 import bisect
+import errno
 import logging
 import os
 import re
@@ -36,9 +37,12 @@ from functools import lru_cache
 from pathlib import Path
 
 import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import get_worker_info
 
-from tkvr.config import DECODERS
-from tkvr.errors import TkvrError
+from tkvr.base.choices import DECODERS
+from tkvr.base.errors import Fault, TkvrError
+from tkvr.base.progress import say
 
 VIDEO_EXTS = {
     ".mp4",
@@ -104,8 +108,6 @@ def pick_decoder(name: str = "auto", quiet: bool = False) -> str:
         return name
     chosen = "torchcodec" if torchcodec_error() is None else "pyav"
     if not _announced and not quiet:
-        from tkvr.progress import say
-
         why = "" if chosen == "torchcodec" else f" (torchcodec unavailable: {torchcodec_error()})"
         say(f"decoder: {chosen}{why}")
         _announced = True
@@ -116,13 +118,14 @@ def pick_decoder(name: str = "auto", quiet: bool = False) -> str:
 def _threads() -> int:
     """FFmpeg's own threads help a lone reader (0: FFmpeg picks); DataLoader workers already fill
     the cores, so each decodes on one."""
-    from torch.utils.data import get_worker_info
 
     return 1 if get_worker_info() is not None else 0
 
 
 def _tc_decoder(path: str, device: str = "cpu"):
-    from torchcodec.decoders import VideoDecoder
+    from torchcodec.decoders import (
+        VideoDecoder,  # deferred: loads FFmpeg's libraries, only when a video is read or written
+    )
 
     try:
         return VideoDecoder(path, seek_mode="exact", device=device, num_ffmpeg_threads=_threads())
@@ -142,7 +145,7 @@ def _short(e: Exception) -> str:
 
 # ---------------------------------------------------------------- PyAV
 def _av_open(path: str):
-    import av
+    import av  # deferred: PyAV, the fallback decoder, loads only when a file needs it
 
     try:
         # Metadata of real files is not always UTF-8 (HMDB-51 AVIs hold Latin-1 titles): the
@@ -291,8 +294,6 @@ NOT_VIDEO = (
 
 def _out_of_memory(path: str, frames: int):
     """Memory is the machine's limit, never a bad file: the run stops and says how to ask less."""
-    from tkvr.errors import Fault
-
     return Fault(
         f"out of memory while reading {frames} frames of {path}; lower --views, --frames or --batch-size"
     )
@@ -301,7 +302,6 @@ def _out_of_memory(path: str, frames: int):
 def why_missing(path: str) -> str:
     """Why `path` does not open as a file, in words: a symlink loop and a link to nothing are not
     'no such file'."""
-    import errno
 
     try:
         os.stat(path)
@@ -503,8 +503,7 @@ def open_reader(
 
 def _decode_still(path: str) -> torch.Tensor:
     """uint8 [3, H, W] RGB through Pillow (a torchvision dependency; needs no FFmpeg)."""
-    import numpy as np
-    from PIL import Image, UnidentifiedImageError
+    import numpy as np  # deferred: only this path needs numpy
 
     try:
         with Image.open(path) as img:
@@ -545,7 +544,9 @@ def read_frames_folder(
         if not os.path.isfile(p):
             raise UnreadableVideo(f"{folder}: missing frame file {Path(p).name}")
     if Path(template).suffix.lower() in (".jpg", ".jpeg") and torchcodec_error() is None:
-        from torchcodec.decoders import decode_jpeg
+        from torchcodec.decoders import (
+            decode_jpeg,  # deferred: loads FFmpeg's libraries, only when a video is read or written
+        )
 
         frames = [f.cpu() for f in decode_jpeg(paths, mode="RGB", device=device)]  # host memory, as for video
     else:

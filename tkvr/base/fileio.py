@@ -1,0 +1,224 @@
+"""Safe reading and atomic writing of the .pt files tkvr produces.
+
+Every file is written to a temporary name in the same folder, flushed to disk, then renamed over
+the target, so a process killed mid-write leaves the previous file intact. Every file is read
+with `weights_only=True`, so a file whose pickle would run code is refused, never executed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import pickle
+import tempfile
+import warnings
+import zipfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import yaml
+
+from tkvr.base.errors import TkvrError
+
+
+@contextmanager
+def _atomic(path: str | os.PathLike, mode: str):
+    """Open a temporary file beside `path`; on success flush it to disk and rename it over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a file renamed into place gets the usual mode
+    try:
+        with os.fdopen(fd, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_save(obj, path: str | os.PathLike) -> Path:
+    with _atomic(path, "wb") as f:
+        import torch  # deferred: the ground floor never loads torch (tkvr --help stays fast)
+
+        torch.save(obj, f)
+    return Path(path)
+
+
+def atomic_write_text(text: str, path: str | os.PathLike) -> Path:
+    with _atomic(path, "w") as f:
+        f.write(text)
+    return Path(path)
+
+
+def atomic_write_bytes(data: bytes, path: str | os.PathLike) -> Path:
+    with _atomic(path, "wb") as f:
+        f.write(data)
+    return Path(path)
+
+
+def write_json(obj, path: str | os.PathLike) -> Path:
+    """A report as JSON, written whole or not at all (--json, report.json)."""
+    return atomic_write_text(json.dumps(obj, indent=1, default=str), path)
+
+
+@contextmanager
+def quiet_pickle():
+    """torch warns about the protocol of a raw pickle before refusing it: tkvr's one line says it."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Detected pickle protocol")
+        yield
+
+
+def safe_load(path: str | os.PathLike, what: str = "file"):
+    """torch.load with weights_only=True; any refusal becomes a one-line TkvrError."""
+    path = Path(path)
+    if not path.is_file():
+        raise TkvrError(f"{what} '{path}' does not exist")
+    import torch  # deferred: the ground floor never loads torch (tkvr --help stays fast)
+
+    try:
+        with quiet_pickle():
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if not zipfile.is_zipfile(path):
+            raise TkvrError(
+                f"{what} '{path}' was refused: it is a raw pickle, not a torch.save file; tkvr reads "
+                "only torch.save files of tensors and plain data"
+            ) from None
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        first = next(
+            (ln.split("error: ")[-1] for ln in lines if "Unsupported global" in ln),
+            lines[0] if lines else type(e).__name__,
+        )
+        raise TkvrError(
+            f"{what} '{path}' was refused: it holds objects other than tensors and plain data "
+            f"(weights-only load: {first[:160]}); only load files you trust from tkvr or torch.save"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise TkvrError(
+            f"{what} '{path}' is not a readable torch file ({type(e).__name__}); "
+            "was it truncated or written by another program?"
+        ) from None
+
+
+# ---------------------------------------------------------------- validated readers of text formats
+# Every text file tkvr reads back (config.yaml, report.json, steps.csv, sample files, lists) goes
+# through one of these: a parse error of any kind becomes one TkvrError line naming the file.
+def read_text(path: str | os.PathLike, what: str = "file") -> str:
+    """UTF-8 text; a byte-order mark (as Windows editors write) is not part of the first line."""
+    try:
+        return Path(path).read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise TkvrError(f"{what} {path} does not exist") from None
+    except IsADirectoryError:
+        raise TkvrError(f"{what} {path} is a folder, not a file") from None
+    except UnicodeDecodeError:
+        raise TkvrError(f"{what} {path} is not UTF-8 text; was it written by another program?") from None
+    except OSError as e:
+        raise TkvrError(f"{what} {path}: cannot read it ({e.strerror or type(e).__name__})") from None
+
+
+def _kind(data, kind: type, what: str, path) -> None:
+    if not isinstance(data, kind):
+        want = {dict: "a mapping", list: "a list"}.get(kind, kind.__name__)
+        raise TkvrError(
+            f"{what} {path}: expected {want}, found {type(data).__name__}; was it edited or cut short?"
+        )
+
+
+def read_yaml(path: str | os.PathLike, what: str = "file", kind: type = dict):
+    """YAML with the safe loader only (tags that would build objects are refused)."""
+    text = read_text(path, what)
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise TkvrError(f"{what} {path} is not valid YAML ({first[:120]})") from None
+    except (ValueError, TypeError, RecursionError) as e:  # e.g. a date field that is no date
+        raise TkvrError(f"{what} {path} is not valid YAML ({type(e).__name__})") from None
+    if data is None and kind is dict:
+        data = {}
+    _kind(data, kind, what, path)
+    return data
+
+
+def read_json(path: str | os.PathLike, what: str = "file", kind: type = dict):
+    text = read_text(path, what)
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as e:
+        raise TkvrError(
+            f"{what} {path} is not valid JSON ({str(e).splitlines()[0][:120]}); was it cut short?"
+        ) from None
+    _kind(data, kind, what, path)
+    return data
+
+
+def read_table(path: str | os.PathLike, what: str, numbers: dict[str, type]) -> list[dict]:
+    """A CSV file with a header row; the columns in `numbers` are parsed (int or float) where
+    filled. A last row cut short (a process killed mid-append) is dropped; any other bad row is
+    an error naming its line."""
+
+    text = read_text(path, what)
+    try:
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        rows = list(reader)
+        header = reader.fieldnames or []
+    except csv.Error as e:
+        raise TkvrError(f"{what} {path} is not a CSV table ({e})") from None
+    missing = [c for c in numbers if c not in header]
+    if missing:
+        raise TkvrError(
+            f"{what} {path}: no column {missing[0]!r} (header: {', '.join(map(str, header)) or 'none'})"
+        )
+    out = []
+    for n, row in enumerate(rows, 2):
+        if None in row.values() or None in row:  # too few or too many fields
+            if n == len(rows) + 1:
+                break
+            raise TkvrError(f"{what} {path}:{n}: {len(header)} fields expected")
+        parsed = dict(row)
+        for col, kind in numbers.items():
+            value = row[col]
+            if value in ("", None):
+                continue
+            try:
+                parsed[col] = kind(value)
+            except ValueError:
+                raise TkvrError(f"{what} {path}:{n}: {col} {value!r} is not a number") from None
+        out.append(parsed)
+    return out
+
+
+def writable(problems: list[str], flag: str, path: str | None, folder: bool = False) -> None:
+    """`path` can be written (a file, or a folder when `folder`): checked before any work, so a
+    result is never computed and then lost. Nothing is left behind by the check. Problems are
+    appended to `problems`, each naming `flag`."""
+    if not path:
+        return
+    p = Path(path)
+    if p.exists() and p.is_dir() != folder:
+        problems.append(
+            f"{flag} {path} is a {'file' if folder else 'folder'}; give a "
+            f"{'folder' if folder else 'file name'}"
+        )
+        return
+    where = p if folder and p.is_dir() else p.parent
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    if not where.is_dir():
+        problems.append(f"{flag} {path}: {where} is a file, not a folder")
+        return
+    try:
+        with tempfile.TemporaryFile(dir=where):
+            pass
+    except OSError as e:
+        problems.append(f"{flag} {path}: cannot write in {where} ({e.strerror or type(e).__name__})")

@@ -1,0 +1,169 @@
+"""Output on rank 0 only, through one place: rich when a terminal, plain lines otherwise."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import yaml
+
+from tkvr.base.fileio import write_json
+
+_RANK_VARS = ("RANK", "LOCAL_RANK", "SLURM_PROCID")
+
+
+def is_rank_zero() -> bool:
+    for v in _RANK_VARS:
+        if os.environ.get(v, "0") not in ("", "0"):
+            return False
+    return True
+
+
+def console():
+    from rich.console import (
+        Console,  # deferred: keeps tkvr --help fast
+    )
+
+    return Console(highlight=False, soft_wrap=True)
+
+
+def count(n: int, noun: str) -> str:
+    """'1 video', '2 videos', '1 class', '3 classes'."""
+    if n == 1:
+        return f"1 {noun}"
+    return f"{n} {noun}es" if noun.endswith(("s", "x", "ch", "sh")) else f"{n} {noun}s"
+
+
+def say(msg: str) -> None:
+    """One line to stdout on rank 0."""
+    if is_rank_zero():
+        print(msg, file=sys.stdout, flush=True)
+
+
+def show_plan(resolved: dict) -> dict:
+    """Print a --dry-run's resolved settings as YAML (stdout, rank 0); returns them."""
+    if is_rank_zero():
+        print(yaml.safe_dump(resolved, sort_keys=False), end="", flush=True)
+    return resolved
+
+
+def publish(result, show, json_path: str | None, payload=None):
+    """Rank 0 shows a command's result and writes it (or `payload`) to --json, whole or not at
+    all. Returns the result."""
+    if is_rank_zero():
+        show(result)
+        if json_path:
+            write_json(result if payload is None else payload, json_path)
+    return result
+
+
+def track(items, total: int, description: str):
+    """Iterate with a rich progress bar on a terminal; plain lines (every 10%) otherwise."""
+    if not is_rank_zero():
+        yield from items
+        return
+    con = console()
+    if con.is_terminal:
+        from rich.progress import (  # deferred: keeps tkvr --help fast
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=con,
+        ) as bar:
+            task = bar.add_task(description, total=total)
+            for item in items:
+                yield item
+                bar.advance(task)
+        return
+    step = max(1, total // 10)
+    for n, item in enumerate(items, 1):
+        yield item
+        if n % step == 0 or n == total:
+            say(f"{description}: {n}/{total}")
+
+
+class TrainProgress:
+    """Rank 0: a rich bar per epoch (step, loss, lr, clips/s, ETA) on a terminal; otherwise a
+    plain line every ~10% of an epoch. One summary line per epoch in both cases."""
+
+    def __init__(self, epochs: int, steps_per_epoch: int, enabled: bool = True):
+        self.epochs, self.steps_per_epoch, self.enabled = epochs, steps_per_epoch, enabled
+        self.bar = None
+        self.task = None
+        self.every = max(1, steps_per_epoch // 10)
+        self.done_in_epoch = 0
+
+    def __enter__(self):
+        if self.enabled and console().is_terminal:
+            from rich.progress import (  # deferred: keeps tkvr --help fast
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+
+            self.bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[info]}"),
+                TimeRemainingColumn(),
+                console=console(),
+            )
+            self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+    def start_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.done_in_epoch = 0
+        if self.bar is not None:
+            if self.task is not None:
+                self.bar.remove_task(self.task)
+            self.task = self.bar.add_task(
+                f"epoch {epoch + 1}/{self.epochs}", total=self.steps_per_epoch, info=""
+            )
+
+    def advance(self) -> None:
+        """One step done, no new numbers (reading them would sync the device)."""
+        if not self.enabled:
+            return
+        self.done_in_epoch += 1
+        if self.bar is not None:
+            self.bar.update(self.task, advance=1)
+
+    def update(self, step: int, loss: float, lr: float, rate: float) -> None:
+        if not self.enabled:
+            return
+        self.done_in_epoch += 1
+        info = f"step {step} loss {loss:.4f} lr {lr:.2e} {rate:.1f} clips/s"
+        if self.bar is not None:
+            self.bar.update(self.task, advance=1, info=info)
+        else:
+            say(f"epoch {self.epoch + 1}/{self.epochs} {self.done_in_epoch}/{self.steps_per_epoch}: {info}")
+
+    def end_epoch(self, row: dict) -> None:
+        if not self.enabled:
+            return
+        val = f", val top-1 {row['val_top1']:.1f}% top-5 {row['val_top5']:.1f}%" if "val_top1" in row else ""
+        line = (
+            f"epoch {row['epoch']}/{self.epochs}: train loss {row['train_loss']:.4f}{val}, "
+            f"{row['clips_per_s']:.1f} clips/s, {row['wall_s']:.0f}s"
+        )
+        if self.bar is not None:
+            self.bar.console.print(line)
+        else:
+            say(line)

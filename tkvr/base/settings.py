@@ -1,0 +1,280 @@
+"""Typed settings for every command, each declared once. No torch here: `tkvr --help` stays fast.
+
+A setting is a dataclass field made by `setting(default, help, ...)`: its name, type, default,
+choices and help live in that one declaration. `tkvr.cli` derives the click option from it
+(`--temporal-layers` from `temporal_layers`) and builds the config a command receives from the
+parsed flags, so no default or choice list exists twice. A command that shows a setting of
+another group with another default (`tkvr check --split` defaults to train, `tkvr eval --split`
+to val) borrows the declaration with `borrow(Group, name, default=...)` instead of writing it
+again.
+
+Settings whose value depends on a checkpoint or a dataset (`--fold`, `--data` of eval,
+templates) default to None, "unset", until the command resolves them; a literal default would
+hide the checkpoint's value.
+
+Validation collects every problem and names the flag the user typed; the CLI prints them as one
+line (problems joined by '; ') and exits with code 2. Every command validates before its first
+side effect.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import MISSING, field
+
+import click
+import yaml
+
+from tkvr.base.errors import TkvrError
+
+
+def setting(
+    default=dataclasses.MISSING,
+    help: str = "",
+    *,
+    choices=None,
+    flag: str | None = None,
+    cli: bool = True,
+    required: bool = False,
+    negatable: bool = False,
+    shown: str | None = None,
+):
+    """One setting: a dataclass field whose metadata the CLI turns into its option.
+
+    flag: the option's name when it is not `--` + the field name with dashes (`--template`);
+    cli=False: a config value with no option (set by code); negatable: `--x/--no-x`;
+    shown: the default as help shows it, where the value is resolved later ("cores per device - 1").
+    """
+    meta = {
+        "help": help,
+        "choices": tuple(choices) if choices else None,
+        "flag": flag,
+        "cli": cli,
+        "required": required,
+        "negatable": negatable,
+        "shown": shown,
+    }
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def borrow(group, name: str, **changes):
+    """Another group's declaration of `name`, for a command that shows it too; `changes` may set
+    another default, help or flag. The metadata keeps the declaring field (`origin`)."""
+    f = group.__dataclass_fields__[name]
+    meta = {**f.metadata, "origin": f.metadata.get("origin", f)}
+    default = changes.pop("default", f.default)
+    for k, v in changes.items():
+        if k not in meta:
+            raise TypeError(f"borrow: unknown change {k!r}")
+        meta[k] = tuple(v) if k == "choices" else v
+    return field(default=default, metadata=meta)
+
+
+def declaration(f: dataclasses.Field) -> dataclasses.Field:
+    """The field that declared a setting: itself, or the one it was borrowed from."""
+    return f.metadata.get("origin", f)
+
+
+def fail_if(problems: list[str]) -> None:
+    if problems:
+        raise TkvrError("; ".join(problems))
+
+
+# ---------------------------------------------------------------- flat flags <-> grouped configs
+def leaves(cls, hidden: tuple = ()) -> dict[str, dataclasses.Field]:
+    """Every setting of a (nested) config by name. A name the command shows itself hides the
+    same name in its nested groups (listed in the class's `hidden`)."""
+    out: dict[str, dataclasses.Field] = {}
+    hidden = hidden or getattr(cls, "hidden", ())
+    for f in dataclasses.fields(cls):
+        if _is_group(f):
+            inner = {n: sub for n, sub in leaves(f.default_factory, ()).items() if n not in hidden}
+        else:
+            inner = {f.name: f}
+        for name, field_ in inner.items():
+            if name in out:
+                raise TypeError(f"{cls.__name__}: setting {name!r} appears twice")
+            out[name] = field_
+    return out
+
+
+def choice_problems(obj, nested: bool = True) -> list[str]:
+    """Every setting of a (nested) config whose value is not one of its declared choices: the
+    declaration click builds its option from, so scripts meet the same refusal. nested=False:
+    only the config's own settings (its groups check theirs)."""
+    problems = []
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if _is_group(f):
+            problems += choice_problems(value) if nested else []
+        elif f.metadata.get("choices") and value is not None and value not in f.metadata["choices"]:
+            flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+            problems.append(f"{flag} {value!r}: choose one of {', '.join(map(str, f.metadata['choices']))}")
+    return problems
+
+
+def value_of(obj, name: str, default=None):
+    """The value of setting `name` wherever it sits in a (nested) config (`dry_run` of train is
+    in its run group, of eval at the top), or `default` where the config has no such setting."""
+    for f in dataclasses.fields(obj):
+        if f.name == name:
+            return getattr(obj, name)
+        if _is_group(f):
+            found = value_of(getattr(obj, f.name), name, MISSING)
+            if found is not MISSING:
+                return found
+    return default
+
+
+class Frozen(TypeError):
+    """A resolved run's settings were changed: resolution happens once, in one place."""
+
+
+class Settings:
+    """Base of every settings group: `freeze` makes an instance (and its groups) read-only, so a
+    resolved run's settings cannot be changed afterwards by any layer."""
+
+    _frozen = False
+
+    def __setattr__(self, name, value):
+        if self._frozen:
+            raise Frozen(f"{type(self).__name__}.{name}: resolved settings are read-only; resolve again")
+        super().__setattr__(name, value)
+
+
+def freeze(obj, frozen: bool = True):
+    """Make a config and every group in it read-only (or writable again: frozen=False, for a
+    copy that is resolved anew); returns it."""
+    for f in dataclasses.fields(obj):
+        if _is_group(f):
+            freeze(getattr(obj, f.name), frozen)
+    object.__setattr__(obj, "_frozen", frozen)
+    return obj
+
+
+def _is_group(f: dataclasses.Field) -> bool:
+    return f.default_factory is not dataclasses.MISSING and dataclasses.is_dataclass(f.default_factory)
+
+
+def build(cls, flat: dict, strict: bool = False):
+    """A config from flat setting names; groups are built from the names they hold, the rest keep
+    their declared defaults. strict: a name the config does not hold is an error."""
+    if strict:
+        unknown = [k for k in flat if k not in leaves(cls)]
+        if unknown:
+            raise TkvrError(f"unknown setting {unknown[0]!r}")
+    hidden = getattr(cls, "hidden", ())
+    kw = {}
+    for f in dataclasses.fields(cls):
+        if _is_group(f):
+            kw[f.name] = build(f.default_factory, {k: v for k, v in flat.items() if k not in hidden})
+        elif f.name in flat:
+            kw[f.name] = flat[f.name]
+    return cls(**kw)
+
+
+# ---------------------------------------------------------------- click options from the declarations
+def read_config_file(ctx, param, value):
+    """--config FILE.yaml: its keys are flag names; flags given on the command line win."""
+    if not value:
+        return value
+
+    try:
+        data = yaml.safe_load(open(value, encoding="utf-8-sig")) or {}
+    except OSError:
+        raise TkvrError(f"--config {value}: no such file") from None
+    except yaml.YAMLError as e:
+        raise TkvrError(f"--config {value}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise TkvrError(f"--config {value}: expected a mapping of flag names to values")
+    names = {p.name: p for p in ctx.command.params}
+    flags = {o.lstrip("-"): p.name for p in ctx.command.params for o in getattr(p, "opts", [])}
+    settings = leaves(ctx.command.callback.__tkvr_config__)
+    # A run's own config.yaml holds groups (model:, data:, ...): their keys are settings too.
+    items = [(k2, v2) for k, v in data.items() for k2, v2 in (v.items() if isinstance(v, dict) else [(k, v)])]
+    flat = {}
+    for k, v in items:
+        if k in settings and not settings[k].metadata.get("cli", True):
+            continue  # recorded by tkvr (the command line, betas), not a flag
+        if str(k).replace("-", "_") == "out" and isinstance(data.get("run"), dict):
+            continue  # a run's config names that run's folder; the new run goes to --out
+        key = str(k).lstrip("-")
+        key = flags.get(key, key.replace("-", "_"))
+        if key not in names or key == "config":
+            raise TkvrError(f"--config {value}: {k!r} is not a flag of tkvr {ctx.command.name}")
+        if isinstance(v, list):
+            v = tuple(v)
+        elif v is None and getattr(names[key], "multiple", False):
+            continue  # `t1d_blocks: null` in a run's config.yaml: not given
+        elif getattr(names[key], "multiple", False):
+            v = (v,)  # one value of a repeatable flag (`template: "a video of {}."`), not its characters
+        flat[key] = v
+    ctx.default_map = {**(ctx.default_map or {}), **flat}
+    return value
+
+
+class Finite(click.ParamType):
+    """A float flag: NaN and infinities are refused by name (`--lr nan` would train a model of NaNs)."""
+
+    name = "float"
+
+    def convert(self, value, param, ctx):
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(v):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return v
+
+
+_TYPES = {"int": int, "float": Finite(), "str": str, "bool": bool}
+
+
+def option(name: str, f):
+    """The click option of one setting (`setting`): flag, type, default, choices, help."""
+    meta = f.metadata
+    flag = meta.get("flag") or "--" + name.replace("_", "-")
+    kind = str(f.type).replace(" | None", "").strip()
+    multiple = kind.startswith("list[")
+    kind = kind[5:-1] if multiple else kind
+    default = None if f.default is MISSING else f.default
+    kw = dict(help=meta["help"], required=meta["required"])
+    if meta["required"]:  # no default at all: click counts even None as a given value
+        ptype = click.Choice(list(meta["choices"])) if meta["choices"] else _TYPES[kind]
+        return click.option(flag, name, type=ptype, **kw)
+    if meta.get("shown"):
+        kw["show_default"] = meta["shown"]
+    if kind == "bool":
+        if meta.get("negatable"):
+            return click.option(f"{flag}/--no-{flag[2:]}", name, default=default, **kw)
+        return click.option(flag, name, is_flag=True, default=bool(default), **kw)
+    ptype = click.Choice(list(meta["choices"])) if meta["choices"] else _TYPES[kind]
+    return click.option(
+        flag, name, type=ptype, default=None if multiple else default, multiple=multiple, **kw
+    )
+
+
+def options(cls, config_file: bool = False):
+    """The options of a command, derived from the settings of its config class, in order."""
+
+    def decorate(fn):
+        for name, f in reversed(list(leaves(cls).items())):
+            if f.metadata.get("cli", True):
+                fn = option(name, f)(fn)
+        if config_file:
+            fn = click.option(
+                "--config",
+                type=click.Path(dir_okay=False),
+                callback=read_config_file,
+                is_eager=True,
+                expose_value=False,
+                help="YAML file whose keys are flag names; flags override it.",
+            )(fn)
+        fn.__tkvr_config__ = cls  # for the test that every option has exactly one declaration
+        return fn
+
+    return decorate

@@ -1,0 +1,1 @@
+"""The model layer: backbones, the video model, temporal modules, heads, text embeddings, objectives."""

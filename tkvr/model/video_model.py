@@ -1,0 +1,303 @@
+"""The video model: visual encoder per frame -> temporal module -> classifier head, and the training
+policy it owns (loss, parameter groups, per-step head state); built from a run's settings.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tkvr.base.errors import TkvrError
+from tkvr.data.classes import prompt_name
+from tkvr.model.backbones import BUILD_SEED, Backbone, TimmVisual, build_backbone
+from tkvr.model.heads import LOGIT_SCALE, Head, PromptHead, head_matrix
+from tkvr.model.objectives import matching_loss
+from tkvr.model.temporal import build_temporal
+from tkvr.model.text import class_embeddings, load_embeddings
+
+
+class FrameContext:
+    """The number of frames T of the batch being encoded, shared with modules inside the backbone
+    (T1D, TokenT1D) that must regroup [B*T, ...] into [B, T, ...]."""
+
+    def __init__(self):
+        self.t = 1
+
+
+class VideoModel(nn.Module):
+    """clip [B, T, C, H, W] -> frame features [B*T, D] -> video embedding [B, D] -> logits [B, C].
+
+    `encode` gives the embedding L2-normalised (features for LDA, retrieval); the head gets it as
+    the temporal module gives it and normalises it itself where it compares directions."""
+
+    def __init__(self, visual: nn.Module, temporal: nn.Module, head: nn.Module, ctx: FrameContext):
+        super().__init__()
+        self.visual = visual
+        self.temporal = temporal
+        self.head = head
+        self.ctx = ctx
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        b, t = x.shape[:2]
+        self.ctx.t = t
+        f = self.visual(x.flatten(0, 1))  # [B*T, D]
+        f = f.reshape(b, t, -1)  # [B, T, D]
+        return self.temporal(f)  # [B, D]
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.embed(x), dim=-1)  # [B, D]
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None):
+        """logits [B, C]; with labels y (the matching objective) the normalised video embeddings
+        [B, D] and the text embeddings of their classes [B, D] instead."""
+        e = self.embed(x)
+        if y is None:
+            return self.head(e)
+        return F.normalize(e, dim=-1), self.head.text_for(y)
+
+    # ---- the training policy the model owns; the engine only calls these
+    objective = "recognition"  # or "matching" (set by build from --objective)
+
+    def loss(self, run, x: torch.Tensor, y: torch.Tensor, gather=None) -> torch.Tensor:
+        """The training loss of a batch: `run` is this model as the loop runs it (wrapped by
+        Fabric, so the forward pass goes through the strategy); `gather` collects the matching
+        objective's embeddings from every process (or None)."""
+
+        if self.objective == "matching":
+            v, t = run(x, y)  # [B, D] each
+            return matching_loss(v.float(), t.float(), y, gather, self.head.scale)
+        return F.cross_entropy(run(x).float(), y)  # logits [B, C]
+
+    def compile_visual(self) -> None:
+        """--compile: torch.compile the visual encoder, where nearly all the compute is."""
+        self.visual = torch.compile(self.visual)
+
+    def begin_step(self, step: int, seed: int) -> None:
+        """Per-step head state, set by the head itself (--template-mode augment: the template of
+        optimiser step `step`, 1-based). Heads without per-step state do nothing."""
+        if hasattr(self.head, "begin_step"):
+            self.head.begin_step(seed, step)
+
+    def step_template(self):
+        """The template this step trains against (for steps.csv), or '' when there is no choice."""
+        return self.head.step_template() if hasattr(self.head, "step_template") else ""
+
+    def param_groups(self, lr: float, ratio: float, weight_decay: float, decay: str = "all") -> list[dict]:
+        """Up to four groups: (backbone | new) x (decay | no decay). New = the temporal module,
+        temporal convolutions inserted into the backbone, a timm tower's projection, and the head
+        when it trains (its context vectors). The logit scale and an online text tower train like
+        the visual encoder (the released code puts the logit scale in the CLIP group).
+        decay: all (the released code: AdamW's decay on every parameter) or matrices (not on norms,
+        biases, embeddings, positions, the head)."""
+        groups = {(new, decay): [] for new in (False, True) for decay in (False, True)}
+        for name, p in self.named_parameters():
+            if not p.requires_grad:
+                continue
+            clip_like = name.startswith("head.tower.") or name == "head.logit_scale"
+            new = (
+                name.startswith(("temporal.", "head.", "visual.project.")) or ".tconv." in name
+            ) and not clip_like
+            no_decay = decay == "matrices" and (
+                p.ndim < 2
+                or "embedding" in name
+                or name.endswith(("pos", ".bias"))
+                or (name.startswith("head.") and not clip_like)
+            )
+            groups[(new, not no_decay)].append(p)
+        return [
+            {
+                "params": params,
+                "lr": lr * (ratio if new else 1.0),
+                "weight_decay": weight_decay if decay else 0.0,
+            }
+            for (new, decay), params in groups.items()
+            if params
+        ]
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The VideoModel itself, also when Fabric has wrapped it (the one place that knows the wrapper)."""
+    return getattr(model, "module", model)
+
+
+def preprocess_of(model: nn.Module) -> dict:
+    """Size, mean and std of a VideoModel's visual encoder (also when Fabric wraps the model)."""
+    from open_clip import (
+        get_model_preprocess_cfg,  # deferred: open_clip is slow to import
+    )
+
+    inner = unwrap(model)
+    return dict(get_model_preprocess_cfg(inner.visual))
+
+
+def build_model(
+    backbone: Backbone,
+    temporal: str,
+    head: nn.Module,
+    frames: int,
+    temporal_layers: int = 6,
+    t1d_blocks: list[int] | None = None,
+    t_trans_form: str = "released",
+    visual: nn.Module | None = None,
+    t1d_form: str = "released",
+) -> VideoModel:
+    """Wrap a backbone's visual encoder (or `visual`, a TimmVisual) into a VideoModel. The text
+    tower is not part of it."""
+
+    ctx = FrameContext()
+    dim = visual.output_dim if visual is not None else backbone.dim
+    visual = visual if visual is not None else backbone.clip.visual
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(BUILD_SEED + 1)
+        module = build_temporal(
+            temporal,
+            visual,
+            dim,
+            frames,
+            ctx,
+            layers=temporal_layers,
+            blocks=t1d_blocks,
+            form=t_trans_form,
+            t1d_form=t1d_form,
+        )
+    return VideoModel(visual, module, head, ctx)
+
+
+def video_model(backbone: Backbone, m, head: nn.Module, visual: nn.Module | None = None) -> VideoModel:
+    """build_model with a run's model settings (m: ModelConfig)."""
+    return build_model(
+        backbone,
+        m.temporal,
+        head,
+        m.frames,
+        m.temporal_layers,
+        m.t1d_blocks,
+        m.t_trans_form,
+        visual,
+        m.t1d_form,
+    )
+
+
+def build(
+    cfg,
+    classes: list[str],
+    templates: list[str],
+    weights: bool = True,
+    embeddings=None,
+    cosine_learned: bool = False,
+):
+    """(Backbone, VideoModel) for `classes` from a run's config (TrainConfig): backbone, head,
+    temporal module. `weights=False` builds the architecture only (a checkpoint supplies the
+    weights). `embeddings` [C, D] overrides the head's matrix."""
+
+    m = cfg.model
+    backbone = build_backbone(m.backbone, m.pretrained if weights else "none")
+    bank, visual, width = None, None, backbone.dim
+    if m.visual:  # the vision-only head reads the timm features directly; the others need D
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(BUILD_SEED + 2)
+            visual = TimmVisual(
+                m.visual, weights and m.visual_pretrained, None if m.head == "learned" else backbone.dim
+            )
+        width = visual.output_dim
+    if embeddings is None and m.template_mode != "learn" and not m.text_online:
+        if m.head == "text":
+            if m.embeddings:
+                saved = load_embeddings(m.embeddings, classes, backbone.dim)
+                embeddings = saved["embeddings"]
+                check_encoder(m.text_encoder, m.embeddings, saved.get("text_encoder"))
+            elif m.template_mode == "augment":
+                bank = class_embeddings(backbone, classes, templates, m.text_encoder, per_template=True)
+                embeddings = F.normalize(bank.mean(0), dim=-1)  # the average: what eval scores with
+            else:
+                embeddings = class_embeddings(backbone, classes, templates, m.text_encoder)
+        elif m.head == "lda":  # a placeholder: the LDA fit replaces it from visual features
+            embeddings = head_matrix("random", len(classes), width, cfg.optim.seed)
+        else:
+            embeddings = head_matrix(m.head, len(classes), width, cfg.optim.seed)
+    scale, learn = logit_scale(backbone, m.logit_scale)
+    if m.template_mode == "learn":  # the context starts random; a checkpoint's weights replace it
+        head = PromptHead(
+            backbone.clip,
+            backbone.tokenizer,
+            [prompt_name(c) for c in classes],
+            m.prompt_length,
+            cfg.optim.seed,
+            scale=scale,
+            learn_scale=learn,
+        )
+    elif m.text_online:  # the matching paradigm's online text encoder: the tower trains with the model
+        head = PromptHead(
+            backbone.clip,
+            backbone.tokenizer,
+            [prompt_name(c) for c in classes],
+            0,
+            template=templates[0],
+            train_tower=True,
+            scale=scale,
+            learn_scale=learn,
+        )
+    else:
+        if m.template_mode == "augment" and bank is None:  # a checkpoint's weights will fill it
+            bank = torch.zeros(len(templates), *embeddings.shape)
+        head = Head(
+            embeddings,
+            m.head,
+            trainable=m.unfreeze_head,
+            cosine_learned=cosine_learned,
+            bank=bank,
+            scale=100.0 if cosine_learned else scale,
+            learn_scale=learn and not cosine_learned,
+        )
+    model = video_model(backbone, m, head, visual)
+    model.objective = m.objective
+    if cfg.optim.grad_checkpointing:
+        model.visual.set_grad_checkpointing(True)
+    return backbone, model
+
+
+def check_encoder(asked: str | None, path: str, made_by: str | None) -> None:
+    """--text-encoder must be the encoder that made --embeddings (or not given: a run takes it
+    from the file, so new class names get the same encoder)."""
+    if asked and made_by != asked:
+        raise TkvrError(
+            f"--text-encoder {asked}: --embeddings {path} was made by "
+            f"{made_by or 'CLIP'}'s text encoder; give the one that made it, or neither"
+        )
+
+
+def logit_scale(backbone: Backbone, setting: str) -> tuple[float, bool]:
+    """(start value, trained?) of the cosine heads' temperature for --logit-scale: learn and fixed
+    start from the model's own `logit_scale.exp()` (100 for OpenAI CLIP, about 21.7 for the toy
+    CLIP), a number is used as given."""
+
+    if setting not in ("learn", "fixed"):
+        return float(setting), False
+    own = getattr(backbone.clip, "logit_scale", None)
+    value = float(own.detach().float().exp()) if isinstance(own, torch.Tensor) else LOGIT_SCALE
+    return value, setting == "learn"
+
+
+def swap_classes(
+    model: nn.Module,
+    text: Backbone,
+    classes: list[str],
+    templates: list[str],
+    text_encoder: str | None = None,
+) -> nn.Module:
+    """The paper's zero-shot swap: `model` gets a new frozen text head whose rows are the class
+    names embedded by `text`'s text encoder (or by the text-only `text_encoder` the run used).
+    Works on a Fabric-wrapped model; the head goes to the device of the one it replaces."""
+
+    inner = unwrap(model)
+    if isinstance(inner.head, PromptHead):  # the learned context goes in front of the new names
+        inner.head.set_classes([prompt_name(c) for c in classes], text.tokenizer)
+        return model
+    device = inner.head.weight.device
+    # the scale the run trained to goes with the new names (the learned head has none: 100, CLIP's)
+    scale = float(inner.head.scale.detach()) if inner.head.logit_scale is not None else LOGIT_SCALE
+    inner.head = Head(class_embeddings(text, classes, templates, text_encoder), "text", scale=scale).to(
+        device
+    )
+    return model

@@ -1,0 +1,1 @@
+"""The run layer: launch, the training loop, training and evaluation runs, checkpoints, protocols."""

@@ -1,0 +1,223 @@
+"""Run checkpoints: save (atomic), find, read (weights_only), rebuild a model from one alone.
+
+A checkpoint is one `state` dict through fabric.save / fabric.load: model (visual encoder,
+temporal module, head: the frozen class-embedding matrix is stored once, as the head's weight,
+and never enters the optimiser), optimiser, scheduler, epoch, step, RNG states, config, class
+names, best top-1. It is written to a temporary file and renamed, so a killed run leaves the
+previous checkpoint whole; it carries everything eval and predict need to rebuild the model.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import torch
+
+from tkvr.base.config import DeviceConfig, TrainConfig
+from tkvr.base.errors import Fault, TkvrError
+from tkvr.base.fileio import safe_load
+from tkvr.data.specs import absolute
+from tkvr.model.backbones import build_backbone
+from tkvr.model.video_model import build, swap_classes
+
+FORMAT = 1
+# "linear": the learned head is a plain linear layer. Checkpoints without this key have the
+# earlier learned head (100 · normalise(e) · Wᵀ + b): they evaluate with it, they do not resume.
+HEAD_FORM = "linear"
+STATE_KEYS = {
+    "model",
+    "optimizer",
+    "scheduler",
+    "epoch",
+    "step",
+    "epoch_complete",
+    "rng",
+    "config",
+    "classes",
+    "best_top1",
+    "format",
+    "head_form",
+}
+# Settings a resumed run must share with its checkpoint: they shape the model or the data.
+MODEL_KEYS = (
+    "backbone",
+    "pretrained",
+    "visual",
+    "frames",
+    "temporal",
+    "temporal_layers",
+    "t_trans_form",
+    "t1d_form",
+    "t1d_blocks",
+    "logit_scale",
+    "head",
+    "template_mode",
+    "prompt_length",
+    "objective",
+    "text_online",
+    "unfreeze_head",
+    "templates",
+)
+DATA_KEYS = ("data", "fold", "label_fraction")
+
+
+def rng_state() -> dict:
+    return {
+        "torch": torch.get_rng_state(),
+        "python": list(random.getstate()[1]),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate((3, tuple(state["python"]), None))
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(fabric, path: Path, state: dict) -> None:
+    """fabric.save to a temporary name, then an atomic rename by rank 0."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        fabric.save(tmp, state)
+    except OSError as e:
+        try:
+            tmp.unlink(missing_ok=True)  # what a full disk let through: a partial file, of no use
+        except OSError:
+            pass
+        raise Fault(
+            f"cannot write checkpoint {path}: {e.strerror or e}; the previous one is intact"
+        ) from None
+    fabric.barrier()
+    if fabric.global_rank == 0:
+        if not tmp.is_file():  # Lightning's own atomic save can swallow a write error
+            raise Fault(
+                f"cannot write checkpoint {path} (folder not writable, or disk full?); the previous "
+                "one is intact"
+            )
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    fabric.barrier()
+
+
+def find_checkpoint(where: str) -> Path:
+    """A run directory means its best checkpoint, else its last; a file means itself."""
+    p = Path(where)
+    if p.is_dir():
+        for name in ("best.pt", "last.pt"):
+            for cand in (p / "checkpoints" / name, p / name):
+                if cand.is_file():
+                    return cand
+        raise TkvrError(f"--checkpoint {where}: no checkpoints/best.pt or checkpoints/last.pt in this folder")
+    if not p.is_file():
+        raise TkvrError(f"--checkpoint {where}: no such file or run directory")
+    return p
+
+
+def read_checkpoint(where: str, flag: str = "--checkpoint") -> dict:
+    """The checkpoint as plain data (weights_only), checked to be a tkvr checkpoint."""
+    path = find_checkpoint(where) if flag == "--checkpoint" else Path(where)
+    ckpt = safe_load(path, f"{flag} file")
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT or "config" not in ckpt:
+        raise TkvrError(
+            f"{flag} {path} is not a tkvr checkpoint (a run's checkpoints/best.pt or "
+            "last.pt); for backbone weights use --pretrained PATH"
+        )
+    ckpt["path"] = str(path)
+    return ckpt
+
+
+# What a run written before a setting existed trained (and evaluates) with: its config.yaml lacks
+# the key, and the setting's default today is another value (the released code's).
+BEFORE = {
+    "model": {"t_trans_form": "near-tap", "t1d_form": "identity", "logit_scale": "100"},
+    "data": {"crop_area": 0.25, "grayscale": 0.0, "test_scale": 1.0, "view_average": "scores"},
+    "optim": {"decay": "matrices"},
+}
+
+
+def migrate(config: dict) -> dict:
+    """A checkpoint's config in today's layout: earlier layouts and settings that did not exist yet."""
+    d = {k: dict(v) for k, v in config.items()}
+    if "device" not in d:  # checkpoints written before the device group kept these under run
+        d["device"] = {k: d["run"].pop(k) for k in list(d["run"]) if k in DeviceConfig.__dataclass_fields__}
+    if "embeddings" in d["run"]:
+        d["model"].setdefault("embeddings", d["run"].pop("embeddings"))
+    for group, olds in BEFORE.items():  # settings a run written before they existed trained with
+        for k, v in olds.items():
+            d[group].setdefault(k, v)
+    if isinstance(d["data"].get("randaugment"), bool):  # once a switch: one draw per clip
+        d["data"]["randaugment"] = "clip" if d["data"]["randaugment"] else "off"
+    return d
+
+
+def config_of(ckpt: dict) -> TrainConfig:
+    return TrainConfig.from_dict(migrate(ckpt["config"]))
+
+
+def check_resumable(path: Path, cfg: TrainConfig) -> None:
+    """A checkpoint resumes only a run of the same model on the same data."""
+    ckpt = read_checkpoint(str(path), "--resume")
+    old = config_of(ckpt)
+    if old.model.head == "learned" and ckpt.get("head_form") != HEAD_FORM:
+        raise TkvrError(
+            f"--resume {path}: this run's learned head is the earlier scaled-cosine form, which "
+            "tkvr no longer trains; start a new run (eval and predict still read it)"
+        )
+    old.data.data = absolute(old.data.data)  # checkpoints before paths were stored absolute
+    diff = [("model", k) for k in MODEL_KEYS if getattr(old.model, k) != getattr(cfg.model, k)]
+    diff += [("data", k) for k in DATA_KEYS if getattr(old.data, k) != getattr(cfg.data, k)]
+    if diff:
+        group, k = diff[0]
+        flag = "template" if k == "templates" else k.replace("_", "-")
+        was, now = getattr(getattr(old, group), k), getattr(getattr(cfg, group), k)
+        raise TkvrError(
+            f"--resume {path}: the checkpoint was trained with a different --{flag} "
+            f"({was!r}, now {now!r}); resume with the same settings"
+        )
+
+
+def load_model(ckpt: dict, classes: list[str] | None = None, flag: str = "--labels"):
+    """Rebuild (cfg, backbone, model) from a checkpoint alone; `classes` swaps in new class names,
+    embedded with the backbone's own (pretrained, never fine-tuned) text encoder."""
+
+    cfg = config_of(ckpt)
+    weight = ckpt["model"].get("head.weight")
+    if weight is None:
+        raise TkvrError(
+            f"--checkpoint {ckpt['path']}: no head weights inside (a checkpoint of another model?)"
+        )
+    backbone, model = build(
+        cfg,
+        ckpt["classes"],
+        cfg.model.templates,
+        weights=False,
+        embeddings=weight,
+        cosine_learned=ckpt.get("head_form") != HEAD_FORM,
+    )
+    state = ckpt["model"]
+    if "head.logit_scale" not in state and getattr(model.head, "logit_scale", None) is not None:
+        # written before the scale was a parameter: the head scored at the fixed value its config
+        # now resolves to (100)
+        state = {**state, "head.logit_scale": model.head.logit_scale.detach().clone()}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0][:160]
+        raise TkvrError(
+            f"--checkpoint {ckpt['path']} does not fit the model its config describes ({first})"
+        ) from None
+    if classes is not None and classes != ckpt["classes"]:
+        if cfg.model.head != "text":
+            raise TkvrError(
+                f"{flag}: new class names need a text head; this checkpoint's head is {cfg.model.head}"
+            )
+        text = build_backbone(cfg.model.backbone, cfg.model.pretrained)  # the text tower's own weights
+        swap_classes(model, text, classes, cfg.model.templates, cfg.model.text_encoder)
+    model.eval()
+    return cfg, backbone, model

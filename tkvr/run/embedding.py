@@ -1,0 +1,19 @@
+"""`tkvr embed`: a class list -> the frozen classifier matrix in one file, and its inter-class
+correlation map (--plot, the paper's Figure 1)."""
+
+from __future__ import annotations
+
+from tkvr.base.config import EmbedConfig
+from tkvr.data.classes import resolve_classes
+from tkvr.model.backbones import build_backbone
+from tkvr.model.text import embed
+from tkvr.run.plots import plot_correlation
+
+
+def embed_classes(cfg: EmbedConfig) -> dict:
+    """-> {embeddings [C, D], classes, templates}; the file is cfg.out, the map cfg.plot."""
+    res = embed(cfg, resolve_classes(cfg.classes), build_backbone(cfg.backbone, cfg.pretrained))
+    if cfg.plot:
+        title = f"{cfg.head} embeddings, {cfg.backbone}"
+        plot_correlation(res["embeddings"], res["classes"], cfg.plot, title=title)
+    return res

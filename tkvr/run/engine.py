@@ -1,0 +1,376 @@
+"""The one training engine every command uses: optimiser, schedule and the loop (Fabric is
+launched by tkvr.run.launch).
+
+Recipe defaults (the released configs and train.py): AdamW, lr 5e-6 for the visual encoder and
+the logit scale, 10x for new modules (temporal module, inserted temporal convolutions, a learned
+head); betas (0.9, 0.98), eps 1e-8; weight decay 0.2 on every parameter (`--decay matrices`
+spares norms, biases, embeddings and the head); cosine schedule with 5 warm-up epochs, stepped
+per optimiser step (the released scheduler steps every 10 iterations); 30 epochs; global batch
+128 = device batch x devices x nodes x accumulation (the paper's; the released K400 configs use
+32 per GPU on 8 GPUs).
+
+`Trainer.fit` is a short driver over named pieces: an epoch of training (`train_epoch`), an
+optimiser step (`optimizer_step`), validation and checkpoints at the end of an epoch
+(`end_epoch`). It receives its parts ready (`Parts`: the model and its Fabric wrapper, the optimiser,
+the loaders, built by tkvr.run.training.ready) and calls the model's own policy (loss, param
+groups, begin_step); checkpoints live in tkvr.run.checkpoint, metrics in tkvr.run.metrics.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import lightning_fabric
+import torch
+from lightning_fabric.loggers import TensorBoardLogger
+
+from tkvr import __version__
+from tkvr.base.config import TrainConfig
+from tkvr.base.errors import TkvrError
+from tkvr.base.fileio import atomic_write_text
+from tkvr.base.progress import TrainProgress, say
+from tkvr.data.loader import start_epoch
+from tkvr.run.checkpoint import FORMAT, HEAD_FORM, STATE_KEYS, rng_state, save_checkpoint, set_rng_state
+from tkvr.run.collective import gather_with_grad, stop_if_not_finite
+from tkvr.run.metrics import evaluate
+
+
+# ---------------------------------------------------------------- schedule
+def cosine_schedule(optimizer, warmup_steps: int, total_steps: int):
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+# ---------------------------------------------------------------- logs
+class CsvLog:
+    """A CSV log, a row at a time. Resuming keeps the rows up to the checkpoint (`upto`: the last
+    step, or epoch, it holds) and drops the rest, which the resumed run writes again."""
+
+    def __init__(self, path: Path, columns: list[str], key: str, upto: int | None):
+        self.path, self.columns = path, columns
+        rows = read_csv(path) if upto is not None and path.is_file() else []
+        kept = "".join(",".join(r.get(c) or "" for c in columns) + "\n" for r in rows if int(r[key]) <= upto)
+        atomic_write_text(",".join(columns) + "\n" + kept, path)
+
+    def write(self, row: dict) -> None:
+        with self.path.open("a", newline="") as f:
+            csv.writer(f).writerow([_fmt(row.get(c, "")) for c in self.columns])
+
+
+def read_csv(path: Path) -> list[dict]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def history(path: Path) -> list[dict]:
+    """metrics.csv as rows of numbers: the whole run's history, resumes included."""
+    return (
+        [
+            {k: (float(v) if k not in ("epoch", "step") else int(v)) for k, v in r.items() if v != ""}
+            for r in read_csv(path)
+        ]
+        if path.is_file()
+        else []
+    )
+
+
+def _fmt(v):
+    return f"{v:.6g}" if isinstance(v, float) else v
+
+
+def versions() -> dict:
+    import open_clip  # deferred: open_clip is slow to import
+    import torchvision  # deferred: only this path needs torchvision
+
+    return {
+        "tkvr": __version__,
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "open_clip": open_clip.__version__,
+        "lightning_fabric": lightning_fabric.__version__,
+        "python": sys.version.split()[0],
+    }
+
+
+# ---------------------------------------------------------------- training
+@dataclass
+class FitResult:
+    history: list[dict] = field(default_factory=list)  # one row per epoch (metrics.csv)
+    metrics: dict = field(default_factory=dict)  # the last validation
+    wall_s: float = 0.0
+
+
+@dataclass
+class Parts:
+    """What the loop receives, ready: the model (its policy: loss, param groups, begin_step), its
+    Fabric wrapper, the optimiser over it, the loaders (set up with Fabric), the train set's
+    device augmentation (None: the workers augment)."""
+
+    model: torch.nn.Module
+    wrapped: object
+    optimizer: torch.optim.Optimizer
+    train_dl: object
+    val_dl: object
+    augment: object = None
+
+
+class Trainer:
+    """fit() = short validation -> epochs (train, validate, checkpoint) -> result."""
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        fabric,
+        parts: Parts,
+        classes: list[str],
+        out: Path,
+        bad_budget,
+        resume: Path | None = None,
+    ):
+        self.cfg, self.fabric, self.classes, self.out = cfg, fabric, classes, out
+        o = cfg.optim
+        self.accum = o.accumulation(fabric.world_size)
+        self.train_dl, self.val_dl = parts.train_dl, parts.val_dl
+        self.model, self.optimizer, self.bare, self.augment = (
+            parts.wrapped,
+            parts.optimizer,
+            parts.model,
+            parts.augment,
+        )
+        self.steps_per_epoch = max(1, self._batches() // self.accum)
+        self.scheduler = cosine_schedule(
+            self.optimizer, round(o.warmup * self.steps_per_epoch), self.steps_per_epoch * o.epochs
+        )
+        self.bad = bad_budget
+        self.gather = gather_with_grad if o.batch_gather and fabric.world_size > 1 else None
+        self.epoch, self.step, self.best, self.complete = 0, 0, -1.0, True
+        if resume is not None:
+            self._resume(resume)
+
+    def _batches(self) -> int:
+        lim = self.cfg.optim.limit_batches
+        return min(len(self.train_dl), lim) if lim else len(self.train_dl)
+
+    def state(self) -> dict:
+        return {
+            "model": self.model,
+            "optimizer": self.optimizer,
+            "scheduler": self.scheduler.state_dict(),
+            "epoch": self.epoch,
+            "step": self.step,
+            "epoch_complete": self.complete,
+            "rng": rng_state(),
+            "config": self.cfg.to_dict(),
+            "classes": self.classes,
+            "best_top1": self.best,
+            "format": FORMAT,
+            "head_form": HEAD_FORM,
+        }
+
+    def _resume(self, path: Path) -> None:
+        rest = self.fabric.load(path, {"model": self.model, "optimizer": self.optimizer}, weights_only=True)
+        unknown = set(rest) - STATE_KEYS
+        if unknown:
+            raise TkvrError(
+                f"--resume {path}: unknown keys {sorted(unknown)} (a checkpoint of another tool?)"
+            )
+        self.scheduler.load_state_dict(rest["scheduler"])
+        self.epoch, self.step, self.best = rest["epoch"], rest["step"], rest["best_top1"]
+        if not rest["epoch_complete"]:
+            say(f"resume: epoch {self.epoch + 1} was interrupted; it restarts from its beginning")
+        else:
+            set_rng_state(rest["rng"])
+        say(f"resumed from {path}: epoch {self.epoch}, step {self.step}")
+
+    def validate(self, limit=None) -> dict:
+        return evaluate(
+            self.fabric, self.model, self.val_dl, len(self.classes), limit, self.cfg.data.view_average
+        )
+
+    def save(self, name: str) -> None:
+        save_checkpoint(self.fabric, self.out / "checkpoints" / f"{name}.pt", self.state())
+
+    def fit(self) -> FitResult:
+        o, rank0 = self.cfg.optim, self.fabric.global_rank == 0
+        if rank0:
+            resumed = self.step > 0
+            self.epochs_log = CsvLog(
+                self.out / "metrics.csv", EPOCH_COLUMNS, "epoch", self.epoch if resumed else None
+            )
+            self.steps_log = CsvLog(
+                self.out / "steps.csv", STEP_COLUMNS, "step", self.step if resumed else None
+            )
+        self.tb = _tensorboard(self.out) if self.cfg.run.tensorboard else None
+        if self.step == 0:  # a broken evaluation shows up now, not after an epoch
+            m = self.validate(limit=2)
+            say(f"sanity validation (2 batches): top-1 {m['top1']:.1f}% on {m['num_samples']} clips")
+        result, start = FitResult(), time.time()
+        self.started, self.data_wait = time.perf_counter(), 0.0
+        progress = TrainProgress(o.epochs, self.steps_per_epoch, enabled=rank0)
+        with progress:
+            while self.epoch < o.epochs:
+                t0 = time.time()
+                loss, clips, finished = self.train_epoch(progress)
+                if not finished:
+                    self.save("last")
+                    say(f"stopped at step {self.step} (--max-steps) inside epoch {self.epoch + 1}")
+                    break
+                stop = bool(o.max_steps and self.step >= o.max_steps)
+                row = self.end_epoch(
+                    loss, clips / max(1e-9, time.time() - t0), time.time() - start, result, stop
+                )
+                progress.end_epoch(row)
+                if stop:
+                    break
+        result.wall_s = time.time() - start
+        return result
+
+    def train_epoch(self, progress) -> tuple[float, int, bool]:
+        """One epoch -> (mean loss over ranks, clips seen, whether the epoch ran to its end)."""
+        fabric, o = self.fabric, self.cfg.optim
+        start_epoch(self.train_dl, self.epoch, o.seed, fabric.global_rank)
+        self.model.train()
+        self.complete = False
+        progress.start_epoch(self.epoch)
+        t0, clips, losses, n, seen = time.time(), 0, [], self._batches(), 0
+        steps, checked = [], 0  # the optimiser step of each loss; losses before `checked` are finite
+        ready = time.perf_counter()
+        for i, batch in enumerate(self.train_dl):
+            self.data_wait += time.perf_counter() - ready  # the host waited this long for the batch
+            if i >= n:
+                break
+            seen = i + 1
+            if self.bad is not None:
+                self.bad.update(batch["bad"], batch.get("why"), check=fabric.world_size == 1)
+            self.bare.begin_step(self.step + 1, o.seed)  # all micro-batches of a step alike
+            x = self.clips(batch)  # [B, T, 3, H, W]
+            y = batch["label"].to(fabric.device, non_blocking=True)
+            boundary = seen % self.accum == 0 or seen == n
+            with fabric.no_backward_sync(self.model, enabled=not boundary):
+                loss = self.bare.loss(self.model, x, y, self.gather)
+                fabric.backward(loss / self.accum)
+            losses.append(loss.detach())
+            steps.append(self.step + 1)
+            clips += x.shape[0] * fabric.world_size
+            if not boundary:
+                continue
+            self.optimizer_step()
+            if self.step % self.cfg.run.log_every == 0 or seen == n:  # reading the loss syncs a GPU
+                checked = stop_if_not_finite(fabric, losses, steps, checked, self.epoch, self.out)
+                self.log_step(progress, float(loss.detach()), clips / max(1e-9, time.time() - t0))
+            else:
+                progress.advance()
+            if o.max_steps and self.step >= o.max_steps and seen < n:
+                break
+            ready = time.perf_counter()
+        stop_if_not_finite(fabric, losses, steps, checked, self.epoch, self.out)  # before this epoch is saved
+        mean = float(torch.stack(losses).mean()) if losses else float("nan")
+        mean = float(fabric.all_reduce(torch.tensor(mean, device=fabric.device), reduce_op="mean"))
+        if self.bad is not None:  # every rank alike: the budget holds for the whole run
+            self.bad.merge(fabric)
+            self.bad.check()
+        return mean, clips, seen >= n
+
+    def clips(self, batch) -> torch.Tensor:
+        """The batch on the device; uint8 clips with crop parameters are augmented there."""
+        dev = self.fabric.device
+        if "params" not in batch:
+            return batch["video"].to(dev, non_blocking=True)
+        return torch.stack(
+            [
+                self.augment.apply(c.to(dev, non_blocking=True), p)
+                for c, p in zip(batch["video"], batch["params"].tolist())
+            ]
+        )
+
+    def optimizer_step(self) -> None:
+        if self.cfg.optim.grad_clip:
+            self.fabric.clip_gradients(self.model, self.optimizer, max_norm=self.cfg.optim.grad_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        self.step += 1
+
+    def log_step(self, progress, loss: float, rate: float) -> None:
+        lr = self.optimizer.param_groups[0]["lr"]
+        progress.update(self.step, loss, lr, rate)
+        if self.fabric.global_rank == 0:
+            self.steps_log.write(
+                {
+                    "epoch": self.epoch + 1,
+                    "step": self.step,
+                    "loss": loss,
+                    "lr": lr,
+                    "clips_per_s": rate,
+                    "wall_s": time.perf_counter() - self.started,
+                    "data_wait_s": self.data_wait,
+                    "template": self.bare.step_template(),
+                }
+            )
+
+    def end_epoch(self, loss: float, rate: float, wall: float, result: FitResult, stop: bool) -> dict:
+        """Validate (every --eval-every epochs, and at the end), keep best and last, log the row."""
+        self.epoch += 1
+        self.complete = True
+        row = {
+            "epoch": self.epoch,
+            "step": self.step,
+            "train_loss": loss,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "clips_per_s": rate,
+            "wall_s": wall,
+        }
+        if self.epoch % self.cfg.run.eval_every == 0 or self.epoch == self.cfg.optim.epochs or stop:
+            result.metrics = m = self.validate()
+            row.update(val_top1=m["top1"], val_top5=m["top5"], val_mean_class=m["mean_class_accuracy"])
+            if m["top1"] > self.best:
+                self.best = m["top1"]
+                self.save("best")
+        self.save("last")
+        if self.fabric.global_rank == 0:
+            self.epochs_log.write(row)
+            if self.tb is not None:
+                self.tb.log_metrics({k: v for k, v in row.items() if isinstance(v, float)}, step=self.step)
+        result.history.append(row)
+        return row
+
+
+EPOCH_COLUMNS = [
+    "epoch",
+    "step",
+    "train_loss",
+    "val_top1",
+    "val_top5",
+    "val_mean_class",
+    "lr",
+    "clips_per_s",
+    "wall_s",
+]
+# wall_s and data_wait_s count from the start of this process's fit: the time the loop waited for
+# batches, against the time it ran, between two rows is the loader's share (benchmarks/e2e.py).
+# template: the index (into the run's templates) this step trained against, --template-mode augment
+STEP_COLUMNS = ["epoch", "step", "loss", "lr", "clips_per_s", "wall_s", "data_wait_s", "template"]
+
+
+def _tensorboard(out: Path):
+    try:
+        return TensorBoardLogger(str(out), name="tensorboard", version="")
+    except (ImportError, ModuleNotFoundError):
+        raise TkvrError("--tensorboard needs the tensorboard package: pip install tensorboard") from None
+
+
+def write_report(path: Path, payload: dict, command: str = "") -> None:
+    atomic_write_text(
+        json.dumps({"command": command, "versions": versions(), **payload}, indent=1, default=str), path
+    )

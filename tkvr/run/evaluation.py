@@ -1,0 +1,138 @@
+"""Scoring a checkpoint on a split (the library side of `tkvr eval`), features of a split, the
+resolved automatic settings a report records, and predictions of a finished run.
+"""
+
+from __future__ import annotations
+
+from lightning_fabric import Fabric
+
+from tkvr.base.errors import TkvrError
+from tkvr.data.loader import augment_on, datasets, eval_loader, eval_set, loader, workers_for
+from tkvr.data.specs import resolve
+from tkvr.data.transforms import input_size
+from tkvr.data.video import pick_decoder
+from tkvr.model.cost import cost_of, costs
+from tkvr.model.video_model import preprocess_of
+from tkvr.run.checkpoint import config_of, load_model, read_checkpoint
+from tkvr.run.launch import make_fabric, precision_here
+from tkvr.run.metrics import evaluate, extract_features, predict_scores
+
+
+def split_features(model, src, split: str, frames: int, workers: int = 0, test_scale: float = 1.0):
+    """(features [N, D], labels [N]) of one split of a resolved data source through `model`
+    (one view, one CPU process): for analyses of a model's features, such as the toy world's
+    premise checks."""
+
+    fabric = Fabric(accelerator="cpu", devices=1)
+    ds = eval_set(src.split(split), src, frames, preprocess_of(model), "1x1", "auto", "cpu", test_scale)
+    return extract_features(fabric, model, eval_loader(fabric, ds, 32, workers))
+
+
+def resolved_auto(cfg) -> dict:
+    """What the automatic settings become on this machine (shown by --dry-run; the run itself
+    records the precision once Fabric is launched)."""
+
+    world = cfg.device.world
+    return {
+        "precision": precision_here(cfg.device),
+        "workers": workers_for(cfg.data.workers, cfg.device.devices),
+        "augment": augment_on(cfg),
+        "device_batch": cfg.optim.device_batch or cfg.optim.batch_size // world,
+        "accumulation": cfg.optim.accumulation(world),
+    }
+
+
+def evaluate_checkpoint(cfg, fabric=None) -> dict:
+    """Score a checkpoint on a split (cfg: EvalConfig): the report `tkvr eval` shows and writes.
+    Data, root and fold default to the checkpoint's; other classes than the checkpoint's need
+    --labels data (their names are embedded and swapped in)."""
+
+    ckpt = read_checkpoint(cfg.checkpoint)
+    trained = ckpt["config"]["data"]
+    s = cfg.source
+    fold = s.fold_or(trained["fold"] or 1)  # unset: the fold the checkpoint was trained on
+    src = resolve(s.data or trained["data"], s.data_root or trained["data_root"], fold)
+    classes = None
+    if src.classes != ckpt["classes"]:
+        if cfg.labels != "data":
+            raise TkvrError(
+                f"--data {src.name}: its {len(src.classes)} classes differ from the checkpoint's "
+                f"{len(ckpt['classes'])}; pass --labels data to embed the data's class names with "
+                "the checkpoint's text encoder (zero-shot)"
+            )
+        classes = src.classes
+    if cfg.dry_run:
+        return eval_plan(cfg, ckpt, src, fold)
+    tcfg, _, model = load_model(ckpt, classes)
+    decoder = pick_decoder(s.decoder)
+    fabric = fabric or make_fabric(cfg.device)
+    model = fabric.setup_module(model)
+    # unset: as the checkpoint's run validated (runs before these settings: their old behaviour)
+    test_scale = cfg.test_scale if cfg.test_scale is not None else tcfg.data.test_scale
+    average = cfg.view_average or tcfg.data.view_average
+    ds = eval_set(
+        src.split(cfg.split),
+        src,
+        tcfg.model.frames,
+        preprocess_of(model),
+        cfg.views,
+        decoder,
+        s.decode_device,
+        test_scale,
+    )
+    m = evaluate(
+        fabric, model, eval_loader(fabric, ds, cfg.batch_size, s.workers), len(src.classes), None, average
+    )
+    cost = costs(model, tcfg.model.frames, input_size(preprocess_of(model)), fabric.device)
+    return {
+        "top1": m["top1"],
+        "top5": m["top5"],
+        "mean_class_accuracy": m["mean_class_accuracy"],
+        "num_samples": m["num_samples"],
+        "views": cfg.views,
+        **cost,
+        "test_scale": test_scale,
+        "view_average": average,
+        "split": cfg.split,
+        "data": src.name,
+        "fold": fold,
+        "checkpoint": ckpt["path"],
+        "precision": precision_here(cfg.device),
+        "per_class": {src.classes[c]: acc for c, acc in m["per_class"].items()},
+        "unreadable": [ds.samples[i].path for i in m["unreadable"]],
+    }
+
+
+def eval_plan(cfg, ckpt: dict, src, fold: int) -> dict:
+    """eval --dry-run: the checkpoint's settings, what this evaluation would use, and the cost."""
+    tcfg = config_of(ckpt)
+    return {
+        **tcfg.to_dict(),
+        "auto": resolved_auto(tcfg),
+        "eval": {
+            "checkpoint": ckpt["path"],
+            "data": src.name,
+            "split": cfg.split,
+            "fold": fold,
+            "samples": len(src.split(cfg.split)),
+            "views": cfg.views,
+            "test_scale": cfg.test_scale if cfg.test_scale is not None else tcfg.data.test_scale,
+            "view_average": cfg.view_average or tcfg.data.view_average,
+            "logit_scale": float(ckpt["model"]["head.logit_scale"].exp())
+            if "head.logit_scale" in ckpt["model"]
+            else None,
+        },
+        "cost": cost_of(tcfg, len(src.classes)),
+    }
+
+
+def predictions(where: str, workers: int = 0, batch: int = 32):
+    """Scores of a run's checkpoint on its own validation split (one view, one CPU process):
+    -> (predict_scores dict, data source). For benchmarks and tests that need more than top-1."""
+
+    cfg, _, model = load_model(read_checkpoint(where))
+    src = resolve(cfg.data.data, cfg.data.data_root, cfg.data.fold_or())
+    _, val = datasets(cfg, src, preprocess_of(model))
+    return predict_scores(
+        Fabric(accelerator="cpu", devices=1), model, loader(val, batch, False, workers, 0, 0, 1)
+    ), src

@@ -1,0 +1,207 @@
+"""The paper's figures from files tkvr writes (`tkvr plot`, and `embed --plot`).
+
+  correlation  Figure 1: the inter-class correlation map W·Wᵀ of a classifier, from an
+               embeddings file or from a run's (or checkpoint's) head, a learned one included
+               (its rows normalised first, so the map shows cosines like the others).
+  fractions    Figure 3: top-1 against the label fraction, one curve per head, from runs
+               (a folder of runs counts as all the runs inside it); seeds of one point averaged.
+  loss         Figure 4: training loss against step, one curve per run, from each steps.csv.
+
+Every function writes the image (the format follows the suffix: .png, .svg, .pdf) and returns
+the numbers it drew, so they can be checked.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import statistics
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from tkvr.base.errors import TkvrError
+from tkvr.base.fileio import atomic_write_bytes, read_json, read_table, read_yaml, safe_load
+from tkvr.run.checkpoint import read_checkpoint
+
+
+def _pyplot():
+    try:
+        import matplotlib  # deferred: only figures need matplotlib (slow to import)
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt  # deferred: only figures need matplotlib (slow to import)
+    except ImportError:
+        raise TkvrError("plotting needs matplotlib: pip install 'tkvr[plot]'") from None
+    return plt
+
+
+def _save(fig, plt, path) -> None:
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, dpi=120, format=Path(path).suffix[1:])
+    plt.close(fig)
+    atomic_write_bytes(buf.getvalue(), Path(path))
+
+
+def plot_correlation(embeddings, classes: list[str], path, title: str = ""):
+    """The map of `embeddings` [C, D] (rows L2-normalised here) -> the [C, C] cosines drawn."""
+    plt = _pyplot()
+    w = F.normalize(embeddings.detach().float().cpu(), dim=-1)
+    sim = w @ w.T  # [C, C]
+    c = len(classes)
+    fig, ax = plt.subplots(figsize=(6, 5))
+    im = ax.imshow(sim.numpy(), cmap="viridis", vmin=min(0.0, float(sim.min())), vmax=1.0)
+    fig.colorbar(im, ax=ax, label="cosine similarity")
+    if c <= 30:
+        ax.set_xticks(range(c), classes, rotation=90, fontsize=6)
+        ax.set_yticks(range(c), classes, fontsize=6)
+    ax.set_title(title or f"inter-class correlation ({c} classes)")
+    _save(fig, plt, path)
+    return sim
+
+
+def head_of(where: str):
+    """(matrix [C, D], classes, title) of an embeddings file, a checkpoint or a run directory."""
+    p = Path(where)
+    if p.is_file() and p.suffix == ".pt":
+        data = safe_load(p, "input")
+        if isinstance(data, dict) and "embeddings" in data and "classes" in data:
+            return (
+                data["embeddings"],
+                list(data["classes"]),
+                f"{data.get('head', 'text')} embeddings, {p.name}",
+            )
+    if not p.exists():
+        raise TkvrError(f"{where}: no such file or run directory")
+    ckpt = read_checkpoint(where, "--checkpoint")
+    w = ckpt["model"].get("head.weight")
+    if not isinstance(w, torch.Tensor):
+        raise TkvrError(f"{where}: the checkpoint holds no head matrix")
+    return w, list(ckpt["classes"]), f"{ckpt['config']['model']['head']} head, {p.name}"
+
+
+def checked_head(where: str):
+    """head_of, with the matrix checked: [C, D] with C >= 2 finite rows, one class name each."""
+    w, classes, title = head_of(where)
+    if not isinstance(w, torch.Tensor) or w.ndim != 2 or w.shape[0] < 2 or w.shape[1] < 1:
+        shape = tuple(w.shape) if isinstance(w, torch.Tensor) else type(w).__name__
+        raise TkvrError(f"{where}: the head matrix is {shape}; a correlation needs [classes >= 2, width]")
+    if len(classes) != w.shape[0]:
+        raise TkvrError(f"{where}: {len(classes)} class names for {w.shape[0]} rows")
+    if not torch.isfinite(w.float()).all():
+        raise TkvrError(f"{where}: the head matrix holds NaN or infinite values")
+    return w, classes, title
+
+
+def _runs(inputs: list[str]) -> list[Path]:
+    """Run directories (holding report.json) named, or found one level inside a named folder."""
+    runs = []
+    for where in inputs:
+        p = Path(where)
+        if (p / "report.json").is_file():
+            runs.append(p)
+            continue
+        inside = sorted(q.parent for q in p.glob("*/report.json")) if p.is_dir() else []
+        if not inside:
+            raise TkvrError(f"{where}: not a finished run (no report.json) nor a folder of runs")
+        runs += inside
+    return runs
+
+
+def _config(run: Path) -> dict:
+    return read_yaml(run / "config.yaml", "run config") if (run / "config.yaml").is_file() else {}
+
+
+def _field(d: dict, group: str, key: str, default):
+    """config.yaml's group.key, or `default` where the file does not hold it."""
+    inner = d.get(group)
+    return inner.get(key, default) if isinstance(inner, dict) else default
+
+
+def plot_fractions(inputs: list[str], path) -> dict:
+    """{head: [(fraction, mean top-1, std, n runs), ...]} drawn as one curve per head."""
+    points: dict[str, dict[float, list[float]]] = {}
+    for run in _runs(inputs):
+        cfg = _config(run)
+        report = read_json(run / "report.json", "run report")
+        if not report.get("final"):
+            raise TkvrError(f"{run}: its report has no final validation; it cannot be a point of the curve")
+        head = str(_field(cfg, "model", "head", "?"))
+        try:
+            frac = float(_field(cfg, "data", "label_fraction", 1.0))
+            top1 = float(report["final"]["top1"])
+        except (KeyError, TypeError, ValueError):
+            raise TkvrError(
+                f"{run}: report.json's final top1 or config.yaml's label_fraction is not a number; "
+                "was the file edited or cut short?"
+            ) from None
+        if not (0 < frac <= 1 and math.isfinite(top1)):
+            raise TkvrError(f"{run}: label fraction {frac} or top-1 {top1} is out of range")
+        points.setdefault(head, {}).setdefault(frac, []).append(top1)
+    curves = {
+        h: [(f, statistics.fmean(v), statistics.pstdev(v), len(v)) for f, v in sorted(pts.items())]
+        for h, pts in sorted(points.items())
+    }
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    names = {"text": "vision-text (text head)", "learned": "vision-only (learned head)"}
+    for head, pts in curves.items():
+        ax.errorbar(
+            [p[0] * 100 for p in pts],
+            [p[1] for p in pts],
+            yerr=[p[2] for p in pts],
+            marker="o",
+            capsize=3,
+            label=names.get(head, f"{head} head"),
+        )
+    ax.set_xlabel("labelled training data (%)")
+    ax.set_ylabel("top-1 (%)")
+    ax.legend()
+    _save(fig, plt, path)
+    return curves
+
+
+def plot_loss(inputs: list[str], path) -> dict:
+    """{run label: [(step, loss), ...]} from each run's steps.csv, one curve per run."""
+    curves = {}
+    for run in _runs(inputs):
+        steps = run / "steps.csv"
+        if not steps.is_file():
+            raise TkvrError(f"{run}: no steps.csv")
+        table = read_table(steps, "steps log", {"step": int, "loss": float})
+        rows = [
+            (r["step"], r["loss"])
+            for r in table
+            if isinstance(r["loss"], float) and isinstance(r["step"], int)
+        ]
+        head = str(_field(_config(run), "model", "head", "?"))
+        curves[f"{run.name} ({head} head)"] = rows
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for label, rows in curves.items():
+        ax.plot([r[0] for r in rows], [r[1] for r in rows], label=label)
+    from matplotlib.ticker import MaxNLocator  # deferred: only figures need matplotlib (slow to import)
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss")
+    ax.legend(fontsize=7)
+    _save(fig, plt, path)
+    return curves
+
+
+def plot(figure: str, inputs: list[str], out: str):
+    """`tkvr plot`: draw one figure; returns what it drew."""
+    if figure == "correlation":
+        w, classes, title = checked_head(inputs[0])
+        return plot_correlation(w, classes, out, title)
+    if figure == "fractions":
+        return plot_fractions(inputs, out)
+    return plot_loss(inputs, out)
+
+
+def draw(cfg) -> object:
+    """`tkvr plot` from its settings (cfg: PlotConfig)."""
+    return plot(cfg.figure, cfg.inputs, cfg.out)

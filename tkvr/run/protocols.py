@@ -1,0 +1,289 @@
+"""The paper's protocols over ordinary training runs: the few-shot sweep and zero-shot transfer.
+
+few-shot (Table 8): K videos per class for ALL classes, seeded, identical on every rank, the
+sample saved in each run directory (sample.json) before it trains; one run per K and seed,
+evaluated on the full validation split. Schedule (--shot-schedule): released (the released
+few-shot configs and train.py: the sample repeated floor(split / sample) times to about the
+length of the full training split, --epochs epochs; the released code draws an unseeded sample on
+every GPU, tkvr one seeded sample for all ranks) or paper (the paper's text: --shot-epochs passes
+over the sample itself).
+
+zero-shot (Table 9): the pre-trained model ("w/o train") and the model trained on the seen
+classes ("w/ train"), both scored on the unseen classes' validation videos with the unseen
+names swapped in as the classifier (tkvr.model.swap_classes). Protocol `full` scores all unseen
+classes at once; `half` scores 10 seeded random halves and reports mean ± std (as later papers do).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import statistics
+from pathlib import Path
+
+from tkvr.base.choices import ALL_SHOTS, parse_shots
+from tkvr.base.config import FewshotConfig, ZeroshotConfig
+from tkvr.base.errors import TkvrError
+from tkvr.base.fileio import atomic_write_text, read_json, read_text
+from tkvr.base.progress import count, say
+from tkvr.data.loader import eval_loader, eval_set
+from tkvr.data.sampling import k_shot
+from tkvr.data.specs import resolve
+from tkvr.data.video import pick_decoder
+from tkvr.model.cost import cost_of
+from tkvr.model.text import run_templates
+from tkvr.model.video_model import build, preprocess_of, swap_classes
+from tkvr.run.evaluation import resolved_auto
+from tkvr.run.launch import make_fabric
+from tkvr.run.metrics import predict_scores, protocol_top1
+from tkvr.run.training import plan, plan_run_dir, resolve_run
+from tkvr.run.training import train as train_run
+
+
+def named(fn, flag: str, *args):
+    """fn(*args), its errors naming `flag` (--train, --eval) where they would say --data."""
+    try:
+        return fn(*args)
+    except TkvrError as e:
+        text = str(e)
+        raise TkvrError(flag + text[len("--data") :] if text.startswith("--data") else text) from None
+
+
+def label(k: int) -> str:
+    return "all" if k == ALL_SHOTS else str(k)
+
+
+def read_sample(path: str, train, classes: list[str]) -> list[int]:
+    """A saved sample (sample.json of an earlier run, or `path<TAB>class` lines) -> indices."""
+    p = Path(path)
+    if not p.is_file():
+        raise TkvrError(f"--sample {path}: no such file")
+
+    if p.suffix == ".json":
+        rows = read_json(p, "--sample").get("samples")
+        if not isinstance(rows, list) or not all(
+            isinstance(r, list) and all(isinstance(x, str) for x in r) for r in rows
+        ):
+            raise TkvrError(f"--sample {path}: not a sample file (sample.json of a few-shot run)")
+    else:
+        rows = [ln.split("\t") for ln in read_text(p, "--sample").splitlines() if ln.strip()]
+    where = {s.path: i for i, s in enumerate(train)}
+    ids = []
+    for n, row in enumerate(rows, 1):
+        if len(row) != 2:
+            raise TkvrError(f"--sample {path}:{n}: expected a path and a class name")
+        sp, cls = row
+        if sp not in where:
+            raise TkvrError(f"--sample {path}:{n}: {sp} is not in the training split")
+        if classes[train[where[sp]].label] != cls:
+            raise TkvrError(
+                f"--sample {path}:{n}: {sp} is labelled {cls!r} in the sample but "
+                f"{classes[train[where[sp]].label]!r} in the dataset"
+            )
+        ids.append(where[sp])
+    return ids
+
+
+def fewshot(cfg: FewshotConfig) -> dict[str, dict]:
+    """The sweep: K ('1', '3', 'all', ...) -> {top1, std, runs}; fewshot.csv / fewshot.json in --out
+    (rank 0). K-shot runs train --shot-epochs over their sample; 'all' trains --epochs."""
+
+    base = cfg.train
+    shots = parse_shots(cfg.shots)
+    src = resolve(base.data.data, base.data.data_root, base.data.fold_or())
+    # the released few-shot configs: RandAugment for Kinetics-400, none for UCF-101 and HMDB-51
+    base.data.randaugment = base.data.randaugment_for(off=src.name.split("@")[0] in ("ucf101", "hmdb51"))
+    train = src.split("train")
+    labels = [s.label for s in train]
+    fixed = read_sample(cfg.sample, train, src.classes) if cfg.sample else None
+    for k in shots:  # fail before any training if a K cannot be drawn
+        if k != ALL_SHOTS:
+            k_shot(labels, k, base.optim.seed, src.classes)
+    root = Path(cfg.out)
+    if base.run.dry_run:
+        sub = copy.deepcopy(base)
+        sub.run.out = str(root / "dry_run")
+        return {
+            **plan(sub, src),
+            "fewshot": {
+                "shots": [label(k) for k in shots],
+                "shot_schedule": cfg.shot_schedule,
+                "repeats": cfg.repeats,
+                "runs": {label(k): schedule(cfg, k, len(train), k * len(src.classes)) for k in shots},
+            },
+        }
+    fabric = None  # launched by the first run, once it has checked its model and data
+    results: dict[int, dict] = {}
+    for k in shots:
+        tops = []
+        for r in range(cfg.repeats):
+            seed = base.optim.seed + r
+            sub = copy.deepcopy(base)
+            if k == ALL_SHOTS:  # the fully supervised row: every training sample, --epochs
+                ids, name = list(range(len(train))), f"all_seed{seed}"
+            else:
+                ids = fixed if fixed is not None else k_shot(labels, k, seed, src.classes)
+                name = f"{k}shot_seed{seed}"
+            plan_k = schedule(cfg, k, len(train), len(ids))
+            sub.optim.epochs = plan_k["epochs"]
+            sub.run.out, sub.optim.seed = str(root / name), seed
+            sample = {
+                "dataset": src.name,
+                "shots": k,
+                "seed": seed,
+                "samples": [[train[i].path, src.classes[train[i].label]] for i in ids],
+            }
+
+            def save_sample(f, sample=sample, out=Path(sub.run.out)):
+                if f.global_rank == 0:
+                    atomic_write_text(json.dumps(sample, indent=1), out / "sample.json")
+
+            repeated = ids * plan_k["repeats"]
+            say(
+                f"{label(k)}-shot, seed {seed}: {count(len(ids), 'video')}, {len(repeated)} per epoch, "
+                f"{count(sub.optim.epochs, 'epoch')} -> {sub.run.out}"
+            )
+            res = train_run(sub, src=src, train_ids=repeated, fabric=fabric, on_ready=save_sample)
+            fabric = res.fabric
+            tops.append(res.metrics["top1"])
+        results[label(k)] = {
+            "top1": statistics.fmean(tops),
+            "std": statistics.pstdev(tops) if len(tops) > 1 else 0.0,
+            "runs": tops,
+        }
+    if fabric.global_rank == 0:
+        atomic_write_text(
+            "shots,top1,std,runs\n"
+            + "".join(
+                f"{k},{v['top1']:.4f},{v['std']:.4f},{' '.join(f'{t:.4f}' for t in v['runs'])}\n"
+                for k, v in results.items()
+            ),
+            root / "fewshot.csv",
+        )
+        atomic_write_text(json.dumps(results, indent=1), root / "fewshot.json")
+    return results
+
+
+def schedule(cfg: FewshotConfig, k: int, split: int, sample: int) -> dict:
+    """How one K-shot run of the sweep trains: {epochs, repeats (of the sample per epoch),
+    clips_per_epoch}. released: the sample repeated floor(split / sample) times (the released
+    train.py), --epochs epochs; paper: the sample once, --shot-epochs epochs. 'all' is the whole
+    split for --epochs. --epoch-size sets the clips per epoch of a K-shot run in both.
+
+    >>> from tkvr.base.config import FewshotConfig
+    >>> schedule(FewshotConfig(), 1, 9537, 101)   # UCF-101 split 1, 1-shot, released
+    {'epochs': 30, 'repeats': 94, 'clips_per_epoch': 9494}
+    >>> schedule(FewshotConfig(shot_schedule="paper"), 1, 9537, 101)
+    {'epochs': 200, 'repeats': 1, 'clips_per_epoch': 101}
+    """
+    if k == ALL_SHOTS:
+        return {"epochs": cfg.train.optim.epochs, "repeats": 1, "clips_per_epoch": split}
+    if cfg.epoch_size:
+        repeats = max(1, math.ceil(cfg.epoch_size / sample))
+    else:
+        repeats = max(1, split // sample) if cfg.shot_schedule == "released" else 1
+    epochs = cfg.train.optim.epochs if cfg.shot_schedule == "released" else cfg.shot_epochs
+    return {"epochs": epochs, "repeats": repeats, "clips_per_epoch": repeats * sample}
+
+
+def zeroshot(cfg: ZeroshotConfig) -> dict:
+    """Rows without_training (and with_training unless --no-train), each {top1, num_samples}
+    (+ std, halves under --protocol half); zeroshot.json in --out (rank 0)."""
+
+    base = copy.deepcopy(cfg.train)
+    base.data.data = cfg.seen
+    d = base.data
+    seen = named(resolve, "--train", cfg.seen, d.data_root, d.fold_or())
+    unseen = named(resolve, "--eval", cfg.eval_data, d.data_root, d.fold_or())
+    # Overlap matters only when the model trains on the seen classes; the pre-trained model alone
+    # may score every class of a dataset (plain CLIP zero-shot, Table 10's K = 0).
+    if not cfg.no_train and seen.name.split("@")[0] == unseen.name.split("@")[0]:
+        both = set(seen.class_ids()) & set(unseen.class_ids())
+        if both:
+            ids = seen.class_ids()
+            example = seen.classes[ids.index(next(iter(sorted(both, key=str))))]
+            raise TkvrError(
+                f"--train {cfg.seen} and --eval {cfg.eval_data} share {len(both)} classes "
+                f"(e.g. {example!r}); seen and unseen classes must not overlap"
+            )
+    if cfg.protocol == "half" and len(unseen.classes) < 2:
+        raise TkvrError(
+            f"--protocol half needs at least 2 eval classes; {cfg.eval_data} has {len(unseen.classes)}"
+        )
+    root = Path(cfg.out)
+    base.run.out = str(root / "seen")
+    templates = run_templates(base.model, unseen.templates)
+    base, seen = resolve_run(base, seen)  # the run's settings, resolved once; frozen from here
+    # auto: every video of another dataset (the released cross-dataset evaluation), the val split
+    # of a class subset of the training dataset (K100: its training videos are no one's)
+    other = seen.name.split("@")[0] != unseen.name.split("@")[0]
+    eval_set_ = cfg.eval_set if cfg.eval_set != "auto" else ("all" if other else "val")
+    videos = unseen.every() if eval_set_ == "all" else unseen.split("val")
+    if base.run.dry_run:
+        resolved = (
+            plan(base, seen)
+            if not cfg.no_train
+            else {**_resolved_untrained(base, seen), "cost": cost_of(base, len(unseen.classes))}
+        )
+        return {
+            **resolved,
+            "zeroshot": {
+                "train": seen.name,
+                "eval": unseen.name,
+                "eval_set": eval_set_,
+                "eval_samples": len(videos),
+                "eval_classes": len(unseen.classes),
+                "protocol": cfg.protocol,
+                "no_train": cfg.no_train,
+                "epochs": None if cfg.no_train else base.optim.epochs,
+            },
+        }
+    decoder = pick_decoder(d.decoder)
+
+    def score(fabric, model) -> dict:
+        val = eval_set(
+            videos,
+            unseen,
+            base.model.frames,
+            preprocess_of(model),
+            d.views,
+            decoder,
+            d.decode_device,
+            d.test_scale,
+        )
+        pred = predict_scores(
+            fabric,
+            model,
+            eval_loader(fabric, val, base.optim.device_batch or 16, d.workers),
+            average=d.view_average,
+        )
+        return protocol_top1(pred, len(unseen.classes), cfg.protocol, base.optim.seed)
+
+    rows = {}
+    # w/o train: the pre-trained model (no weights trained yet), the unseen names swapped in
+    backbone, model = build(base, seen.classes, base.model.templates)
+    swap_classes(model, backbone, unseen.classes, templates, base.model.text_encoder)
+    if not cfg.no_train:
+        plan_run_dir(base)  # a refused --out must fail now, not after the first row
+    fabric = make_fabric(base.device)
+    rows["without_training"] = score(fabric, fabric.setup_module(model))
+    say(f"w/o train: top-1 {fmt(rows['without_training'])} on {len(unseen.classes)} unseen classes")
+    if not cfg.no_train:
+        res = train_run(base, src=seen, fabric=fabric)
+        swap_classes(res.model, res.backbone, unseen.classes, templates, base.model.text_encoder)
+        rows["with_training"] = score(res.fabric, res.model)
+        say(f"w/ train: top-1 {fmt(rows['with_training'])} on {len(unseen.classes)} unseen classes")
+    out = {**rows, "protocol": cfg.protocol, "train": seen.name, "eval": unseen.name, "eval_set": eval_set_}
+    if fabric.global_rank == 0:
+        atomic_write_text(json.dumps(out, indent=1), root / "zeroshot.json")
+    return out
+
+
+def _resolved_untrained(base, seen) -> dict:
+    """--no-train --dry-run: the model's settings as resolved, without a run to plan."""
+    return {**base.to_dict(), "auto": resolved_auto(base)}
+
+
+def fmt(r: dict) -> str:
+    return f"{r['top1']:.2f}%" + (f" ± {r['std']:.2f}" if "std" in r else "")

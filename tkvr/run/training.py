@@ -1,0 +1,345 @@
+"""A training run from its config: validate, build, then write the run directory and fit.
+
+Everything that can be wrong with a request is found before the first side effect: the flags
+(config validation), the data (resolved and split), the run directory (a folder holding a
+checkpoint is a run; one without is not), the model (backbone name, weights, embeddings file,
+temporal module) and the datasets. Only then is a process launched and `--out` written, so a
+corrected rerun never meets a half-made run directory.
+
+Run directory: config.yaml, checkpoints/{last,best}.pt, metrics.csv, steps.csv,
+train_samples.txt, report.json, unreadable.txt (when a training video did not read), and for
+--head lda its feature cache and matrix.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import yaml
+
+from tkvr.base.config import TrainConfig
+from tkvr.base.errors import TkvrError
+from tkvr.base.fileio import atomic_save, atomic_write_text, safe_load
+from tkvr.base.progress import count, say
+from tkvr.base.settings import freeze
+from tkvr.data.loader import BadFiles, augment_on, datasets, eval_loader, eval_set, loader, workers_for
+from tkvr.data.specs import absolute, resolve
+from tkvr.data.video import kind_of, pick_decoder
+from tkvr.model.cost import cost_of
+from tkvr.model.heads import Head, fit_lda
+from tkvr.model.text import load_embeddings, run_templates, save_embeddings
+from tkvr.model.video_model import build, check_encoder, preprocess_of
+from tkvr.run.checkpoint import check_resumable
+from tkvr.run.engine import Parts, Trainer, history, write_report
+from tkvr.run.evaluation import resolved_auto
+from tkvr.run.launch import make_fabric, precision_here
+from tkvr.run.metrics import extract_features
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    epochs: int
+    steps: int
+    best_top1: float
+    metrics: dict  # the last validation: top1, top5, mean_class_accuracy, num_samples, ...
+    history: list[dict] = field(default_factory=list)  # one row per epoch
+    unreadable: list[str] = field(default_factory=list)  # training videos that did not read
+    model: object = None  # the trained model (Fabric-wrapped)
+    backbone: object = None  # its open_clip backbone (the text tower embeds new class names)
+    fabric: object = None
+
+
+def plan_run_dir(cfg: TrainConfig) -> Path | None:
+    """Check --out / --resume without writing; return the checkpoint to resume from (or None)."""
+    out = Path(cfg.run.out)
+    if out.exists() and not out.is_dir():
+        raise TkvrError(f"--out {out} is a file; give a folder for the run")
+    last = out / "checkpoints" / "last.pt"
+    if cfg.run.resume:
+        path = last if cfg.run.resume == "auto" else Path(cfg.run.resume)
+        if cfg.run.resume == "auto" and not path.is_file():
+            return None  # nothing to resume yet: start fresh
+        if not path.is_file():
+            raise TkvrError(f"--resume {cfg.run.resume}: no such checkpoint")
+        check_resumable(path, cfg)
+        return path
+    if last.exists() or (out / "checkpoints" / "best.pt").exists():
+        raise TkvrError(
+            f"--out {out} already holds a run; continue it with --resume auto, or choose another --out"
+        )
+    return None
+
+
+def resolve_run(cfg: TrainConfig, src=None) -> tuple[TrainConfig, object]:
+    """The run's settings with everything that depends on its data or this machine resolved: fold,
+    absolute data paths, templates, --randaugment, --augment and --precision auto, the text
+    encoder that made --embeddings, one frame for a still-image dataset. What config.yaml records.
+    A frozen copy: `cfg` stays as the user gave it, and no layer changes the run's settings
+    afterwards. No side effects. -> (settings, data source). The settings are valid already: the
+    command line validates them, scripts use `TrainConfig.from_flags`."""
+    src = src or resolve(cfg.data.data, cfg.data.data_root, cfg.data.fold_or())
+    run = freeze(copy.deepcopy(cfg), False)
+    run.data.fold = cfg.data.fold_or()  # the checkpoint records the fold it was trained on
+    run.data.data = absolute(cfg.data.data)  # and a data path that works from anywhere
+    if cfg.data.data_root:
+        run.data.data_root = os.path.abspath(cfg.data.data_root)
+    run.model.templates = run_templates(cfg.model, src.templates)
+    run.data.randaugment = cfg.data.randaugment_for()
+    run.data.augment = augment_on(cfg)
+    run.device.precision = precision_here(cfg.device, say_why=True)
+    m = cfg.model
+    if m.embeddings and m.head == "text" and m.template_mode != "learn" and not m.text_online:
+        made_by = load_embeddings(m.embeddings, flag="--embeddings").get("text_encoder")
+        check_encoder(m.text_encoder, m.embeddings, made_by)
+        run.model.text_encoder = made_by  # new class names (zero-shot) get the encoder that made the file
+    first = next(iter(src.splits.values()), [])
+    if first and kind_of(first[0].path) == "image" and cfg.model.frames != 1:
+        # an image dataset trains 1-frame clips: more frames of one image would only cost time
+        say(f"{src.name} holds still images: --frames {cfg.model.frames} -> 1 (an image is a 1-frame clip)")
+        run.model.frames = 1
+    return freeze(run), src
+
+
+def plan(cfg: TrainConfig, src=None) -> dict:
+    """--dry-run: everything train() checks before its first side effect, and the settings it
+    would record: config.yaml's keys, `auto:` (what automatic values become here) and `cost:`."""
+
+    cfg, src = resolve_run(cfg, src)
+    plan_run_dir(cfg)
+    return {
+        **cfg.to_dict(),
+        "auto": resolved_auto(cfg),
+        "classes": len(src.classes),
+        "train_samples": len(src.split("train")),
+        "cost": cost_of(cfg, len(src.classes)),
+    }
+
+
+def train(
+    cfg: TrainConfig, src=None, train_ids: list[int] | None = None, fabric=None, on_ready=None
+) -> TrainResult:
+    """Train; `src` / `train_ids` let the protocols pass a class subset or a K-shot sample,
+    `fabric` an already launched Fabric. `on_ready(fabric)` runs once everything has been
+    checked, just before the run directory is written (the few-shot sweep writes its sample)."""
+
+    out = Path(cfg.run.out)
+    cfg, src = resolve_run(cfg, src)
+    if cfg.optim.warmup >= cfg.optim.epochs:
+        say(
+            f"warning: --warmup {cfg.optim.warmup:g} >= --epochs {cfg.optim.epochs}: "
+            "the learning rate stays on "
+            "its warm-up ramp for the whole run; lower --warmup for short runs"
+        )
+    resume = plan_run_dir(cfg)
+    t0 = time.time()
+    backbone, model = build(cfg, src.classes, cfg.model.templates)
+    train_set, val_set = datasets(cfg, src, preprocess_of(model), train_ids)
+    fabric = fabric or make_fabric(cfg.device)
+    if on_ready is not None:
+        on_ready(fabric)
+    if fabric.global_rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        write_config(cfg, out)  # first, so a crashed run still says what it was
+    fabric.barrier()
+    if cfg.model.head == "lda" and resume is None:
+        fit_lda_head(fabric, cfg, model, src, train_set.samples, preprocess_of(model), out)
+    write_samples(train_set.samples, src.classes, out, fabric.global_rank)
+    say(
+        f"run {out}: {cfg.model.backbone} + {cfg.model.temporal}, head {cfg.model.head}, "
+        f"{count(len(src.classes), 'class')}, "
+        f"{len(train_set)} train / {len(val_set)} val samples, {count(fabric.world_size, 'device')}"
+    )
+    bad = BadFiles(
+        train_set.samples,
+        cfg.data.max_bad_fraction,
+        out / "unreadable.txt" if fabric.global_rank == 0 else None,
+    )
+    trainer = Trainer(
+        cfg, fabric, ready(cfg, fabric, model, train_set, val_set), src.classes, out, bad, resume
+    )
+    if trainer.epoch >= cfg.optim.epochs:  # a finished run: its report stays as it is
+        say(f"{out} has finished its {cfg.optim.epochs} epochs; nothing to train (raise --epochs to go on)")
+        return TrainResult(
+            out,
+            trainer.epoch,
+            trainer.step,
+            trainer.best,
+            {},
+            history(out / "metrics.csv"),
+            [],
+            trainer.model,
+            backbone,
+            fabric,
+        )
+    fit = trainer.fit()
+    rank0 = fabric.global_rank == 0
+    result = TrainResult(
+        out,
+        trainer.epoch,
+        trainer.step,
+        trainer.best,
+        fit.metrics,
+        history(out / "metrics.csv") if rank0 else fit.history,
+        bad.paths(),
+        trainer.model,
+        backbone,
+        fabric,
+    )
+    if rank0:
+        finish(cfg, result, time.time() - t0)
+    return result
+
+
+def finish(cfg: TrainConfig, r: TrainResult, wall: float) -> None:
+    """unreadable.txt, report.json and the closing lines (rank 0)."""
+    listed = r.out / "unreadable.txt"
+    if listed.is_file():  # a resumed run: keep what the earlier part found
+        r.unreadable = sorted(set(r.unreadable) | set(listed.read_text(errors="replace").split("\n")) - {""})
+    if r.unreadable:
+        atomic_write_text("".join(p + "\n" for p in r.unreadable), listed)
+        say(
+            f"{count(len(r.unreadable), 'unreadable training video')} replaced; "
+            f"listed in {r.out / 'unreadable.txt'}"
+        )
+    m = r.metrics
+    devices = r.fabric.world_size if r.fabric is not None else 1
+    # the cost column of the paper's Table 6: this process's wall time x every device of the run
+    report = {
+        "run": str(r.out),
+        "wall_s": wall,
+        "devices": devices,
+        "device_hours": wall * devices / 3600,
+        "precision": cfg.device.precision,
+        "epochs": r.epochs,
+        "steps": r.steps,
+        "best_top1": r.best_top1,
+        "unreadable_train": r.unreadable,
+        "final": {k: m[k] for k in ("top1", "top5", "mean_class_accuracy", "num_samples")} if m else {},
+        "history": r.history,
+    }
+    write_report(r.out / "report.json", report, cfg.run.command)
+    if m:
+        say(
+            f"final: top-1 {m['top1']:.2f}%  top-5 {m['top5']:.2f}%  "
+            f"mean class {m['mean_class_accuracy']:.2f}% "
+            f"on {m['num_samples']} val clips; best top-1 {r.best_top1:.2f}%"
+        )
+    say(f"run directory: {r.out} (config.yaml, checkpoints/, metrics.csv, report.json)")
+
+
+def ready(cfg: TrainConfig, fabric, model, train_set, val_set) -> Parts:
+    """The loaders, optimiser and model of a run, set up with Fabric: what the Trainer receives."""
+    o = cfg.optim
+    device_batch = o.device_batch or o.batch_size // fabric.world_size
+    workers = workers_for(cfg.data.workers, cfg.device.devices)
+    rank, world = fabric.global_rank, fabric.world_size
+    train_dl = loader(
+        train_set,
+        device_batch,
+        True,
+        workers,
+        o.seed,
+        rank,
+        world,
+        drop_last=len(train_set) >= device_batch * world,
+    )
+    val_dl = loader(val_set, device_batch, False, workers, o.seed, rank, world)
+    # Batches stay on the CPU until the loop moves the tensors it needs: the `bad` flags are
+    # read on the host every step, and reading them from the device would sync it.
+    train_dl, val_dl = fabric.setup_dataloaders(
+        train_dl, val_dl, use_distributed_sampler=False, move_to_device=False
+    )
+    fused = o.fused if o.fused is not None else fabric.device.type == "cuda"
+    optimizer = torch.optim.AdamW(
+        model.param_groups(o.lr, o.new_lr_ratio, o.weight_decay, o.decay),
+        betas=o.betas,
+        eps=1e-8,
+        fused=fused,
+    )
+    if cfg.run.compile:
+        model.compile_visual()
+    wrapped, optimizer = fabric.setup(model, optimizer)
+    # Augmentations in the main process (workers=0) draw from the global RNG: seed it per rank.
+    torch.manual_seed(o.seed * 1000 + rank)
+    random.seed(o.seed * 1000 + rank)
+    return Parts(model, wrapped, optimizer, train_dl, val_dl, train_set.augment)
+
+
+def write_config(cfg: TrainConfig, out: Path) -> None:
+    atomic_write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), out / "config.yaml")
+
+
+def write_samples(samples, classes: list[str], out: Path, rank: int) -> None:
+    """The distinct training samples this rank can draw from, `path<TAB>class` a line:
+    train_samples.txt on rank 0, train_samples.rank<R>.txt on the others."""
+
+    seen, lines = set(), []
+    for s in samples:
+        if s.path not in seen:
+            seen.add(s.path)
+            lines.append(f"{s.path}\t{classes[s.label]}\n")
+    atomic_write_text(
+        "".join(lines), out / ("train_samples.txt" if rank == 0 else f"train_samples.rank{rank}.txt")
+    )
+
+
+def fit_lda_head(fabric, cfg: TrainConfig, model, src, samples, preprocess: dict, out: Path):
+    """--head lda: pre-trained visual features of up to --lda-samples videos per class of the
+    run's own training samples (a K-shot sample, a label fraction: never more than the run may
+    see; one centre view each), extracted on every device, cached in the run directory;
+    multi-class LDA on them becomes the frozen head."""
+
+    cache = out / "lda_features.pt"
+    if cache.is_file():
+        data = safe_load(cache, "LDA feature cache")
+        feats, labels = data["features"], data["labels"]
+        say(f"LDA: {len(feats)} cached features from {cache}")
+    else:
+        train = list({s.path: s for s in samples}.values())  # distinct: a K-shot sample comes repeated
+        by_class: dict[int, list[int]] = {}
+        for i, s in enumerate(train):
+            by_class.setdefault(s.label, []).append(i)
+        rng = random.Random(cfg.optim.seed)
+        ids = sorted(
+            i for idx in by_class.values() for i in rng.sample(idx, min(len(idx), cfg.model.lda_samples))
+        )
+        ds = eval_set(
+            [train[i] for i in ids],
+            src,
+            cfg.model.frames,
+            preprocess,
+            "1x1",
+            pick_decoder(cfg.data.decoder, quiet=True),
+            cfg.data.decode_device,
+            cfg.data.test_scale,
+        )
+        model.to(fabric.device)
+        feats, labels = extract_features(
+            fabric, model, eval_loader(fabric, ds, cfg.optim.device_batch or 16, cfg.data.workers)
+        )
+        if fabric.global_rank == 0:
+            atomic_save({"features": feats, "labels": labels}, cache)
+        say(
+            f"LDA: features of {len(feats)} training videos (<= {cfg.model.lda_samples} per class) -> {cache}"
+        )
+    w = fit_lda(feats, labels, len(src.classes))
+    old = model.head  # the LDA matrix replaces its placeholder; the temperature stays as built
+    model.head = Head(
+        w,
+        "lda",
+        trainable=cfg.model.unfreeze_head,
+        scale=float(old.scale.detach()),
+        learn_scale=old.logit_scale.requires_grad,
+    )
+    if fabric.global_rank == 0:
+        save_embeddings(
+            out / "lda_embeddings.pt", w, src.classes, cfg.model.backbone, cfg.model.pretrained, [], "lda"
+        )
+    return w
