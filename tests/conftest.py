@@ -176,3 +176,7 @@ def write_faststart_mp4(path, frames=48):
         out.mux(p)
     out.close()
     return path
+
+
+# A model's preprocessing (size, mean, std) for transform tests, small enough to be quick.
+PRE = {"size": 32, "mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)}
