@@ -65,7 +65,7 @@ def tkvr_step(args, classes: int):
 
     from tkvr.base.config import TrainConfig
     from tkvr.model.video_model import build
-    from tkvr.run.engine import cosine_schedule
+    from tkvr.run.engine import lr_schedule
 
     cfg = TrainConfig.from_flags({"backbone": args.backbone, "pretrained": args.pretrained, "frames": args.frames,
                                   "temporal": args.temporal, "head": "random", "grad_checkpointing": args.grad_ckpt,
@@ -77,7 +77,7 @@ def tkvr_step(args, classes: int):
     if args.compile:
         model.visual = torch.compile(model.visual)
     model, opt = fabric.setup(model, opt)
-    sched = cosine_schedule(opt, 10, 1000)
+    sched = lr_schedule(opt, 10, 1000)
     size = model.module.visual.image_size if hasattr(model, "module") else model.visual.image_size
     size = size[0] if isinstance(size, (tuple, list)) else size
     x, y = synthetic(args.batch, args.frames, size, classes, fabric.device)

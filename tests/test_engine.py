@@ -408,3 +408,54 @@ def test_disk_full_while_logging_is_one_line(run_cli, tmp_path, monkeypatch):
     assert code == 1 and lines == [f"tkvr: error: cannot write {tmp_path / 'run' / 'steps.csv'}: "
                                    "No space left on device"], err
     assert (tmp_path / "run" / "config.yaml").is_file()  # what was written before stays
+
+
+def test_schedules_after_the_warm_up():
+    """--schedule: the learning-rate factor per optimiser step, warm-up of 2 steps out of 10."""
+    from tkvr.run.engine import lr_schedule
+
+    def factors(kind):
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+        sched, out = lr_schedule(opt, 2, 10, kind), []
+        for _ in range(10):
+            out.append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step()
+        return out
+
+    cosine, step, constant = factors("cosine"), factors("step"), factors("constant")
+    assert cosine[:2] == step[:2] == constant[:2] == [0.5, 1.0]  # linear warm-up from 0
+    assert constant[2:] == [1.0] * 8
+    assert step[2:] == [1.0, 1.0, 1.0, 1.0, 0.1, 0.1, 0.01, 0.01]  # x0.1 at 50%, x0.01 from 75%
+    assert cosine[2] == 1.0 and abs(cosine[6] - 0.5) < 1e-12 and cosine[9] < cosine[8] < cosine[7]
+
+
+def test_label_smoothing_is_the_smoothed_cross_entropy():
+    from types import SimpleNamespace
+
+    from tkvr.base.config import TrainConfig
+    from tkvr.model.video_model import VideoModel, build
+
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.5, 1.5, 0.0]])
+    y = torch.tensor([0, 2])
+    logp = logits.log_softmax(-1)
+    for eps in (0.0, 0.1, 0.5):
+        policy = SimpleNamespace(objective="recognition", label_smoothing=eps)
+        loss = VideoModel.loss(policy, lambda x: logits, None, y)
+        expect = ((1 - eps) * -logp[[0, 1], y] + eps * -logp.mean(-1)).mean()  # by hand
+        torch.testing.assert_close(loss, expect)
+    _, model = build(TrainConfig.from_flags({"backbone": "tiny", "label_smoothing": 0.1}), ["a", "b"], ["{}"])
+    assert model.label_smoothing == 0.1  # the setting reaches the model's loss
+
+
+def test_save_every_keeps_epoch_checkpoints(run_cli, tmp_path):
+    from conftest import small_set
+
+    data = small_set(tmp_path, bad=())
+    code, _, err = run_cli("train", "--data", data, "--backbone", "tiny", "--frames", "2", "--batch-size", "2",
+                           "--workers", "0", "--epochs", "2", "--warmup", "0", "--save-every", "1",
+                           "--out", tmp_path / "run")
+    assert code == 0, err
+    ckpts = tmp_path / "run" / "checkpoints"
+    assert sorted(p.name for p in ckpts.glob("*.pt")) == ["best.pt", "epoch_1.pt", "epoch_2.pt", "last.pt"]
+    assert [torch.load(ckpts / f"epoch_{e}.pt", weights_only=True)["epoch"] for e in (1, 2)] == [1, 2]

@@ -25,6 +25,7 @@ SHOT_SCHEDULES = ("released", "paper")
 EVAL_SETS = ("auto", "all", "val")
 TEMPLATE_MODES = ("average", "augment", "learn")
 OBJECTIVES = ("recognition", "matching")
+SCHEDULES = ("cosine", "step", "constant")
 FIGURES = ("correlation", "fractions", "loss")  # tkvr plot
 SUFFIXES = (".png", ".svg", ".pdf")
 SPLITS = ("train", "val")

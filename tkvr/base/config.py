@@ -24,6 +24,7 @@ from tkvr.base.choices import (
     OBJECTIVES,
     PRECISIONS,
     RANDAUG,
+    SCHEDULES,
     SHOT_SCHEDULES,
     SPLITS,
     STRATEGIES,
@@ -211,6 +212,11 @@ class ModelConfig(Settings):
         "videos and the text embeddings of their class names.",
         choices=OBJECTIVES,
     )
+    label_smoothing: float = setting(
+        0.0,
+        "Label smoothing of the recognition loss: the target puts this much mass evenly on "
+        "all classes (0: none, as the paper and the released code).",
+    )
     text_online: bool = setting(
         False,
         "--objective matching: train CLIP's text encoder too (online), at the "
@@ -288,6 +294,10 @@ class ModelConfig(Settings):
             problems.append(
                 f"--objective matching matches videos with their class names' text; --head is {self.head}"
             )
+        if not 0 <= self.label_smoothing < 1:
+            problems.append(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.label_smoothing and self.objective == "matching":
+            problems.append("--label-smoothing smooths the recognition loss; --objective matching has none")
         if self.text_online and self.objective != "matching":
             problems.append(
                 "--text-online trains the text encoder under --objective matching; add it, or leave "
@@ -425,7 +435,13 @@ class OptimConfig(Settings):
         choices=DECAY,
     )
     betas: tuple[float, float] = setting((0.9, 0.98), cli=False)
-    warmup: float = setting(5.0, "Warm-up epochs of the cosine schedule.")
+    warmup: float = setting(5.0, "Warm-up epochs (the learning rate rises linearly from 0).")
+    schedule: str = setting(
+        "cosine",
+        "The learning rate after the warm-up: cosine (down to 0, the paper's), step (x0.1 at "
+        "50% and again at 75% of the steps after the warm-up) or constant.",
+        choices=SCHEDULES,
+    )
     grad_clip: float | None = setting(None, "Clip the gradient norm to this.")
     batch_gather: bool = setting(
         False,
@@ -473,6 +489,9 @@ class RunConfig(Settings):
     resume: str | None = setting(None, "auto (this run's last checkpoint, if any) or a checkpoint PATH.")
     eval_every: int = setting(1, "Validate every N epochs.")
     log_every: int = setting(10, "Steps between rows of steps.csv.")
+    save_every: int | None = setting(
+        None, "Also keep checkpoints/epoch_N.pt every N epochs (last.pt and best.pt are always kept)."
+    )
     compile: bool = setting(False, "torch.compile the visual encoder.")
     tensorboard: bool = setting(False, "Also log to TensorBoard (needs tensorboard).")
     command: str = setting("", cli=False)  # the command line, for the report
@@ -484,7 +503,7 @@ class RunConfig(Settings):
 
     def validate(self) -> list[str]:
         problems: list[str] = []
-        _at_least(problems, self, 1, "eval_every", "log_every")
+        _at_least(problems, self, 1, "eval_every", "log_every", "save_every")
         return problems
 
 

@@ -42,12 +42,20 @@ from tkvr.run.metrics import evaluate
 
 
 # ---------------------------------------------------------------- schedule
-def cosine_schedule(optimizer, warmup_steps: int, total_steps: int):
+def lr_schedule(optimizer, warmup_steps: int, total_steps: int, kind: str = "cosine"):
+    """A linear warm-up from 0 over `warmup_steps`, then `kind` (--schedule): cosine down to 0
+    at `total_steps`, step (x0.1 at 50% and x0.01 from 75% of the steps after the warm-up), or
+    constant. Stepped once per optimiser step."""
+
     def factor(step: int) -> float:
         if step < warmup_steps:
             return (step + 1) / warmup_steps
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        if kind == "step":
+            return 0.01 if progress >= 0.75 else 0.1 if progress >= 0.5 else 1.0
+        if kind == "constant":
+            return 1.0
+        return 0.5 * (1 + math.cos(math.pi * progress))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
@@ -149,8 +157,11 @@ class Trainer:
             parts.augment,
         )
         self.steps_per_epoch = max(1, self._batches() // self.accum)
-        self.scheduler = cosine_schedule(
-            self.optimizer, round(o.warmup * self.steps_per_epoch), self.steps_per_epoch * o.epochs
+        self.scheduler = lr_schedule(
+            self.optimizer,
+            round(o.warmup * self.steps_per_epoch),
+            self.steps_per_epoch * o.epochs,
+            o.schedule,
         )
         self.bad = bad_budget
         self.gather = gather_with_grad if o.batch_gather and fabric.world_size > 1 else None
@@ -338,6 +349,8 @@ class Trainer:
                 self.best = m["top1"]
                 self.save("best")
         self.save("last")
+        if self.cfg.run.save_every and self.epoch % self.cfg.run.save_every == 0:
+            self.save(f"epoch_{self.epoch}")  # kept: the next epoch does not replace it
         if self.fabric.global_rank == 0:
             self.epochs_log.write(row)
             if self.tb is not None:
