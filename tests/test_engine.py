@@ -459,3 +459,25 @@ def test_save_every_keeps_epoch_checkpoints(run_cli, tmp_path):
     ckpts = tmp_path / "run" / "checkpoints"
     assert sorted(p.name for p in ckpts.glob("*.pt")) == ["best.pt", "epoch_1.pt", "epoch_2.pt", "last.pt"]
     assert [torch.load(ckpts / f"epoch_{e}.pt", weights_only=True)["epoch"] for e in (1, 2)] == [1, 2]
+
+
+def test_resume_in_one_line_takes_the_runs_own_settings(run_cli, tmp_path):
+    """`--out RUN --resume auto` alone continues a run trained with non-default flags; a flag
+    given beside it that would change the model is refused by name."""
+    import yaml
+    from conftest import small_set
+
+    data = small_set(tmp_path, bad=())
+    code, _, err = run_cli("train", "--data", data, "--backbone", "tiny", "--frames", "2", "--batch-size", "2",
+                           "--workers", "0", "--epochs", "1", "--warmup", "0", "--temporal", "token-t1d",
+                           "--lr", "1e-4", "--out", tmp_path / "run")
+    assert code == 0, err
+    code, out, err = run_cli("train", "--out", tmp_path / "run", "--resume", "auto", "--epochs", "2")
+    assert code == 0, err
+    assert "with its own settings" in out and "given here: --epochs" in out
+    rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[1:]
+    assert [r.split(",")[0] for r in rows] == ["1", "2"]  # one more epoch, of the same run
+    cfg = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert (cfg["model"]["temporal"], cfg["optim"]["lr"], cfg["optim"]["epochs"]) == ("token-t1d", 1e-4, 2)
+    code, _, err = run_cli("train", "--out", tmp_path / "run", "--resume", "auto", "--backbone", "tiny-rn")
+    assert_user_error(code, err, "--backbone", "drop --backbone")

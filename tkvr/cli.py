@@ -9,13 +9,15 @@ loading it.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from tkvr import __version__
 from tkvr.base.errors import WRITE_FAULTS, Fault, TkvrError, one_line
-from tkvr.base.progress import publish, show_plan
-from tkvr.base.settings import build, leaves, options, value_of
+from tkvr.base.progress import publish, say, show_plan
+from tkvr.base.settings import build, from_run, leaves, options, value_of
 from tkvr.commands import COMMANDS, Command, NotBuilt, load
 
 ARGV: list[str] = []  # the arguments of this invocation, for reports
@@ -36,9 +38,25 @@ def cli():
     """
 
 
+def given(kw: dict) -> set[str]:
+    """The settings named on the command line or in a --config file (not left at their default)."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return set(kw)
+    return {k for k in kw if ctx.get_parameter_source(k) not in (None, ParameterSource.DEFAULT)}
+
+
 def parse(cls, kw: dict):
-    """Parsed flags -> the command's config (repeated options: a list, or None when not given)."""
+    """Parsed flags -> the command's config (repeated options: a list, or None when not given).
+    With --resume, what was not given comes from the run's own config.yaml."""
     kw = {k: (list(v) or None) if isinstance(v, tuple) else v for k, v in kw.items()}
+    if kw.get("resume"):
+        run = Path(kw["out"]) if kw["resume"] == "auto" else Path(kw["resume"]).parent.parent
+        named = given(kw) - {"out", "resume"}
+        kw = from_run(kw, named, run / "config.yaml")
+        if (run / "config.yaml").is_file():
+            changed = ", ".join("--" + k.replace("_", "-") for k in sorted(named)) or "none"
+            say(f"resuming {run} with its own settings (config.yaml); given here: {changed}")
     if "command" in leaves(cls):
         kw["command"] = " ".join(["tkvr"] + ARGV)
     return build(cls, kw)

@@ -22,11 +22,13 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import MISSING, field
+from pathlib import Path
 
 import click
 import yaml
 
 from tkvr.base.errors import TkvrError
+from tkvr.base.fileio import read_yaml
 
 
 def setting(
@@ -278,3 +280,22 @@ def options(cls, config_file: bool = False):
         return fn
 
     return decorate
+
+
+# Settings a resumed run takes from the command line even where its config.yaml says otherwise.
+NOT_RECORDED = ("out", "resume", "dry_run", "command")
+
+
+def from_run(kw: dict, given: set[str], config_yaml: Path) -> dict:
+    """`tkvr train --resume`: every setting not `given` on the command line (or by --config) is
+    the run's own, from its config.yaml, so `--out RUN --resume auto` alone continues it. Given
+    flags stay; the resume check refuses those that would change the model or the data."""
+    if not config_yaml.is_file():
+        return kw
+    recorded = read_yaml(config_yaml, "the run's config.yaml")
+    flat = {k: v for group in recorded.values() if isinstance(group, dict) for k, v in group.items()}
+    out = dict(kw)
+    for k, v in flat.items():
+        if k in out and k not in given and k not in NOT_RECORDED:
+            out[k] = list(v) if isinstance(v, (list, tuple)) else v
+    return out

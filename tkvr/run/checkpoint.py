@@ -178,7 +178,8 @@ def check_resumable(path: Path, cfg: TrainConfig) -> None:
         was, now = getattr(getattr(old, group), k), getattr(getattr(cfg, group), k)
         raise TkvrError(
             f"--resume {path}: the checkpoint was trained with a different --{flag} "
-            f"({was!r}, now {now!r}); resume with the same settings"
+            f"({was!r}, now {now!r}); drop --{flag} (a resumed run keeps its own settings) or "
+            "train into another --out"
         )
 
 
