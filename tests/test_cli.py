@@ -9,7 +9,7 @@ from conftest import TINY_RUN, assert_user_error, write_clip
 def test_help_lists_every_command(run_cli):
     code, out, _ = run_cli("--help")
     assert code == 0
-    for name in ("embed", "train", "eval", "fewshot", "zeroshot", "predict", "check", "demo", "prepare"):
+    for name in ("embed", "train", "eval", "fewshot", "zeroshot", "predict", "check", "demo", "prepare", "backbones"):
         assert name in out
 
 
@@ -28,7 +28,7 @@ def test_help_does_not_import_torch(args):
 
 
 @pytest.mark.parametrize("name", ["embed", "check", "prepare", "train", "eval", "predict", "fewshot", "zeroshot",
-                                  "demo"])
+                                  "demo", "backbones"])
 def test_every_built_command_has_help_with_an_example(run_cli, name):
     code, out, _ = run_cli(name, "--help")
     assert code == 0 and "Example:" in out

@@ -262,3 +262,17 @@ def test_eval_reports_gflops_and_parameters_as_counted_by_hand(run_cli, tmp_path
     params += 2 * d + d * 64 + classes * 64 + 1  # ln_post, proj, the (frozen) head, its logit scale
     assert report["params_m"] * 1e6 == pytest.approx(params)
     assert "x 6" in out  # GFLOPs x views in the table
+
+
+def test_backbones_lists_builtins_openai_names_and_open_clip_tags(run_cli, tmp_path):
+    import json
+
+    code, out, err = run_cli("backbones", "--json", tmp_path / "b.json")
+    assert code == 0, err
+    rows = {r["backbone"]: r for r in json.loads((tmp_path / "b.json").read_text())}
+    assert [b for b in rows][:3] == ["tiny", "tiny-rn", "toy"] and rows["toy"]["pretrained"] == ["shipped"]
+    assert rows["ViT-B/16"]["pretrained"] == ["openai"] and rows["ViT-B/16"]["kind"] == "OpenAI (ViT-B-16)"
+    assert {"openai", "laion2b_s34b_b88k"} <= set(rows["ViT-B-16"]["pretrained"])
+    assert "tkvr-tiny" not in rows  # built-ins appear under the names users type
+    assert all(set(r["cached"]) <= set(r["pretrained"]) for r in rows.values())
+    assert "ViT-L-14-336" in out and "toy" in out

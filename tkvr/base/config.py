@@ -637,6 +637,16 @@ class CheckConfig(Settings):
 
 
 @dataclass
+class BackbonesConfig(Settings):
+    json: str | None = borrow(CheckConfig, "json")
+
+    def validate(self) -> None:
+        problems: list[str] = []
+        writable(problems, "--json", self.json)
+        fail_if(problems)
+
+
+@dataclass
 class PrepareConfig(Settings):
     out: str = borrow(
         RunConfig,

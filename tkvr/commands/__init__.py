@@ -55,6 +55,18 @@ COMMANDS = (
         show=f"{SHOW}:embedded",
     ),
     Command(
+        "backbones",
+        c.BackbonesConfig,
+        "tkvr.model.backbones:listing",
+        """List the --backbone names tkvr takes, with their --pretrained tags and which are cached.
+
+        \b
+        Example:
+          tkvr backbones --json backbones.json
+        """,
+        show=f"{SHOW}:backbones_table",
+    ),
+    Command(
         "check",
         c.CheckConfig,
         "tkvr.data.check:check",

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from tkvr.base.config import DemoConfig, EmbedConfig, EvalConfig, EvalSource, TrainConfig, ZeroshotConfig
 from tkvr.base.fileio import atomic_write_text, write_json
-from tkvr.base.progress import console, say
+from tkvr.base.progress import console, count, say
 from tkvr.base.settings import build
 from tkvr.data.specs import resolve
 from tkvr.model.backbones import build_backbone
@@ -50,10 +50,22 @@ TOY_RECIPE = dict(
 )
 
 
+def fresh(out: Path) -> Path:
+    """The demo's folder: `out` when it is new or empty, else the first free `out-2`, `out-3`, ...
+    so a second demo runs as the first did and leaves the first one's results alone."""
+    if not out.exists() or not any(out.iterdir()):
+        return out
+    n = 2
+    while Path(f"{out}-{n}").exists():
+        n += 1
+    say(f"{out} holds an earlier demo; this one writes to {out}-{n}")
+    return Path(f"{out}-{n}")
+
+
 def demo(cfg: DemoConfig) -> dict:
     """embed -> zero-shot -> train -> eval -> zero-shot again, each step saying what it does.
     -> the three numbers (top-1 %) and what the table beside them needs."""
-    out = Path(cfg.out)
+    out = fresh(Path(cfg.out))
     seen, unseen = resolve("toy@seen"), resolve("toy@unseen")
     n_seen, n_unseen = len(seen.classes), len(unseen.classes)
     say(
@@ -104,7 +116,7 @@ def demo(cfg: DemoConfig) -> dict:
             },
         )
     )
-    say(f"[4/5] tkvr train: {cfg.epochs} epochs on the seen classes, frozen text head, t-trans")
+    say(f"[4/5] tkvr train: {count(cfg.epochs, 'epoch')} on the seen classes, frozen text head, t-trans")
     train(TrainConfig.from_flags({**flags, "data": "toy@seen", "out": str(out / "train")}))
     say("[5/5] tkvr eval: seen classes (2x3 views), then unseen classes with their names swapped in")
     ckpt = str(out / "train")
@@ -124,12 +136,13 @@ def demo(cfg: DemoConfig) -> dict:
         "seen_classes": n_seen,
         "unseen_classes": n_unseen,
         "plot": plot,
+        "out": str(out),
     }
 
 
 def table(r: dict, cfg: DemoConfig) -> None:
     """The demo's three numbers beside chance."""
-    n_seen, n_unseen, out, plot = r["seen_classes"], r["unseen_classes"], cfg.out, r["plot"]
+    n_seen, n_unseen, out, plot = r["seen_classes"], r["unseen_classes"], r["out"], r["plot"]
     t = Table(title="tkvr demo: what the toy world shows")
     t.add_column("what")
     t.add_column("classes", justify="right")
@@ -142,7 +155,7 @@ def table(r: dict, cfg: DemoConfig) -> None:
         f"{100 / n_unseen:.1f}",
     )
     t.add_row(
-        f"trained {cfg.epochs} epochs, seen classes, 2x3 views",
+        f"trained {count(cfg.epochs, 'epoch')}, seen classes, 2x3 views",
         f"{n_seen} seen",
         f"{r['seen']:.1f}",
         f"{100 / n_seen:.1f}",

@@ -118,3 +118,15 @@ def predict_status(results: list[dict]) -> int:
 def plotted(drawn, cfg) -> None:
     names = dict(correlation="Figure 1", fractions="Figure 3", loss="Figure 4")
     say(f"wrote {cfg.out}: {cfg.figure} ({names[cfg.figure]})")
+
+
+def backbones_table(rows: list[dict], cfg) -> None:
+    t = Table(title="--backbone names (--pretrained tags; * cached here, usable offline)")
+    t.add_column("backbone")
+    t.add_column("kind")
+    t.add_column("--pretrained")
+    for r in rows:
+        tags = [f"{x}*" if x in r["cached"] else x for x in r["pretrained"]]
+        t.add_row(r["backbone"], r["kind"], ", ".join(tags))
+    console().print(t)
+    say("any open_clip model also takes --pretrained PATH (a local file); hf-hub:ORG/REPO names work too")

@@ -295,3 +295,47 @@ class TimmVisual(nn.Module):
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.trunk.set_grad_checkpointing(enable)
+
+
+def listing(cfg=None) -> list[dict]:
+    """`tkvr backbones` (cfg: BackbonesConfig, which only says where --json goes)."""
+    return available()
+
+
+def available() -> list[dict]:
+    """Every --backbone tkvr takes by name (`tkvr backbones`): the built-ins, the OpenAI names,
+    then each open_clip model with its --pretrained tags; `cached`: the tags whose weights are in
+    the local Hugging Face cache (usable offline)."""
+    oc = _open_clip()
+    rows = [
+        {
+            "backbone": b,
+            "pretrained": ["shipped" if b in SHIPPED else "none (random, fixed seed)"],
+            "cached": [],
+            "kind": "built-in",
+        }
+        for b in BUILTIN
+    ]
+    rows += [
+        {"backbone": b, "pretrained": ["openai"], "cached": [], "kind": f"OpenAI ({name})"}
+        for b, name in OPENAI_NAMES.items()
+    ]
+    by_model: dict[str, list[str]] = {}
+    for model, tag in oc.list_pretrained():
+        by_model.setdefault(model, []).append(tag)
+    for model in sorted(set(oc.list_models()) - set(BUILTIN.values())):
+        tags = by_model.get(model, [])
+        cached = [
+            t
+            for t in tags
+            if (oc.get_pretrained_cfg(model, t) or {}).get("hf_hub")
+            and _cached(oc.get_pretrained_cfg(model, t)["hf_hub"])
+        ]
+        rows.append(
+            {"backbone": model, "pretrained": tags or ["none"], "cached": cached, "kind": "open_clip"}
+        )
+    for r, b in zip(rows, list(BUILTIN) + list(OPENAI_NAMES)):
+        if b in OPENAI_NAMES:
+            cfg = oc.get_pretrained_cfg(OPENAI_NAMES[b], "openai") or {}
+            r["cached"] = ["openai"] if cfg.get("hf_hub") and _cached(cfg["hf_hub"]) else []
+    return rows
