@@ -117,6 +117,8 @@ MISTAKES = [
     ("eval --checkpoint {tmp}/nowhere --labels foo", ["--labels", "'foo'"]),
     ("eval --checkpoint {tmp}/abc.pt", ["not a tkvr checkpoint"]),
     ("eval --checkpoint {tmp}/nowhere --json {tmp}/afile/e.json", ["--json", "is a file"]),
+    ("eval --checkpoint {tmp}/nowhere --plot {tmp}/c.txt", ["--plot", ".png, .svg or .pdf"]),
+    ("eval --checkpoint {tmp}/nowhere --per-class {tmp}/afile/p.csv", ["--per-class", "is a file"]),
     ("predict {tmp}/missing.mp4 --checkpoint {tmp}/nowhere", ["missing.mp4", "no such file"]),
     ("predict {tmp} --checkpoint {tmp}/nowhere", ["is a folder"]),
     ("predict {tmp}/afile --checkpoint {tmp}/nowhere --top-k 0", ["--top-k"]),

@@ -682,6 +682,17 @@ class EvalConfig(Settings):
     labels: str | None = setting(None, "'data': embed the eval data's class names (zero-shot swap).")
     batch_size: int = setting(16, "Videos per device and batch.")
     json: str | None = borrow(CheckConfig, "json")
+    per_class: str | None = setting(
+        None,
+        "Write per-class results here as CSV: class, samples, top-1 %, the class it is most often "
+        "taken for and how often.",
+    )
+    plot: str | None = borrow(
+        EmbedConfig,
+        "plot",
+        help="Draw the confusion matrix (rows: true class, normalised) here (.png, .svg or .pdf; "
+        "needs matplotlib).",
+    )
     dry_run: bool = borrow(
         RunConfig,
         "dry_run",
@@ -698,7 +709,10 @@ class EvalConfig(Settings):
                 f"--labels {self.labels!r}: the only value is 'data' (embed the eval data's names); "
                 "for other names use tkvr predict --labels"
             )
-        writable(problems, "--json", self.json)
+        if self.plot and not self.plot.lower().endswith(SUFFIXES):
+            problems.append(f"--plot {self.plot}: end the name in .png, .svg or .pdf")
+        for flag, path in (("--json", self.json), ("--per-class", self.per_class), ("--plot", self.plot)):
+            writable(problems, flag, path)
         fail_if(problems)
 
 

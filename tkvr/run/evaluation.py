@@ -4,9 +4,13 @@ resolved automatic settings a report records, and predictions of a finished run.
 
 from __future__ import annotations
 
+import csv
+import io
+
 from lightning_fabric import Fabric
 
 from tkvr.base.errors import TkvrError
+from tkvr.base.fileio import atomic_write_text
 from tkvr.data.loader import augment_on, datasets, eval_loader, eval_set, loader, workers_for
 from tkvr.data.specs import resolve
 from tkvr.data.transforms import input_size
@@ -16,6 +20,7 @@ from tkvr.model.video_model import preprocess_of
 from tkvr.run.checkpoint import config_of, load_model, read_checkpoint
 from tkvr.run.launch import make_fabric, precision_here
 from tkvr.run.metrics import evaluate, extract_features, predict_scores
+from tkvr.run.plots import plot_confusion
 
 
 def split_features(model, src, split: str, frames: int, workers: int = 0, test_scale: float = 1.0):
@@ -84,6 +89,13 @@ def evaluate_checkpoint(cfg, fabric=None) -> dict:
         fabric, model, eval_loader(fabric, ds, cfg.batch_size, s.workers), len(src.classes), None, average
     )
     cost = costs(model, tcfg.model.frames, input_size(preprocess_of(model)), fabric.device)
+    if fabric.global_rank == 0:
+        if cfg.per_class:
+            atomic_write_text(per_class_csv(m["confusion"], src.classes), cfg.per_class)
+        if cfg.plot:
+            plot_confusion(
+                m["confusion"], src.classes, cfg.plot, f"{src.name} / {cfg.split}, views {cfg.views}"
+            )
     return {
         "top1": m["top1"],
         "top5": m["top5"],
@@ -99,8 +111,53 @@ def evaluate_checkpoint(cfg, fabric=None) -> dict:
         "checkpoint": ckpt["path"],
         "precision": precision_here(cfg.device),
         "per_class": {src.classes[c]: acc for c, acc in m["per_class"].items()},
+        "confused": confused_pairs(m["confusion"], src.classes),
         "unreadable": [ds.samples[i].path for i in m["unreadable"]],
     }
+
+
+def confused_pairs(confusion, classes: list[str], n: int = 10) -> list[dict]:
+    """The `n` most frequent mistakes: true class, the class taken for it, how many videos, and
+    that count as a share of the true class's videos."""
+    off = confusion.clone()
+    off.fill_diagonal_(0)  # [C, C] mistakes only
+    counts, idx = off.flatten().topk(min(n, off.numel()))
+    rows = confusion.sum(1)
+    c = len(classes)
+    return [
+        {
+            "true": classes[i // c],
+            "taken_for": classes[i % c],
+            "videos": int(k),
+            "share": round(100.0 * int(k) / int(rows[i // c]), 2),
+        }
+        for k, i in zip(counts.tolist(), idx.tolist())
+        if k > 0
+    ]
+
+
+def per_class_csv(confusion, classes: list[str]) -> str:
+    """class,samples,top1,taken_for,taken_for_share: one row per class, in class order; the last
+    two name the class most often predicted instead (empty when never wrong)."""
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(["class", "samples", "top1", "taken_for", "taken_for_share"])
+    for c, name in enumerate(classes):
+        row = confusion[c]
+        n = int(row.sum())
+        wrong = row.clone()
+        wrong[c] = 0
+        k = int(wrong.argmax()) if int(wrong.max()) > 0 else None
+        w.writerow(
+            [
+                name,
+                n,
+                f"{100.0 * int(row[c]) / n:.2f}" if n else "",
+                classes[k] if k is not None else "",
+                f"{100.0 * int(wrong[k]) / n:.2f}" if k is not None else "",
+            ]
+        )
+    return out.getvalue()
 
 
 def eval_plan(cfg, ckpt: dict, src, fold: int) -> dict:

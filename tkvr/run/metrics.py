@@ -115,6 +115,9 @@ def metrics(pred: dict, num_classes: int, keep: list[int] | None = None) -> dict
     per_class = {
         c: 100.0 * hit1[labels == c].float().mean().item() for c in range(num_classes) if (labels == c).any()
     }
+    confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)  # [true, top-1 predicted]
+    if n:
+        confusion.index_put_((labels, top[:, 0]), torch.ones(n, dtype=torch.long), accumulate=True)
     return {
         "top1": 100.0 * hit1.float().mean().item() if n else 0.0,
         "top5": 100.0 * hit5.float().mean().item() if n else 0.0,
@@ -122,6 +125,7 @@ def metrics(pred: dict, num_classes: int, keep: list[int] | None = None) -> dict
         "per_class": per_class,
         "num_samples": n,
         "unreadable": pred["index"][~ok].tolist(),
+        "confusion": confusion,
     }
 
 

@@ -62,6 +62,25 @@ def plot_correlation(embeddings, classes: list[str], path, title: str = ""):
     return sim
 
 
+def plot_confusion(confusion, classes: list[str], path, title: str = ""):
+    """The confusion matrix [true, predicted], each row divided by its videos (a row of a class
+    with no videos stays 0)."""
+    plt = _pyplot()
+    m = confusion.float()
+    rows = m.sum(1, keepdim=True).clamp(min=1)
+    c = len(classes)
+    fig, ax = plt.subplots(figsize=(6, 5))
+    im = ax.imshow((m / rows).numpy(), cmap="Blues", vmin=0.0, vmax=1.0)
+    fig.colorbar(im, ax=ax, label="share of the true class's videos")
+    if c <= 30:
+        ax.set_xticks(range(c), classes, rotation=90, fontsize=6)
+        ax.set_yticks(range(c), classes, fontsize=6)
+    ax.set_xlabel("predicted (top-1)")
+    ax.set_ylabel("true class")
+    ax.set_title(title or f"confusion ({c} classes)")
+    _save(fig, plt, path)
+
+
 def head_of(where: str):
     """(matrix [C, D], classes, title) of an embeddings file, a checkpoint or a run directory."""
     p = Path(where)

@@ -1,0 +1,44 @@
+"""tkvr.run.evaluation: eval's per-class CSV, confusion plot and most confused pairs."""
+import csv
+import json
+
+import torch
+from conftest import small_set
+
+from tkvr.run.evaluation import confused_pairs, per_class_csv
+from tkvr.run.metrics import metrics
+
+
+def test_confusion_counts_and_what_is_taken_for_what():
+    # 3 classes; scores whose top-1 is the predicted class: a->a x3, a->b, b->b x2, b->c x2
+    truth, guess = [0, 0, 0, 0, 1, 1, 1, 1], [0, 0, 0, 1, 1, 1, 2, 2]
+    scores = torch.nn.functional.one_hot(torch.tensor(guess), 3).float()
+    pred = {"label": torch.tensor(truth), "scores": scores, "bad": torch.full((8,), -1), "index": torch.arange(8)}
+    m = metrics(pred, 3)
+    assert m["confusion"].tolist() == [[3, 1, 0], [0, 2, 2], [0, 0, 0]]
+    rows = list(csv.reader(per_class_csv(m["confusion"], ["a", "b", "c"]).splitlines()))
+    assert rows == [["class", "samples", "top1", "taken_for", "taken_for_share"],
+                    ["a", "4", "75.00", "b", "25.00"], ["b", "4", "50.00", "c", "50.00"], ["c", "0", "", "", ""]]
+    assert confused_pairs(m["confusion"], ["a", "b", "c"]) == [
+        {"true": "b", "taken_for": "c", "videos": 2, "share": 50.0},
+        {"true": "a", "taken_for": "b", "videos": 1, "share": 25.0},
+    ]
+
+
+def test_eval_writes_the_per_class_csv_and_the_confusion_plot(run_cli, tmp_path):
+    data = small_set(tmp_path, bad=())
+    code, _, err = run_cli("train", "--data", data, "--backbone", "tiny", "--frames", "2", "--batch-size", "2",
+                           "--workers", "0", "--epochs", "1", "--warmup", "0", "--out", tmp_path / "run")
+    assert code == 0, err
+    code, _, err = run_cli("eval", "--checkpoint", tmp_path / "run", "--workers", "0", "--json", tmp_path / "e.json",
+                           "--per-class", tmp_path / "pc.csv", "--plot", tmp_path / "confusion.png")
+    assert code == 0, err
+    report = json.loads((tmp_path / "e.json").read_text())
+    rows = list(csv.DictReader((tmp_path / "pc.csv").read_text().splitlines()))
+    assert [r["class"] for r in rows] == ["x", "y"]
+    assert sum(int(r["samples"]) for r in rows) == report["num_samples"] == 3
+    for r in rows:
+        assert float(r["top1"]) == round(report["per_class"][r["class"]], 2)
+    wrong = sum(round(int(r["samples"]) * float(r["taken_for_share"] or 0) / 100) for r in rows)
+    assert wrong == sum(p["videos"] for p in report["confused"])  # two classes: one way to be wrong each
+    assert (tmp_path / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
