@@ -3,7 +3,7 @@
     python benchmarks/replicate_toy.py [--seeds 5] [--out runs/replicate] [--only premise,table1,...]
 
 Every number is a mean ± std over seeds; each run is an ordinary tkvr command (train, fewshot,
-zeroshot) with the toy recipe (tkvr.commands.demo.TOY_RECIPE). Printed as markdown tables, with what
+zeroshot) with the toy recipe (tkvr.base.config.TOY_RECIPE). Printed as markdown tables, with what
 the paper reports for the same comparison beside them; written to OUT/replicate.json, and the
 training-loss curves (Figure 4) to OUT/loss_curves.png.
 
@@ -70,7 +70,7 @@ def tkvr(*args) -> None:
 
 
 def recipe(epochs: int, workers: int, **over) -> list[str]:
-    from tkvr.commands.demo import TOY_RECIPE
+    from tkvr.base.config import TOY_RECIPE
 
     r = {**TOY_RECIPE, "epochs": epochs, "workers": workers, **over}
     out = []

@@ -8,7 +8,7 @@ import pytest
 import torch
 import yaml
 
-from tkvr.commands.demo import TOY_RECIPE
+from tkvr.base.config import TOY_RECIPE
 
 FAST = ["--backbone", "tiny", "--frames", "2", "--batch-size", "16", "--workers", "0", "--epochs", "1",
         "--limit-batches", "2", "--warmup", "0"]

@@ -169,3 +169,23 @@ def test_model_settings_report_every_conflict():
     problems = ModelConfig(head="random", template_mode="augment", objective="matching").validate()
     assert any("--template-mode augment shapes a text head" in p for p in problems), problems
     assert any("--objective matching" in p for p in problems), problems  # the second conflict too
+
+
+def test_recipe_toy_sets_the_demos_values_where_no_flag_does(run_cli, tmp_path):
+    import yaml
+
+    from tkvr.base.config import TOY_RECIPE
+
+    code, out, err = run_cli("train", "--data", "toy", "--recipe", "toy", "--backbone", "tiny", "--lr", "1e-3",
+                             "--out", tmp_path / "run", "--dry-run")
+    assert code == 0, err
+    plan = yaml.safe_load(out[out.index("model:"):])
+    flat = {k: v for g in ("model", "data", "optim") for k, v in plan[g].items()}
+    assert flat["backbone"] == "tiny" and flat["lr"] == 1e-3  # flags win over the recipe
+    for k in ("temporal", "frames", "batch_size", "new_lr_ratio", "warmup", "train_crop", "t_trans_form"):
+        assert flat[k] == TOY_RECIPE[k], k
+    assert plan["run"]["recipe"] == "toy"
+    assert plan["run"]["from_recipe"] == sorted(set(TOY_RECIPE) - {"backbone", "lr"})  # where each came from
+    code, out, err = run_cli("train", "--data", "toy", "--out", tmp_path / "run", "--dry-run")
+    plan = yaml.safe_load(out[out.index("model:"):])
+    assert plan["optim"]["lr"] == 5e-6 and plan["run"]["recipe"] == "paper" and plan["run"]["from_recipe"] is None

@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from tkvr.commands.demo import TOY_RECIPE
+from tkvr.base.config import TOY_RECIPE
 
 pytestmark = pytest.mark.slow
 

@@ -15,6 +15,7 @@ import click
 from click.core import ParameterSource
 
 from tkvr import __version__
+from tkvr.base.config import RECIPES
 from tkvr.base.errors import WRITE_FAULTS, Fault, TkvrError, one_line
 from tkvr.base.progress import publish, say, show_plan
 from tkvr.base.settings import build, from_run, leaves, options, value_of
@@ -50,6 +51,10 @@ def parse(cls, kw: dict):
     """Parsed flags -> the command's config (repeated options: a list, or None when not given).
     With --resume, what was not given comes from the run's own config.yaml."""
     kw = {k: (list(v) or None) if isinstance(v, tuple) else v for k, v in kw.items()}
+    if kw.get("recipe") in RECIPES:  # its values where no flag (or --config) gave one
+        named = given(kw)
+        chosen = {k: v for k, v in RECIPES[kw["recipe"]].items() if k in kw and k not in named}
+        kw = {**kw, **chosen, "from_recipe": sorted(chosen) or None}
     if kw.get("resume"):
         run = Path(kw["out"]) if kw["resume"] == "auto" else Path(kw["resume"]).parent.parent
         named = given(kw) - {"out", "resume"}

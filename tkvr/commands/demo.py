@@ -11,7 +11,15 @@ from pathlib import Path
 
 from rich.table import Table
 
-from tkvr.base.config import DemoConfig, EmbedConfig, EvalConfig, EvalSource, TrainConfig, ZeroshotConfig
+from tkvr.base.config import (
+    TOY_RECIPE,
+    DemoConfig,
+    EmbedConfig,
+    EvalConfig,
+    EvalSource,
+    TrainConfig,
+    ZeroshotConfig,
+)
 from tkvr.base.fileio import atomic_write_text, write_json
 from tkvr.base.progress import console, count, say
 from tkvr.base.settings import build
@@ -21,33 +29,6 @@ from tkvr.model.text import embed
 from tkvr.run.evaluation import evaluate_checkpoint
 from tkvr.run.protocols import zeroshot
 from tkvr.run.training import train
-
-# The toy recipe: the paper's, scaled for a 3M-parameter model and an 864-clip dataset.
-# A 0.47M-parameter visual encoder and 864 clips need a larger step than CLIP ViT-B on Kinetics:
-# lr 3e-4 for the backbone and the paper's 10x for new modules (the temporal transformer, which
-# starts from scratch, and the vision-only head alike). What it changes besides, and why: the
-# near-TAP T-Trans form (a 2-layer transformer from scratch would otherwise add its random output
-# to the toy CLIP's features at step 0); no grayscale and no RandAugment (the toy classes are
-# colours: both would erase or change the class); TSN's multi-scale crop; eval frames resized to
-# the crop size, not x 256/224 (64-pixel frames whose objects reach the border: the released crop
-# would cut them off). Everything else is the default (the released code's): the toy CLIP's own
-# logit scale, learned; weight decay on every parameter; views averaged as features.
-TOY_RECIPE = dict(
-    backbone="toy",
-    frames=8,
-    temporal="t-trans",
-    temporal_layers=2,
-    batch_size=32,
-    lr=3e-4,
-    new_lr_ratio=10.0,
-    warmup=1.0,
-    weight_decay=0.2,
-    train_crop="multiscale",
-    t_trans_form="near-tap",
-    grayscale=0.0,
-    randaugment="off",
-    test_scale=1.0,
-)
 
 
 def fresh(out: Path) -> Path:
