@@ -2,8 +2,9 @@
 import csv
 import json
 
+import pytest
 import torch
-from conftest import small_set
+from conftest import small_set, tkvr_process
 
 from tkvr.run.evaluation import confused_pairs, per_class_csv
 from tkvr.run.metrics import metrics
@@ -25,12 +26,19 @@ def test_confusion_counts_and_what_is_taken_for_what():
     ]
 
 
-def test_eval_writes_the_per_class_csv_and_the_confusion_plot(run_cli, tmp_path):
-    data = small_set(tmp_path, bad=())
-    code, _, err = run_cli("train", "--data", data, "--backbone", "tiny", "--frames", "2", "--batch-size", "2",
-                           "--workers", "0", "--epochs", "1", "--warmup", "0", "--out", tmp_path / "run")
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny run on 3 clips of 2 classes, trained in a process of its own."""
+    tmp = tmp_path_factory.mktemp("trained")
+    data = small_set(tmp, bad=())
+    code, _, err = tkvr_process("train", "--data", data, "--backbone", "tiny", "--frames", "2", "--batch-size",
+                                "2", "--workers", "0", "--epochs", "1", "--warmup", "0", "--out", tmp / "run")
     assert code == 0, err
-    code, _, err = run_cli("eval", "--checkpoint", tmp_path / "run", "--workers", "0", "--json", tmp_path / "e.json",
+    return tmp / "run"
+
+
+def test_eval_writes_the_per_class_csv_and_the_confusion_plot(run_cli, trained, tmp_path):
+    code, _, err = run_cli("eval", "--checkpoint", trained, "--workers", "0", "--json", tmp_path / "e.json",
                            "--per-class", tmp_path / "pc.csv", "--plot", tmp_path / "confusion.png")
     assert code == 0, err
     report = json.loads((tmp_path / "e.json").read_text())
@@ -42,3 +50,38 @@ def test_eval_writes_the_per_class_csv_and_the_confusion_plot(run_cli, tmp_path)
     wrong = sum(round(int(r["samples"]) * float(r["taken_for_share"] or 0) / 100) for r in rows)
     assert wrong == sum(p["videos"] for p in report["confused"])  # two classes: one way to be wrong each
     assert (tmp_path / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def run_in_a_terminal(*args) -> str:
+    """tkvr's output when its stdout and stderr are a (pseudo-)terminal, as a user's shell gives."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    master, slave = pty.openpty()
+    env = {**os.environ, "TERM": "xterm", "COLUMNS": "100"}
+    proc = subprocess.Popen([sys.executable, "-m", "tkvr", *map(str, args)], stdout=slave, stderr=slave, env=env)
+    os.close(slave)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # the terminal closed: the process has ended
+            break
+        if not chunk:
+            break
+        out += chunk
+    proc.wait()
+    os.close(master)
+    assert proc.returncode == 0, out.decode(errors="replace")
+    return out.decode(errors="replace")
+
+
+def test_eval_shows_progress_on_a_terminal_and_not_in_a_pipe(run_cli, trained, tmp_path):
+    shown = run_in_a_terminal("eval", "--checkpoint", trained, "--workers", "0", "--batch-size", "1")
+    assert "scoring data val (1x1 views)" in shown and "3/3" in shown  # the bar, to its end
+    code, out, err = run_cli("eval", "--checkpoint", trained, "--workers", "0", "--batch-size", "1",
+                             "--json", tmp_path / "e.json")
+    assert code == 0, err
+    assert "scoring" not in out + err  # a pipe gets the result, not a bar

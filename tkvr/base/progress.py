@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import contextmanager
 
 import yaml
 
@@ -91,6 +92,34 @@ def track(items, total: int, description: str):
             say(f"{description}: {n}/{total}")
 
 
+@contextmanager
+def bar(total: int, description: str):
+    """A progress bar for long work (scoring a split) on a terminal, rank 0; nothing in a pipe or
+    a log, where a line per batch would be noise. Yields `tick()`, called once per item done."""
+    con = console() if is_rank_zero() else None
+    if con is None or not con.is_terminal:
+        yield lambda: None
+        return
+    from rich.progress import (  # deferred: keeps tkvr --help fast
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=con,
+        transient=True,
+    ) as shown:
+        task = shown.add_task(description, total=total)
+        yield lambda: shown.advance(task)
+
+
 class TrainProgress:
     """Rank 0: a rich bar per epoch (step, loss, lr, clips/s, ETA) on a terminal; otherwise a
     plain line every ~10% of an epoch. One summary line per epoch in both cases."""
@@ -126,6 +155,19 @@ class TrainProgress:
     def __exit__(self, *exc):
         if self.bar is not None:
             self.bar.__exit__(*exc)
+
+    @contextmanager
+    def subtask(self, description: str, total: int):
+        """Work inside the epoch loop (validation) as a second line of the training bar, which
+        holds the terminal; nothing without a bar. Yields `tick()`."""
+        if self.bar is None:
+            yield lambda: None
+            return
+        task = self.bar.add_task(description, total=total, info="")
+        try:
+            yield lambda: self.bar.advance(task)
+        finally:
+            self.bar.remove_task(task)
 
     def start_epoch(self, epoch: int) -> None:
         self.epoch = epoch

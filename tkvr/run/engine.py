@@ -166,6 +166,9 @@ class Trainer:
         self.bad = bad_budget
         self.gather = gather_with_grad if o.batch_gather and fabric.world_size > 1 else None
         self.epoch, self.step, self.best, self.complete = 0, 0, -1.0, True
+        self.progress = TrainProgress(
+            cfg.optim.epochs, self.steps_per_epoch, enabled=False
+        )  # fit's bar replaces it
         if resume is not None:
             self._resume(resume)
 
@@ -205,9 +208,17 @@ class Trainer:
         say(f"resumed from {path}: epoch {self.epoch}, step {self.step}")
 
     def validate(self, limit=None) -> dict:
-        return evaluate(
-            self.fabric, self.model, self.val_dl, len(self.classes), limit, self.cfg.data.view_average
-        )
+        total = min(len(self.val_dl), limit) if limit else len(self.val_dl)
+        with self.progress.subtask("validating", total) as tick:
+            return evaluate(
+                self.fabric,
+                self.model,
+                self.val_dl,
+                len(self.classes),
+                limit,
+                self.cfg.data.view_average,
+                tick,
+            )
 
     def save(self, name: str) -> None:
         save_checkpoint(self.fabric, self.out / "checkpoints" / f"{name}.pt", self.state())
@@ -228,7 +239,7 @@ class Trainer:
             say(f"sanity validation (2 batches): top-1 {m['top1']:.1f}% on {m['num_samples']} clips")
         result, start = FitResult(), time.time()
         self.started, self.data_wait = time.perf_counter(), 0.0
-        progress = TrainProgress(o.epochs, self.steps_per_epoch, enabled=rank0)
+        progress = self.progress = TrainProgress(o.epochs, self.steps_per_epoch, enabled=rank0)
         with progress:
             while self.epoch < o.epochs:
                 t0 = time.time()

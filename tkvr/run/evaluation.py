@@ -11,6 +11,7 @@ from lightning_fabric import Fabric
 
 from tkvr.base.errors import TkvrError
 from tkvr.base.fileio import atomic_write_text
+from tkvr.base.progress import bar
 from tkvr.data.loader import augment_on, datasets, eval_loader, eval_set, loader, workers_for
 from tkvr.data.specs import resolve
 from tkvr.data.transforms import input_size
@@ -85,9 +86,9 @@ def evaluate_checkpoint(cfg, fabric=None) -> dict:
         s.decode_device,
         test_scale,
     )
-    m = evaluate(
-        fabric, model, eval_loader(fabric, ds, cfg.batch_size, s.workers), len(src.classes), None, average
-    )
+    dl = eval_loader(fabric, ds, cfg.batch_size, s.workers)
+    with bar(len(dl), f"scoring {src.name} {cfg.split} ({cfg.views} views)") as tick:
+        m = evaluate(fabric, model, dl, len(src.classes), None, average, tick)
     cost = costs(model, tcfg.model.frames, input_size(preprocess_of(model)), fabric.device)
     if fabric.global_rank == 0:
         if cfg.per_class:

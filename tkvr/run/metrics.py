@@ -33,7 +33,9 @@ def _gather_rows(fabric, local: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _per_sample(fabric, model, dl: DataLoader, out, width: int, limit: int | None = None) -> torch.Tensor:
+def _per_sample(
+    fabric, model, dl: DataLoader, out, width: int, limit: int | None = None, tick=None
+) -> torch.Tensor:
     """Rows [index, label, bad, out averaged over views] for every sample, gathered over ranks,
     in sample order. Batches are [B, V, T, 3, H, W]; the B*V views go through `out` together
     ([B*V, ...] -> [B*V, width]). A batch whose videos are all unreadable gets zero rows."""
@@ -50,13 +52,15 @@ def _per_sample(fabric, model, dl: DataLoader, out, width: int, limit: int | Non
             b, v = x.shape[:2]
             y = out(x.flatten(0, 1)).float().view(b, v, -1).mean(1).double()  # [B, width]
         rows.append(torch.cat([meta, y], 1))
+        if tick is not None:
+            tick()
     model.train()
     local = torch.cat(rows) if rows else torch.zeros(0, 3 + width, dtype=torch.float64)
     return _gather_rows(fabric, local)
 
 
 def predict_scores(
-    fabric, model, dl: DataLoader, limit: int | None = None, average: str = "features"
+    fabric, model, dl: DataLoader, limit: int | None = None, average: str = "features", tick=None
 ) -> dict:
     """Softmax scores of every sample over its views, each sample once across ranks.
     average features: the views' video embeddings are averaged, then scored (the released
@@ -65,7 +69,7 @@ def predict_scores(
     inner = unwrap(model)
     if average == "scores":
         allr = _per_sample(
-            fabric, model, dl, lambda x: model(x).float().softmax(-1), inner.head.num_classes, limit
+            fabric, model, dl, lambda x: model(x).float().softmax(-1), inner.head.num_classes, limit, tick
         )
         scores = allr[:, 3:].float()
     else:
@@ -74,7 +78,7 @@ def predict_scores(
             with fabric.autocast():
                 return inner.embed(x)
 
-        allr = _per_sample(fabric, model, dl, embed, inner.head.weight.shape[1], limit)  # [N, 3 + D]
+        allr = _per_sample(fabric, model, dl, embed, inner.head.weight.shape[1], limit, tick)  # [N, 3 + D]
         e = allr[:, 3:].float().to(fabric.device)  # [N, D]: each sample's mean embedding over its views
         model.eval()
         with torch.no_grad():
@@ -90,9 +94,16 @@ def predict_scores(
 
 
 def evaluate(
-    fabric, model, dl: DataLoader, num_classes: int, limit: int | None = None, average: str = "features"
+    fabric,
+    model,
+    dl: DataLoader,
+    num_classes: int,
+    limit: int | None = None,
+    average: str = "features",
+    tick=None,
 ) -> dict:
-    return metrics(predict_scores(fabric, model, dl, limit, average), num_classes)
+    """Metrics of `model` on `dl`; `tick()` after every batch (a progress bar)."""
+    return metrics(predict_scores(fabric, model, dl, limit, average, tick), num_classes)
 
 
 def metrics(pred: dict, num_classes: int, keep: list[int] | None = None) -> dict:
