@@ -238,3 +238,25 @@ def test_yaml_template_given_as_one_string(run_cli, tmp_path):
     import yaml
 
     assert yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())["model"]["templates"] == ["a clip of {}."]
+
+
+def test_a_torch_torchvision_mismatch_is_one_line(run_cli, monkeypatch):
+    import tkvr.data.check
+
+    def mismatch(cfg):
+        raise RuntimeError("operator torchvision::nms does not exist")
+
+    monkeypatch.setattr(tkvr.data.check, "check", mismatch)
+    code, _, err = run_cli("check", "--data", "toy")
+    assert_user_error(code, err, "torch and torchvision do not match", "pip install --force-reinstall")
+
+
+def test_shell_completion_comes_from_click():
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "_TKVR_COMPLETE": "bash_source"}
+    r = subprocess.run([sys.executable, "-c", "from tkvr.cli import main; main()"], capture_output=True, text=True,
+                       env=env)
+    assert "_tkvr_completion" in r.stdout and "complete " in r.stdout, r.stdout + r.stderr

@@ -187,9 +187,10 @@ def test_zeroshot_with_a_text_only_encoder(run_cli, tmp_path):
     from tkvr.model.text import encode_text_only
     from tkvr.run.checkpoint import load_model, read_checkpoint
 
-    code, _, err = run_cli("zeroshot", "--train", "toy@seen", "--eval", "toy@unseen", *FAST, "--text-encoder", spec,
-                           "--out", tmp_path / "z", "--json", tmp_path / "z.json")
+    code, out, err = run_cli("zeroshot", "--train", "toy@seen", "--eval", "toy@unseen", *FAST, "--text-encoder",
+                             spec, "--out", tmp_path / "z", "--json", tmp_path / "z.json")
     assert code == 0, err
+    assert "Loading weights" not in out + err and "it/s" not in out + err  # transformers' bars stay quiet
     rows = json.loads((tmp_path / "z.json").read_text())
     assert rows["without_training"]["num_samples"] == rows["with_training"]["num_samples"] == 72
     seen, unseen = resolve("toy@seen"), resolve("toy@unseen")

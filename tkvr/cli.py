@@ -17,7 +17,7 @@ from click.core import ParameterSource
 from tkvr import __version__
 from tkvr.base.config import RECIPES
 from tkvr.base.errors import WRITE_FAULTS, Fault, TkvrError, one_line
-from tkvr.base.progress import publish, say, show_plan
+from tkvr.base.progress import publish, quiet_libraries, say, show_plan
 from tkvr.base.settings import build, from_run, leaves, options, value_of
 from tkvr.commands import COMMANDS, Command, NotBuilt, load
 
@@ -73,7 +73,9 @@ def run(command: Command, kw: dict) -> int:
     cfg = parse(command.settings, kw)
     cfg.validate()
     dry = value_of(cfg, "dry_run", False)
-    result = load(command.plan if dry and command.plan else command.run)(cfg)
+    work = load(command.plan if dry and command.plan else command.run)
+    quiet_libraries(value_of(cfg, "verbose", False))  # after the import: libraries set theirs then
+    result = work(cfg)
     if dry:
         show_plan(result)
         return 0
@@ -111,6 +113,17 @@ def main(argv=None) -> None:
         # atomic writes left every earlier file whole.
         click.echo(f"tkvr: error: cannot write {e.filename or 'a file'}: {e.strerror}", err=True)
         sys.exit(1)
+    except RuntimeError as e:
+        if "torchvision::" not in str(e) or "does not exist" not in str(e):
+            raise
+        # torchvision built for another torch (a mixed install): a 40-line traceback otherwise
+        click.echo(
+            "tkvr: error: torch and torchvision do not match (torchvision's operators are missing); "
+            "reinstall them together: pip install --force-reinstall torch torchvision "
+            "(with the same --index-url as before, e.g. .../whl/cpu)",
+            err=True,
+        )
+        sys.exit(2)
     except click.UsageError as e:
         cmd = e.ctx.command_path if e.ctx else "tkvr"
         click.echo(f"tkvr: error: {e.format_message()} (see '{cmd} --help')", err=True)

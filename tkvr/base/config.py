@@ -140,6 +140,9 @@ class DeviceConfig(Settings):
         "older CUDA, 32-true elsewhere (the run records what auto became).",
         choices=PRECISIONS,
     )
+    verbose: bool = setting(
+        False, "Also show the libraries' own messages (Lightning, Fabric, transformers, the hub, warnings)."
+    )
 
     @property
     def world(self) -> int:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
+import warnings
 from contextlib import contextmanager
 
 import yaml
@@ -26,6 +28,41 @@ def console():
     )
 
     return Console(highlight=False, soft_wrap=True)
+
+
+# Loggers of the libraries tkvr runs: their INFO lines (Fabric's precision and DDP banners,
+# transformers' loading bars, the hub's retries) are theirs, not tkvr's.
+LIBRARY_LOGGERS = (
+    "lightning",
+    "lightning_fabric",
+    "lightning.fabric",
+    "transformers",
+    "huggingface_hub",
+    "sentence_transformers",
+    "timm",
+    "torch.distributed",
+)
+
+
+def quiet_libraries(verbose: bool = False) -> None:
+    """Keep tkvr's output tkvr's: the libraries say only errors, unless --verbose. The variables
+    reach the processes a DDP launch starts; each of them sets its own loggers the same way."""
+    if verbose:
+        return
+    for name in LIBRARY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", message=".*is deprecated.*")
+    os.environ.setdefault("PYTHONWARNINGS", "ignore::FutureWarning,ignore::DeprecationWarning")
+    hub = sys.modules.get("huggingface_hub")  # read its variable at import: switch its bars off here
+    if hub is not None:
+        hub.utils.disable_progress_bars()  # transformers imported later follows the hub's switch
+    if "transformers" in sys.modules:  # imported already (a script, a test): its own switch
+        sys.modules["transformers"].utils.logging.disable_progress_bar()
 
 
 def count(n: int, noun: str) -> str:
