@@ -260,3 +260,14 @@ def test_shell_completion_comes_from_click():
     r = subprocess.run([sys.executable, "-c", "from tkvr.cli import main; main()"], capture_output=True, text=True,
                        env=env)
     assert "_tkvr_completion" in r.stdout and "complete " in r.stdout, r.stdout + r.stderr
+
+
+def test_help_lists_options_in_the_groups_of_config_yaml(run_cli):
+    code, out, _ = run_cli("fewshot", "--help")
+    assert code == 0
+    heads = [out.index(h) for h in ("fewshot options:", "Model:", "Data:", "Optimisation:", "Run:", "Device:")]
+    assert heads == sorted(heads)  # the command's own first, then as config.yaml groups them
+    assert heads[0] < out.index("--shots ") < heads[1]
+    assert heads[3] < out.index("--lr ") < heads[4] and heads[1] < out.index("--temporal ") < heads[2]
+    assert heads[5] < out.index("--precision ")
+    assert "--shots 1,3,5,all" in out  # the example shows the default

@@ -18,7 +18,7 @@ from tkvr import __version__
 from tkvr.base.config import RECIPES
 from tkvr.base.errors import WRITE_FAULTS, Fault, TkvrError, one_line
 from tkvr.base.progress import publish, quiet_libraries, say, show_plan
-from tkvr.base.settings import build, from_run, leaves, options, value_of
+from tkvr.base.settings import SECTIONS, build, from_run, leaves, options, sections, value_of
 from tkvr.commands import COMMANDS, Command, NotBuilt, load
 
 ARGV: list[str] = []  # the arguments of this invocation, for reports
@@ -84,6 +84,25 @@ def run(command: Command, kw: dict) -> int:
     return load(command.status)(result) if command.status else 0
 
 
+class Sectioned(click.Command):
+    """A command whose --help lists its options in sections, as config.yaml groups them."""
+
+    def format_options(self, ctx, formatter):
+        where = sections(self.callback.__tkvr_config__, f"{self.name} options")
+        groups: dict[str, list] = {}
+        for p in self.get_params(ctx):
+            if isinstance(p, click.Argument):
+                continue  # click lists them itself, under "Positional arguments"
+            row = p.get_help_record(ctx)
+            if row is not None:
+                groups.setdefault(where.get(p.name, "Other options"), []).append(row)
+        order = [f"{self.name} options", *dict.fromkeys(SECTIONS.values()), "Other options"]
+        for title in sorted(groups, key=order.index):
+            rows = groups[title]
+            with formatter.section(title):
+                formatter.write_dl(rows)
+
+
 def add(command: Command) -> None:
     def callback(**kw):
         return run(command, kw)
@@ -91,7 +110,9 @@ def add(command: Command) -> None:
     fn = options(command.settings, config_file=command.config_file)(callback)
     for name, kw in reversed(command.arguments):
         fn = click.argument(name, **kw)(fn)
-    cli.add_command(click.command(command.name, help=command.help, context_settings=CONTEXT)(fn))
+    cli.add_command(
+        click.command(command.name, cls=Sectioned, help=command.help, context_settings=CONTEXT)(fn)
+    )
 
 
 for _command in COMMANDS:

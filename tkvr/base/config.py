@@ -97,7 +97,7 @@ class SourceConfig(Settings):
     )
     data_root: str | None = setting(None, "Folder holding the built-in datasets [env: TKVR_DATA_ROOT].")
     fold: int | None = setting(
-        None, "UCF-101 / HMDB-51 official split number (1-3).", shown="1; eval: the checkpoint's"
+        None, "UCF-101 / HMDB-51 official split number (1-3).", shown="1"
     )
     decoder: str = setting(
         "auto",
@@ -660,6 +660,7 @@ class CheckSource(SourceConfig):
 @dataclass
 class EvalSource(SourceConfig):
     data: str | None = borrow(SourceConfig, "data", default=None, shown="the checkpoint's")
+    fold: int | None = borrow(SourceConfig, "fold", shown="the checkpoint's")
 
 
 @dataclass

@@ -103,6 +103,31 @@ def leaves(cls, hidden: tuple = ()) -> dict[str, dataclasses.Field]:
     return out
 
 
+# Help sections, in the order config.yaml holds the groups (a command's own settings come first).
+SECTIONS = {
+    "model": "Model",
+    "data": "Data",
+    "source": "Data",
+    "optim": "Optimisation",
+    "run": "Run",
+    "device": "Device",
+}
+
+
+def sections(cls, own: str = "Options", hidden: tuple = ()) -> dict[str, str]:
+    """Setting name -> the help section it is listed under: the command's own settings under
+    `own`, those of a group under the group's title (a nested train group: its groups' titles)."""
+    out: dict[str, str] = {}
+    hidden = hidden or getattr(cls, "hidden", ())
+    for f in dataclasses.fields(cls):
+        if _is_group(f):
+            inner = sections(f.default_factory, SECTIONS.get(f.name, own), ())
+            out.update({n: t for n, t in inner.items() if n not in hidden and n not in out})
+        else:
+            out.setdefault(f.name, own)
+    return out
+
+
 def choice_problems(obj, nested: bool = True) -> list[str]:
     """Every setting of a (nested) config whose value is not one of its declared choices: the
     declaration click builds its option from, so scripts meet the same refusal. nested=False:

@@ -131,7 +131,7 @@ COMMANDS = (
         """,
         show=f"{SHOW}:predicted",
         status=f"{SHOW}:predict_status",
-        arguments=(("files", {"nargs": -1}),),
+        arguments=(("files", {"nargs": -1, "help": "Video or image files."}),),
     ),
     Command(
         "fewshot",
@@ -141,7 +141,7 @@ COMMANDS = (
 
         \b
         Example:
-          tkvr fewshot --data k400 --data-root /data --backbone ViT-B/16 --shots 1,2,4,8,16 --repeats 3
+          tkvr fewshot --data k400 --data-root /data --backbone ViT-B/16 --shots 1,3,5,all --repeats 3
         """,
         show=f"{SHOW}:fewshot_table",
         config_file=True,
@@ -172,7 +172,26 @@ COMMANDS = (
           tkvr plot loss runs/text runs/learned --out loss.png
         """,
         show=f"{SHOW}:plotted",
-        arguments=(("figure", {"required": False, "default": ""}), ("inputs", {"nargs": -1})),
+        arguments=(
+            (
+                "figure",
+                {
+                    "required": False,
+                    "default": "",
+                    "help": "correlation (Figure 1: the inter-class "
+                    "correlation of a head), fractions (Figure 3: accuracy against label fraction) or loss "
+                    "(Figure 4: training loss of runs).",
+                },
+            ),
+            (
+                "inputs",
+                {
+                    "nargs": -1,
+                    "help": "correlation: one embeddings file, checkpoint or run; fractions "
+                    "and loss: runs, or folders of runs.",
+                },
+            ),
+        ),
     ),
     Command(
         "demo",
