@@ -267,7 +267,7 @@ def test_help_lists_options_in_the_groups_of_config_yaml(run_cli):
     assert code == 0
     heads = [out.index(h) for h in ("fewshot options:", "Model:", "Data:", "Optimisation:", "Run:", "Device:")]
     assert heads == sorted(heads)  # the command's own first, then as config.yaml groups them
-    assert heads[0] < out.index("--shots ") < heads[1]
+    assert heads[0] < out.index("--shots TEXT") < heads[1]
     assert heads[3] < out.index("--lr ") < heads[4] and heads[1] < out.index("--temporal ") < heads[2]
     assert heads[5] < out.index("--precision ")
     assert "--shots 1,3,5,all" in out  # the example shows the default
