@@ -469,6 +469,9 @@ def test_save_every_keeps_epoch_checkpoints(run_cli, tmp_path):
     ckpts = tmp_path / "run" / "checkpoints"
     assert sorted(p.name for p in ckpts.glob("*.pt")) == ["best.pt", "epoch_1.pt", "epoch_2.pt", "last.pt"]
     assert [torch.load(ckpts / f"epoch_{e}.pt", weights_only=True)["epoch"] for e in (1, 2)] == [1, 2]
+    # one step per epoch, cosine over 2 steps from 5e-6: each row logs the rate its step used
+    rows = list(csv.DictReader((tmp_path / "run" / "metrics.csv").read_text().splitlines()))
+    assert [float(r["lr"]) for r in rows] == [5e-6, 2.5e-6]
 
 
 def test_resume_in_one_line_takes_the_runs_own_settings(run_cli, tmp_path):

@@ -32,7 +32,7 @@ def test_fewshot_writes_samples_table_and_json(run_cli, tmp_path):
         trained = {ln.split("\t")[0] for ln in (out / f"{k}shot_seed0" / "train_samples.txt").read_text().splitlines()}
         assert trained == {p for p, _ in sample["samples"]}
     rows = (out / "fewshot.csv").read_text().splitlines()
-    assert rows[0] == "shots,top1,std,runs" and len(rows) == 3
+    assert rows[0] == "shots,top1,std,runs,top1_per_run" and len(rows) == 3
     assert "few-shot toy" in stdout
 
 

@@ -189,3 +189,10 @@ def test_recipe_toy_sets_the_demos_values_where_no_flag_does(run_cli, tmp_path):
     code, out, err = run_cli("train", "--data", "toy", "--out", tmp_path / "run", "--dry-run")
     plan = yaml.safe_load(out[out.index("model:"):])
     assert plan["optim"]["lr"] == 5e-6 and plan["run"]["recipe"] == "paper" and plan["run"]["from_recipe"] is None
+
+
+def test_counts_read_well():
+    from tkvr.base.progress import count
+
+    assert [count(2, "epoch"), count(1, "epoch"), count(2, "batch"), count(3, "class"), count(2, "video")] == [
+        "2 epochs", "1 epoch", "2 batches", "3 classes", "2 videos"]

@@ -96,9 +96,7 @@ class SourceConfig(Settings):
         "file or a folder; add @SUBSET for a class subset (k400@K300, ucf101@classes.txt).",
     )
     data_root: str | None = setting(None, "Folder holding the built-in datasets [env: TKVR_DATA_ROOT].")
-    fold: int | None = setting(
-        None, "UCF-101 / HMDB-51 official split number (1-3).", shown="1"
-    )
+    fold: int | None = setting(None, "UCF-101 / HMDB-51 official split number (1-3).", shown="1")
     decoder: str = setting(
         "auto",
         "Video decoder; auto takes torchcodec when FFmpeg's libraries load, else PyAV. "

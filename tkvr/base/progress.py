@@ -66,10 +66,11 @@ def quiet_libraries(verbose: bool = False) -> None:
 
 
 def count(n: int, noun: str) -> str:
-    """'1 video', '2 videos', '1 class', '3 classes'."""
+    """'1 video', '2 videos', '1 class', '3 classes', '2 batches', '2 epochs'."""
     if n == 1:
         return f"1 {noun}"
-    return f"{n} {noun}es" if noun.endswith(("s", "x", "ch", "sh")) else f"{n} {noun}s"
+    hard = noun.endswith(("s", "x", "sh")) or (noun.endswith("ch") and not noun.endswith("och"))  # epoch
+    return f"{n} {noun}es" if hard else f"{n} {noun}s"
 
 
 def say(msg: str) -> None:

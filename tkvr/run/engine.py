@@ -166,6 +166,7 @@ class Trainer:
         self.bad = bad_budget
         self.gather = gather_with_grad if o.batch_gather and fabric.world_size > 1 else None
         self.epoch, self.step, self.best, self.complete = 0, 0, -1.0, True
+        self.step_lr = self.optimizer.param_groups[0]["lr"]
         self.progress = TrainProgress(
             cfg.optim.epochs, self.steps_per_epoch, enabled=False
         )  # fit's bar replaces it
@@ -319,13 +320,14 @@ class Trainer:
     def optimizer_step(self) -> None:
         if self.cfg.optim.grad_clip:
             self.fabric.clip_gradients(self.model, self.optimizer, max_norm=self.cfg.optim.grad_clip)
+        self.step_lr = self.optimizer.param_groups[0]["lr"]  # the rate this step used, for the logs
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
         self.step += 1
 
     def log_step(self, progress, loss: float, rate: float) -> None:
-        lr = self.optimizer.param_groups[0]["lr"]
+        lr = self.step_lr
         progress.update(self.step, loss, lr, rate)
         if self.fabric.global_rank == 0:
             self.steps_log.write(
@@ -349,7 +351,7 @@ class Trainer:
             "epoch": self.epoch,
             "step": self.step,
             "train_loss": loss,
-            "lr": self.optimizer.param_groups[0]["lr"],
+            "lr": self.step_lr,
             "clips_per_s": rate,
             "wall_s": wall,
         }

@@ -169,4 +169,4 @@ def protocol_top1(pred: dict, num_classes: int, protocol: str, seed: int) -> dic
     if protocol == "full":
         return {"top1": metrics(pred, num_classes)["top1"], "num_samples": n}
     tops = [metrics(pred, num_classes, keep=h)["top1"] for h in halves(num_classes, seed)]
-    return {"top1": statistics.fmean(tops), "std": statistics.pstdev(tops), "halves": tops, "num_samples": n}
+    return {"top1": statistics.fmean(tops), "std": statistics.stdev(tops), "halves": tops, "num_samples": n}

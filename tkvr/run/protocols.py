@@ -30,7 +30,7 @@ from tkvr.base.progress import count, say
 from tkvr.data.loader import eval_loader, eval_set
 from tkvr.data.sampling import k_shot
 from tkvr.data.specs import resolve
-from tkvr.data.video import pick_decoder
+from tkvr.data.video import kind_of, pick_decoder
 from tkvr.model.cost import cost_of
 from tkvr.model.text import run_templates
 from tkvr.model.video_model import build, preprocess_of, swap_classes
@@ -89,13 +89,14 @@ def fewshot(cfg: FewshotConfig) -> dict[str, dict]:
     """The sweep: K ('1', '3', 'all', ...) -> {top1, std, runs}; fewshot.csv / fewshot.json in --out
     (rank 0). K-shot runs train --shot-epochs over their sample; 'all' trains --epochs."""
 
-    base = cfg.train
+    base = copy.deepcopy(cfg.train)  # the sweep's own copy: the caller's settings stay as given
     shots = parse_shots(cfg.shots)
     src = resolve(base.data.data, base.data.data_root, base.data.fold_or())
     # the released few-shot configs: RandAugment for Kinetics-400, none for UCF-101 and HMDB-51
     base.data.randaugment = base.data.randaugment_for(off=src.name.split("@")[0] in ("ucf101", "hmdb51"))
     train = src.split("train")
     labels = [s.label for s in train]
+    noun = "image" if train and kind_of(train[0].path) == "image" else "video"
     fixed = read_sample(cfg.sample, train, src.classes) if cfg.sample else None
     for k in shots:  # fail before any training if a K cannot be drawn
         if k != ALL_SHOTS:
@@ -141,7 +142,7 @@ def fewshot(cfg: FewshotConfig) -> dict[str, dict]:
 
             repeated = ids * plan_k["repeats"]
             say(
-                f"{label(k)}-shot, seed {seed}: {count(len(ids), 'video')}, {len(repeated)} per epoch, "
+                f"{label(k)}-shot, seed {seed}: {count(len(ids), noun)}, {len(repeated)} per epoch, "
                 f"{count(sub.optim.epochs, 'epoch')} -> {sub.run.out}"
             )
             res = train_run(sub, src=src, train_ids=repeated, fabric=fabric, on_ready=save_sample)
@@ -149,14 +150,15 @@ def fewshot(cfg: FewshotConfig) -> dict[str, dict]:
             tops.append(res.metrics["top1"])
         results[label(k)] = {
             "top1": statistics.fmean(tops),
-            "std": statistics.pstdev(tops) if len(tops) > 1 else 0.0,
+            "std": statistics.stdev(tops) if len(tops) > 1 else 0.0,  # sample std over the seeds
             "runs": tops,
         }
     if fabric.global_rank == 0:
         atomic_write_text(
-            "shots,top1,std,runs\n"
+            "shots,top1,std,runs,top1_per_run\n"
             + "".join(
-                f"{k},{v['top1']:.4f},{v['std']:.4f},{' '.join(f'{t:.4f}' for t in v['runs'])}\n"
+                f"{k},{v['top1']:.4f},{v['std']:.4f},{len(v['runs'])},"
+                f"{' '.join(f'{t:.4f}' for t in v['runs'])}\n"
                 for k, v in results.items()
             ),
             root / "fewshot.csv",
@@ -268,7 +270,8 @@ def zeroshot(cfg: ZeroshotConfig) -> dict:
         plan_run_dir(base)  # a refused --out must fail now, not after the first row
     fabric = make_fabric(base.device)
     rows["without_training"] = score(fabric, fabric.setup_module(model))
-    say(f"w/o train: top-1 {fmt(rows['without_training'])} on {len(unseen.classes)} unseen classes")
+    which = "classes of --eval" if cfg.no_train else "unseen classes"  # no training: nothing was seen
+    say(f"w/o train: top-1 {fmt(rows['without_training'])} on {len(unseen.classes)} {which}")
     if not cfg.no_train:
         res = train_run(base, src=seen, fabric=fabric)
         swap_classes(res.model, res.backbone, unseen.classes, templates, base.model.text_encoder)
@@ -286,4 +289,4 @@ def _resolved_untrained(base, seen) -> dict:
 
 
 def fmt(r: dict) -> str:
-    return f"{r['top1']:.2f}%" + (f" ± {r['std']:.2f}" if "std" in r else "")
+    return f"{r['top1']:.2f}" + (f" ± {r['std']:.2f}" if "std" in r else "") + "%"

@@ -151,11 +151,14 @@ def train(
     if cfg.model.head == "lda" and resume is None:
         fit_lda_head(fabric, cfg, model, src, train_set.samples, preprocess_of(model), out)
     write_samples(train_set.samples, src.classes, out, fabric.global_rank)
+    m = cfg.model
     say(
-        f"run {out}: {cfg.model.backbone} + {cfg.model.temporal}, head {cfg.model.head}, "
-        f"{count(len(src.classes), 'class')}, "
+        f"run {out}: {m.backbone} + {m.temporal}, head {m.head} ({m.template_mode} templates), "
+        f"objective {m.objective}, {count(len(src.classes), 'class')}, "
         f"{len(train_set)} train / {len(val_set)} val samples, {count(fabric.world_size, 'device')}"
     )
+    if cfg.optim.batch_gather and fabric.world_size == 1:
+        say("--batch-gather: one process, nothing to gather; the batch is compared with itself")
     bad = BadFiles(
         train_set.samples,
         cfg.data.max_bad_fraction,
