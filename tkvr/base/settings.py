@@ -307,8 +307,9 @@ def options(cls, config_file: bool = False):
     return decorate
 
 
-# Settings a resumed run takes from the command line even where its config.yaml says otherwise.
-NOT_RECORDED = ("out", "resume", "dry_run", "command")
+# Settings a resumed run takes from the command line even where its config.yaml says otherwise:
+# where it goes and how far this invocation runs (--max-steps stops a smoke run, not the run).
+NOT_RECORDED = ("out", "resume", "dry_run", "command", "max_steps")
 
 
 def from_run(kw: dict, given: set[str], config_yaml: Path) -> dict:
