@@ -81,7 +81,8 @@ def run_in_a_terminal(*args) -> str:
 def test_eval_shows_progress_on_a_terminal_and_not_in_a_pipe(run_cli, trained, tmp_path):
     shown = run_in_a_terminal("eval", "--checkpoint", trained, "--workers", "0", "--batch-size", "1")
     assert "scoring data val (1x1 views)" in shown and "3/3" in shown  # the bar, to its end
+    assert "tkvr eval: loading torch and the model libraries" in shown  # start-up says what it does
     code, out, err = run_cli("eval", "--checkpoint", trained, "--workers", "0", "--batch-size", "1",
                              "--json", tmp_path / "e.json")
     assert code == 0, err
-    assert "scoring" not in out + err  # a pipe gets the result, not a bar
+    assert "scoring" not in out + err and "loading" not in out + err  # a pipe gets the result, not a bar

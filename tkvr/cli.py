@@ -17,7 +17,7 @@ from click.core import ParameterSource
 from tkvr import __version__
 from tkvr.base.config import RECIPES
 from tkvr.base.errors import WRITE_FAULTS, Fault, TkvrError, one_line
-from tkvr.base.progress import publish, quiet_libraries, say, show_plan
+from tkvr.base.progress import publish, quiet_libraries, say, show_plan, status
 from tkvr.base.settings import SECTIONS, build, from_run, leaves, options, sections, value_of
 from tkvr.commands import COMMANDS, Command, NotBuilt, load
 
@@ -73,7 +73,8 @@ def run(command: Command, kw: dict) -> int:
     cfg = parse(command.settings, kw)
     cfg.validate()
     dry = value_of(cfg, "dry_run", False)
-    work = load(command.plan if dry and command.plan else command.run)
+    with status(f"tkvr {command.name}: loading torch and the model libraries"):
+        work = load(command.plan if dry and command.plan else command.run)
     quiet_libraries(value_of(cfg, "verbose", False))  # after the import: libraries set theirs then
     result = work(cfg)
     if dry:

@@ -131,6 +131,18 @@ def track(items, total: int, description: str):
 
 
 @contextmanager
+def status(message: str):
+    """A phase that can take seconds (loading libraries, weights, launching): a spinner with
+    `message` on a terminal, rank 0, gone when the phase ends; nothing in a pipe or a log."""
+    con = console() if is_rank_zero() else None
+    if con is None or not con.is_terminal:
+        yield
+        return
+    with con.status(message):
+        yield
+
+
+@contextmanager
 def bar(total: int, description: str):
     """A progress bar for long work (scoring a split) on a terminal, rank 0; nothing in a pipe or
     a log, where a line per batch would be noise. Yields `tick()`, called once per item done."""

@@ -15,7 +15,7 @@ from torch import nn
 
 from tkvr.base.errors import TkvrError
 from tkvr.base.fileio import quiet_pickle
-from tkvr.base.progress import say
+from tkvr.base.progress import say, status
 
 OPENAI_NAMES = {
     "RN50": "RN50",
@@ -205,7 +205,11 @@ def build_backbone(backbone: str, pretrained: str | None = None, meta: bool = Fa
     level = logger.level
     logger.setLevel(logging.ERROR)  # open_clip warns 'initialized randomly' for the built-ins
     try:
-        with torch.random.fork_rng(devices=[]), quiet_pickle():  # a raw pickle is refused below
+        with (
+            status(f"building {backbone}" + (f" with weights {weights}" if weights else "")),
+            torch.random.fork_rng(devices=[]),
+            quiet_pickle(),  # a raw pickle is refused below
+        ):
             torch.manual_seed(BUILD_SEED)
             model = oc.create_model(name, pretrained=weights, force_quick_gelu=quick)
     except pickle.UnpicklingError:

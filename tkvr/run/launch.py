@@ -13,7 +13,7 @@ from lightning_fabric.utilities.exceptions import MisconfigurationException
 
 from tkvr.base.config import DeviceConfig
 from tkvr.base.errors import TkvrError
-from tkvr.base.progress import say
+from tkvr.base.progress import say, status
 
 
 def resolve_precision(setting: str, accelerator: str, cuda: bool, bf16: bool, mps: bool = False) -> str:
@@ -70,5 +70,6 @@ def make_fabric(device: DeviceConfig):
     except (ValueError, RuntimeError, MisconfigurationException) as e:  # no such device here
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise TkvrError(f"--accelerator {device.accelerator} --devices {device.devices}: {first}") from None
-    fabric.launch()
+    with status(f"launching {device.devices} x {device.num_nodes} process(es) ({device.accelerator})"):
+        fabric.launch()
     return fabric
