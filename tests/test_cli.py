@@ -127,6 +127,9 @@ MISTAKES = [
     ("embed --classes a,b --backbone tiny --head lda --out {tmp}/e.pt", ["--head", "lda"]),
     ("embed --classes a,b --backbone tiny --out {tmp}", ["--out", "is a folder"]),
     ("embed --classes a,b --backbone ViT-B/32 --out {tmp}/e.pt", ["cannot get the weights", "--pretrained PATH"]),
+    # refused from the architecture's width, before the (here unavailable) weights are looked for
+    ("embed --classes imagenet --backbone ViT-B/16 --head orthogonal --out {tmp}/e.pt",
+     ["--head orthogonal", "D=512 < C=1000"]),
     ("fewshot --data toy --shots 0,1", ["--shots"]),
     ("fewshot --data toy --shots one", ["--shots"]),
     ("fewshot --data toy --shots 17", ["--shots 17", "has only 16"]),

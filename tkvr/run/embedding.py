@@ -6,13 +6,17 @@ from __future__ import annotations
 from tkvr.base.config import EmbedConfig
 from tkvr.data.classes import resolve_classes
 from tkvr.model.backbones import build_backbone
+from tkvr.model.heads import orthogonal_matrix
 from tkvr.model.text import embed
 from tkvr.run.plots import plot_correlation
 
 
 def embed_classes(cfg: EmbedConfig) -> dict:
     """-> {embeddings [C, D], classes, templates}; the file is cfg.out, the map cfg.plot."""
-    res = embed(cfg, resolve_classes(cfg.classes), build_backbone(cfg.backbone, cfg.pretrained))
+    classes = resolve_classes(cfg.classes)
+    if cfg.head == "orthogonal":  # the width, from the architecture alone: refused before any weights load
+        orthogonal_matrix(len(classes), build_backbone(cfg.backbone, meta=True).dim)
+    res = embed(cfg, classes, build_backbone(cfg.backbone, cfg.pretrained))
     if cfg.plot:
         title = f"{cfg.head} embeddings, {cfg.backbone}"
         plot_correlation(res["embeddings"], res["classes"], cfg.plot, title=title)
