@@ -459,19 +459,27 @@ def test_label_smoothing_is_the_smoothed_cross_entropy():
 
 
 def test_save_every_keeps_epoch_checkpoints(run_cli, tmp_path):
+    """--save-every 1 keeps each epoch's checkpoint; the logs record the rate each step used, and
+    an epoch of fewer steps than --log-every logs every one of them."""
+    import math
+
     from conftest import small_set
 
     data = small_set(tmp_path, bad=())
-    code, _, err = run_cli("train", "--data", data, "--backbone", "tiny", "--frames", "2", "--batch-size", "2",
+    code, _, err = run_cli("train", "--data", data, "--backbone", "tiny", "--frames", "2", "--batch-size", "1",
                            "--workers", "0", "--epochs", "2", "--warmup", "0", "--save-every", "1",
                            "--out", tmp_path / "run")
     assert code == 0, err
     ckpts = tmp_path / "run" / "checkpoints"
     assert sorted(p.name for p in ckpts.glob("*.pt")) == ["best.pt", "epoch_1.pt", "epoch_2.pt", "last.pt"]
     assert [torch.load(ckpts / f"epoch_{e}.pt", weights_only=True)["epoch"] for e in (1, 2)] == [1, 2]
-    # one step per epoch, cosine over 2 steps from 5e-6: each row logs the rate its step used
-    rows = list(csv.DictReader((tmp_path / "run" / "metrics.csv").read_text().splitlines()))
-    assert [float(r["lr"]) for r in rows] == [5e-6, 2.5e-6]
+    # 3 steps an epoch, cosine over 6 steps from 5e-6: each row logs the rate its step used
+    cosine = [5e-6 * 0.5 * (1 + math.cos(math.pi * s / 6)) for s in range(6)]
+    steps = list(csv.DictReader((tmp_path / "run" / "steps.csv").read_text().splitlines()))
+    assert [int(r["step"]) for r in steps] == [1, 2, 3, 4, 5, 6]  # not only each epoch's last
+    assert [float(r["lr"]) for r in steps] == pytest.approx(cosine, rel=1e-5)
+    epochs = list(csv.DictReader((tmp_path / "run" / "metrics.csv").read_text().splitlines()))
+    assert [float(r["lr"]) for r in epochs] == pytest.approx([cosine[2], cosine[5]], rel=1e-5)
 
 
 def test_resume_in_one_line_takes_the_runs_own_settings(run_cli, tmp_path):

@@ -167,6 +167,8 @@ class Trainer:
         self.gather = gather_with_grad if o.batch_gather and fabric.world_size > 1 else None
         self.epoch, self.step, self.best, self.complete = 0, 0, -1.0, True
         self.step_lr = self.optimizer.param_groups[0]["lr"]
+        # an epoch of fewer steps than --log-every logs every step: the loss curve keeps its points
+        self.log_every = cfg.run.log_every if self.steps_per_epoch > cfg.run.log_every else 1
         self.progress = TrainProgress(
             cfg.optim.epochs, self.steps_per_epoch, enabled=False
         )  # fit's bar replaces it
@@ -289,7 +291,7 @@ class Trainer:
             if not boundary:
                 continue
             self.optimizer_step()
-            if self.step % self.cfg.run.log_every == 0 or seen == n:  # reading the loss syncs a GPU
+            if self.step % self.log_every == 0 or seen == n:  # reading the loss syncs a GPU
                 checked = stop_if_not_finite(fabric, losses, steps, checked, self.epoch, self.out)
                 self.log_step(progress, float(loss.detach()), clips / max(1e-9, time.time() - t0))
             else:
