@@ -48,3 +48,14 @@ def test_scripts_meet_the_command_lines_refusals():
         TrainConfig.from_flags({"augment": "gpu"})
     with pytest.raises(Exception, match="--frames must be >= 1"):
         TrainConfig.from_flags({"frames": 0})
+
+
+def test_more_frames_than_a_clip_has_is_said(run_cli, tmp_path):
+    data = small_set(tmp_path, bad=())  # 8-frame clips
+    args = ["train", "--data", data, "--backbone", "tiny", "--batch-size", "2", "--workers", "0", "--epochs", "1",
+            "--warmup", "0", "--max-steps", "1"]
+    code, out, err = run_cli(*args, "--frames", "12", "--out", tmp_path / "a")
+    assert code == 0, err
+    assert "has 8 frames and --frames is 12: frames repeat within each clip" in out
+    code, out, err = run_cli(*args, "--frames", "8", "--out", tmp_path / "b")
+    assert code == 0 and "frames repeat" not in out

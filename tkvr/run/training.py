@@ -30,7 +30,7 @@ from tkvr.base.progress import count, say
 from tkvr.base.settings import freeze
 from tkvr.data.loader import BadFiles, augment_on, datasets, eval_loader, eval_set, loader, workers_for
 from tkvr.data.specs import absolute, resolve
-from tkvr.data.video import kind_of, pick_decoder
+from tkvr.data.video import UnreadableVideo, kind_of, open_reader, pick_decoder
 from tkvr.model.cost import cost_of
 from tkvr.model.heads import Head, fit_lda
 from tkvr.model.text import load_embeddings, run_templates, save_embeddings
@@ -107,6 +107,32 @@ def resolve_run(cfg: TrainConfig, src=None) -> tuple[TrainConfig, object]:
     return freeze(run), src
 
 
+def short_clips(cfg: TrainConfig, src, samples) -> None:
+    """Say when the first training video has fewer frames than --frames: TSN sampling then takes
+    some frames twice, which costs compute and adds nothing (one file opened, nothing else)."""
+    for s in samples:
+        try:
+            reader = open_reader(
+                s.path,
+                pick_decoder(cfg.data.decoder, quiet=True),
+                "cpu",
+                src.frame_template,
+                s.frames,
+                src.frame_start,
+            )
+            try:
+                n = len(reader)
+            finally:
+                reader.close()
+        except (UnreadableVideo, OSError):
+            return  # the loader's bad-file handling speaks for unreadable files
+        if 1 < n < cfg.model.frames:
+            say(
+                f"warning: {Path(s.path).name} has {n} frames and --frames is {cfg.model.frames}: "
+                f"frames repeat within each clip; --frames {n} or fewer reads each once"
+            )
+
+
 def plan(cfg: TrainConfig, src=None) -> dict:
     """--dry-run: everything train() checks before its first side effect, and the settings it
     would record: config.yaml's keys, `auto:` (what automatic values become here) and `cost:`."""
@@ -141,6 +167,7 @@ def train(
     t0 = time.time()
     backbone, model = build(cfg, src.classes, cfg.model.templates)
     train_set, val_set = datasets(cfg, src, preprocess_of(model), train_ids)
+    short_clips(cfg, src, train_set.samples[:1])
     fabric = fabric or make_fabric(cfg.device)
     if on_ready is not None:
         on_ready(fabric)
