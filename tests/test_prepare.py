@@ -173,3 +173,15 @@ def test_prepare_names_a_cut_video_and_writes_nothing_for_it(tmp_path):
     assert error and "cut.mp4" in error and not fault and not (tmp_path / "out.mp4").exists()
     assert not list(tmp_path.glob(".*.part"))
     assert encode((str(tmp_path / "whole.mp4"), str(tmp_path / "ok.mp4"), 320, 8, 23))[1] is None
+
+
+def test_a_video_listed_in_two_splits_is_encoded_once(run_cli, tmp_path):
+    from conftest import small_set
+
+    data = small_set(tmp_path, bad=())  # the same 3 clips listed as train and as val
+    code, out, err = run_cli("prepare", "--data", data, "--out", tmp_path / "fast", "--workers", "0")
+    assert code == 0, err
+    assert "3 videos, 0 already done" in out
+    assert len(list((tmp_path / "fast" / "videos").rglob("*.mp4"))) == 3
+    train, val = ((tmp_path / "fast" / f"{s}.txt").read_text().splitlines() for s in ("train", "val"))
+    assert len(train) == len(val) == 3 and sorted(ln.split()[0] for ln in train) == sorted(ln.split()[0] for ln in val)
