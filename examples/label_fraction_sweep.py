@@ -4,8 +4,9 @@
     python examples/label_fraction_sweep.py --data toy --backbone toy --fractions 0.05,0.1,0.25,0.5,1 \
         --out runs/label_fraction [-- extra tkvr train flags]
 
-Each point is one `tkvr train --label-fraction F` run (stratified, seeded); the curve is drawn to
-OUT/label_fraction.png and the numbers written to OUT/label_fraction.json.
+Each point is one `tkvr train --label-fraction F` run (stratified, seeded); the curve is drawn by
+`tkvr plot fractions OUT` to OUT/label_fraction.png and the numbers written to
+OUT/label_fraction.json.
 """
 
 from __future__ import annotations
@@ -40,23 +41,8 @@ def main():
             report = json.loads((run / "report.json").read_text())
             curves[name].append(report["final"]["top1"])
     (out / "label_fraction.json").write_text(json.dumps({"fractions": fractions, **curves}, indent=1))
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    for name, ys in curves.items():
-        ax.plot([100 * f for f in fractions], ys, marker="o", label=name)
-    ax.set_xscale("log")
-    ax.set_xlabel("labelled training data (%)")
-    ax.set_ylabel("top-1 (%)")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out / "label_fraction.png", dpi=120)
-    print(f"wrote {out / 'label_fraction.png'} and {out / 'label_fraction.json'}")
-
+    # the figure is `tkvr plot fractions` over these runs: one drawing of Figure 3, wherever it is made
+    tkvr(["plot", "fractions", str(out), "--out", str(out / "label_fraction.png")])
 
 if __name__ == "__main__":
     main()

@@ -140,7 +140,7 @@ def _field(d: dict, group: str, key: str, default):
 
 
 def plot_fractions(inputs: list[str], path) -> dict:
-    """{head: [(fraction, mean top-1, std, n runs), ...]} drawn as one curve per head."""
+    """{head: [(fraction, mean top-1, sample std, n runs), ...]} drawn as one curve per head."""
     points: dict[str, dict[float, list[float]]] = {}
     for run in _runs(inputs):
         cfg = _config(run)
@@ -160,7 +160,10 @@ def plot_fractions(inputs: list[str], path) -> dict:
             raise TkvrError(f"{run}: label fraction {frac} or top-1 {top1} is out of range")
         points.setdefault(head, {}).setdefault(frac, []).append(top1)
     curves = {
-        h: [(f, statistics.fmean(v), statistics.pstdev(v), len(v)) for f, v in sorted(pts.items())]
+        h: [
+            (f, statistics.fmean(v), statistics.stdev(v) if len(v) > 1 else 0.0, len(v))
+            for f, v in sorted(pts.items())
+        ]
         for h, pts in sorted(points.items())
     }
     plt = _pyplot()
