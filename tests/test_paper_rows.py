@@ -136,3 +136,40 @@ def test_row_resolves_to_its_settings_table(title, run_cli, stand_ins, tiny_run,
             assert got[key] == pytest.approx(want, abs=1e-4), (title, key, got[key])
         else:
             assert got[key] == want, (title, key, got[key], want)
+
+
+def toy_form(cmd: list[str]) -> list[str]:
+    """A row's command on the toy world (docs/paper.md, "Toy forms"): the toy data (seen and unseen
+    classes for zero-shot), the toy recipe in place of the backbone, one process, no data root."""
+    out, args = [cmd[0], cmd[1]], iter(cmd[2:])
+    for a in args:
+        if a in ("--data-root", "--backbone", "--devices"):
+            next(args)
+        elif a == "--data":
+            out += ["--data", "toy"] if next(args) else []
+        elif a in ("--train", "--eval"):
+            out += [a, "toy@seen" if a == "--train" else "toy@unseen"]
+            next(args)
+        elif a == "--out":
+            out += ["--out", next(args).replace("runs/", "runs/toy_")]
+        else:
+            out.append(a)
+    return out + ["--recipe", "toy"]
+
+
+TOY_ROWS = [(t, cmds[0]) for t, cmds, _ in ROWS if cmds and cmds[0][1] in ("train", "fewshot", "zeroshot")]
+
+
+def test_the_toy_forms_in_the_doc_are_the_rule_applied_to_each_row():
+    listed = re.search(r"## Toy forms\n.*?```bash\n(.*?)```", DOC.read_text(), re.S).group(1)
+    assert [shlex.split(ln) for ln in listed.splitlines() if ln.startswith("tkvr ")] == [
+        toy_form(c) for _, c in TOY_ROWS]
+
+
+@pytest.mark.parametrize("title, cmd", TOY_ROWS, ids=[t.split(":")[0] for t, _ in TOY_ROWS])
+def test_every_toy_form_runs(run_cli, tmp_path, title, cmd):
+    args = [a.replace("runs/", f"{tmp_path}/") for a in toy_form(cmd)]
+    code, out, err = run_cli(*args[1:], "--dry-run")
+    assert code == 0, (title, err)
+    plan = yaml.safe_load(out[out.index("model:"):])
+    assert plan["model"]["backbone"] == "toy" and plan["run"]["recipe"] == "toy"
