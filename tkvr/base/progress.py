@@ -101,27 +101,11 @@ def track(items, total: int, description: str):
     if not is_rank_zero():
         yield from items
         return
-    con = console()
-    if con.is_terminal:
-        from rich.progress import (  # deferred: keeps tkvr --help fast
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-        )
-
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=con,
-        ) as bar:
-            task = bar.add_task(description, total=total)
+    if console().is_terminal:
+        with bar(total, description, transient=False) as tick:
             for item in items:
                 yield item
-                bar.advance(task)
+                tick()
         return
     step = max(1, total // 10)
     for n, item in enumerate(items, 1):
@@ -143,7 +127,7 @@ def status(message: str):
 
 
 @contextmanager
-def bar(total: int, description: str):
+def bar(total: int, description: str, transient: bool = True):
     """A progress bar for long work (scoring a split) on a terminal, rank 0; nothing in a pipe or
     a log, where a line per batch would be noise. Yields `tick()`, called once per item done."""
     con = console() if is_rank_zero() else None
@@ -164,7 +148,7 @@ def bar(total: int, description: str):
         MofNCompleteColumn(),
         TimeRemainingColumn(),
         console=con,
-        transient=True,
+        transient=transient,
     ) as shown:
         task = shown.add_task(description, total=total)
         yield lambda: shown.advance(task)
