@@ -241,7 +241,7 @@ class ModelConfig(Settings):
     label_smoothing: float = setting(
         0.0,
         "Label smoothing of the recognition loss: the target puts this much mass evenly on "
-        "all classes (0: none, as the paper and the released code).",
+        "all classes (0: none).",
     )
     text_online: bool = setting(
         False,
