@@ -180,3 +180,39 @@ def write_faststart_mp4(path, frames=48):
 
 # A model's preprocessing (size, mean, std) for transform tests, small enough to be quick.
 PRE = {"size": 32, "mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)}
+
+
+def toy_frames(label: int, k: int = 0):
+    """uint8 [16, 3, 64, 64]: the toy world's k-th val clip of class `label`."""
+    from tkvr.data.specs import resolve
+    from tkvr.data.video import open_reader
+
+    src = resolve("toy")
+    path = next(s.path for s in src.split("val") if s.label == label and s.path.endswith(f"_{k:02d}.mp4"))
+    r = open_reader(path, "pyav")
+    try:
+        return r.read(list(range(len(r))))
+    finally:
+        r.close()
+
+
+def write_timed(frames, times, path):
+    """An H.264 MP4 whose frame i is shown from times[i] seconds (millisecond timestamps): frame
+    rates that change along the file, as phones and screen recorders write."""
+    from fractions import Fraction
+
+    import av
+
+    with av.open(str(path), "w", format="mp4") as out:
+        s = out.add_stream("libx264", rate=8)
+        s.width, s.height = frames.shape[-1], frames.shape[-2]
+        s.pix_fmt, s.options = "yuv420p", {"crf": "12"}
+        s.time_base = s.codec_context.time_base = Fraction(1, 1000)
+        for f, t in zip(frames, times):
+            vf = av.VideoFrame.from_ndarray(f.permute(1, 2, 0).contiguous().numpy(), format="rgb24")
+            vf.pts, vf.time_base = round(t * 1000), Fraction(1, 1000)
+            for p in s.encode(vf):
+                out.mux(p)
+        for p in s.encode():
+            out.mux(p)
+    return path

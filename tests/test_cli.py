@@ -9,7 +9,8 @@ from conftest import TINY_RUN, assert_user_error, write_clip
 def test_help_lists_every_command(run_cli):
     code, out, _ = run_cli("--help")
     assert code == 0
-    for name in ("embed", "train", "eval", "fewshot", "zeroshot", "predict", "check", "demo", "prepare", "backbones"):
+    for name in ("embed", "train", "eval", "fewshot", "zeroshot", "predict", "export", "check", "demo", "prepare",
+                 "backbones"):
         assert name in out
 
 
@@ -27,11 +28,11 @@ def test_help_does_not_import_torch(args):
     assert r.returncode == 0, r.stderr
 
 
-@pytest.mark.parametrize("name", ["embed", "check", "prepare", "train", "eval", "predict", "fewshot", "zeroshot",
-                                  "demo", "backbones"])
+@pytest.mark.parametrize("name", ["embed", "check", "prepare", "train", "eval", "predict", "export", "fewshot",
+                                  "zeroshot", "demo", "backbones", "plot"])
 def test_every_built_command_has_help_with_an_example(run_cli, name):
     code, out, _ = run_cli(name, "--help")
-    assert code == 0 and "Example:" in out
+    assert code == 0 and ("Example:" in out or "Examples:" in out)
 
 
 def test_train_rejects_unknown_temporal_and_backbone(run_cli, tmp_path):
@@ -120,8 +121,23 @@ MISTAKES = [
     ("eval --checkpoint {tmp}/nowhere --plot {tmp}/c.txt", ["--plot", ".png, .svg or .pdf"]),
     ("eval --checkpoint {tmp}/nowhere --per-class {tmp}/afile/p.csv", ["--per-class", "is a file"]),
     ("predict {tmp}/missing.mp4 --checkpoint {tmp}/nowhere", ["missing.mp4", "no such file"]),
-    ("predict {tmp} --checkpoint {tmp}/nowhere", ["is a folder"]),
+    ("predict {tmp}/empty --backbone tiny --labels a,b", ["empty", "no video or image files", "1 other file"]),
+    ("predict {tmp}/nolist.txt --backbone tiny --labels a,b", ["nolist.txt", "names no inputs"]),
     ("predict {tmp}/afile --checkpoint {tmp}/nowhere --top-k 0", ["--top-k"]),
+    ("predict {tmp}/afile", ["--checkpoint RUN, or --backbone NAME"]),
+    ("predict {tmp}/afile --backbone tiny", ["--backbone tiny needs --labels"]),
+    ("predict {tmp}/afile --backbone tiny --labels a,b --checkpoint {tmp}/nowhere", ["not both"]),
+    ("predict {tmp}/afile --backbone tiny --labels a,b --window 2 --stride 0", ["--stride 0", "positive"]),
+    ("predict {tmp}/afile --backbone tiny --labels a,b --window -1", ["--window -1", "positive"]),
+    ("predict {tmp}/afile --backbone tiny --labels a,b --stride 1", ["--stride", "give --window"]),
+    ("predict {tmp}/afile --backbone tiny --labels a,b --window 2 --views 2x1", ["--views 2x1", "1xS"]),
+    ("predict {tmp}/afile --backbone tiny --labels a,b --out {tmp}/tags.txt", ["--out", ".csv or .jsonl"]),
+    ("predict {tmp}/afile --backbone tiny --labels a,b --out {tmp}/done.csv", ["--out", "already holds", "--resume"]),
+    ("predict {tmp}/afile --backbone tiny --labels a,b --resume", ["--resume", "give --out"]),
+    ("predict {tmp}/ds/jump/a.mp4 --backbone tiny --labels a,b --window 0.5", ["--window 0.5", "--frames 8 needs"]),
+    ("predict {tmp}/ds/jump/a.mp4 --backbone tiny --labels a,a", ["appears twice"]),
+    ("export --checkpoint {tmp}/nowhere --out {tmp}/m.tflite", ["--out", ".onnx", ".pt2"]),
+    ("export --checkpoint {tmp}/nowhere --out {tmp}/m.onnx", ["--checkpoint", "no such file"]),
     ("embed --classes , --backbone tiny --out {tmp}/e.pt", ["--classes", "empty"]),
     ("embed --classes a,a --backbone tiny --out {tmp}/e.pt", ["appears twice"]),
     ("embed --classes a,b --backbone tiny --head lda --out {tmp}/e.pt", ["--head", "lda"]),
@@ -192,6 +208,10 @@ SMALL["fewshot"] = SMALL["zeroshot"] = SMALL["train"]
 def mistakes_dir(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("mistakes")
     (tmp / "afile").write_text("x")
+    (tmp / "empty").mkdir()
+    (tmp / "empty" / "notes.md").write_text("x")
+    (tmp / "nolist.txt").write_text("# nothing listed\n\n")
+    (tmp / "done.csv").write_text("file,label_1,score_1,error\n")
     (tmp / "list.yaml").write_text("- a\n- b\n")
     (tmp / "fold.yaml").write_text("fold: one\n")
     (tmp / "nanlr.yaml").write_text("lr: .nan\n")

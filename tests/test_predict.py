@@ -1,10 +1,19 @@
-"""tkvr predict (tkvr.run.predict)."""
+"""tkvr predict (tkvr.run.predict): zero-shot from a backbone, folders and list files, rows written
+as they go and resumed after a kill, long videos in windows and segments placed by timestamps."""
+import csv
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
-from conftest import (
-    TINY_RUN,
-    write_clip,
-)
+import pytest
+import torch
+from conftest import TINY_RUN, toy_frames, write_clip, write_timed
+
+from tkvr.data.specs import resolve
+from tkvr.data.toy import write_video
 
 
 def test_predict_says_when_files_did_not_read(run_cli, tmp_path):
@@ -14,7 +23,104 @@ def test_predict_says_when_files_did_not_read(run_cli, tmp_path):
     good = write_clip(tmp_path / "good.mp4")
     (tmp_path / "bad.mp4").write_bytes(b"\x00" * 64)
     code, out, err = run_cli("predict", good, tmp_path / "bad.mp4", "--checkpoint", run, "--json", tmp_path / "p.json")
-    assert code == 1 and err.strip().splitlines() == [
-        f"tkvr: error: 1 of 2 files could not be read (e.g. {tmp_path / 'bad.mp4'})"], err
+    lines = err.strip().splitlines()
+    assert code == 1 and len(lines) == 1, err
+    assert lines[0].startswith(f"tkvr: error: 1 of 2 inputs could not be read (e.g. {tmp_path / 'bad.mp4'}: "), err
     preds = json.loads((tmp_path / "p.json").read_text())
     assert len(preds[0]["labels"]) == 5 and "error" in preds[1]  # the readable file still got its labels
+
+
+def test_zero_shot_from_a_backbone_equals_zeroshot_without_training(run_cli, tmp_path):
+    """--backbone toy alone (TAP, the names' frozen head, the toy CLIP's own prompt and scale) scores
+    the unseen classes' val clips exactly as `tkvr zeroshot --no-train` does."""
+    flags = ["--frames", "8", "--test-scale", "1", "--workers", "0"]
+    code, _, err = run_cli("zeroshot", "--train", "toy@seen", "--eval", "toy@unseen", "--no-train", "--backbone",
+                           "toy", "--temporal", "tap", "--views", "1x1", *flags, "--out", tmp_path / "zs",
+                           "--json", tmp_path / "zs.json")
+    assert code == 0, err
+    expected = json.loads((tmp_path / "zs.json").read_text())["without_training"]["top1"]
+    unseen = resolve("toy@unseen")
+    clips = unseen.split("val")
+    (tmp_path / "clips.txt").write_text("".join(f"{s.path} {s.label}\n" for s in clips))  # a dataset list
+    (tmp_path / "names.txt").write_text("".join(c + "\n" for c in unseen.classes))
+    code, _, err = run_cli("predict", tmp_path / "clips.txt", "--backbone", "toy", "--labels", tmp_path / "names.txt",
+                           *flags, "--top-k", "1", "--out", tmp_path / "p.jsonl")
+    assert code == 0, err
+    rows = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert [r["file"] for r in rows] == [s.path for s in clips]
+    right = sum(r["labels"][0] == unseen.classes[s.label] for r, s in zip(rows, clips))
+    assert 100 * right / len(clips) == pytest.approx(expected, abs=1e-6)
+    assert expected > 3 * 100 / len(unseen.classes)  # and it is zero-shot recognition, not chance
+
+
+def test_a_killed_folder_run_resumes_with_every_input_once(tmp_path):
+    src = resolve("toy").split("val")
+    folder = tmp_path / "clips"
+    for n in range(200):  # 200 clips in nested folders, and files that are not inputs
+        sub = folder / f"part{n % 3}"
+        sub.mkdir(parents=True, exist_ok=True)
+        os.link(src[n].path, sub / f"clip{n:03d}.mp4")
+    (folder / "README.txt").write_text("notes\n")
+    (folder / "part0" / "labels.csv").write_text("a\n")
+    out = tmp_path / "tags.csv"
+    cmd = [sys.executable, "-m", "tkvr", "predict", str(folder), "--backbone", "tiny", "--labels", "left,right,up",
+           "--frames", "2", "--batch-size", "2", "--workers", "0", "--out", str(out)]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while p.poll() is None and (not out.exists() or out.read_text().count("\n") < 40):
+        time.sleep(0.05)
+    assert p.poll() is None, "the run ended before it could be killed"
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    with open(out, "a") as f:
+        f.write(f"{folder}/part1/clip001.mp4,le")  # as a kill in the middle of a line leaves it
+    before = out.read_text().count("\n") - 1
+    assert 20 <= before < 200
+    r = subprocess.run(cmd + ["--resume"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert f"--resume: {before} inputs already in {out}, {200 - before} to score" in r.stdout
+    assert "2 files in the folders skipped (not a video or an image)" in r.stdout
+    rows = list(csv.DictReader(out.open()))
+    files = [row["file"] for row in rows]
+    assert sorted(files) == sorted(str(p) for p in folder.rglob("*.mp4")) and len(set(files)) == 200
+    assert all(row["label_1"] in ("left", "right", "up") and float(row["score_1"]) > 0 for row in rows)
+
+
+LABELS = "a red square,a green circle,a blue square"  # toy classes 2, 20, 36: told apart zero-shot
+
+
+@pytest.fixture(scope="module")
+def three_clips():
+    return torch.cat([toy_frames(i) for i in (2, 20, 36)])  # [48, 3, 64, 64]
+
+
+@pytest.mark.parametrize("rate, decoder", [("constant", "torchcodec"), ("variable", "torchcodec"),
+                                           ("variable", "pyav")])
+def test_a_long_video_becomes_segments_placed_by_timestamps(run_cli, tmp_path, three_clips, rate, decoder):
+    """Three toy clips back to back: three segments, boundaries within one stride of the truth. In
+    the variable-rate file the middle clip's frames last twice as long (8 s in all, cuts at 2 and
+    6 s); placed by frame count instead, the cuts would be at 2.7 and 5.3 s."""
+    if rate == "constant":
+        path, truth = tmp_path / "long.mp4", (2.0, 4.0)
+        write_video(three_clips, path, fps=8)
+    else:
+        path, truth = tmp_path / "vfr.mp4", (2.0, 6.0)
+        times = [j / 8 for j in range(16)] + [2 + j / 4 for j in range(16)] + [6 + j / 8 for j in range(16)]
+        write_timed(three_clips, times, path)
+    stride = 0.5
+    out = tmp_path / "w.csv"
+    extra = ["--plot", tmp_path / "timeline.png"] if rate == "constant" else []
+    code, text, err = run_cli("predict", path, "--backbone", "toy", "--labels", LABELS, "--window", "1",
+                              "--stride", stride, "--frames", "4", "--test-scale", "1", "--workers", "0",
+                              "--decoder", decoder, "--out", out, "--json", tmp_path / "r.json", *extra)
+    assert code == 0, err
+    segs = json.loads((tmp_path / "r.json").read_text())[0]["segments"]
+    assert [s["label"] for s in segs] == LABELS.split(","), segs
+    for s, cut in zip(segs, truth):
+        assert abs(s["end"] - cut) <= stride, segs
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == int(rows[0]["windows"]) and [int(r["window"]) for r in rows] == list(range(len(rows)))
+    saved = list(csv.DictReader((tmp_path / "w.segments.csv").open()))
+    assert [(float(r["start"]), float(r["end"]), r["label"]) for r in saved] == \
+        [(s["start"], s["end"], s["label"]) for s in segs]
+    if extra:
+        assert (tmp_path / "timeline.png").read_bytes()[:4] == b"\x89PNG"

@@ -55,7 +55,7 @@ def parse(cls, kw: dict):
         named = given(kw)
         chosen = {k: v for k, v in RECIPES[kw["recipe"]].items() if k in kw and k not in named}
         kw = {**kw, **chosen, "from_recipe": sorted(chosen) or None}
-    if kw.get("resume"):
+    if isinstance(kw.get("resume"), str) and kw["resume"]:  # a run's --resume (predict's is a switch)
         run = Path(kw["out"]) if kw["resume"] == "auto" else Path(kw["resume"]).parent.parent
         named = given(kw) - {"out", "resume"}
         kw = from_run(kw, named, run / "config.yaml")

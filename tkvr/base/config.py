@@ -732,19 +732,114 @@ class EvalConfig(Settings):
 
 @dataclass
 class PredictConfig(Settings):
-    checkpoint: str = borrow(EvalConfig, "checkpoint", help="Run directory or checkpoint file.")
     files: list[str] = setting(cli=False, default=[])  # the command's arguments
-    top_k: int = setting(5, "Labels per file.")
-    labels: str | None = setting(None, 'New class names: "a,b,c" or a labels file (open vocabulary).')
+    checkpoint: str | None = borrow(
+        EvalConfig,
+        "checkpoint",
+        default=None,
+        help="Run directory or checkpoint file. Without it, --backbone's pre-trained model scores "
+        "--labels zero-shot.",
+        required=False,
+    )
+    backbone: str | None = borrow(
+        ModelConfig,
+        "backbone",
+        default=None,
+        help="Zero-shot without a checkpoint: the pre-trained "
+        "model (with TAP over frames and a frozen head of --labels' names).",
+        shown="none",
+    )
+    pretrained: str | None = borrow(ModelConfig, "pretrained")
+    frames: int | None = borrow(
+        ModelConfig, "frames", default=None, shown="the checkpoint's; 8 with --backbone"
+    )
+    templates: list[str] | None = borrow(ModelConfig, "templates", shown="the checkpoint's; the model's own")
+    labels: str | None = setting(None, 'Class names: "a,b,c" or a labels file (open vocabulary).')
+    top_k: int = setting(5, "Labels per input (or window).")
+    out: str | None = setting(
+        None,
+        "Write one row per input (per window with --window) here as it goes: .csv or .jsonl; "
+        "with --window the segments go beside it (NAME.segments.csv or .jsonl).",
+    )
+    resume: bool = setting(False, "Continue an --out of a killed run: skip the inputs already in it.")
+    window: float | None = setting(None, "Score long videos in windows of this many seconds.")
+    stride: float | None = setting(
+        None, "Seconds from one window's start to the next.", shown="half --window"
+    )
+    plot: str | None = setting(
+        None, "With --window: draw the top labels' scores over time and the segments here (.png, .svg, .pdf)."
+    )
+    views: str = borrow(DataConfig, "views", default="1x1")
+    test_scale: float | None = borrow(
+        DataConfig, "test_scale", default=None, shown="the checkpoint's; 256/224"
+    )
+    batch_size: int = borrow(EvalConfig, "batch_size", help="Inputs (or windows) per batch.")
+    workers: int | None = borrow(SourceConfig, "workers")
     decoder: str = borrow(SourceConfig, "decoder")
+    accelerator: str = borrow(DeviceConfig, "accelerator")
+    precision: str = borrow(DeviceConfig, "precision")
     json: str | None = borrow(CheckConfig, "json")
 
     def validate(self) -> None:
-        problems: list[str] = []
-        _at_least(problems, self, 1, "top_k")
+        problems = choice_problems(self, nested=False)
+        _at_least(problems, self, 1, "top_k", "batch_size", "frames")
+        _at_least(problems, self, 0, "workers")
+        problems += eval_problems(self.views, self.test_scale, None)
+        if self.window is not None and not self.views.startswith("1x"):
+            problems.append(
+                f"--views {self.views} with --window: the windows are the clips; give --views 1xS"
+            )
         if not self.files:
-            problems.append("give one or more video or image files to predict")
-        writable(problems, "--json", self.json)
+            problems.append("give video or image files, folders or list files to predict")
+        if not self.checkpoint and not self.backbone:
+            problems.append("give --checkpoint RUN, or --backbone NAME with --labels for zero-shot")
+        if self.checkpoint and self.backbone:
+            problems.append(
+                "--backbone scores without a checkpoint; give --checkpoint or --backbone, not both"
+            )
+        if self.backbone and not self.checkpoint and not self.labels:
+            problems.append(
+                f'--backbone {self.backbone} needs --labels: the class names to score ("a,b,c" or a file)'
+            )
+        for flag, v in (("--window", self.window), ("--stride", self.stride)):
+            if v is not None and not v > 0:
+                problems.append(f"{flag} {v}: give a positive number of seconds")
+        if self.window is None:
+            for flag, v in (("--stride", self.stride), ("--plot", self.plot)):
+                if v is not None:
+                    problems.append(f"{flag} applies to windows of long videos: give --window SECONDS too")
+        if self.out and Path(self.out).suffix.lower() not in (".csv", ".jsonl"):
+            problems.append(f"--out {self.out}: end the name in .csv or .jsonl")
+        if self.resume and not self.out:
+            problems.append("--resume continues an --out file: give --out")
+        if self.out and not self.resume and Path(self.out).is_file() and Path(self.out).stat().st_size:
+            problems.append(
+                f"--out {self.out} already holds results: add --resume to continue it, or give another --out"
+            )
+        if self.plot and not self.plot.lower().endswith(SUFFIXES):
+            problems.append(f"--plot {self.plot}: end the name in .png, .svg or .pdf")
+        for flag, path in (("--json", self.json), ("--out", self.out), ("--plot", self.plot)):
+            writable(problems, flag, path)
+        fail_if(problems)
+
+
+@dataclass
+class ExportConfig(Settings):
+    checkpoint: str = borrow(EvalConfig, "checkpoint")
+    out: str = setting(
+        required=True,
+        help="The file to write: .onnx (ONNX, checked with onnxruntime) or .pt2 (torch.export); its "
+        "sidecar NAME.json says how to feed it.",
+    )
+    labels: str | None = borrow(
+        PredictConfig, "labels", help='Other class names for the head: "a,b,c" or a labels file.'
+    )
+
+    def validate(self) -> None:
+        problems: list[str] = []
+        if Path(self.out).suffix.lower() not in (".onnx", ".pt2"):
+            problems.append(f"--out {self.out}: end the name in .onnx (ONNX) or .pt2 (torch.export)")
+        writable(problems, "--out", self.out)
         fail_if(problems)
 
 

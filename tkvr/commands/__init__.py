@@ -122,16 +122,35 @@ COMMANDS = (
         "predict",
         c.PredictConfig,
         "tkvr.run.predict:predict",
-        """Top-k labels with scores for video or image files.
+        """Top-k labels with scores for videos and images: files, folders, list files; from a
+        trained run, or zero-shot from a pre-trained backbone; long videos in windows and segments.
 
         \b
-        Example:
-          tkvr predict clip.mp4 photo.jpg --checkpoint runs/k400_b16 --top-k 3 \\
-            --labels "surfing,skiing,cooking"
+        Examples:
+          tkvr predict clips/ --backbone ViT-B/16 --labels "surfing,skiing,cooking" --out tags.csv
+          tkvr predict clip.mp4 photo.jpg --checkpoint runs/k400_b16 --top-k 3
+          tkvr predict match.mp4 --checkpoint runs/k400_b16 --window 4 --stride 1 --plot timeline.png
         """,
         show=f"{SHOW}:predicted",
         status=f"{SHOW}:predict_status",
-        arguments=(("files", {"nargs": -1, "help": "Video or image files."}),),
+        arguments=(
+            (
+                "files",
+                {"nargs": -1, "help": "Video or image files, folders (searched recursively) and list files."},
+            ),
+        ),
+    ),
+    Command(
+        "export",
+        c.ExportConfig,
+        "tkvr.run.export:export",
+        """Write a trained run as a file other programs run without tkvr: ONNX or torch.export
+        (.pt2), clips [B, T, 3, H, W] in, logits out, checked against tkvr; a JSON sidecar beside it.
+
+        \b
+        Example:
+          tkvr export --checkpoint runs/k400_b16 --out k400_b16.onnx
+        """,
     ),
     Command(
         "fewshot",

@@ -97,21 +97,33 @@ def zeroshot_table(out: dict, cfg) -> None:
     console().print(t)
 
 
+SHOWN = 20  # inputs printed; --out and --json hold them all
+
+
 def predicted(results: list[dict], cfg) -> None:
     con = console()
-    for r in results:
+    for r in results[:SHOWN]:
         if "error" in r:
-            con.print(f"{r['file']}: unreadable ({r['error']})")
-            continue
-        con.print(f"{r['file']}")
-        for lab, s in zip(r["labels"], r["scores"]):
-            con.print(f"  {s:6.3f}  {lab}")
+            con.print(f"{r['file']}: unreadable ({r['error']})", markup=False)
+        elif "segments" in r:
+            con.print(f"{r['file']}: {len(r['windows'])} windows", markup=False)
+            for s in r["segments"]:
+                con.print(
+                    f"  {s['start']:8.2f}-{s['end']:8.2f}s  {s['score']:6.3f}  {s['label']}", markup=False
+                )
+        else:
+            con.print(r["file"], markup=False)
+            for lab, s in zip(r["labels"], r["scores"]):
+                con.print(f"  {s:6.3f}  {lab}", markup=False)
+    if len(results) > SHOWN:
+        where = " and ".join(f"--{k} {v}" for k, v in (("out", cfg.out), ("json", cfg.json)) if v)
+        con.print(f"... {len(results) - SHOWN} more" + (f" in {where}" if where else ""))
 
 
 def predict_status(results: list[dict]) -> int:
-    bad = [r["file"] for r in results if "error" in r]
+    bad = [r for r in results if "error" in r]
     if bad:  # the others' labels are printed and written; the exit code says not all were read
-        raise Fault(f"{len(bad)} of {len(results)} files could not be read (e.g. {bad[0]})")
+        raise Fault(f"{len(bad)} of {len(results)} inputs could not be read (e.g. {bad[0]['error']})")
     return 0
 
 

@@ -76,6 +76,7 @@ class ClipDataset(Dataset):
         classes: list[str] | None = None,
         augment=None,
         randaug=None,
+        warn: bool = True,
     ):
         self.samples = samples
         self.frames = frames
@@ -89,6 +90,7 @@ class ClipDataset(Dataset):
         self.classes = classes
         self.augment = augment  # a ClipAugment: train clips leave as uint8 + crop parameters
         self.randaug = randaug  # --randaugment: on the uint8 clip before the crop, in the worker
+        self.warn = warn  # eval: a warning per unreadable file (predict gives the reason in its row)
         by_class = defaultdict(list)
         for i, s in enumerate(samples):
             by_class[s.label].append(i)
@@ -121,10 +123,12 @@ class ClipDataset(Dataset):
             try:
                 x = self._read(i)  # [C, T, 3, H, W] uint8
                 views = torch.cat([self.transform(c) for c in x])  # [C*S, T, 3, H, W]
-                return {"video": views, "label": label, "index": i, "bad": -1}
+                return {"video": views, "label": label, "index": i, "bad": -1, "why": {}}
             except (UnreadableVideo, FileNotFoundError) as e:
-                warn_once(self.samples[i].path, f"unreadable, left out of the metrics: {e}")
-                return {"video": None, "label": label, "index": i, "bad": i}
+                if self.warn:
+                    warn_once(self.samples[i].path, f"unreadable, left out of the metrics: {e}")
+                why = str(e) if isinstance(e, UnreadableVideo) else f"{self.samples[i].path}: no such file"
+                return {"video": None, "label": label, "index": i, "bad": i, "why": {i: why}}
         # An unreadable video is replaced by another of its class, never one known to be bad, in
         # random order until one reads; every one that failed on the way is reported (`bad`, `why`)
         # and the budget (BadFiles, in the main process) counts, lists and warns once for each.

@@ -280,6 +280,24 @@ class Reader:
     def close(self) -> None:
         pass
 
+    # ---- time (long videos scored in windows): only video files have it
+    def times(self) -> list[float]:
+        """Presentation time in seconds of every frame, in display order (from the stream's
+        timestamps: a variable-frame-rate file is placed right)."""
+        raise UnreadableVideo(f"{self.path}: a {self.decoder} source has no time line")
+
+    def span(self) -> tuple[float, float]:
+        """(first frame's time, end of the last frame) in seconds."""
+        t = self.times()
+        step = sorted(b - a for a, b in zip(t, t[1:]))[len(t) // 2 - 1] if len(t) > 1 else 0.0
+        return t[0], t[-1] + step  # the last frame lasts as long as a typical one
+
+    def read_at(self, seconds: list[float]) -> torch.Tensor:
+        """uint8 [N, 3, H, W]: the frame shown at each time (the last one that starts at or
+        before it)."""
+        t = self.times()
+        return self.read([max(0, bisect.bisect_right(t, s) - 1) for s in seconds])
+
 
 # What a file named like a video may really be: FFmpeg would read an image as a 1-frame video
 # and follow a playlist or a concat list to other files, so these are refused by their first bytes.
@@ -384,6 +402,20 @@ class TorchcodecVideo(Reader):
     def close(self) -> None:
         self._dec = None
 
+    def span(self) -> tuple[float, float]:
+        m = self._dec.metadata
+        return float(m.begin_stream_seconds), float(m.end_stream_seconds)
+
+    def read_at(self, seconds: list[float]) -> torch.Tensor:
+        """torchcodec's own frame-at-time lookup (from the scanned timestamps), in time order, so
+        the decoder moves forward through the file instead of seeking back."""
+        begin, end = self.span()
+        inside = [min(max(s, begin), end - 1e-6) for s in seconds]
+        try:
+            return self._dec.get_frames_played_at(inside).data.cpu()  # [N, 3, H, W]
+        except Exception as e:  # noqa: BLE001 - a corrupt stream fails mid-decode
+            raise UnreadableVideo(f"{self.path}: {_short(e)}") from None
+
 
 class PyAVVideo(Reader):
     """PyAV, seek-based: frame positions in display order from the packets, no full decode."""
@@ -403,6 +435,10 @@ class PyAVVideo(Reader):
 
     def _read(self, indices: list[int]) -> torch.Tensor:
         return torch.stack(_av_read(self._dec, self._pts, self._keys, indices))
+
+    def times(self) -> list[float]:
+        base = float(self._dec.streams.video[0].time_base)
+        return [p * base for p in self._pts]
 
     def close(self) -> None:
         if getattr(self, "_dec", None) is not None:
@@ -431,6 +467,11 @@ class PyAVInOrder(PyAVVideo):
             self.num_frames = ended
             indices = [min(i, ended - 1) for i in indices]
         return torch.stack([got[i] for i in indices])
+
+    def times(self) -> list[float]:
+        """AVI's timestamps are made up in packet order (above): frame i is shown at i / rate."""
+        rate = self._dec.streams.video[0].average_rate or self._dec.streams.video[0].guessed_rate or 25
+        return [i / float(rate) for i in range(self.num_frames)]
 
 
 def VideoFile(path, decoder: str = "torchcodec", device: str = "cpu") -> Reader:

@@ -81,6 +81,34 @@ def plot_confusion(confusion, classes: list[str], path, title: str = ""):
     _save(fig, plt, path)
 
 
+def plot_timeline(results: list[dict], path, videos: int = 4, labels: int = 5):
+    """tkvr predict --window: per video (the first `videos`), the scores over time of the labels
+    that are top-1 somewhere (at most `labels`, the most frequent), one point per window centre
+    (a label outside a window's top-k is drawn at 0), and the segments as bands under them."""
+    plt = _pyplot()
+    shown = [r for r in results if r.get("windows")][:videos]
+    if not shown:
+        raise TkvrError(f"--plot {path}: no video was scored in windows, nothing to draw")
+    fig, axes = plt.subplots(len(shown), 1, figsize=(8, 2.6 * len(shown)), squeeze=False)
+    colours = plt.get_cmap("tab10")
+    for ax, r in zip(axes[:, 0], shown):
+        tops = [w["labels"][0] for w in r["windows"]]
+        names = sorted(set(tops), key=lambda n: -tops.count(n))[:labels]
+        colour = {n: colours(i % 10) for i, n in enumerate(names)}
+        t = [(w["start"] + w["end"]) / 2 for w in r["windows"]]
+        for n in names:
+            y = [dict(zip(w["labels"], w["scores"])).get(n, 0.0) for w in r["windows"]]
+            ax.plot(t, y, marker=".", color=colour[n], label=n)
+        for s in r["segments"]:
+            ax.axvspan(s["start"], s["end"], ymin=0, ymax=0.06, color=colour.get(s["label"], "0.6"), lw=0)
+        ax.set_ylim(0, 1.02)
+        ax.set_ylabel("score")
+        ax.set_title(Path(r["file"]).name, fontsize=9)
+        ax.legend(fontsize=7, loc="upper right")
+    axes[-1, 0].set_xlabel("time (s); bands: segments")
+    _save(fig, plt, path)
+
+
 def head_of(where: str):
     """(matrix [C, D], classes, title) of an embeddings file, a checkpoint or a run directory."""
     p = Path(where)

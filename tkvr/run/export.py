@@ -1,0 +1,129 @@
+"""A trained run as a file another program runs without tkvr (`tkvr export`): ONNX or a
+torch.export program (.pt2) of the visual encoder, temporal module and frozen head, taking
+normalised clips [B, T, 3, H, W] (any B) and returning logits [B, C]; a JSON sidecar says how to
+make those clips and what the columns are.
+
+Export checks itself: the exported file, loaded back (onnxruntime for ONNX, torch.export.load
+for .pt2), must give tkvr's logits on a sample batch within TOLERANCE, else nothing is written.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from tkvr.base.config import ExportConfig
+from tkvr.base.errors import TkvrError
+from tkvr.base.fileio import atomic_write_text
+from tkvr.base.progress import say, status
+from tkvr.data.classes import resolve_classes
+from tkvr.data.transforms import input_size
+from tkvr.model.video_model import preprocess_of, unwrap
+from tkvr.run.checkpoint import load_model, read_checkpoint
+
+TOLERANCE = 1e-3  # max |exported - tkvr| over the sample's logits, relative to max(1, max |logit|)
+ONNX_NEEDS = ("onnx", "onnxscript", "onnxruntime")
+
+
+def sidecar_path(out: str | Path) -> Path:
+    """model.onnx -> model.json"""
+    return Path(out).with_suffix(".json")
+
+
+def export(cfg: ExportConfig) -> dict:
+    onnx = Path(cfg.out).suffix.lower() == ".onnx"
+    missing = [m for m in ONNX_NEEDS if importlib.util.find_spec(m) is None] if onnx else []
+    if missing:
+        raise TkvrError(
+            f"--out {cfg.out}: ONNX export needs {', '.join(missing)}: pip install 'tkvr[export]' "
+            "(or export to .pt2, which needs nothing more)"
+        )
+    ckpt = read_checkpoint(cfg.checkpoint)
+    classes = resolve_classes(cfg.labels, "--labels") if cfg.labels else ckpt["classes"]
+    tcfg, _, model = load_model(ckpt, classes)
+    model = unwrap(model).float().eval()
+    pre = preprocess_of(model)
+    size = input_size(pre)
+    frames = tcfg.model.frames
+    x = torch.randn(2, frames, 3, size, size, generator=torch.Generator().manual_seed(0))  # [B, T, 3, H, W]
+    with torch.no_grad():
+        want = model(x)  # [B, C]
+    out = Path(cfg.out)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=out.suffix, dir=out.parent)
+    os.close(fd)
+    try:
+        with status(f"exporting to {out.suffix[1:]} and checking it"):
+            got = _onnx(model, x, tmp) if onnx else _pt2(model, x, tmp)
+        diff = float((got - want).abs().max())
+        bound = TOLERANCE * max(1.0, float(want.abs().max()))
+        if not diff <= bound:
+            raise TkvrError(
+                f"--out {cfg.out}: the exported model's logits differ from tkvr's by {diff:.3g} "
+                f"(more than {bound:.3g}); nothing written"
+            )
+        os.replace(tmp, out)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(out, 0o666 & ~umask)  # mkstemp made it private; an export is meant to be shared
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    card = {
+        "format": "onnx" if onnx else "torch.export",
+        "input": {"name": "clips", "shape": ["batch", frames, 3, size, size], "dtype": "float32"},
+        "output": {
+            "name": "logits",
+            "shape": ["batch", len(classes)],
+            "scores": "softmax over the last axis",
+        },
+        "classes": classes,
+        "frames": frames,
+        "size": size,
+        "mean": list(pre["mean"]),
+        "std": list(pre["std"]),
+        "resize_short_side": round(size * tcfg.data.test_scale),
+        "sampling": (
+            f"cut the video into {frames} equal segments and take the middle frame of each; resize "
+            "each frame's short side to resize_short_side (antialiased), crop the centre size x "
+            "size, scale RGB to [0, 1], subtract mean and divide by std per channel"
+        ),
+        "checked": {"max_difference": diff, "tolerance": bound, "batch": list(x.shape)},
+        "checkpoint": ckpt["path"],
+    }
+    atomic_write_text(json.dumps(card, indent=1), sidecar_path(out))
+    side = sidecar_path(out).name
+    say(f"wrote {out} and {side}: {len(classes)} classes, logits within {diff:.2g} of tkvr's")
+    return card
+
+
+def _batch_dim():
+    return ({0: torch.export.Dim("batch", min=1, max=4096)},)
+
+
+def _pt2(model, x: torch.Tensor, path: str) -> torch.Tensor:
+    program = torch.export.export(model, (x,), dynamic_shapes=_batch_dim())
+    torch.export.save(program, path)
+    with torch.no_grad():
+        return torch.export.load(path).module()(x)
+
+
+def _onnx(model, x: torch.Tensor, path: str) -> torch.Tensor:
+    import onnxruntime  # deferred: the [export] extra, only for .onnx
+
+    program = torch.onnx.export(
+        model,
+        (x,),
+        dynamic_shapes=_batch_dim(),
+        input_names=["clips"],
+        output_names=["logits"],
+        dynamo=True,
+        verbose=False,
+    )
+    program.save(path)
+    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    return torch.from_numpy(session.run(None, {"clips": x.numpy()})[0])
