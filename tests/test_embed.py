@@ -37,6 +37,8 @@ def test_csv_labels_and_builtin_lists(tmp_path):
     k400 = resolve_classes("k400")
     assert len(k400) == 400 and k400[0] == "abseiling"
     assert resolve_classes(" x , y ") == ["x", "y"]
+    many = [f"class number {i}" for i in range(40)]  # longer than a file name may be
+    assert resolve_classes(",".join(many)) == many
 
 
 def test_embed_cli_writes_loadable_file(run_cli, tmp_path):

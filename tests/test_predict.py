@@ -124,3 +124,22 @@ def test_a_long_video_becomes_segments_placed_by_timestamps(run_cli, tmp_path, t
         [(s["start"], s["end"], s["label"]) for s in segs]
     if extra:
         assert (tmp_path / "timeline.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_resume_drops_a_video_whose_windows_are_not_all_written(tmp_path):
+    """A kill while a video's rows were being written leaves some of them: that video is scored
+    again, its partial rows removed first; complete videos and error rows stay."""
+    from tkvr.run.predict import Rows
+
+    out = tmp_path / "w.csv"
+    head = "file,window,windows,start,end,label_1,score_1,error\n"
+    out.write_text(head + "a.mp4,0,2,0.0,2.0,x,0.9,\na.mp4,1,2,1.0,3.0,y,0.8,\n"
+                   "b.mp4,0,0,0.0,0.0,,,b.mp4: not a video\n"
+                   "c.mp4,0,3,0.0,2.0,x,0.7,\nc.mp4,1,3,1.0,3.0,x,0.6,\nc.mp4,2,3")
+    rows = Rows(str(out), 1, windows=True, resume=True)
+    rows.close()
+    assert sorted(rows.old) == ["a.mp4", "b.mp4"]
+    assert rows.old["a.mp4"][1] == {"file": "a.mp4", "window": 1, "windows": 2, "start": 1.0, "end": 3.0,
+                                    "labels": ["y"], "scores": [0.8]}
+    assert out.read_text() == head + "a.mp4,0,2,0.0,2.0,x,0.9,\na.mp4,1,2,1.0,3.0,y,0.8,\n" \
+                                     "b.mp4,0,0,0.0,0.0,,,b.mp4: not a video\n"

@@ -102,7 +102,11 @@ def check_classes(classes: list[str], source: str) -> list[str]:
 def resolve_classes(spec: str, flag: str = "--classes") -> list[str]:
     """A labels file, a built-in list name, or a comma-separated list."""
     path = Path(spec)
-    if path.is_file():
+    try:
+        is_file = path.is_file()
+    except OSError:  # a long comma list is a name too long for the file system, not a file
+        is_file = False
+    if is_file:
         return check_classes(read_labels_file(path), f"{flag} {spec}")
     if "," in spec:
         return check_classes([c.strip() for c in spec.split(",") if c.strip()], f"{flag} {spec!r}")

@@ -8,6 +8,8 @@ decoding) and PyAV counts the packets the same way.
 
 One reader class per source (TorchcodecVideo, PyAVVideo, PyAVInOrder for AVI, FrameFolder,
 StillImage) behind one interface: `len()`, `read(indices)`, `close()`; `open_reader` picks it.
+Video files also have a time line (`times()`, `span()`, `read_at(seconds)`: the frame shown at
+each time, from the stream's timestamps), for long videos scored in windows.
 
 Decoders:
   torchcodec  one batched `get_frames_at` call for all indices of a clip: seeks to the nearest
