@@ -143,3 +143,39 @@ def test_resume_drops_a_video_whose_windows_are_not_all_written(tmp_path):
                                     "labels": ["y"], "scores": [0.8]}
     assert out.read_text() == head + "a.mp4,0,2,0.0,2.0,x,0.9,\na.mp4,1,2,1.0,3.0,y,0.8,\n" \
                                      "b.mp4,0,0,0.0,0.0,,,b.mp4: not a video\n"
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".avi"])
+def test_a_long_video_is_opened_once_and_read_front_to_back(tmp_path, monkeypatch, three_clips, suffix):
+    """Overlapping windows (1 s every 0.25 s) in chunks of 2: one reader per video, times asked
+    for in order; an AVI (frames counted from the start) is decoded from the top once, not per chunk."""
+    import tkvr.run.predict as pred
+    from tkvr.base.config import PredictConfig
+    from tkvr.data.video import _InOrder
+
+    path = tmp_path / f"long{suffix}"
+    write_video(three_clips, path, fps=8)
+    opened, asked, restarts = [], [], []
+    real_open, real_read = pred.open_reader, _InOrder.read
+
+    def counting_open(p, *a, **k):
+        reader = real_open(p, *a, **k)
+        opened.append(p)
+        at = reader.read_at
+        reader.read_at = lambda seconds: asked.append(list(seconds)) or at(seconds)
+        return reader
+
+    def counting_read(self, indices):
+        restarts.append(self.frames is None or min(indices) < self.next)
+        return real_read(self, indices)
+
+    monkeypatch.setattr(pred, "open_reader", counting_open)
+    monkeypatch.setattr(_InOrder, "read", counting_read)
+    r = pred.predict(PredictConfig(files=[str(path)], backbone="toy", labels=LABELS, window=1.0, stride=0.25,
+                                   frames=4, batch_size=2, workers=0))
+    assert len(r[0]["windows"]) == 21 and len(asked) == 3  # 24 distinct times (windows share them), 8 a call
+    assert opened == [str(path)] * 2  # the up-front --window check, then the one read
+    times = [x for call in asked for x in call]
+    assert times == sorted(times) and len(times) == len(set(times))
+    if suffix == ".avi":
+        assert sum(restarts) == 1, restarts

@@ -229,24 +229,41 @@ def _av_read(container, pts: list[int], keys: list[int], indices: list[int]) -> 
     return [got[i] for i in indices]
 
 
-def _av_read_in_order(container, indices: list[int]) -> tuple[dict[int, torch.Tensor], int | None]:
-    """Decode from the start, counting frames in output (display) order, up to the last index.
-    -> (frames by index, None), or (frames, n) when the stream ended after n frames, before the
-    last index; then frames[n - 1] holds its last frame."""
-    stream = container.streams.video[0]
-    wanted, stop = set(indices), max(indices)
-    got: dict[int, torch.Tensor] = {}
-    container.seek(0)
-    n, last = 0, None
-    for i, frame in enumerate(container.decode(stream)):
-        n, last = i + 1, frame
-        if i in wanted:
-            got[i] = torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1)  # [3, H, W]
-        if i >= stop:
-            return got, None
-    if last is not None and n - 1 not in got:
-        got[n - 1] = torch.from_numpy(last.to_ndarray(format="rgb24")).permute(2, 0, 1)
-    return got, n
+def _rgb(frame) -> torch.Tensor:
+    return torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1)  # [3, H, W]
+
+
+class _InOrder:
+    """Frames counted in output (display) order from the start of a container. A read that starts
+    at or after where the previous one stopped continues from there, so the windows of a long AVI,
+    asked for in time order, decode the file once; an earlier index starts again from the top."""
+
+    def __init__(self, container):
+        self.container, self.frames, self.next, self.last = container, None, 0, None
+
+    def read(self, indices: list[int]) -> tuple[dict[int, torch.Tensor], int | None]:
+        """-> (frames by index, None), or (frames, n) when the stream ended after n frames, before
+        the last index; then frames[n - 1] holds its last frame."""
+        wanted, stop = set(indices), max(indices)
+        got: dict[int, torch.Tensor] = {}
+        if self.frames is None or min(indices) < self.next:
+            self.container.seek(0)
+            self.frames = self.container.decode(self.container.streams.video[0])
+            self.next, self.last = 0, None
+        if self.last is not None and self.next - 1 in wanted:
+            got[self.next - 1] = _rgb(self.last)
+        for frame in self.frames:
+            i, self.last = self.next, frame
+            self.next += 1
+            if i in wanted:
+                got[i] = _rgb(frame)
+            if i >= stop:
+                return got, None
+        self.frames = None  # the stream ended
+        n = self.next
+        if self.last is not None and n - 1 not in got:
+            got[n - 1] = _rgb(self.last)
+        return got, n
 
 
 # ---------------------------------------------------------------- readers
@@ -459,7 +476,9 @@ class PyAVInOrder(PyAVVideo):
     SLACK = 2  # placeholder packets tolerated at the end
 
     def _read(self, indices: list[int]) -> torch.Tensor:
-        got, ended = _av_read_in_order(self._dec, indices)
+        if getattr(self, "_order", None) is None:
+            self._order = _InOrder(self._dec)
+        got, ended = self._order.read(indices)
         if ended is not None:
             if ended == 0 or self.num_frames - ended > self.SLACK:
                 raise UnreadableVideo(

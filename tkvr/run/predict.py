@@ -70,14 +70,11 @@ def gather(args: list[str]) -> list[str]:
             paths += found
             skipped += other
         elif p.suffix.lower() in LIST_EXTS and p.is_file():
-            listed = [
-                line.split()[0]
-                for line in p.read_text(errors="replace").splitlines()
-                if line.strip() and not line.lstrip().startswith("#")
-            ]
+            lines = [x.strip() for x in p.read_text(errors="replace").splitlines()]
+            listed = [_listed(p.parent, x) for x in lines if x and not x.startswith("#")]
             if not listed:
                 raise TkvrError(f"{a}: the list file names no inputs")
-            paths += [str(p.parent / f) if not os.path.isabs(f) else f for f in listed]
+            paths += listed
         elif p.exists():
             paths.append(a)
         else:
@@ -85,6 +82,16 @@ def gather(args: list[str]) -> list[str]:
     if skipped:
         say(f"predict: {count(skipped, 'file')} in the folders skipped (not a video or an image)")
     return list(dict.fromkeys(paths))
+
+
+def _listed(folder: Path, line: str) -> str:
+    """A list file's line -> the input: the whole line when it names a file (names with spaces),
+    else its first field (a dataset list's "path label"); relative to the list's folder."""
+    for name in (line, line.split()[0]):
+        path = name if os.path.isabs(name) else str(folder / name)
+        if os.path.exists(path):
+            return path
+    return path  # missing: its row will say so
 
 
 # ---------------------------------------------------------------- the model
@@ -107,7 +114,7 @@ def scorer(cfg: PredictConfig, paths: list[str], ckpt: dict | None):
 
 
 def own_templates(backbone: str, paths: list[str]) -> list[str]:
-    """The toy CLIP's own prompt; a CLIP's: the paper's video prompt, or a photo prompt when every
+    """The toy CLIP's own prompt; a CLIP's: the released code's video prompt, or a photo prompt when every
     input is a still image."""
     if backbone == "toy":
         return list(TOY_TEMPLATES)
@@ -249,7 +256,7 @@ def too_short(path: str, window: float, frames: int, n: int, begin: float, end: 
 
 
 class Windows(IterableDataset):
-    """Each video read once, front to back: its windows' clips in chunks of `chunk` windows,
+    """Each video read once, front to back: its windows' clips in chunks of about `chunk` windows,
     {index, start [n], video [n, S, T, 3, H, W], windows, last}; or {index, error}. Still images
     and frame folders are one window each (start 0, end 0). Workers take every W-th video."""
 
@@ -280,18 +287,35 @@ class Windows(IterableDataset):
             if why:
                 yield {"index": i, "error": why}
                 return
-            starts = window_starts(begin, end, self.window, self.stride)
-            for c in range(0, len(starts), self.chunk):
-                part = starts[c : c + self.chunk]
-                times = [s for start in part for s in window_times(start, min(self.window, end - begin), t)]
-                x = reader.read_at(times)  # [n*T, 3, H, W], in time order: the decoder moves forward
-                x = x.reshape(len(part), t, *x.shape[1:])  # [n, T, 3, H, W]
-                ends = [min(s + self.window, end) for s in part]
-                yield self._item(i, part, ends, x, len(starts), c + self.chunk >= len(starts))
+            yield from self._windows(i, reader, begin, end)
         except UnreadableVideo as e:
             yield {"index": i, "error": str(e)}
         finally:
             reader.close()
+
+    def _windows(self, i: int, reader, begin: float, end: float):
+        """The frames every window needs, asked for in time order in batches of about `chunk`
+        windows' worth, so the decoder only moves forward; a window leaves as soon as its frames
+        are in, and a frame is kept only while a window still to come needs it (windows overlap)."""
+        t, span = self.frames, min(self.window, end - begin)
+        starts = window_starts(begin, end, self.window, self.stride)
+        need = [window_times(s, span, t) for s in starts]
+        order = sorted({x for times in need for x in times})
+        have: dict[float, torch.Tensor] = {}
+        done = 0
+        for c in range(0, len(order), self.chunk * t):
+            part = order[c : c + self.chunk * t]
+            have.update(zip(part, reader.read_at(part)))  # [3, H, W] each
+            ready = []
+            while done < len(starts) and need[done][-1] <= part[-1]:
+                ready.append(done)
+                done += 1
+            if ready:
+                x = torch.stack([torch.stack([have[x] for x in need[w]]) for w in ready])  # [n, T, 3, H, W]
+                ends = [min(starts[w] + self.window, end) for w in ready]
+                yield self._item(i, [starts[w] for w in ready], ends, x, len(starts), done == len(starts))
+            if done < len(starts):
+                have = {x: f for x, f in have.items() if x >= need[done][0]}
 
     def _item(self, i, starts, ends, x, windows, last):
         video = torch.stack([self.transform(c) for c in x])  # [n, S, T, 3, H, W]
