@@ -16,6 +16,7 @@ SAME_NAME_OTHER_MEANING = {
     "--batch-size": "train: the global batch; eval: videos per device and batch",
     "--labels": "eval: 'data' swaps in the eval data's names; predict: the new names themselves",
     "--out": "train and the protocols: a run folder; embed: the embeddings file",
+    "--resume": "train: the checkpoint (or auto) to continue; predict: a switch, continue the --out file",
 }
 
 

@@ -766,8 +766,11 @@ class PredictConfig(Settings):
     stride: float | None = setting(
         None, "Seconds from one window's start to the next.", shown="half --window"
     )
-    plot: str | None = setting(
-        None, "With --window: draw the top labels' scores over time and the segments here (.png, .svg, .pdf)."
+    plot: str | None = borrow(
+        EvalConfig,
+        "plot",
+        help="With --window: draw the top labels' scores over time and the segments here (.png, .svg or "
+        ".pdf; needs matplotlib).",
     )
     views: str = borrow(DataConfig, "views", default="1x1")
     test_scale: float | None = borrow(
