@@ -10,19 +10,17 @@ import time
 
 import pytest
 import torch
-from conftest import TINY_RUN, toy_frames, write_clip, write_timed
+from conftest import toy_frames, write_clip, write_timed
 
 from tkvr.data.specs import resolve
 from tkvr.data.toy import write_video
 
 
 def test_predict_says_when_files_did_not_read(run_cli, tmp_path):
-    run = tmp_path / "run"
-    code, _, err = run_cli("train", "--data", "toy", *TINY_RUN, "--limit-batches", "1", "--out", run)
-    assert code == 0, err
     good = write_clip(tmp_path / "good.mp4")
     (tmp_path / "bad.mp4").write_bytes(b"\x00" * 64)
-    code, out, err = run_cli("predict", good, tmp_path / "bad.mp4", "--checkpoint", run, "--json", tmp_path / "p.json")
+    code, out, err = run_cli("predict", good, tmp_path / "bad.mp4", "--backbone", "tiny", "--labels", "a,b,c,d,e,f",
+                             "--json", tmp_path / "p.json")
     lines = err.strip().splitlines()
     assert code == 1 and len(lines) == 1, err
     assert lines[0].startswith(f"tkvr: error: 1 of 2 inputs could not be read (e.g. {tmp_path / 'bad.mp4'}: "), err
@@ -49,7 +47,7 @@ def test_zero_shot_from_a_backbone_equals_zeroshot_without_training(run_cli, tmp
     rows = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
     assert [r["file"] for r in rows] == [s.path for s in clips]
     right = sum(r["labels"][0] == unseen.classes[s.label] for r, s in zip(rows, clips))
-    assert 100 * right / len(clips) == pytest.approx(expected, abs=1e-6)
+    assert 100 * right / len(clips) == pytest.approx(expected, abs=1e-4)  # zeroshot's is float32
     assert expected > 3 * 100 / len(unseen.classes)  # and it is zero-shot recognition, not chance
 
 
