@@ -35,8 +35,10 @@ def test_text_head_beats_random_and_lda_heads_at_one_shot(run_cli, tmp_path):
 
 
 def test_zero_shot_on_held_out_combinations(run_cli, tmp_path):
-    code, _, err = run_cli("zeroshot", "--train", "toy@seen", "--eval", "toy@unseen", *recipe(epochs=4),
-                           "--eval-every", "4", "--out", tmp_path / "zs", "--json", tmp_path / "zs.json")
+    """Table 9's direction: the unseen combinations far above chance before training and after two
+    epochs on the seen ones (59.7% and 72.2% on the 2-core build machine; chance 5.6%)."""
+    code, _, err = run_cli("zeroshot", "--train", "toy@seen", "--eval", "toy@unseen", *recipe(epochs=2),
+                           "--eval-every", "2", "--out", tmp_path / "zs", "--json", tmp_path / "zs.json")
     assert code == 0, err
     rows = json.loads((tmp_path / "zs.json").read_text())
     chance = 100 / 18

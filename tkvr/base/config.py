@@ -772,7 +772,13 @@ class PredictConfig(Settings):
         help="With --window: draw the top labels' scores over time and the segments here (.png, .svg or "
         ".pdf; needs matplotlib).",
     )
-    views: str = borrow(DataConfig, "views", default="1x1")
+    views: str = borrow(
+        DataConfig,
+        "views",
+        default="1x1",
+        help="Views per input: C temporal clips x S spatial crops (S in 1, 3), e.g. 4x3; their video "
+        "embeddings are averaged, then scored.",
+    )
     test_scale: float | None = borrow(
         DataConfig, "test_scale", default=None, shown="the checkpoint's; 256/224"
     )
