@@ -49,6 +49,13 @@ def _at_least(problems: list[str], obj, minimum, *names: str) -> None:
             problems.append(f"--{name.replace('_', '-')} must be >= {minimum}, got {v}")
 
 
+def _figure(problems: list[str], flag: str, path: str | None) -> None:
+    """A figure to write: its suffix names a format matplotlib writes, and it can be written."""
+    if path and Path(path).suffix.lower() not in SUFFIXES:
+        problems.append(f"{flag} {path}: end the name in .png, .svg or .pdf")
+    writable(problems, flag, path)
+
+
 def _views(problems: list[str], spec: str) -> None:
     try:
         parse_views(spec)
@@ -723,9 +730,8 @@ class EvalConfig(Settings):
                 f"--labels {self.labels!r}: the only value is 'data' (embed the eval data's names); "
                 "for other names use tkvr predict --labels"
             )
-        if self.plot and not self.plot.lower().endswith(SUFFIXES):
-            problems.append(f"--plot {self.plot}: end the name in .png, .svg or .pdf")
-        for flag, path in (("--json", self.json), ("--per-class", self.per_class), ("--plot", self.plot)):
+        _figure(problems, "--plot", self.plot)
+        for flag, path in (("--json", self.json), ("--per-class", self.per_class)):
             writable(problems, flag, path)
         fail_if(problems)
 
@@ -825,9 +831,8 @@ class PredictConfig(Settings):
             problems.append(
                 f"--out {self.out} already holds results: add --resume to continue it, or give another --out"
             )
-        if self.plot and not self.plot.lower().endswith(SUFFIXES):
-            problems.append(f"--plot {self.plot}: end the name in .png, .svg or .pdf")
-        for flag, path in (("--json", self.json), ("--out", self.out), ("--plot", self.plot)):
+        _figure(problems, "--plot", self.plot)
+        for flag, path in (("--json", self.json), ("--out", self.out)):
             writable(problems, flag, path)
         fail_if(problems)
 
@@ -868,9 +873,7 @@ class PlotConfig(Settings):
             problems.append("give the runs (or, for correlation, an embeddings file) to draw from")
         elif self.figure == "correlation" and len(self.inputs) != 1:
             problems.append(f"tkvr plot correlation draws one head; {len(self.inputs)} inputs given")
-        if Path(self.out).suffix.lower() not in SUFFIXES:
-            problems.append(f"--out {self.out}: end the name in .png, .svg or .pdf")
-        writable(problems, "--out", self.out)
+        _figure(problems, "--out", self.out)
         fail_if(problems)
 
 

@@ -24,24 +24,31 @@ from tkvr.base.errors import TkvrError
 
 
 @contextmanager
-def _atomic(path: str | os.PathLike, mode: str):
-    """Open a temporary file beside `path`; on success flush it to disk and rename it over `path`."""
+def atomic_path(path: str | os.PathLike, suffix: str = ".tmp"):
+    """A temporary name beside `path` for a writer that wants a path (an exporter, a library's
+    save); renamed over `path` when the block ends without an error, removed otherwise."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a file renamed into place gets the usual mode
     try:
-        with os.fdopen(fd, mode) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
+        yield tmp
         os.replace(tmp, path)
-    except BaseException:
+    finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-        raise
+
+
+@contextmanager
+def _atomic(path: str | os.PathLike, mode: str):
+    """Open a temporary file beside `path`; on success flush it to disk and rename it over `path`."""
+    with atomic_path(path) as tmp, open(tmp, mode) as f:
+        yield f
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def atomic_save(obj, path: str | os.PathLike) -> Path:

@@ -33,7 +33,7 @@ from tkvr.base.fileio import atomic_write_text
 from tkvr.data.sampling import label_fraction, segment_indices
 from tkvr.data.specs import Sample
 from tkvr.data.transforms import ClipAugment, EvalTransform, rand_augment, train_transform
-from tkvr.data.video import UnreadableVideo, open_reader, pick_decoder
+from tkvr.data.video import UnreadableVideo, open_reader, pick_decoder, reason
 
 log = logging.getLogger("tkvr")
 
@@ -127,8 +127,8 @@ class ClipDataset(Dataset):
             except (UnreadableVideo, FileNotFoundError) as e:
                 if self.warn:
                     warn_once(self.samples[i].path, f"unreadable, left out of the metrics: {e}")
-                why = str(e) if isinstance(e, UnreadableVideo) else f"{self.samples[i].path}: no such file"
-                return {"video": None, "label": label, "index": i, "bad": i, "why": {i: why}}
+                why = {i: reason(self.samples[i].path, e)}
+                return {"video": None, "label": label, "index": i, "bad": i, "why": why}
         # An unreadable video is replaced by another of its class, never one known to be bad, in
         # random order until one reads; every one that failed on the way is reported (`bad`, `why`)
         # and the budget (BadFiles, in the main process) counts, lists and warns once for each.

@@ -351,6 +351,11 @@ def why_missing(path: str) -> str:
     return "no such file" if not os.path.isdir(path) else "a folder, not a file"
 
 
+def reason(path: str, e: Exception) -> str:
+    """What a failed read says in a report: the decoder's one line, or why the file is not there."""
+    return str(e) if isinstance(e, UnreadableVideo) else f"{path}: {why_missing(path)}"
+
+
 def check_file(path: str) -> None:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: {why_missing(path)}")
@@ -475,9 +480,11 @@ class PyAVInOrder(PyAVVideo):
 
     SLACK = 2  # placeholder packets tolerated at the end
 
+    def __init__(self, path: str):
+        super().__init__(path)
+        self._order = _InOrder(self._dec)
+
     def _read(self, indices: list[int]) -> torch.Tensor:
-        if getattr(self, "_order", None) is None:
-            self._order = _InOrder(self._dec)
         got, ended = self._order.read(indices)
         if ended is not None:
             if ended == 0 or self.num_frames - ended > self.SLACK:

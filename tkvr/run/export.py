@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
 from tkvr.base.config import ExportConfig
 from tkvr.base.errors import TkvrError
-from tkvr.base.fileio import atomic_write_text
+from tkvr.base.fileio import atomic_path, atomic_write_text
 from tkvr.base.progress import say, status
 from tkvr.data.classes import resolve_classes
 from tkvr.data.transforms import input_size
@@ -54,9 +52,7 @@ def export(cfg: ExportConfig) -> dict:
     with torch.no_grad():
         want = model(x)  # [B, C]
     out = Path(cfg.out)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=out.suffix, dir=out.parent)
-    os.close(fd)
-    try:
+    with atomic_path(out, suffix=out.suffix) as tmp:  # the exporters pick the format by the suffix
         with status(f"exporting to {out.suffix[1:]} and checking it"):
             got = _onnx(model, x, tmp) if onnx else _pt2(model, x, tmp)
         diff = float((got - want).abs().max())
@@ -66,13 +62,6 @@ def export(cfg: ExportConfig) -> dict:
                 f"--out {cfg.out}: the exported model's logits differ from tkvr's by {diff:.3g} "
                 f"(more than {bound:.3g}); nothing written"
             )
-        os.replace(tmp, out)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(out, 0o666 & ~umask)  # mkstemp made it private; an export is meant to be shared
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     card = {
         "format": "onnx" if onnx else "torch.export",
         "input": {"name": "clips", "shape": ["batch", frames, 3, size, size], "dtype": "float32"},
@@ -95,9 +84,8 @@ def export(cfg: ExportConfig) -> dict:
         "checked": {"max_difference": diff, "tolerance": bound, "batch": list(x.shape)},
         "checkpoint": ckpt["path"],
     }
-    atomic_write_text(json.dumps(card, indent=1), sidecar_path(out))
-    side = sidecar_path(out).name
-    say(f"wrote {out} and {side}: {len(classes)} classes, logits within {diff:.2g} of tkvr's")
+    side = atomic_write_text(json.dumps(card, indent=1), sidecar_path(out))
+    say(f"wrote {out} and {side.name}: {len(classes)} classes, logits within {diff:.2g} of tkvr's")
     return card
 
 

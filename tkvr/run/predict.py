@@ -24,7 +24,8 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from tkvr.base.config import DeviceConfig, PredictConfig, TrainConfig
+from tkvr.base.choices import parse_views
+from tkvr.base.config import DeviceConfig, ModelConfig, PredictConfig, TrainConfig
 from tkvr.base.errors import TkvrError
 from tkvr.base.fileio import atomic_write_text
 from tkvr.base.progress import bar, count, say
@@ -41,6 +42,7 @@ from tkvr.data.video import (
     kind_of,
     open_reader,
     pick_decoder,
+    reason,
     why_missing,
 )
 from tkvr.model.video_model import build, preprocess_of, unwrap
@@ -48,7 +50,6 @@ from tkvr.run.checkpoint import load_model, read_checkpoint
 from tkvr.run.launch import make_fabric
 
 LIST_EXTS = {".txt", ".lst", ".list"}
-TEST_SCALE = 256 / 224  # the eval default, for a backbone without a run
 
 
 # ---------------------------------------------------------------- inputs
@@ -102,15 +103,21 @@ def scorer(cfg: PredictConfig, paths: list[str], ckpt: dict | None):
     if ckpt is not None:
         classes = resolve_classes(cfg.labels, "--labels") if cfg.labels else ckpt["classes"]
         tcfg, _, model = load_model(ckpt, classes)
-        scale = cfg.test_scale if cfg.test_scale is not None else tcfg.data.test_scale
-        return model, classes, cfg.frames or tcfg.model.frames, scale, ckpt["path"]
-    classes = resolve_classes(cfg.labels, "--labels")
-    tcfg = TrainConfig()
-    tcfg.model.backbone, tcfg.model.pretrained = cfg.backbone, cfg.pretrained
-    tcfg.model.frames, tcfg.model.temporal = cfg.frames or 8, "tap"
-    _, model = build(tcfg, classes, cfg.templates or own_templates(cfg.backbone, paths))
-    scale = cfg.test_scale if cfg.test_scale is not None else TEST_SCALE
-    return model, classes, tcfg.model.frames, scale, f"{cfg.backbone} (zero-shot)"
+        source = ckpt["path"]
+    else:
+        classes = resolve_classes(cfg.labels, "--labels")
+        tcfg = TrainConfig()  # a run's defaults (eval's test scale among them), TAP over the frames
+        tcfg.model.backbone, tcfg.model.pretrained = cfg.backbone, cfg.pretrained
+        tcfg.model.frames, tcfg.model.temporal = frames_for(cfg, None), "tap"
+        _, model = build(tcfg, classes, cfg.templates or own_templates(cfg.backbone, paths))
+        source = f"{cfg.backbone} (zero-shot)"
+    scale = cfg.test_scale if cfg.test_scale is not None else tcfg.data.test_scale
+    return model, classes, frames_for(cfg, ckpt), scale, source
+
+
+def frames_for(cfg: PredictConfig, ckpt: dict | None) -> int:
+    """--frames, else the checkpoint's, else a run's default."""
+    return cfg.frames or (ckpt["config"]["model"]["frames"] if ckpt else ModelConfig().frames)
 
 
 def own_templates(backbone: str, paths: list[str]) -> list[str]:
@@ -275,7 +282,7 @@ class Windows(IterableDataset):
         try:
             reader = open_reader(path, self.decoder)
         except (UnreadableVideo, FileNotFoundError) as e:
-            yield {"index": i, "error": str(e) if isinstance(e, UnreadableVideo) else f"{path}: no such file"}
+            yield {"index": i, "error": reason(path, e)}
             return
         try:
             if kind_of(path) != "video":
@@ -383,13 +390,11 @@ def predict(cfg: PredictConfig) -> list[dict]:
         if todo:
             ckpt = read_checkpoint(cfg.checkpoint) if cfg.checkpoint else None
             if cfg.window is not None:  # before the model is built: a refusal costs nothing
-                _first_fits(
-                    cfg, todo, cfg.frames or (ckpt["config"]["model"]["frames"] if ckpt else 8), decoder
-                )
+                _first_fits(cfg, todo, frames_for(cfg, ckpt), decoder)
             model, classes, frames, scale, source = scorer(cfg, paths, ckpt)
             fabric = make_fabric(DeviceConfig(accelerator=cfg.accelerator, precision=cfg.precision))
             score = Score(fabric.setup_module(model), fabric, classes, min(cfg.top_k, len(classes)))
-            clips, crops = (int(v) for v in cfg.views.split("x"))
+            clips, crops = parse_views(cfg.views)
             transform = EvalTransform(preprocess_of(model), crops, scale)
             workers = min(default_workers() if cfg.workers is None else cfg.workers, len(todo))
             if cfg.window is None:
