@@ -66,14 +66,25 @@ def test_fewshot_two_ranks_see_exactly_k_per_class(tmp_path):
 
 
 def test_zeroshot_without_and_with_training(run_cli, tmp_path):
+    """w/o train is the pre-trained model with TAP; the w/ train half trains the T-Trans it asks for."""
+    from tkvr.model.video_model import build
+    from tkvr.run.checkpoint import config_of, read_checkpoint
+
     out = tmp_path / "zs"
     code, stdout, err = run_cli("zeroshot", "--train", "toy@seen", "--eval", "toy@unseen", *FAST, "--out", out,
-                                "--json", tmp_path / "zs.json")
+                                "--temporal", "t-trans", "--temporal-layers", "1", "--json", tmp_path / "zs.json")
     assert code == 0, err
     rows = json.loads((tmp_path / "zs.json").read_text())
     assert rows["without_training"]["num_samples"] == rows["with_training"]["num_samples"] == 72
     for r in ("without_training", "with_training"):
         assert 0 <= rows[r]["top1"] <= 100
+    assert rows["without_training"]["scored_by"] == {"backbone": "tiny", "temporal": "tap",
+                                                     "head": "text (unseen names)", "trained": False}
+    assert rows["with_training"]["scored_by"]["temporal"] == "t-trans" and rows["with_training"]["scored_by"]["trained"]
+    ck = read_checkpoint(str(out / "seen"))
+    cfg = config_of(ck)
+    _, fresh = build(cfg, ck["classes"], cfg.model.templates)  # the seeded init of the same run
+    assert not torch.equal(ck["model"]["temporal.pos"], fresh.temporal.pos.detach())  # the T-Trans trained
     from tkvr.data.toy import unseen_classes
 
     shown = {ln.split("\t")[1] for ln in (out / "seen" / "train_samples.txt").read_text().splitlines()}
@@ -212,6 +223,23 @@ def test_projection_is_an_isometry_when_widening():
     q = projection(16, 64, seed=1)
     x = torch.randn(5, 16)
     torch.testing.assert_close((x @ q) @ (x @ q).T, x @ x.T, atol=1e-4, rtol=1e-4)
+
+
+def test_zeroshot_without_training_is_the_pretrained_model_whatever_temporal_says(run_cli, tmp_path):
+    """Tables 9 and 11 "w/o train": the mean of the pre-trained frame embeddings. An untrained
+    T-Trans (x + Transformer(x + pos), random weights) would change the embedding; it is not used."""
+    got = {}
+    for temporal in ("tap", "t-trans", "token-t1d"):
+        code, _, err = run_cli("zeroshot", *FAST, "--no-train", "--temporal", temporal, "--out", tmp_path / temporal,
+                               "--json", tmp_path / f"{temporal}.json")
+        assert code == 0, err
+        row = json.loads((tmp_path / f"{temporal}.json").read_text())["without_training"]
+        assert row["scored_by"]["temporal"] == "tap"
+        got[temporal] = row["top1"]
+    assert got["tap"] == got["t-trans"] == got["token-t1d"], got
+    code, out, err = run_cli("zeroshot", *FAST, "--no-train", "--temporal", "t-trans", "--dry-run")
+    assert code == 0, err
+    assert yaml.safe_load(out)["model"]["temporal"] == "tap"  # the plan names what scores
 
 
 def test_zeroshot_without_training_scores_all_classes_of_one_dataset(run_cli, tmp_path):

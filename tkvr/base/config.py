@@ -388,11 +388,10 @@ class DataConfig(SourceConfig):
         choices=RANDAUG,
     )
     views: str = setting("1x1", "Validation views C temporal clips x S spatial crops (S in 1, 3), e.g. 4x3.")
-    test_scale: float = setting(
-        256 / 224,
-        "Eval frames: short side resized to the crop size x this before the "
-        "crops (256/224 as released: 256 for 224 crops).",
-        shown="256/224",
+    test_scale: float | None = setting(
+        None,
+        "Eval frames: short side resized to the crop size x this before the crops.",
+        shown="as released: 256/224 for 224-px input (short side 256), 1 otherwise (336 for 336)",
     )
     view_average: str = setting(
         "features",

@@ -90,9 +90,12 @@ def zeroshot_table(out: dict, cfg) -> None:
     t = Table(title=f"zero-shot: train {out['train']}, eval {out['eval']} ({out['protocol']} protocol)")
     t.add_column("row")
     t.add_column("top-1 %", justify="right")
-    names = {"without_training": "w/o train (pre-trained)", "with_training": "w/ train on seen classes"}
+    names = {"without_training": "w/o train (pre-trained, TAP)", "with_training": "w/ train on seen classes"}
     for k, name in names.items():
         if k in out:
+            by = out[k].get("scored_by", {})
+            if k == "with_training" and by:
+                name += f" ({by['temporal']})"
             t.add_row(name, fmt(out[k]).rstrip("%"))
     console().print(t)
 

@@ -357,7 +357,7 @@ def eval_set(
     views: str,
     decoder: str,
     device: str = "cpu",
-    test_scale: float = 256 / 224,
+    test_scale: float | None = None,
 ) -> ClipDataset:
     """Eval clips of `samples` of a resolved data source, V = C x S views each."""
     v = parse_views(views)

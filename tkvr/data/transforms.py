@@ -10,8 +10,8 @@ applies to every frame of a clip: the motion inside the clip is preserved.
          augmentation (utils/Augmentation.py: short side 256, GroupRandomSizedCrop, flip,
          GroupRandomGrayscale(0.2)); its resize to 256 before the crop changes nothing here, as
          the crop's area is a fraction of the frame whatever its size.
-  eval   resize the short side to the model's size x `test_scale` (256/224 by default, as
-         released), then a centre crop (S = 1) or three crops along the long side (S = 3: start,
+  eval   resize the short side to the model's size x `test_scale` (by default the released
+         test.py's rule at 238c07f: 256 for 224-px input, the input size otherwise), then a centre crop (S = 1) or three crops along the long side (S = 3: start,
          centre, end), -> [S, T, C, H, W].
 Size, mean and std come from the model's preprocessing config.
 """
@@ -73,6 +73,18 @@ def rand_augment(per: str) -> RandAugmentClip | None:
 def input_size(preprocess: dict) -> int:
     s = preprocess["size"]
     return int(s[0] if isinstance(s, (tuple, list)) else s)
+
+
+def released_scale(size: int) -> float:
+    """--test-scale unset: the released test.py's rule (whwu95/Text4Vis test.py at 238c07f,
+    `scale_size = 256 if input_size == 224 else input_size`): the short side goes to 256 for
+    224-px input and to the input size otherwise (336 for ViT-L/14@336px, not 384)."""
+    return 256 / 224 if size == 224 else 1.0
+
+
+def short_side(size: int, scale: float | None) -> int:
+    """Eval frames' short side before the crops: size x --test-scale, or the released rule."""
+    return round(size * (scale if scale is not None else released_scale(size)))
 
 
 def train_transform(
@@ -144,10 +156,10 @@ class ClipAugment:
 class EvalTransform(torch.nn.Module):
     """uint8 [T, C, H, W] -> float [S, T, C, size, size]."""
 
-    def __init__(self, preprocess: dict, crops: int = 1, scale: float = 256 / 224):
+    def __init__(self, preprocess: dict, crops: int = 1, scale: float | None = None):
         super().__init__()
         self.size = input_size(preprocess)
-        self.short = round(self.size * scale)  # 256 for 224 crops, as released
+        self.short = short_side(self.size, scale)  # 256 for 224 crops, 336 for 336, as released
         self.crops = crops
         self.norm = v2.Compose(
             [v2.ToDtype(torch.float32, scale=True), v2.Normalize(preprocess["mean"], preprocess["std"])]

@@ -168,6 +168,25 @@ def _fetch(oc, name: str, tag: str):
     return bool(cfg.get("quick_gelu", False))
 
 
+def input_size_of(backbone: str, visual: str | None = None) -> int | None:
+    """The input size a model config names, read from the architecture's config without building
+    it or touching the network (None for an hf-hub model, whose config lives on the hub, and a
+    timm name timm lacks)."""
+    try:
+        if visual:
+            from timm.models import get_pretrained_cfg  # deferred: timm is an optional extra
+
+            cfg = get_pretrained_cfg(visual.split(":", 1)[1])
+            return int(cfg.input_size[-1]) if cfg is not None else None
+        if backbone.startswith("hf-hub:"):
+            return None
+        name, _, _ = _resolve(backbone, "none")
+        size = _open_clip().get_model_config(name)["vision_cfg"]["image_size"]
+        return int(size[0] if isinstance(size, (tuple, list)) else size)
+    except Exception:  # noqa: BLE001 - unknown here: the eval transform applies the rule itself
+        return None
+
+
 def build_backbone(backbone: str, pretrained: str | None = None, meta: bool = False) -> Backbone:
     """Build the open_clip model for `--backbone` / `--pretrained`. meta: the architecture only,
     its tensors without storage (shapes for counting its cost; instant even for ViT-L)."""

@@ -10,6 +10,7 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 from tkvr.model.backbones import TimmVisual, build_backbone
 from tkvr.model.heads import Head
+from tkvr.model.temporal import TTrans
 from tkvr.model.video_model import unwrap, video_model
 
 
@@ -43,14 +44,17 @@ def model_cost(model, frames: int, size: int, device="cpu") -> tuple[float, floa
     return counter.get_total_flops() / 1e9, params / 1e6
 
 
-def paper_cost(visual, frames: int) -> tuple[float, float] | None:
+def paper_cost(visual, frames: int, temporal=None) -> tuple[float, float] | None:
     """(GFLOPs of one view, parameters in millions) in the convention of the paper's Tables 7 and
     12, or None for a visual encoder that is not a CLIP ViT. The paper's figures are reproduced
     by counting multiply-accumulates of the patch embedding and of the MLP linears of every block
-    only (attention, norms, the temporal module and the head left out), and the parameters of
-    the same layers: ViT-B/16 @224 -> 11.3 G, 57.3 M; ViT-L/14 @224 -> 51.9 G, 202.1 M; @336 ->
-    116.5 G. Counted from the layers' shapes; the token count is the model's own (its position
-    table), so a view is `frames` images at the model's input size."""
+    only (attention, norms and the head left out), and the parameters of the same layers:
+    ViT-B/16 @224 -> 11.3 G, 57.3 M; ViT-L/14 @224 -> 51.9 G, 202.1 M; @336 -> 116.5 G. A
+    temporal transformer (`temporal`, a TTrans) adds its MLP linears by the same rule, once per
+    frame token: with it Table 7's 32-frame ViT-L/14 row counts 1661.5 G (the paper prints 1662)
+    and 230.4 M (230.7); docs/paper.md, Table 7, has the figures. Counted from the layers'
+    shapes; the token count is the model's own (its position table), so a view is `frames`
+    images at the model's input size."""
 
     patch = getattr(visual, "conv1", None)
     pos = getattr(visual, "positional_embedding", None)
@@ -65,21 +69,28 @@ def paper_cost(visual, frames: int) -> tuple[float, float] | None:
     macs = patches * patch.in_channels * kh * kw * patch.out_channels  # the patch embedding
     macs += tokens * sum(m.in_features * m.out_features for m in mlp)
     params = sum(p.numel() for m in [patch, *mlp] for p in m.parameters())
-    return frames * macs / 1e9, params / 1e6
+    macs *= frames
+    if isinstance(temporal, TTrans):  # its MLPs see one token a frame: [T, D] -> [T, 4D] -> [T, D]
+        fc = [m for layer in temporal.encoder.layers for m in (layer.linear1, layer.linear2)]
+        macs += frames * sum(m.in_features * m.out_features for m in fc)
+        params += sum(p.numel() for m in fc for p in m.parameters())
+    return macs / 1e9, params / 1e6
 
 
 def costs(model, frames: int, size: int, device="cpu") -> dict:
     """Both conventions of a model's cost: tkvr's full count (`gflops_per_view`, `params_m`)
     and the paper's (`gflops_per_frame_paper`, `gflops_per_view_paper` = frames x that,
     `params_m_paper`; None where it does not apply). The paper quotes ViT-B/16 as 11.3 GFLOPs:
-    one frame; its 32-frame ViT-L/14 row is 32 x 51.9 = 1662 GFLOPs a view."""
+    one frame; its 32-frame ViT-L/14 row is 32 x 51.9 + 0.9 (the temporal transformer's MLPs)
+    = 1661.5 GFLOPs a view, printed 1662."""
     gflops, params = model_cost(model, frames, size, device)
     inner = unwrap(model)
-    paper = paper_cost(inner.visual, frames)
+    paper = paper_cost(inner.visual, frames, inner.temporal)
+    frame = paper_cost(inner.visual, 1)
     return {
         "gflops_per_view": gflops,
         "params_m": params,
-        "gflops_per_frame_paper": round(paper[0] / frames, 1) if paper else None,
+        "gflops_per_frame_paper": round(frame[0], 1) if frame else None,
         "gflops_per_view_paper": round(paper[0], 1) if paper else None,
         "params_m_paper": round(paper[1], 1) if paper else None,
     }

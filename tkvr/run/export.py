@@ -20,7 +20,7 @@ from tkvr.base.errors import TkvrError
 from tkvr.base.fileio import atomic_path, atomic_write_text
 from tkvr.base.progress import say, status
 from tkvr.data.classes import resolve_classes
-from tkvr.data.transforms import input_size
+from tkvr.data.transforms import input_size, short_side
 from tkvr.model.video_model import preprocess_of, unwrap
 from tkvr.run.checkpoint import load_model, read_checkpoint
 
@@ -75,7 +75,7 @@ def export(cfg: ExportConfig) -> dict:
         "size": size,
         "mean": list(pre["mean"]),
         "std": list(pre["std"]),
-        "resize_short_side": round(size * tcfg.data.test_scale),
+        "resize_short_side": short_side(size, tcfg.data.test_scale),
         "sampling": (
             f"cut the video into {frames} equal segments and take the middle frame of each; resize "
             "each frame's short side to resize_short_side (antialiased), crop the centre size x "

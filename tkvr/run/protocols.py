@@ -27,6 +27,7 @@ from tkvr.base.config import FewshotConfig, ZeroshotConfig
 from tkvr.base.errors import TkvrError
 from tkvr.base.fileio import atomic_write_text, read_json, read_text
 from tkvr.base.progress import count, say
+from tkvr.base.settings import freeze
 from tkvr.data.loader import eval_loader, eval_set
 from tkvr.data.sampling import k_shot
 from tkvr.data.specs import resolve
@@ -226,7 +227,7 @@ def zeroshot(cfg: ZeroshotConfig) -> dict:
         resolved = (
             plan(base, seen)
             if not cfg.no_train
-            else {**_resolved_untrained(base, seen), "cost": cost_of(base, len(unseen.classes))}
+            else {**_resolved_untrained(base, seen), "cost": cost_of(pretrained_only(base), len(unseen.classes))}
         )
         return {
             **resolved,
@@ -263,19 +264,20 @@ def zeroshot(cfg: ZeroshotConfig) -> dict:
         return protocol_top1(pred, len(unseen.classes), cfg.protocol, base.optim.seed)
 
     rows = {}
-    # w/o train: the pre-trained model (no weights trained yet), the unseen names swapped in
-    backbone, model = build(base, seen.classes, base.model.templates)
+    # w/o train: the pre-trained model alone, the unseen names swapped in
+    pre = pretrained_only(base)
+    backbone, model = build(pre, seen.classes, base.model.templates)
     swap_classes(model, backbone, unseen.classes, templates, base.model.text_encoder)
     if not cfg.no_train:
         plan_run_dir(base)  # a refused --out must fail now, not after the first row
     fabric = make_fabric(base.device)
-    rows["without_training"] = score(fabric, fabric.setup_module(model))
+    rows["without_training"] = {**score(fabric, fabric.setup_module(model)), "scored_by": scored_by(pre)}
     which = "classes of --eval" if cfg.no_train else "unseen classes"  # no training: nothing was seen
     say(f"w/o train: top-1 {fmt(rows['without_training'])} on {len(unseen.classes)} {which}")
     if not cfg.no_train:
         res = train_run(base, src=seen, fabric=fabric)
         swap_classes(res.model, res.backbone, unseen.classes, templates, base.model.text_encoder)
-        rows["with_training"] = score(res.fabric, res.model)
+        rows["with_training"] = {**score(res.fabric, res.model), "scored_by": scored_by(base, trained=True)}
         say(f"w/ train: top-1 {fmt(rows['with_training'])} on {len(unseen.classes)} unseen classes")
     out = {**rows, "protocol": cfg.protocol, "train": seen.name, "eval": unseen.name, "eval_set": eval_set_}
     if fabric.global_rank == 0:
@@ -283,9 +285,28 @@ def zeroshot(cfg: ZeroshotConfig) -> dict:
     return out
 
 
+def pretrained_only(cfg):
+    """The "w/o train" model of Tables 9 and 11 (and Table 10's K = 0): the pre-trained CLIP
+    alone, a video embedding the mean of its frame embeddings, whatever --temporal says for the
+    training half. A temporal module built now would be untrained: the released T-Trans (x +
+    Transformer(x + pos), random weights) and TokenT1D's starting shift both change the
+    pre-trained embedding before any training."""
+    pre = freeze(copy.deepcopy(cfg), False)
+    pre.model.temporal = "tap"
+    return freeze(pre)
+
+
+def scored_by(cfg, trained: bool = False) -> dict:
+    """What scored a zero-shot row, for its report."""
+    m = cfg.model
+    return {"backbone": m.backbone, "temporal": m.temporal, "head": "text (unseen names)", "trained": trained}
+
+
 def _resolved_untrained(base, seen) -> dict:
-    """--no-train --dry-run: the model's settings as resolved, without a run to plan."""
-    return {**base.to_dict(), "auto": resolved_auto(base)}
+    """--no-train --dry-run: the model's settings as resolved, without a run to plan: the
+    pre-trained model with TAP, as it is scored."""
+    pre = pretrained_only(base)
+    return {**pre.to_dict(), "auto": resolved_auto(pre)}
 
 
 def fmt(r: dict) -> str:

@@ -30,7 +30,9 @@ from tkvr.base.progress import count, say
 from tkvr.base.settings import freeze
 from tkvr.data.loader import BadFiles, augment_on, datasets, eval_loader, eval_set, loader, workers_for
 from tkvr.data.specs import absolute, resolve
+from tkvr.data.transforms import released_scale
 from tkvr.data.video import UnreadableVideo, kind_of, open_reader, pick_decoder
+from tkvr.model.backbones import input_size_of
 from tkvr.model.cost import cost_of
 from tkvr.model.heads import Head, fit_lda
 from tkvr.model.text import load_embeddings, run_templates, save_embeddings
@@ -92,6 +94,9 @@ def resolve_run(cfg: TrainConfig, src=None) -> tuple[TrainConfig, object]:
         run.data.data_root = os.path.abspath(cfg.data.data_root)
     run.model.templates = run_templates(cfg.model, src.templates)
     run.data.randaugment = cfg.data.randaugment_for()
+    if cfg.data.test_scale is None:  # the released rule, recorded as a number where the size is known
+        size = input_size_of(cfg.model.backbone, cfg.model.visual)
+        run.data.test_scale = released_scale(size) if size else None
     run.data.augment = augment_on(cfg)
     run.device.precision = precision_here(cfg.device, say_why=True)
     m = cfg.model
