@@ -7,7 +7,6 @@ import math
 import pytest
 import torch
 import yaml
-
 from conftest import PRE
 
 from tkvr.base.config import TOY_RECIPE
@@ -233,3 +232,26 @@ def test_test_scale_follows_the_released_rule(run_cli, tmp_path):
     code, out, err = run_cli("train", "--data", "toy", "--backbone", "tiny", "--test-scale", "1.5",
                              "--out", tmp_path / "x", "--dry-run")
     assert code == 0 and yaml.safe_load(out)["data"]["test_scale"] == 1.5, err  # a given scale is kept
+
+
+def test_dry_run_on_a_fresh_cache_writes_no_file(run_cli, tmp_path, monkeypatch):
+    """--dry-run resolves from what exists: the toy world not yet written is described from its
+    lists (and said), not generated; nothing appears in the cache or the working folder."""
+    cache, work = tmp_path / "cache", tmp_path / "work"
+    cache.mkdir()
+    work.mkdir()
+    monkeypatch.setenv("TKVR_CACHE", str(cache))
+    monkeypatch.chdir(work)
+    plans = []
+    for args in (["train", "--data", "toy", "--backbone", "tiny"],
+                 ["fewshot", "--data", "toy", "--backbone", "tiny", "--shots", "1,all"],
+                 ["zeroshot", "--train", "toy@seen", "--eval", "toy@unseen", "--backbone", "tiny"],
+                 ["zeroshot", "--train", "toy", "--eval", "toy", "--no-train", "--backbone", "tiny"]):
+        code, out, err = run_cli(*args, "--dry-run")
+        assert code == 0, (args, err)
+        assert "# toy world: not written yet; a run writes 1080 videos" in out, out
+        plans.append(yaml.safe_load(out))
+    assert [p for p in cache.rglob("*")] == [] and [p for p in work.rglob("*")] == []
+    assert plans[0]["classes"] == 54 and plans[0]["train_samples"] == 864
+    assert plans[2]["zeroshot"]["eval_classes"] == 18 and plans[2]["zeroshot"]["eval_samples"] == 72
+    assert plans[3]["zeroshot"]["eval_samples"] == 216  # the val split of every class

@@ -34,7 +34,7 @@ from tkvr.base.errors import TkvrError
 from tkvr.base.fileio import read_yaml
 from tkvr.base.progress import count, say
 from tkvr.data.classes import IMAGE_TEMPLATES, builtin_classes, check_classes, read_labels_file
-from tkvr.data.toy import TEMPLATES, ensure_world
+from tkvr.data.toy import TEMPLATES, WORLD, ensure_world, list_files, videos, world_root
 from tkvr.data.video import IMAGE_EXTS, VIDEO_EXTS
 
 BUILTIN = ("k400", "k600", "ucf101", "hmdb51", "imagenet", "toy")
@@ -477,11 +477,14 @@ def absolute(spec: str) -> str:
     return f"{fix(base)}@{fix(subset)}"
 
 
-def resolve(spec: str, root: str | None = None, fold: int = 1) -> DataSource:
-    """--data SPEC[@SUBSET] -> DataSource."""
+def resolve(spec: str, root: str | None = None, fold: int = 1, write: bool = True) -> DataSource:
+    """--data SPEC[@SUBSET] -> DataSource. write=False (--dry-run): nothing is written; the toy
+    world, when not generated yet, is described from its lists (its videos named, not made)."""
     if spec in SUBSETS:
         spec = f"{SUBSETS[spec][0]}@{spec}"
     base, _, subset = spec.partition("@") if "@" in spec and not Path(spec).exists() else (spec, "", "")
+    if base == "toy" and not write and not (world_root() / "world.json").is_file():
+        return _unwritten_toy(subset)
     src = _resolve_base(base, root, fold)
     if subset:
         if subset in SUBSETS:
@@ -493,6 +496,28 @@ def resolve(spec: str, root: str | None = None, fold: int = 1) -> DataSource:
         else:
             own = Path(src.origin) / f"{subset}.txt"  # a subset the dataset ships: toy@unseen
             keep = read_labels(own if not Path(subset).is_file() and own.is_file() else Path(subset))
+        src = src.subset(keep, subset)
+    return src
+
+
+def _unwritten_toy(subset: str) -> DataSource:
+    """The toy world before it is written: its classes, splits and subsets from its list files'
+    text, the videos at the paths the first real run writes them to."""
+    root, world = world_root(), {**WORLD}
+    lists = list_files(world)
+    n = sum(map(len, videos(world).values()))
+    say(f"# toy world: not written yet; a run writes {n} videos to {root}")  # a YAML comment: the plan
+    classes = [ln.split(",", 1)[1] for ln in lists["labels.csv"].splitlines()[1:]]
+    splits = {split: [Sample(str(root / rel), y) for rel, y in rows] for split, rows in videos(world).items()}
+    src = DataSource("toy", classes, splits, flip=False, templates=list(TEMPLATES), origin=str(root))
+    if subset:
+        own = f"{subset}.txt"
+        if Path(subset).is_file():
+            keep = read_labels(Path(subset))
+        elif own in lists:
+            keep = lists[own].splitlines()
+        else:
+            raise TkvrError(f"--data toy@{subset}: the toy world has the subsets seen and unseen")
         src = src.subset(keep, subset)
     return src
 

@@ -303,30 +303,50 @@ def world_key(world: dict) -> str:
     return f"toy-v{VERSION}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"
 
 
+def videos(world: dict) -> dict[str, list[tuple[str, int]]]:
+    """split -> [(path relative to the world's folder, label)], in the order they are drawn."""
+    return {
+        split: [(f"videos/{split}_{y:02d}_{k:02d}.mp4", y) for y in range(len(triples())) for k in range(per)]
+        for split, per in (("train", world["train_per_class"]), ("val", world["val_per_class"]))
+    }
+
+
+def list_files(world: dict) -> dict[str, str]:
+    """The world's list files by name, as text: what a dataset folder of the user's would hold."""
+    classes, unseen = toy_classes(), set(unseen_classes())
+    return {
+        "labels.csv": "id,name\n" + "".join(f"{i},{c}\n" for i, c in enumerate(classes)),
+        "seen.txt": "".join(c + "\n" for c in classes if c not in unseen),
+        "unseen.txt": "".join(c + "\n" for c in classes if c in unseen),
+        **{
+            f"{split}.txt": "".join(f"{rel} {y}\n" for rel, y in rows) for split, rows in videos(world).items()
+        },
+    }
+
+
 def build_world(folder: Path, world: dict) -> None:
-    classes = toy_classes()
     g = torch.Generator().manual_seed(world["seed"])
     (folder / "videos").mkdir(parents=True)
-    (folder / "labels.csv").write_text("id,name\n" + "".join(f"{i},{c}\n" for i, c in enumerate(classes)))
-    unseen = set(unseen_classes())
-    (folder / "seen.txt").write_text("".join(c + "\n" for c in classes if c not in unseen))
-    (folder / "unseen.txt").write_text("".join(c + "\n" for c in classes if c in unseen))
-    for split, per in (("train", world["train_per_class"]), ("val", world["val_per_class"])):
-        lines = []
-        for y, (colour, shape, motion) in enumerate(triples()):
-            for k in range(per):
-                rel = f"videos/{split}_{y:02d}_{k:02d}.mp4"
-                clip = make_clip(colour, shape, motion, g, world["size"], world["frames"])
-                write_video(clip, folder / rel, world["fps"])
-                lines.append(f"{rel} {y}\n")
-        (folder / f"{split}.txt").write_text("".join(lines))
+    for name, text in list_files(world).items():
+        (folder / name).write_text(text)
+    kinds = triples()
+    for rows in videos(world).values():
+        for rel, y in rows:
+            colour, shape, motion = kinds[y]
+            clip = make_clip(colour, shape, motion, g, world["size"], world["frames"])
+            write_video(clip, folder / rel, world["fps"])
     (folder / "world.json").write_text(json.dumps({"version": VERSION, **world}, indent=1))
+
+
+def world_root(world: dict | None = None) -> Path:
+    """Where the toy world is (or will be) written."""
+    return cache_dir() / world_key({**WORLD, **(world or {})})
 
 
 def ensure_world(world: dict | None = None, quiet: bool = False) -> Path:
     """The toy dataset folder, generated on first use (atomically: a temp folder renamed)."""
     world = {**WORLD, **(world or {})}
-    root = cache_dir() / world_key(world)
+    root = world_root(world)
     if (root / "world.json").is_file():
         return root
     root.parent.mkdir(parents=True, exist_ok=True)

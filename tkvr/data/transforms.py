@@ -11,8 +11,9 @@ applies to every frame of a clip: the motion inside the clip is preserved.
          GroupRandomGrayscale(0.2)); its resize to 256 before the crop changes nothing here, as
          the crop's area is a fraction of the frame whatever its size.
   eval   resize the short side to the model's size x `test_scale` (by default the released
-         test.py's rule at 238c07f: 256 for 224-px input, the input size otherwise), then a centre crop (S = 1) or three crops along the long side (S = 3: start,
-         centre, end), -> [S, T, C, H, W].
+         test.py's rule at 238c07f: 256 for 224-px input, the input size otherwise), then a
+         centre crop (S = 1) or three crops along the long side (S = 3: start, centre, end),
+         -> [S, T, C, H, W].
 Size, mean and std come from the model's preprocessing config.
 """
 

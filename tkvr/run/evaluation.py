@@ -57,7 +57,7 @@ def evaluate_checkpoint(cfg, fabric=None) -> dict:
     trained = ckpt["config"]["data"]
     s = cfg.source
     fold = s.fold_or(trained["fold"] or 1)  # unset: the fold the checkpoint was trained on
-    src = resolve(s.data or trained["data"], s.data_root or trained["data_root"], fold)
+    src = resolve(s.data or trained["data"], s.data_root or trained["data_root"], fold, write=not cfg.dry_run)
     classes = None
     if src.classes != ckpt["classes"]:
         if cfg.labels != "data":

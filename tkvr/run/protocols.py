@@ -92,7 +92,7 @@ def fewshot(cfg: FewshotConfig) -> dict[str, dict]:
 
     base = copy.deepcopy(cfg.train)  # the sweep's own copy: the caller's settings stay as given
     shots = parse_shots(cfg.shots)
-    src = resolve(base.data.data, base.data.data_root, base.data.fold_or())
+    src = resolve(base.data.data, base.data.data_root, base.data.fold_or(), write=not base.run.dry_run)
     # the released few-shot configs: RandAugment for Kinetics-400, none for UCF-101 and HMDB-51
     base.data.randaugment = base.data.randaugment_for(off=src.name.split("@")[0] in ("ucf101", "hmdb51"))
     train = src.split("train")
@@ -197,8 +197,9 @@ def zeroshot(cfg: ZeroshotConfig) -> dict:
     base = copy.deepcopy(cfg.train)
     base.data.data = cfg.seen
     d = base.data
-    seen = named(resolve, "--train", cfg.seen, d.data_root, d.fold_or())
-    unseen = named(resolve, "--eval", cfg.eval_data, d.data_root, d.fold_or())
+    write = not base.run.dry_run
+    seen = named(resolve, "--train", cfg.seen, d.data_root, d.fold_or(), write)
+    unseen = named(resolve, "--eval", cfg.eval_data, d.data_root, d.fold_or(), write)
     # Overlap matters only when the model trains on the seen classes; the pre-trained model alone
     # may score every class of a dataset (plain CLIP zero-shot, Table 10's K = 0).
     if not cfg.no_train and seen.name.split("@")[0] == unseen.name.split("@")[0]:
@@ -227,7 +228,7 @@ def zeroshot(cfg: ZeroshotConfig) -> dict:
         resolved = (
             plan(base, seen)
             if not cfg.no_train
-            else {**_resolved_untrained(base, seen), "cost": cost_of(pretrained_only(base), len(unseen.classes))}
+            else {**_resolved_untrained(base), "cost": cost_of(pretrained_only(base), len(unseen.classes))}
         )
         return {
             **resolved,
@@ -302,7 +303,7 @@ def scored_by(cfg, trained: bool = False) -> dict:
     return {"backbone": m.backbone, "temporal": m.temporal, "head": "text (unseen names)", "trained": trained}
 
 
-def _resolved_untrained(base, seen) -> dict:
+def _resolved_untrained(base) -> dict:
     """--no-train --dry-run: the model's settings as resolved, without a run to plan: the
     pre-trained model with TAP, as it is scored."""
     pre = pretrained_only(base)

@@ -86,7 +86,7 @@ def resolve_run(cfg: TrainConfig, src=None) -> tuple[TrainConfig, object]:
     A frozen copy: `cfg` stays as the user gave it, and no layer changes the run's settings
     afterwards. No side effects. -> (settings, data source). The settings are valid already: the
     command line validates them, scripts use `TrainConfig.from_flags`."""
-    src = src or resolve(cfg.data.data, cfg.data.data_root, cfg.data.fold_or())
+    src = src or resolve(cfg.data.data, cfg.data.data_root, cfg.data.fold_or(), write=not cfg.run.dry_run)
     run = freeze(copy.deepcopy(cfg), False)
     run.data.fold = cfg.data.fold_or()  # the checkpoint records the fold it was trained on
     run.data.data = absolute(cfg.data.data)  # and a data path that works from anywhere
