@@ -319,7 +319,8 @@ def list_files(world: dict) -> dict[str, str]:
         "seen.txt": "".join(c + "\n" for c in classes if c not in unseen),
         "unseen.txt": "".join(c + "\n" for c in classes if c in unseen),
         **{
-            f"{split}.txt": "".join(f"{rel} {y}\n" for rel, y in rows) for split, rows in videos(world).items()
+            f"{split}.txt": "".join(f"{rel} {y}\n" for rel, y in rows)
+            for split, rows in videos(world).items()
         },
     }
 
