@@ -4,6 +4,7 @@ import sys
 
 import pytest
 import torch
+import yaml
 from conftest import assert_user_error
 
 from tkvr.base.errors import TkvrError
@@ -133,3 +134,26 @@ def test_console_script_entry_point(tmp_path):
     r = subprocess.run([sys.executable, "-m", "tkvr", "embed", "--classes", "a,a", "--backbone", "tiny",
                         "--out", str(tmp_path / "e.pt")], capture_output=True, text=True)
     assert_user_error(r.returncode, r.stderr, "appears twice")
+
+
+def test_class_names_words_or_as_released(run_cli, tmp_path):
+    """--class-names words splits joined words; released keeps them as the released label lists
+    do (UCF-101's 'ApplyEyeMakeup'); both turn underscores into spaces (HMDB-51's 'brush hair')."""
+    from tkvr.data.classes import prompt_name
+
+    assert [prompt_name("ApplyEyeMakeup"), prompt_name("ApplyEyeMakeup", "released")] == [
+        "Apply Eye Makeup", "ApplyEyeMakeup"]
+    assert prompt_name("brush_hair", "released") == prompt_name("brush_hair") == "brush hair"
+    rows = {}
+    for style in ("words", "released"):
+        code, _, err = run_cli("embed", "--classes", "ApplyEyeMakeup,brush_hair", "--backbone", "tiny",
+                               "--class-names", style, "--out", tmp_path / f"{style}.pt")
+        assert code == 0, err
+        rows[style] = torch.load(tmp_path / f"{style}.pt", weights_only=True)["embeddings"]
+    assert not torch.allclose(rows["words"][0], rows["released"][0])  # another prompt
+    torch.testing.assert_close(rows["words"][1], rows["released"][1])  # the same prompt
+    code, out, err = run_cli("train", "--data", "toy", "--backbone", "tiny", "--class-names", "released",
+                             "--dry-run")
+    assert code == 0 and yaml.safe_load(out)["model"]["class_names"] == "released", err
+    code, _, err = run_cli("train", "--data", "toy", "--class-names", "camel", "--dry-run")
+    assert_user_error(code, err, "--class-names")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from tkvr.base.choices import (
+    CLASS_NAMES,
     CROPS,
     DECAY,
     DECODERS,
@@ -225,6 +226,13 @@ class ModelConfig(Settings):
         "Prompt template with {} for the class name; repeat to average several.",
         flag="--template",
         shown="the dataset's, e.g. 'a video of a person {}.'",
+    )
+    class_names: str = setting(
+        "words",
+        "How a class id reads in the prompt: words ('ApplyEyeMakeup' -> 'Apply Eye Makeup', "
+        "'brush_hair' -> 'brush hair') or released (as the released label lists spell them: "
+        "underscores become spaces, 'ApplyEyeMakeup' stays joined).",
+        choices=CLASS_NAMES,
     )
     template_mode: str = setting(
         "average",
@@ -614,9 +622,10 @@ class EmbedConfig(Settings):
         None, "Also draw the inter-class correlation map to this PNG (needs matplotlib)."
     )
     text_encoder: str | None = borrow(ModelConfig, "text_encoder")
+    class_names: str = borrow(ModelConfig, "class_names")
 
     def validate(self) -> None:
-        problems = []
+        problems = choice_problems(self, nested=False)
         if self.text_encoder and self.head != "text":
             problems.append("--text-encoder only makes --head text")
         if self.head not in ("text", "random", "orthogonal"):

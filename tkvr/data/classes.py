@@ -68,9 +68,13 @@ def read_labels_file(path: Path) -> list[str]:
     return lines
 
 
-def prompt_name(name: str) -> str:
-    """How a class id reads in a prompt: 'ApplyEyeMakeup' -> 'Apply Eye Makeup',
-    'brush_hair' -> 'brush hair'. Names that already contain spaces are kept as they are."""
+def prompt_name(name: str, style: str = "words") -> str:
+    """How a class id reads in a prompt (--class-names). words: 'ApplyEyeMakeup' -> 'Apply Eye
+    Makeup', 'brush_hair' -> 'brush hair'; names that already contain spaces are kept as they are.
+    released: as the released label lists spell them (whwu95/Text4Vis lists/*_labels.csv at
+    092ad0a): underscores become spaces, joined words stay joined ('ApplyEyeMakeup')."""
+    if style == "released":
+        return name.replace("_", " ")
     if " " in name:
         return name
     return re.sub(r"(?<=[a-z])(?=[A-Z])", " ", name.replace("_", " "))

@@ -45,11 +45,16 @@ KEYS = ("embeddings", "classes", "backbone", "pretrained", "templates", "head", 
 
 
 def encode_classes(
-    backbone, classes: list[str], templates: list[str], batch: int = 256, per_template: bool = False
+    backbone,
+    classes: list[str],
+    templates: list[str],
+    batch: int = 256,
+    per_template: bool = False,
+    names: str = "words",
 ):
     """[C, D] float32: per template the normalised text embedding, averaged, normalised again
     (or, `per_template`, each template's own [K, C, D]). Class ids are put into prompts in
-    readable form (prompt_name)."""
+    readable form (prompt_name, in the style `names`: --class-names)."""
 
     clip = backbone.clip
     out = []
@@ -57,7 +62,7 @@ def encode_classes(
         for t in templates:
             rows = []
             for i in range(0, len(classes), batch):
-                tokens = backbone.tokenizer([t.format(prompt_name(c)) for c in classes[i : i + batch]])
+                tokens = backbone.tokenizer([t.format(prompt_name(c, names)) for c in classes[i : i + batch]])
                 rows.append(F.normalize(clip.encode_text(tokens).float(), dim=-1))
             out.append(torch.cat(rows))  # [C, D]
     out = torch.stack(out)  # [K, C, D]
@@ -75,12 +80,16 @@ def class_embeddings(
     templates: list[str],
     text_encoder: str | None = None,
     per_template: bool = False,
+    names: str = "words",
 ):
     """[C, D]: the class names embedded by CLIP's text tower, or by `text_encoder` (st:NAME);
-    `per_template`: [K, C, D], one classifier per template (--template-mode augment)."""
+    `per_template`: [K, C, D], one classifier per template (--template-mode augment); `names`:
+    how a class id reads in the prompt (--class-names)."""
     if text_encoder:
-        return encode_text_only(text_encoder, classes, templates, backbone.dim, per_template=per_template)
-    return encode_classes(backbone, classes, templates, per_template=per_template)
+        return encode_text_only(
+            text_encoder, classes, templates, backbone.dim, per_template=per_template, names=names
+        )
+    return encode_classes(backbone, classes, templates, per_template=per_template, names=names)
 
 
 def projection(d_in: int, d_out: int, seed: int = PROJECTION_SEED):
@@ -105,6 +114,7 @@ def encode_text_only(
     dim: int,
     seed: int = PROJECTION_SEED,
     per_template: bool = False,
+    names: str = "words",
 ):
     """--text-encoder st:NAME_OR_PATH: a sentence-transformers model embeds the prompts; the
     [C, d] result (or [K, C, d], `per_template`) is mapped to the visual width D by `projection`
@@ -127,7 +137,9 @@ def encode_text_only(
     rows = []
     for t in templates:
         emb = model.encode(
-            [t.format(prompt_name(c)) for c in classes], convert_to_tensor=True, normalize_embeddings=True
+            [t.format(prompt_name(c, names)) for c in classes],
+            convert_to_tensor=True,
+            normalize_embeddings=True,
         )
         rows.append(emb.float().cpu())  # [C, d]
     emb = torch.stack(rows) if per_template else F.normalize(torch.stack(rows).mean(0), dim=-1)
@@ -143,7 +155,7 @@ def embed(cfg, classes: list[str], backbone) -> dict:
 
     templates = list(cfg.templates or DEFAULT_TEMPLATES)
     if cfg.head == "text":
-        emb = class_embeddings(backbone, classes, templates, cfg.text_encoder)
+        emb = class_embeddings(backbone, classes, templates, cfg.text_encoder, names=cfg.class_names)
     else:
         emb = head_matrix(cfg.head, len(classes), backbone.dim, cfg.seed)
     save_embeddings(

@@ -209,10 +209,14 @@ def build(
                 embeddings = saved["embeddings"]
                 check_encoder(m.text_encoder, m.embeddings, saved.get("text_encoder"))
             elif m.template_mode == "augment":
-                bank = class_embeddings(backbone, classes, templates, m.text_encoder, per_template=True)
+                bank = class_embeddings(
+                    backbone, classes, templates, m.text_encoder, per_template=True, names=m.class_names
+                )
                 embeddings = F.normalize(bank.mean(0), dim=-1)  # the average: what eval scores with
             else:
-                embeddings = class_embeddings(backbone, classes, templates, m.text_encoder)
+                embeddings = class_embeddings(
+                    backbone, classes, templates, m.text_encoder, names=m.class_names
+                )
         elif m.head == "lda":  # a placeholder: the LDA fit replaces it from visual features
             embeddings = head_matrix("random", len(classes), width, cfg.optim.seed)
         else:
@@ -222,7 +226,7 @@ def build(
         head = PromptHead(
             backbone.clip,
             backbone.tokenizer,
-            [prompt_name(c) for c in classes],
+            [prompt_name(c, m.class_names) for c in classes],
             m.prompt_length,
             cfg.optim.seed,
             scale=scale,
@@ -232,7 +236,7 @@ def build(
         head = PromptHead(
             backbone.clip,
             backbone.tokenizer,
-            [prompt_name(c) for c in classes],
+            [prompt_name(c, m.class_names) for c in classes],
             0,
             template=templates[0],
             train_tower=True,
@@ -287,19 +291,20 @@ def swap_classes(
     classes: list[str],
     templates: list[str],
     text_encoder: str | None = None,
+    names: str = "words",
 ) -> nn.Module:
     """The paper's zero-shot swap: `model` gets a new frozen text head whose rows are the class
-    names embedded by `text`'s text encoder (or by the text-only `text_encoder` the run used).
-    Works on a Fabric-wrapped model; the head goes to the device of the one it replaces."""
+    names embedded by `text`'s text encoder (or by the text-only `text_encoder` the run used),
+    read as `names` says (--class-names). Works on a Fabric-wrapped model; the head goes to the
+    device of the one it replaces."""
 
     inner = unwrap(model)
     if isinstance(inner.head, PromptHead):  # the learned context goes in front of the new names
-        inner.head.set_classes([prompt_name(c) for c in classes], text.tokenizer)
+        inner.head.set_classes([prompt_name(c, names) for c in classes], text.tokenizer)
         return model
     device = inner.head.weight.device
     # the scale the run trained to goes with the new names (the learned head has none: 100, CLIP's)
     scale = float(inner.head.scale.detach()) if inner.head.logit_scale is not None else LOGIT_SCALE
-    inner.head = Head(class_embeddings(text, classes, templates, text_encoder), "text", scale=scale).to(
-        device
-    )
+    emb = class_embeddings(text, classes, templates, text_encoder, names=names)
+    inner.head = Head(emb, "text", scale=scale).to(device)
     return model

@@ -219,6 +219,6 @@ def load_model(ckpt: dict, classes: list[str] | None = None, flag: str = "--labe
                 f"{flag}: new class names need a text head; this checkpoint's head is {cfg.model.head}"
             )
         text = build_backbone(cfg.model.backbone, cfg.model.pretrained)  # the text tower's own weights
-        swap_classes(model, text, classes, cfg.model.templates, cfg.model.text_encoder)
+        swap_classes(model, text, classes, cfg.model.templates, cfg.model.text_encoder, cfg.model.class_names)
     model.eval()
     return cfg, backbone, model

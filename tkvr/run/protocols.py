@@ -268,7 +268,7 @@ def zeroshot(cfg: ZeroshotConfig) -> dict:
     # w/o train: the pre-trained model alone, the unseen names swapped in
     pre = pretrained_only(base)
     backbone, model = build(pre, seen.classes, base.model.templates)
-    swap_classes(model, backbone, unseen.classes, templates, base.model.text_encoder)
+    swap_classes(model, backbone, unseen.classes, templates, base.model.text_encoder, base.model.class_names)
     if not cfg.no_train:
         plan_run_dir(base)  # a refused --out must fail now, not after the first row
     fabric = make_fabric(base.device)
@@ -277,7 +277,14 @@ def zeroshot(cfg: ZeroshotConfig) -> dict:
     say(f"w/o train: top-1 {fmt(rows['without_training'])} on {len(unseen.classes)} {which}")
     if not cfg.no_train:
         res = train_run(base, src=seen, fabric=fabric)
-        swap_classes(res.model, res.backbone, unseen.classes, templates, base.model.text_encoder)
+        swap_classes(
+            res.model,
+            res.backbone,
+            unseen.classes,
+            templates,
+            base.model.text_encoder,
+            base.model.class_names,
+        )
         rows["with_training"] = {**score(res.fabric, res.model), "scored_by": scored_by(base, trained=True)}
         say(f"w/ train: top-1 {fmt(rows['with_training'])} on {len(unseen.classes)} unseen classes")
     out = {**rows, "protocol": cfg.protocol, "train": seen.name, "eval": unseen.name, "eval_set": eval_set_}
