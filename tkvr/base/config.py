@@ -72,8 +72,9 @@ def _views(problems: list[str], spec: str) -> None:
 # to the toy CLIP's features at step 0); no grayscale and no RandAugment (the toy classes are
 # colours: both would erase or change the class); TSN's multi-scale crop; eval frames resized to
 # the crop size, not x 256/224 (64-pixel frames whose objects reach the border: the released crop
-# would cut them off). Everything else is the default (the released code's): the toy CLIP's own
-# logit scale, learned; weight decay on every parameter; views averaged as features.
+# would cut them off). Everything else is the default (the paper's, or the released code's at
+# 238c07f): the toy CLIP's own logit scale, learned; weight decay on every parameter; views
+# averaged as features.
 TOY_RECIPE = dict(
     backbone="toy",
     frames=8,
@@ -191,7 +192,7 @@ class ModelConfig(Settings):
     temporal_layers: int = setting(6, "Layers of t-trans.")
     t_trans_form: str = setting(
         "released",
-        "--temporal t-trans: released is the authors' released form, mean(x + "
+        "--temporal t-trans: released is the authors' released form (238c07f), mean(x + "
         "Transformer(x + pos)), positions and linear weights N(0, 0.02); "
         "near-tap (tkvr's) adds the transformer's output to the frame mean "
         "through a projection initialised near zero (starts as TAP).",
@@ -199,7 +200,7 @@ class ModelConfig(Settings):
     )
     t1d_form: str = setting(
         "released",
-        "--temporal token-t1d: released is the authors' released module (the [class] "
+        "--temporal token-t1d: released is the authors' released module (238c07f; the [class] "
         "token's channels start shifted, a quarter one frame left, a quarter right, "
         "half kept, before the attention and before the MLP of every block); "
         "identity (tkvr's) starts as the identity at the input of the chosen blocks.",
@@ -218,7 +219,7 @@ class ModelConfig(Settings):
         "learn",
         "Temperature of the cosine heads: learn (start from the pre-trained model's "
         "own logit scale, 100 for OpenAI CLIP, and train it with the visual encoder, "
-        "as released), fixed (keep the pre-trained value), or a number (fixed at it). "
+        "as released at 238c07f), fixed (keep the pre-trained value), or a number (fixed at it). "
         "The learned head has none.",
     )
     templates: list[str] | None = setting(
@@ -230,7 +231,7 @@ class ModelConfig(Settings):
     class_names: str = setting(
         "words",
         "How a class id reads in the prompt: words ('ApplyEyeMakeup' -> 'Apply Eye Makeup', "
-        "'brush_hair' -> 'brush hair') or released (as the released label lists spell them: "
+        "'brush_hair' -> 'brush hair') or released (as the released label lists at 092ad0a spell them: "
         "underscores become spaces, 'ApplyEyeMakeup' stays joined).",
         choices=CLASS_NAMES,
     )
@@ -380,31 +381,31 @@ class DataConfig(SourceConfig):
     crop_area: float = setting(
         0.08,
         "--train-crop rrc: smallest area of the random crop, as a fraction of the "
-        "frame (0.08 as released; aspect 3/4 to 4/3).",
+        "frame (0.08 as released at 238c07f; aspect 3/4 to 4/3).",
     )
     grayscale: float = setting(
         0.2,
-        "Probability that a training clip is turned to grayscale (0.2 as released; "
+        "Probability that a training clip is turned to grayscale (0.2 as released at 238c07f; "
         "0 for classes that are colours).",
     )
     randaugment: str = setting(
         "auto",
         "RandAugment (N=2 ops, magnitude 9) on the uint8 frames before the crop: "
-        "frame (ops drawn for each frame, as released), clip (one draw for all "
+        "frame (ops drawn for each frame, as in the paper-era log and 238c07f), clip (one draw for all "
         "the frames of a clip), off; auto: frame, except off in tkvr fewshot on "
-        "UCF-101 and HMDB-51 (as the released configs have it).",
+        "UCF-101 and HMDB-51 (as the released few-shot configs at 092ad0a have it).",
         choices=RANDAUG,
     )
     views: str = setting("1x1", "Validation views C temporal clips x S spatial crops (S in 1, 3), e.g. 4x3.")
     test_scale: float | None = setting(
         None,
         "Eval frames: short side resized to the crop size x this before the crops.",
-        shown="as released: 256/224 for 224-px input (short side 256), 1 otherwise (336 for 336)",
+        shown="as released test.py at 238c07f: 256/224 for 224-px input (short side 256), 1 otherwise",
     )
     view_average: str = setting(
         "features",
         "How views combine: features (the views' video embeddings averaged, "
-        "then scored, as released) or scores (softmax scores averaged).",
+        "then scored, as released test.py at 238c07f) or scores (softmax scores averaged).",
         choices=VIEW_AVERAGE,
     )
 
@@ -452,7 +453,7 @@ class OptimConfig(Settings):
     weight_decay: float = setting(0.2, "AdamW weight decay.")
     decay: str = setting(
         "all",
-        "Which parameters weight decay applies to: all (as released, the logit scale "
+        "Which parameters weight decay applies to: all (as released train.py at 238c07f, the logit scale "
         "included) or matrices (not norms, biases, embeddings, positions, the head).",
         choices=DECAY,
     )
@@ -895,7 +896,7 @@ class FewshotConfig(Settings):
     )
     shot_schedule: str = setting(
         "released",
-        "How long a K-shot run trains: released (the released few-shot "
+        "How long a K-shot run trains: released (the released few-shot (092ad0a) "
         "configs: the sample repeated to the length of the full training "
         "split, --epochs epochs) or paper (the paper's text: --shot-epochs "
         "passes over the sample itself).",
@@ -962,7 +963,7 @@ class ZeroshotConfig(Settings):
     eval_set: str = setting(
         "auto",
         "Which videos of --eval are scored: all (every video of the dataset, train and "
-        "val lists together, as the released cross-dataset evaluation scores all "
+        "val lists together, as the released cross-dataset evaluation (092ad0a) scores all "
         "13,320 UCF-101 and 6,766 HMDB-51 videos) or val (its validation split, one "
         "fold's test list); auto: all when --eval is another dataset than --train, "
         "val when it is a class subset of the same one (K100).",

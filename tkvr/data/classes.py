@@ -12,7 +12,7 @@ from tkvr.base.errors import TkvrError
 DEFAULT_TEMPLATES = ("a video of a person {}.",)
 IMAGE_TEMPLATES = ("a photo of a {}.",)
 # --template-mode augment without --template: the 28 Kinetics templates the authors list in their
-# released modules/text_prompt.py (7 phrasings x 4 openings).
+# released modules/text_prompt.py at 238c07f (7 phrasings x 4 openings).
 TEXT4VIS_TEMPLATES = tuple(
     f"{opening} {middle}{{}}."
     for opening in ("a photo of", "a video of", "a example of", "a demonstration of")

@@ -7,7 +7,7 @@ applies to every frame of a clip: the motion inside the clip is preserved.
          crop (TSN's corner and centre crops at scales 1, .875, .75, .66 of the short side),
          horizontal flip unless the dataset forbids it (classes that name a direction), grayscale
          with probability 0.2, then to float and normalise. This is the released code's
-         augmentation (utils/Augmentation.py: short side 256, GroupRandomSizedCrop, flip,
+         augmentation (utils/Augmentation.py at 238c07f: short side 256, GroupRandomSizedCrop, flip,
          GroupRandomGrayscale(0.2)); its resize to 256 before the crop changes nothing here, as
          the crop's area is a fraction of the frame whatever its size.
   eval   resize the short side to the model's size x `test_scale` (by default the released
@@ -50,10 +50,11 @@ class MultiScaleCrop(torch.nn.Module):
 
 
 class RandAugmentClip(torch.nn.Module):
-    """--randaugment frame|clip: N = 2 ops at magnitude 9 (of 30), the released configs' setting.
-    frame: each frame draws its own ops (the released GroupTransform applies RandAugment to every
-    frame on its own); clip: one draw for all the frames, so the motion is kept. On uint8
-    [T, C, H, W]; v2 draws once per call, so `frame` calls it per frame."""
+    """--randaugment frame|clip: N = 2 ops at magnitude 9 (of 30), the paper-era setting (the log
+    exps/k400/ViT-B/16/f8/log.txt at 092ad0a; train.py at 238c07f; off at d9a6b53). frame: each
+    frame draws its own ops (the released GroupTransform, utils/Augmentation.py at 238c07f, applies
+    RandAugment to every frame on its own); clip: one draw for all the frames, so the motion is
+    kept. On uint8 [T, C, H, W]; v2 draws once per call, so `frame` calls it per frame."""
 
     def __init__(self, per: str = "frame"):
         super().__init__()

@@ -9,12 +9,13 @@
               normalised, no logit scale), W ~ U(±1/√D) as torch.nn.Linear initialises it (seeded),
               b = 0. Its first loss is ln C, as a randomly initialised classifier's should be.
 
-The other heads compare directions: e is L2-normalised, the rows are L2-normalised, and the
-cosines are multiplied by a logit scale: the pre-trained model's own (`logit_scale.exp()`, 100
-for OpenAI CLIP), kept as its log in `logit_scale` and trained with the visual encoder under
-`--logit-scale learn` (the released code's VideoCLIP), fixed otherwise. It travels with the
-checkpoint, so eval and predict score with the value the run trained to. `--unfreeze-head` makes
-text / random / orthogonal / lda trainable (rows stay normalised in the forward pass).
+The other heads compare directions: e is L2-normalised, the rows are L2-normalised, and the cosines
+are multiplied by a logit scale: the pre-trained model's own (`logit_scale.exp()`, 100 for OpenAI
+CLIP), kept as its log in `logit_scale` and trained with the visual encoder under `--logit-scale
+learn` (the released code's VideoCLIP, modules/video_clip.py at 238c07f), fixed otherwise. It
+travels with the checkpoint, so eval and predict score with the value the run trained to.
+`--unfreeze-head` makes text / random / orthogonal / lda trainable (rows stay normalised in the
+forward pass).
 """
 
 from __future__ import annotations

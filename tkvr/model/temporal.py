@@ -5,13 +5,14 @@
              bottleneck block of the last two stages; frames are then averaged.
   token-t1d  ViT backbones: a depthwise temporal 1D convolution over the [class] token inside
              chosen transformer blocks; frames then averaged. Two forms (--t1d-form):
-               released  (default) the authors' TokenT1D: in every block, before the attention
+               released  (default) the authors' TokenT1D (modules/temporal_modeling.py and
+                         clip/model.py at 238c07f): in every block, before the attention
                          and before the MLP, starting as a shift of a quarter of the channels one
                          frame left and a quarter one frame right (the rest unchanged);
                identity  starts as the identity, at the input of the last half of the blocks.
   t-trans    a temporal transformer (6 layers by default) over the frame embeddings with learned
              frame position embeddings. Two forms (--t-trans-form):
-               released  (default) the authors' released code (modules/video_clip.py): mean over
+               released  (default) the authors' released code (modules/video_clip.py at 238c07f): mean over
                          T of x + Transformer(x + pos), positions std 0.02, Linear weights
                          N(0, 0.02) (their init);
                near-tap  tkvr's: its output is added as a residual to the frame mean, through a
@@ -39,7 +40,7 @@ class TAP(nn.Module):
 
 class TemporalConv(nn.Module):
     """Depthwise conv over T of [B*T, C, ...] features. init identity: every channel passes
-    unchanged; init shift (the released TokenT1D): out[t] = in[t+1] for the first quarter of the
+    unchanged; init shift (the released TokenT1D, 238c07f): out[t] = in[t+1] for the first quarter of the
     channels, in[t-1] for the second, unchanged for the rest (kernel 3)."""
 
     def __init__(self, channels: int, ctx, kernel: int = 3, init: str = "identity"):
@@ -189,7 +190,7 @@ def build_temporal(
     n = len(res)
     if blocks is not None:
         chosen = blocks
-    else:  # released: every block (the authors' locations_list); identity: the last half
+    else:  # released: every block (locations_list, clip/model.py at 238c07f); identity: the last half
         chosen = list(range(n)) if t1d_form == "released" else list(range(n // 2, n))
     bad = [b for b in chosen if not -n <= b < n]
     if bad:

@@ -35,7 +35,7 @@ def run_templates(model_cfg, source_templates) -> list[str]:
     if model_cfg.template_mode == "augment" and len(templates) < 2:
         raise TkvrError(
             "--template-mode augment draws one of several templates per step: give two or more "
-            "--template (or none, for the 28 built-in templates of the released code)"
+            "--template (or none, for the 28 built-in templates of the released code at 238c07f)"
         )
     return templates
 

@@ -88,9 +88,9 @@ class VideoModel(nn.Module):
         """Up to four groups: (backbone | new) x (decay | no decay). New = the temporal module,
         temporal convolutions inserted into the backbone, a timm tower's projection, and the head
         when it trains (its context vectors). The logit scale and an online text tower train like
-        the visual encoder (the released code puts the logit scale in the CLIP group).
-        decay: all (the released code: AdamW's decay on every parameter) or matrices (not on norms,
-        biases, embeddings, positions, the head)."""
+        the visual encoder (the released train.py at 238c07f puts the logit scale in the CLIP group).
+        decay: all (the released train.py at 238c07f: AdamW's decay on every parameter) or
+        matrices (not on norms, biases, embeddings, positions, the head)."""
         groups = {(new, decay): [] for new in (False, True) for decay in (False, True)}
         for name, p in self.named_parameters():
             if not p.requires_grad:

@@ -1,13 +1,13 @@
 """The one training engine every command uses: optimiser, schedule and the loop (Fabric is
 launched by tkvr.run.launch).
 
-Recipe defaults (the released configs and train.py): AdamW, lr 5e-6 for the visual encoder and
-the logit scale, 10x for new modules (temporal module, inserted temporal convolutions, a learned
-head); betas (0.9, 0.98), eps 1e-8; weight decay 0.2 on every parameter (`--decay matrices`
-spares norms, biases, embeddings and the head); cosine schedule with 5 warm-up epochs, stepped
-per optimiser step (the released scheduler steps every 10 iterations); 30 epochs; global batch
-128 = device batch x devices x nodes x accumulation (the paper's; the released K400 configs use
-32 per GPU on 8 GPUs).
+Recipe defaults (the paper, lines 172-176; the log at 092ad0a and train.py at 238c07f): AdamW, lr
+5e-6 for the visual encoder and the logit scale, 10x for new modules (temporal module, inserted
+temporal convolutions, a learned head); betas (0.9, 0.98), eps 1e-8; weight decay 0.2 on every
+parameter (`--decay matrices` spares norms, biases, embeddings and the head); cosine schedule with 5
+warm-up epochs, stepped per optimiser step (the released scheduler, train.py at 238c07f, steps every
+10 iterations); 30 epochs; global batch 128 = device batch x devices x nodes x accumulation (the
+paper's; the released K400 configs use 32 per GPU on 8 GPUs).
 
 `Trainer.fit` is a short driver over named pieces: an epoch of training (`train_epoch`), an
 optimiser step (`optimizer_step`), validation and checkpoints at the end of an epoch

@@ -64,7 +64,7 @@ def predict_scores(
 ) -> dict:
     """Softmax scores of every sample over its views, each sample once across ranks.
     average features: the views' video embeddings are averaged, then scored (the released
-    test.py); scores: each view is scored and the softmax scores are averaged.
+    test.py at 238c07f); scores: each view is scored and the softmax scores are averaged.
     Returns index [N], label [N], bad [N] (>= 0: unreadable), scores [N, C], in sample order."""
     inner = unwrap(model)
     if average == "scores":

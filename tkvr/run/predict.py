@@ -121,8 +121,8 @@ def frames_for(cfg: PredictConfig, ckpt: dict | None) -> int:
 
 
 def own_templates(backbone: str, paths: list[str]) -> list[str]:
-    """The toy CLIP's own prompt; a CLIP's: the released code's video prompt, or a photo prompt when every
-    input is a still image."""
+    """The toy CLIP's own prompt; a CLIP's: the released code's video prompt
+    (modules/text_prompt.py at 238c07f), or a photo prompt when every input is a still image."""
     if backbone == "toy":
         return list(TOY_TEMPLATES)
     if all(kind_of(p) == "image" for p in paths):

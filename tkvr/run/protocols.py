@@ -3,10 +3,10 @@
 few-shot (Table 8): K videos per class for ALL classes, seeded, identical on every rank, the
 sample saved in each run directory (sample.json) before it trains; one run per K and seed,
 evaluated on the full validation split. Schedule (--shot-schedule): released (the released
-few-shot configs and train.py: the sample repeated floor(split / sample) times to about the
-length of the full training split, --epochs epochs; the released code draws an unseeded sample on
-every GPU, tkvr one seeded sample for all ranks) or paper (the paper's text: --shot-epochs passes
-over the sample itself).
+few-shot configs at 092ad0a and train.py at 238c07f: the sample repeated floor(split / sample)
+times to about the length of the full training split, --epochs epochs; the released code draws
+an unseeded sample on every GPU, tkvr one seeded sample for all ranks) or paper (the paper's
+text, line 273: --shot-epochs passes over the sample itself).
 
 zero-shot (Table 9): the pre-trained model ("w/o train") and the model trained on the seen
 classes ("w/ train"), both scored on the unseen classes' validation videos with the unseen
@@ -93,7 +93,7 @@ def fewshot(cfg: FewshotConfig) -> dict[str, dict]:
     base = copy.deepcopy(cfg.train)  # the sweep's own copy: the caller's settings stay as given
     shots = parse_shots(cfg.shots)
     src = resolve(base.data.data, base.data.data_root, base.data.fold_or(), write=not base.run.dry_run)
-    # the released few-shot configs: RandAugment for Kinetics-400, none for UCF-101 and HMDB-51
+    # the released few-shot configs (092ad0a): RandAugment for Kinetics-400, none for UCF-101 and HMDB-51
     base.data.randaugment = base.data.randaugment_for(off=src.name.split("@")[0] in ("ucf101", "hmdb51"))
     train = src.split("train")
     labels = [s.label for s in train]
@@ -111,6 +111,7 @@ def fewshot(cfg: FewshotConfig) -> dict[str, dict]:
             "fewshot": {
                 "shots": [label(k) for k in shots],
                 "shot_schedule": cfg.shot_schedule,
+                "shot_epochs": cfg.shot_epochs,
                 "repeats": cfg.repeats,
                 "runs": {label(k): schedule(cfg, k, len(train), k * len(src.classes)) for k in shots},
             },
@@ -171,7 +172,7 @@ def fewshot(cfg: FewshotConfig) -> dict[str, dict]:
 def schedule(cfg: FewshotConfig, k: int, split: int, sample: int) -> dict:
     """How one K-shot run of the sweep trains: {epochs, repeats (of the sample per epoch),
     clips_per_epoch}. released: the sample repeated floor(split / sample) times (the released
-    train.py), --epochs epochs; paper: the sample once, --shot-epochs epochs. 'all' is the whole
+    train.py at 238c07f), --epochs epochs; paper: the sample once, --shot-epochs epochs. 'all' is the whole
     split for --epochs. --epoch-size sets the clips per epoch of a K-shot run in both.
 
     >>> from tkvr.base.config import FewshotConfig
@@ -219,7 +220,7 @@ def zeroshot(cfg: ZeroshotConfig) -> dict:
     base.run.out = str(root / "seen")
     templates = run_templates(base.model, unseen.templates)
     base, seen = resolve_run(base, seen)  # the run's settings, resolved once; frozen from here
-    # auto: every video of another dataset (the released cross-dataset evaluation), the val split
+    # auto: every video of another dataset (the released cross-dataset evaluation, 092ad0a), the val split
     # of a class subset of the training dataset (K100: its training videos are no one's)
     other = seen.name.split("@")[0] != unseen.name.split("@")[0]
     eval_set_ = cfg.eval_set if cfg.eval_set != "auto" else ("all" if other else "val")
@@ -296,7 +297,7 @@ def zeroshot(cfg: ZeroshotConfig) -> dict:
 def pretrained_only(cfg):
     """The "w/o train" model of Tables 9 and 11 (and Table 10's K = 0): the pre-trained CLIP
     alone, a video embedding the mean of its frame embeddings, whatever --temporal says for the
-    training half. A temporal module built now would be untrained: the released T-Trans (x +
+    training half. A temporal module built now would be untrained: the released T-Trans (238c07f: x +
     Transformer(x + pos), random weights) and TokenT1D's starting shift both change the
     pre-trained embedding before any training."""
     pre = freeze(copy.deepcopy(cfg), False)
