@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 import yaml
-from conftest import PRE
+from conftest import PRE, small_set
 
 from tkvr.base.config import TOY_RECIPE
 
@@ -222,7 +222,7 @@ def test_test_scale_follows_the_released_rule(run_cli, tmp_path):
         assert code == 0, err
         scales[backbone] = yaml.safe_load(out)["data"]["test_scale"]
     assert scales == {"ViT-L/14@336px": 1.0, "ViT-B/16": pytest.approx(256 / 224)}
-    src = resolve("toy")
+    src = resolve(str(small_set(tmp_path, bad=())))
     for size, scale, short in ((336, 1.0, 336), (224, 256 / 224, 256), (336, None, 336), (224, None, 256),
                                (40, None, 40)):
         ds = eval_set(src.split("val")[:1], src, 2, {**PRE, "size": size}, "1x3", "pyav", "cpu", scale)
@@ -255,3 +255,37 @@ def test_dry_run_on_a_fresh_cache_writes_no_file(run_cli, tmp_path, monkeypatch)
     assert plans[0]["classes"] == 54 and plans[0]["train_samples"] == 864
     assert plans[2]["zeroshot"]["eval_classes"] == 18 and plans[2]["zeroshot"]["eval_samples"] == 72
     assert plans[3]["zeroshot"]["eval_samples"] == 216  # the val split of every class
+
+
+@pytest.mark.parametrize("size, short", [(336, 336), (224, 256)])
+def test_eval_of_a_run_resizes_by_the_released_rule(run_cli, tmp_path, monkeypatch, size, short):
+    """`tkvr eval` of a 336-px run resizes the short side to 336, of a 224-px run to 256: a tiny
+    model of that input size (open_clip config, 4 x 4 patches) trained for one step on three
+    clips, then scored."""
+    import json
+
+    from tkvr.data import transforms
+    from tkvr.model.backbones import CONFIG_DIR, _open_clip
+
+    cfg = json.loads((CONFIG_DIR / "tkvr-tiny.json").read_text())
+    cfg["vision_cfg"].update(image_size=size, patch_size=size // 4)  # 4 x 4 patches
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg" / f"tkvr-tiny{size}.json").write_text(json.dumps(cfg))
+    _open_clip().add_model_config(tmp_path / "cfg")
+    out, data = tmp_path / "run", small_set(tmp_path, bad=())  # three short clips
+    code, _, err = run_cli("train", "--data", data, "--backbone", f"tkvr-tiny{size}", "--pretrained", "none",
+                           "--frames", "2", "--batch-size", "4", "--workers", "0", "--epochs", "1", "--limit-batches",
+                           "1", "--warmup", "0", "--out", out)
+    assert code == 0, err
+    seen = []
+    real = transforms.EvalTransform.forward
+
+    def spy(self, x):
+        seen.append((self.short, min(transforms.TF.resize(x, [self.short], antialias=True).shape[-2:])))
+        return real(self, x)
+
+    monkeypatch.setattr(transforms.EvalTransform, "forward", spy)
+    code, _, err = run_cli("eval", "--checkpoint", out, "--workers", "0", "--json", tmp_path / "e.json")
+    assert code == 0, err
+    assert seen and set(seen) == {(short, short)}
+    assert json.loads((tmp_path / "e.json").read_text())["test_scale"] == pytest.approx(short / size)

@@ -951,8 +951,9 @@ class ZeroshotConfig(Settings):
     )
     no_train: bool = setting(
         False,
-        "Only the pre-trained model (the 'w/o train' row; Table 10's K = 0): --eval "
-        "may then be any dataset, all its classes scored, whatever --train says.",
+        "Only the pre-trained model (the 'w/o train' row; Table 10's K = 0; its frames "
+        "averaged, whatever --temporal says): --eval may then be any dataset, all its classes "
+        "scored, whatever --train says.",
     )
     protocol: str = setting(
         "full",
