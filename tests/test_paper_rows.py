@@ -286,10 +286,18 @@ def flat(plan: dict) -> dict:
     return out
 
 
-def resolved(run_cli, cmd: list[str]) -> dict:
+PLANS: dict[str, dict] = {}  # documented line -> its plan: a section's table reuses its first line's
+
+
+def resolved(run_cli, cmd: list[str], line: str | None = None) -> dict:
+    if line in PLANS:
+        return PLANS[line]
     code, stdout, err = run_cli(*cmd, "--dry-run")
     assert code == 0, (cmd, err)
-    return yaml.safe_load(stdout)
+    plan = yaml.safe_load(stdout)
+    if line:
+        PLANS[line] = plan
+    return plan
 
 
 def expected(key: str, want):
@@ -323,7 +331,7 @@ def test_command_resolves_to_its_pins(line, run_cli, stand_ins, tiny_run, tmp_pa
     pins = PINS[line]
     args = substitute(cmd, stand_ins, tiny_run, tmp_path)
     if cmd[1] in DRY:
-        plan = resolved(run_cli, args)
+        plan = resolved(run_cli, args, line)
         got = flat(plan)
         if cmd[1] == "zeroshot":  # the names as the plan gives them
             got["data"], got["eval"] = plan["zeroshot"]["train"], plan["zeroshot"]["eval"]
@@ -353,11 +361,11 @@ def test_command_resolves_to_its_pins(line, run_cli, stand_ins, tiny_run, tmp_pa
 def test_section_table_is_its_first_command(title, run_cli, stand_ins, tiny_run, tmp_path, no_cost):
     """The settings table a reader sees beside each section agrees with what its first command runs."""
     _, cmds, table = next(r for r in ROWS if r[0] == title)
-    got = flat(resolved(run_cli, substitute(cmds[0], stand_ins, tiny_run, tmp_path)))
+    got = flat(resolved(run_cli, substitute(cmds[0], stand_ins, tiny_run, tmp_path), shlex.join(cmds[0])))
     evals = [c for c in cmds[1:] if c[1] == "eval"]
     if evals:  # the row's eval; its checkpoint is a stand-in: only what eval itself decides counts
-        got.update({k: v for k, v in resolved(run_cli, substitute(evals[0], stand_ins, tiny_run, tmp_path))["eval"].items()
-                    if k != "test_scale"})
+        plan = resolved(run_cli, substitute(evals[0], stand_ins, tiny_run, tmp_path), shlex.join(evals[0]))
+        got.update({k: v for k, v in plan["eval"].items() if k != "test_scale"})
     for key, want in table.items():
         assert key in got, (title, key)
         if isinstance(want, float):
