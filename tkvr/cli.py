@@ -47,6 +47,22 @@ def given(kw: dict) -> set[str]:
     return {k for k in kw if ctx.get_parameter_source(k) not in (None, ParameterSource.DEFAULT)}
 
 
+# What `train --init RUN` takes from RUN unless given: the settings that shape its weights.
+INIT_KEYS = (
+    "backbone",
+    "pretrained",
+    "visual",
+    "frames",
+    "temporal",
+    "temporal_layers",
+    "t_trans_form",
+    "t1d_form",
+    "t1d_blocks",
+    "logit_scale",
+    "class_names",
+)
+
+
 def parse(cls, kw: dict):
     """Parsed flags -> the command's config (repeated options: a list, or None when not given).
     With --resume, what was not given comes from the run's own config.yaml."""
@@ -62,6 +78,11 @@ def parse(cls, kw: dict):
         if (run / "config.yaml").is_file():
             changed = ", ".join("--" + k.replace("_", "-") for k in sorted(named)) or "none"
             say(f"resuming {run} with its own settings (config.yaml); given here: {changed}")
+    if kw.get("init"):  # the shape of the model it starts from, where no flag says otherwise
+        start = Path(kw["init"])
+        kw = from_run(
+            kw, given(kw), (start if start.is_dir() else start.parent.parent) / "config.yaml", INIT_KEYS
+        )
     if "command" in leaves(cls):
         kw["command"] = " ".join(["tkvr"] + ARGV)
     return build(cls, kw)

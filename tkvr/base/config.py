@@ -508,6 +508,12 @@ class OptimConfig(Settings):
 class RunConfig(Settings):
     out: str = setting("runs/tkvr", "Run directory.")
     resume: str | None = setting(None, "auto (this run's last checkpoint, if any) or a checkpoint PATH.")
+    init: str | None = setting(
+        None,
+        "Start from another run's weights (a converted released model too): its visual encoder, "
+        "temporal module and logit scale; the head is this run's classes'. Model settings not "
+        "given are that run's.",
+    )
     eval_every: int = setting(1, "Validate every N epochs.")
     log_every: int = setting(10, "Steps between rows of steps.csv.")
     recipe: str = setting(
@@ -863,6 +869,52 @@ class ExportConfig(Settings):
         if Path(self.out).suffix.lower() not in (".onnx", ".pt2"):
             problems.append(f"--out {self.out}: end the name in .onnx (ONNX) or .pt2 (torch.export)")
         writable(problems, "--out", self.out)
+        fail_if(problems)
+
+
+@dataclass
+class ConvertConfig(Settings):
+    out: str = setting(
+        required=True, help="Run directory to write: a tkvr run every command takes as --checkpoint."
+    )
+    file: str = setting(cli=False, default="")  # the command's argument: the released file
+    labels: str | None = borrow(PredictConfig, "labels", help='Class names: "a,b,c" or a labels file.')
+    data: str | None = borrow(
+        SourceConfig, "data", default=None, help="Or a dataset whose class names to use."
+    )
+    data_root: str | None = borrow(SourceConfig, "data_root")
+    fold: int | None = borrow(SourceConfig, "fold")
+    embeddings: str | None = borrow(
+        ModelConfig,
+        "embeddings",
+        help="The classifier: a tkvr embeddings file, or a plain [C, D] tensor (as the released test.py "
+        "caches it) with --labels or --data for its names.",
+        shown="the class names embedded by --backbone's text tower",
+    )
+    backbone: str | None = borrow(
+        ModelConfig,
+        "backbone",
+        default=None,
+        help="The pre-trained CLIP whose text tower embeds the class names; its visual encoder must be "
+        "the file's.",
+        shown="inferred from the file's shapes",
+    )
+    pretrained: str | None = borrow(ModelConfig, "pretrained")
+    frames: int = borrow(
+        ModelConfig, "frames", help="Frames T per clip the model reads (the file does not say)."
+    )
+    command: str = setting("", cli=False)  # the command line, recorded in config.yaml
+
+    def validate(self) -> None:
+        problems: list[str] = []
+        if not self.file:
+            problems.append("give the released model file: tkvr convert FILE.pt --out RUN")
+        elif not Path(self.file).is_file():
+            problems.append(f"{self.file}: no such file")
+        if self.labels and self.data:
+            problems.append("--labels and --data both name the classes: give one")
+        _at_least(problems, self, 1, "frames")
+        writable(problems, "--out", self.out, folder=True)
         fail_if(problems)
 
 

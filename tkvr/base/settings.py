@@ -312,16 +312,19 @@ def options(cls, config_file: bool = False):
 NOT_RECORDED = ("out", "resume", "dry_run", "command", "max_steps")
 
 
-def from_run(kw: dict, given: set[str], config_yaml: Path) -> dict:
+def from_run(kw: dict, given: set[str], config_yaml: Path, only: tuple | None = None) -> dict:
     """`tkvr train --resume`: every setting not `given` on the command line (or by --config) is
     the run's own, from its config.yaml, so `--out RUN --resume auto` alone continues it. Given
-    flags stay; the resume check refuses those that would change the model or the data."""
+    flags stay; the resume check refuses those that would change the model or the data. `only`:
+    just these settings (`--init` takes the model's shape from the run it starts from)."""
     if not config_yaml.is_file():
         return kw
     recorded = read_yaml(config_yaml, "the run's config.yaml")
     flat = {k: v for group in recorded.values() if isinstance(group, dict) for k, v in group.items()}
     out = dict(kw)
     for k, v in flat.items():
+        if only is not None and k not in only:
+            continue
         if k in out and k not in given and k not in NOT_RECORDED:
             out[k] = list(v) if isinstance(v, (list, tuple)) else v
     return out

@@ -153,6 +153,20 @@ COMMANDS = (
         """,
     ),
     Command(
+        "convert",
+        c.ConvertConfig,
+        "tkvr.run.convert:convert",
+        """Turn a released Text4Vis model file (the authors' model zoo) into a tkvr run that eval,
+        predict, zeroshot, export and train --init take.
+
+        \b
+        Example:
+          tkvr convert k400-vitb-16-f8.pt --data k400 --data-root /data --out runs/k400-b16
+          tkvr eval --checkpoint runs/k400-b16 --views 4x3
+        """,
+        arguments=(("file", {"required": False, "default": "", "help": "The released .pt file."}),),
+    ),
+    Command(
         "fewshot",
         c.FewshotConfig,
         "tkvr.run.protocols:fewshot",

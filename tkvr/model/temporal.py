@@ -18,13 +18,20 @@
                near-tap  tkvr's: its output is added as a residual to the frame mean, through a
                          projection initialised near zero: at initialisation the module is TAP
                          within 1%, so the pre-trained embedding the frozen text head was made
-                         for is not disturbed at step 0; positions std 0.2.
+                         for is not disturbed at step 0; positions std 0.2;
+               clip      the released module itself (modules/video_clip.py at 238c07f, `video_header`
+                         with `Transf`): CLIP-style blocks (QuickGELU, LayerNorm eps 1e-12, heads
+                         = the text width / 64), a position table as long as the text context,
+                         the same formula; its parameter names are the released file's, so a
+                         released model (`tkvr convert`) runs with exactly its numerics.
 
 T1D's convolutions start as the identity (centre tap 1, others 0): inserting them does not
 change a pretrained backbone's output until training moves them.
 """
 
 from __future__ import annotations
+
+from collections import OrderedDict
 
 import torch
 from torch import nn
@@ -147,6 +154,59 @@ class TTrans(nn.Module):
         return f.mean(dim=1) + self.proj(self.norm(h)).mean(dim=1)
 
 
+class QuickGELU(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(1.702 * x)
+
+
+class ClipBlock(nn.Module):
+    """The released temporal transformer's residual block (OpenAI CLIP's, LayerNorm eps 1e-12),
+    on [T, B, D]."""
+
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(dim, heads)
+        self.ln_1 = nn.LayerNorm(dim, eps=1e-12)
+        self.mlp = nn.Sequential(
+            OrderedDict(c_fc=nn.Linear(dim, dim * 4), gelu=QuickGELU(), c_proj=nn.Linear(dim * 4, dim))
+        )
+        self.ln_2 = nn.LayerNorm(dim, eps=1e-12)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.ln_1(x)
+        x = x + self.attn(h, h, h, need_weights=False)[0]
+        return x + self.mlp(self.ln_2(x))
+
+
+class ClipTTrans(nn.Module):
+    """--t-trans-form clip: mean over T of x + Transformer(x + pos), the released module's own
+    layout (`frame_position_embeddings`, `transformer.resblocks.N`) and init (Linear and
+    position weights N(0, 0.02), biases 0)."""
+
+    def __init__(self, dim: int, layers: int = 6, heads: int = 8, positions: int = 77):
+        super().__init__()
+        self.frame_position_embeddings = nn.Embedding(positions, dim)  # [L, D]: as long as the text context
+        self.transformer = nn.Module()
+        self.transformer.resblocks = nn.Sequential(*[ClipBlock(dim, heads) for _ in range(layers)])
+        with torch.no_grad():
+            for m in self.modules():
+                if isinstance(m, (nn.Linear, nn.Embedding)):
+                    m.weight.normal_(0, 0.02)
+                if isinstance(m, nn.Linear) and m.bias is not None:
+                    m.bias.zero_()
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:  # [B, T, D] -> [B, D]
+        t = f.shape[1]
+        if t > self.frame_position_embeddings.num_embeddings:
+            raise TkvrError(
+                f"--frames: the t-trans module has {self.frame_position_embeddings.num_embeddings} "
+                f"positions, got {t} frames"
+            )
+        x = f + self.frame_position_embeddings.weight[:t]
+        x = self.transformer.resblocks(x.transpose(0, 1)).transpose(0, 1)  # [T, B, D] through the blocks
+        return (x + f).mean(dim=1)
+
+
 def _is_vit(visual) -> bool:
     return hasattr(visual, "transformer") and hasattr(visual.transformer, "resblocks")
 
@@ -165,12 +225,17 @@ def build_temporal(
     blocks: list[int] | None = None,
     form: str = "released",
     t1d_form: str = "released",
+    text: tuple[int, int] = (512, 77),
 ) -> nn.Module:
-    """The module that pools [B, T, D] -> [B, D]; t1d / token-t1d also modify `visual` in place."""
+    """The module that pools [B, T, D] -> [B, D]; t1d / token-t1d also modify `visual` in place.
+    `text`: the CLIP text tower's (width, context length), which size the clip form (heads =
+    width / 64, as released)."""
     if name not in TEMPORAL:
         raise TkvrError(f"--temporal {name!r} is not known: choose one of {', '.join(TEMPORAL)}")
     if name == "tap":
         return TAP()
+    if name == "t-trans" and form == "clip":
+        return ClipTTrans(dim, layers, heads=max(1, text[0] // 64), positions=max(text[1], frames))
     if name == "t-trans":
         return TTrans(dim, frames, layers=layers, form=form)
     if name == "t1d":

@@ -161,8 +161,18 @@ def build_model(
             blocks=t1d_blocks,
             form=t_trans_form,
             t1d_form=t1d_form,
+            text=text_size(backbone),
         )
     return VideoModel(visual, module, head, ctx)
+
+
+def text_size(backbone: Backbone) -> tuple[int, int]:
+    """(width, context length) of the backbone's text tower: the released temporal transformer
+    takes its heads (width / 64) and its position table (the context length) from them."""
+    clip = backbone.clip
+    tower = getattr(clip, "transformer", None)
+    width = getattr(tower, "width", None) or getattr(getattr(clip, "text", None), "width", 512)
+    return int(width), int(getattr(clip, "context_length", 77))
 
 
 def video_model(backbone: Backbone, m, head: nn.Module, visual: nn.Module | None = None) -> VideoModel:

@@ -105,7 +105,7 @@ def save_checkpoint(fabric, path: Path, state: dict) -> None:
     fabric.barrier()
 
 
-def find_checkpoint(where: str) -> Path:
+def find_checkpoint(where: str, flag: str = "--checkpoint") -> Path:
     """A run directory means its best checkpoint, else its last; a file means itself."""
     p = Path(where)
     if p.is_dir():
@@ -113,15 +113,15 @@ def find_checkpoint(where: str) -> Path:
             for cand in (p / "checkpoints" / name, p / name):
                 if cand.is_file():
                     return cand
-        raise TkvrError(f"--checkpoint {where}: no checkpoints/best.pt or checkpoints/last.pt in this folder")
+        raise TkvrError(f"{flag} {where}: no checkpoints/best.pt or checkpoints/last.pt in this folder")
     if not p.is_file():
-        raise TkvrError(f"--checkpoint {where}: no such file or run directory")
+        raise TkvrError(f"{flag} {where}: no such file or run directory")
     return p
 
 
 def read_checkpoint(where: str, flag: str = "--checkpoint") -> dict:
     """The checkpoint as plain data (weights_only), checked to be a tkvr checkpoint."""
-    path = find_checkpoint(where) if flag == "--checkpoint" else Path(where)
+    path = find_checkpoint(where, flag) if flag in ("--checkpoint", "--init") else Path(where)
     ckpt = safe_load(path, f"{flag} file")
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT or "config" not in ckpt:
         raise TkvrError(
@@ -181,6 +181,32 @@ def check_resumable(path: Path, cfg: TrainConfig) -> None:
             f"({was!r}, now {now!r}); drop --{flag} (a resumed run keeps its own settings) or "
             "train into another --out"
         )
+
+
+def start_from(where: str, model) -> Path:
+    """--init: load another run's weights into `model` (a run of other classes): everything but
+    the class matrix; the logit scale too where both heads have one (the released fine-tuning
+    configs start so from the Kinetics-400 model). -> the checkpoint it read."""
+    ckpt = read_checkpoint(where, "--init")
+    own = model.state_dict()
+    state = {k: v for k, v in ckpt["model"].items() if not k.startswith("head.") or k == "head.logit_scale"}
+    state = {k: v for k, v in state.items() if k in own or not k.startswith("head.")}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.startswith("head.")]
+    wrong = [k for k in state if k in own and own[k].shape != state[k].shape]
+    if missing or unexpected or wrong:
+        what = (
+            f"missing {missing[0]!r}"
+            if missing
+            else f"unexpected {unexpected[0]!r}"
+            if unexpected
+            else wrong[0]
+        )
+        raise TkvrError(
+            f"--init {where}: its weights do not fit this run's model ({what}); leave out the model flags "
+            "that differ from that run's (they default to its own)"
+        )
+    return Path(ckpt["path"])
 
 
 def load_model(ckpt: dict, classes: list[str] | None = None, flag: str = "--labels"):

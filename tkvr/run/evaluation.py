@@ -57,6 +57,10 @@ def evaluate_checkpoint(cfg, fabric=None) -> dict:
     trained = ckpt["config"]["data"]
     s = cfg.source
     fold = s.fold_or(trained["fold"] or 1)  # unset: the fold the checkpoint was trained on
+    if not (s.data or trained["data"]):
+        raise TkvrError(
+            f"--checkpoint {cfg.checkpoint} names no dataset (converted with --labels): give --data to score"
+        )
     src = resolve(s.data or trained["data"], s.data_root or trained["data_root"], fold, write=not cfg.dry_run)
     classes = None
     if src.classes != ckpt["classes"]:

@@ -37,7 +37,7 @@ from tkvr.model.cost import cost_of
 from tkvr.model.heads import Head, fit_lda
 from tkvr.model.text import load_embeddings, run_templates, save_embeddings
 from tkvr.model.video_model import build, check_encoder, preprocess_of
-from tkvr.run.checkpoint import check_resumable
+from tkvr.run.checkpoint import check_resumable, start_from
 from tkvr.run.engine import Parts, Trainer, history, write_report
 from tkvr.run.evaluation import resolved_auto
 from tkvr.run.launch import make_fabric, precision_here
@@ -171,6 +171,8 @@ def train(
     resume = plan_run_dir(cfg)
     t0 = time.time()
     backbone, model = build(cfg, src.classes, cfg.model.templates)
+    if cfg.run.init and resume is None:
+        say(f"starting from the weights of {start_from(cfg.run.init, model)}")
     train_set, val_set = datasets(cfg, src, preprocess_of(model), train_ids)
     short_clips(cfg, src, train_set.samples[:1])
     fabric = fabric or make_fabric(cfg.device)

@@ -1,0 +1,139 @@
+"""`tkvr convert`: a released Text4Vis model file -> an ordinary tkvr run (config.yaml and
+checkpoints/last.pt) that eval, predict, zeroshot, export and `train --init` take as they take any
+run.
+
+The architecture comes from the file's shapes (tkvr.model.released.layout); `--backbone` only
+says which pre-trained CLIP's text tower embeds the class names, and must have the same visual
+architecture. The classifier is `--embeddings` (a tkvr embeddings file, or a plain [C, D] tensor
+as the released test.py caches it, then with the names of --labels or --data), or the class
+names embedded by that text tower with the released prompt (`a video of a person {}.`) and the
+names as the released lists spell them (`--class-names released`), as test.py at 238c07f does.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from tkvr.base.config import ConvertConfig, TrainConfig
+from tkvr.base.errors import TkvrError
+from tkvr.base.fileio import atomic_save, safe_load
+from tkvr.base.progress import say
+from tkvr.data.classes import DEFAULT_TEMPLATES, resolve_classes
+from tkvr.data.specs import absolute, resolve
+from tkvr.model.backbones import BUILTIN, OPENAI_NAMES, _open_clip, _resolve, build_backbone
+from tkvr.model.released import describe, layout, matches, released_state, to_tkvr
+from tkvr.model.text import class_embeddings, load_embeddings
+from tkvr.model.video_model import build
+from tkvr.run.checkpoint import FORMAT, HEAD_FORM
+from tkvr.run.training import write_config
+
+
+def backbone_for(lay, asked: str | None, path: str) -> str:
+    """The --backbone whose visual architecture is the file's: the one asked for (checked), else
+    the first OpenAI CLIP or built-in that fits."""
+    oc = _open_clip()
+    names = [asked] if asked else [*OPENAI_NAMES, *BUILTIN]
+    for name in names:
+        model_name = _resolve(name, "none")[0]
+        cfg = oc.get_model_config(model_name)
+        if cfg and matches(cfg["vision_cfg"], cfg["embed_dim"], lay):
+            return name
+    if asked:
+        raise TkvrError(
+            f"--backbone {asked} does not have the visual encoder of {path} ({describe(lay)}); give the "
+            "CLIP it was fine-tuned from, or leave --backbone out to infer it"
+        )
+    raise TkvrError(
+        f"{path}: no known CLIP has its visual encoder ({describe(lay)}); name one with --backbone"
+    )
+
+
+def class_names(cfg: ConvertConfig, saved: dict | None) -> list[str]:
+    if cfg.labels:
+        return resolve_classes(cfg.labels, "--labels")
+    if cfg.data:
+        return resolve(cfg.data, cfg.data_root, cfg.fold or 1).classes
+    if saved is not None and saved.get("classes"):
+        return list(saved["classes"])
+    raise TkvrError(
+        "give the class names: --labels NAMES, --data DATASET, or --embeddings FILE of tkvr embed"
+    )
+
+
+def classifier(cfg: ConvertConfig, run: TrainConfig, dim: int) -> tuple[list[str], torch.Tensor]:
+    """(class names, [C, D] normalised classifier) from --embeddings, or embedded now."""
+    saved = None
+    if cfg.embeddings:
+        raw = safe_load(cfg.embeddings, "--embeddings")
+        if isinstance(raw, torch.Tensor):  # the released test.py's cache: a bare [C, D] tensor
+            emb = raw
+        else:
+            saved = load_embeddings(cfg.embeddings)
+            emb = saved["embeddings"]
+        names = class_names(cfg, saved)
+        if emb.ndim != 2 or emb.shape != (len(names), dim):
+            raise TkvrError(
+                f"--embeddings {cfg.embeddings}: a [{len(names)}, {dim}] matrix is needed for "
+                f"{len(names)} classes and this model, got {list(emb.shape)}"
+            )
+        return names, F.normalize(emb.float(), dim=-1)
+    names = class_names(cfg, None)
+    text = build_backbone(run.model.backbone, run.model.pretrained)  # the pre-trained text tower
+    emb = class_embeddings(text, names, run.model.templates, names=run.model.class_names)
+    return names, emb
+
+
+def convert(cfg: ConvertConfig) -> dict:
+    """Read, check, build, load, write; nothing is written before everything has been checked."""
+    path = cfg.file
+    state = released_state(safe_load(path, "released model file"), path)
+    lay = layout(state, path)
+    run = TrainConfig()
+    m = run.model
+    m.backbone, m.pretrained, m.frames = backbone_for(lay, cfg.backbone, path), cfg.pretrained, cfg.frames
+    m.temporal, m.class_names, m.templates = lay.temporal, "released", list(DEFAULT_TEMPLATES)
+    if lay.temporal == "t-trans":
+        m.t_trans_form, m.temporal_layers = "clip", lay.fusion_layers
+    if lay.temporal == "token-t1d":
+        every = lay.t1d_blocks == list(range(lay.layers))
+        m.t1d_form, m.t1d_blocks = "released", None if every else lay.t1d_blocks
+    run.data.test_scale = 256 / 224 if lay.image_size == 224 else 1.0  # test.py at 238c07f
+    run.run.out, run.run.command = cfg.out, cfg.command
+    # the dataset its classes came from, where one was named: eval then scores it without --data
+    run.data.data = absolute(cfg.data) if cfg.data else None
+    run.data.data_root = os.path.abspath(cfg.data_root) if cfg.data_root else None
+    run.data.fold = cfg.fold or 1
+    names, emb = classifier(cfg, run, lay.embed_dim)
+    _, model = build(run, names, m.templates, weights=False, embeddings=emb)
+    got = to_tkvr(state, lay)
+    missing, unexpected = model.load_state_dict(got, strict=False)
+    missing = [k for k in missing if k != "head.weight"]
+    if missing or unexpected:
+        first = (missing or unexpected)[0]
+        raise TkvrError(
+            f"{path} does not fit {m.backbone} with {lay.temporal} ({'missing' if missing else 'unexpected'} "
+            f"weight {first!r}): not the released layout"
+        )
+    out = Path(cfg.out)
+    if (out / "checkpoints" / "last.pt").exists() or (out / "checkpoints" / "best.pt").exists():
+        raise TkvrError(f"--out {out} already holds a run; choose another --out")
+    ckpt = {
+        "model": model.state_dict(),
+        "config": run.to_dict(),
+        "classes": names,
+        "format": FORMAT,
+        "head_form": HEAD_FORM,
+        "epoch": 0,
+        "step": 0,
+        "best_top1": None,
+        "converted_from": {"file": os.path.abspath(path), "layout": describe(lay), "temporal": lay.temporal},
+    }
+    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+    write_config(run, out)
+    atomic_save(ckpt, out / "checkpoints" / "last.pt")
+    say(f"wrote {out}: {m.backbone} ({describe(lay)}), {lay.temporal}, {len(names)} classes, from {path}")
+    return {"out": str(out), "backbone": m.backbone, "temporal": lay.temporal, "classes": len(names)}
