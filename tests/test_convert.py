@@ -276,6 +276,12 @@ def test_convert_then_eval_predict_export_and_train_init(run_cli, tmp_path):
                                 "--json", tmp_path / "p.json")
     assert code == 0, err
     assert json.loads((tmp_path / "p.json").read_text())[0]["labels"][0] in ("x", "y")
+    code, _, err = run_cli("zeroshot", "--checkpoint", out, "--train", data, "--eval", data, "--no-train",
+                           "--workers", "0", "--out", tmp_path / "zs", "--json", tmp_path / "zs.json")
+    assert code == 0, err
+    row = json.loads((tmp_path / "zs.json").read_text())["without_training"]
+    assert row["top1"] == pytest.approx(top1) and row["scored_by"]["temporal"] == "t-trans"
+    assert row["scored_by"]["checkpoint"].startswith(str(out))
     code, _, err = run_cli("export", "--checkpoint", out, "--out", tmp_path / "m.pt2")
     assert code == 0, err
     clips = torch.randn(2, 2, 3, 32, 32)

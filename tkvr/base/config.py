@@ -1007,6 +1007,12 @@ class ZeroshotConfig(Settings):
         "averaged, whatever --temporal says): --eval may then be any dataset, all its classes "
         "scored, whatever --train says.",
     )
+    checkpoint: str | None = setting(
+        None,
+        "Score this run's model (e.g. a converted released model, tkvr convert) as the first row "
+        "instead of the pre-trained model: the unseen names swapped in, its own frames and test scale.",
+        shown="the pre-trained model",
+    )
     protocol: str = setting(
         "full",
         "full: all eval classes (Text4Vis); half: mean ± std over 10 seeded random "

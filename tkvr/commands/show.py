@@ -94,7 +94,9 @@ def zeroshot_table(out: dict, cfg) -> None:
     for k, name in names.items():
         if k in out:
             by = out[k].get("scored_by", {})
-            if k == "with_training" and by:
+            if "checkpoint" in by:
+                name = f"w/o train: {by['checkpoint']}"
+            elif k == "with_training" and by:
                 name += f" ({by['temporal']})"
             t.add_row(name, fmt(out[k]).rstrip("%"))
     console().print(t)

@@ -35,6 +35,7 @@ from tkvr.data.video import kind_of, pick_decoder
 from tkvr.model.cost import cost_of
 from tkvr.model.text import run_templates
 from tkvr.model.video_model import build, preprocess_of, swap_classes
+from tkvr.run.checkpoint import load_model, read_checkpoint
 from tkvr.run.evaluation import resolved_auto
 from tkvr.run.launch import make_fabric
 from tkvr.run.metrics import predict_scores, protocol_top1
@@ -246,34 +247,41 @@ def zeroshot(cfg: ZeroshotConfig) -> dict:
         }
     decoder = pick_decoder(d.decoder)
 
-    def score(fabric, model) -> dict:
+    def score(fabric, model, run=base) -> dict:  # run: whose frames and test scale the model reads
         val = eval_set(
             videos,
             unseen,
-            base.model.frames,
+            run.model.frames,
             preprocess_of(model),
             d.views,
             decoder,
             d.decode_device,
-            d.test_scale,
+            run.data.test_scale,
         )
         pred = predict_scores(
             fabric,
             model,
             eval_loader(fabric, val, base.optim.device_batch or 16, d.workers),
-            average=d.view_average,
+            average=run.data.view_average,
         )
         return protocol_top1(pred, len(unseen.classes), cfg.protocol, base.optim.seed)
 
     rows = {}
-    # w/o train: the pre-trained model alone, the unseen names swapped in
-    pre = pretrained_only(base)
-    backbone, model = build(pre, seen.classes, base.model.templates)
-    swap_classes(model, backbone, unseen.classes, templates, base.model.text_encoder, base.model.class_names)
+    if cfg.checkpoint:  # w/o train (here): a trained run's model as it is, e.g. a converted released one
+        ckpt = read_checkpoint(cfg.checkpoint)
+        pre, _, model = load_model(ckpt, unseen.classes, "--eval")  # the unseen names swapped in
+        by = {**scored_by(pre, trained=True), "checkpoint": ckpt["path"]}
+    else:  # w/o train: the pre-trained model alone, the unseen names swapped in
+        pre = pretrained_only(base)
+        backbone, model = build(pre, seen.classes, base.model.templates)
+        swap_classes(
+            model, backbone, unseen.classes, templates, base.model.text_encoder, base.model.class_names
+        )
+        by = scored_by(pre)
     if not cfg.no_train:
         plan_run_dir(base)  # a refused --out must fail now, not after the first row
     fabric = make_fabric(base.device)
-    rows["without_training"] = {**score(fabric, fabric.setup_module(model)), "scored_by": scored_by(pre)}
+    rows["without_training"] = {**score(fabric, fabric.setup_module(model), pre), "scored_by": by}
     which = "classes of --eval" if cfg.no_train else "unseen classes"  # no training: nothing was seen
     say(f"w/o train: top-1 {fmt(rows['without_training'])} on {len(unseen.classes)} {which}")
     if not cfg.no_train:
