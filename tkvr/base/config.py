@@ -1007,9 +1007,12 @@ class ZeroshotConfig(Settings):
         "averaged, whatever --temporal says): --eval may then be any dataset, all its classes "
         "scored, whatever --train says.",
     )
-    checkpoint: str | None = setting(
-        None,
-        "Score this run's model (e.g. a converted released model, tkvr convert) as the first row "
+    checkpoint: str | None = borrow(
+        EvalConfig,
+        "checkpoint",
+        default=None,
+        required=False,
+        help="Score this run's model (e.g. a converted released model, tkvr convert) as the first row "
         "instead of the pre-trained model: the unseen names swapped in, its own frames and test scale.",
         shown="the pre-trained model",
     )
