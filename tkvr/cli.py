@@ -15,7 +15,7 @@ import click
 from click.core import ParameterSource
 
 from tkvr import __version__
-from tkvr.base.config import RECIPES
+from tkvr.base.config import RECIPES, SHAPE_KEYS
 from tkvr.base.errors import WRITE_FAULTS, Fault, TkvrError, one_line
 from tkvr.base.progress import publish, quiet_libraries, say, show_plan, status
 from tkvr.base.settings import SECTIONS, build, from_run, leaves, options, sections, value_of
@@ -47,22 +47,6 @@ def given(kw: dict) -> set[str]:
     return {k for k in kw if ctx.get_parameter_source(k) not in (None, ParameterSource.DEFAULT)}
 
 
-# What `train --init RUN` takes from RUN unless given: the settings that shape its weights.
-INIT_KEYS = (
-    "backbone",
-    "pretrained",
-    "visual",
-    "frames",
-    "temporal",
-    "temporal_layers",
-    "t_trans_form",
-    "t1d_form",
-    "t1d_blocks",
-    "logit_scale",
-    "class_names",
-)
-
-
 def parse(cls, kw: dict):
     """Parsed flags -> the command's config (repeated options: a list, or None when not given).
     With --resume, what was not given comes from the run's own config.yaml."""
@@ -78,11 +62,10 @@ def parse(cls, kw: dict):
         if (run / "config.yaml").is_file():
             changed = ", ".join("--" + k.replace("_", "-") for k in sorted(named)) or "none"
             say(f"resuming {run} with its own settings (config.yaml); given here: {changed}")
-    if kw.get("init"):  # the shape of the model it starts from, where no flag says otherwise
+    if kw.get("init"):  # what `train --init RUN` takes from RUN unless given: what shapes its weights
         start = Path(kw["init"])
-        kw = from_run(
-            kw, given(kw), (start if start.is_dir() else start.parent.parent) / "config.yaml", INIT_KEYS
-        )
+        start = (start if start.is_dir() else start.parent.parent) / "config.yaml"
+        kw = from_run(kw, given(kw), start, (*SHAPE_KEYS, "class_names"))
     if "command" in leaves(cls):
         kw["command"] = " ".join(["tkvr"] + ARGV)
     return build(cls, kw)

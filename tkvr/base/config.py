@@ -91,7 +91,21 @@ TOY_RECIPE = dict(
     randaugment="off",
     test_scale=1.0,
 )
-RECIPES = {"paper": {}, "toy": TOY_RECIPE}  # --recipe: paper is every setting's own default
+RECIPES = {"paper": {}, "toy": TOY_RECIPE}
+# The model settings that shape a run's weights: a resumed run must share them, and `train --init`
+# takes them from the run it starts from.
+SHAPE_KEYS = (
+    "backbone",
+    "pretrained",
+    "visual",
+    "frames",
+    "temporal",
+    "temporal_layers",
+    "t_trans_form",
+    "t1d_form",
+    "t1d_blocks",
+    "logit_scale",
+)  # --recipe: paper is every setting's own default
 
 
 # ---------------------------------------------------------------- shared groups

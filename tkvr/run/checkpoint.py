@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from tkvr.base.config import DeviceConfig, TrainConfig
+from tkvr.base.config import SHAPE_KEYS, DeviceConfig, TrainConfig
 from tkvr.base.errors import Fault, TkvrError
 from tkvr.base.fileio import safe_load
 from tkvr.data.specs import absolute
@@ -42,16 +42,7 @@ STATE_KEYS = {
 }
 # Settings a resumed run must share with its checkpoint: they shape the model or the data.
 MODEL_KEYS = (
-    "backbone",
-    "pretrained",
-    "visual",
-    "frames",
-    "temporal",
-    "temporal_layers",
-    "t_trans_form",
-    "t1d_form",
-    "t1d_blocks",
-    "logit_scale",
+    *SHAPE_KEYS,
     "head",
     "template_mode",
     "prompt_length",
