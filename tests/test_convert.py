@@ -345,3 +345,25 @@ def test_a_released_vit_b16_gives_the_released_logits(run_cli, tmp_path, prefix)
     with torch.no_grad():
         want = released_logits(sd, video, model.head.weight.detach(), vision_heads=12, text_heads=8, act=quick_gelu)
     assert (got - want).abs().max() <= 1e-4 * max(1.0, want.abs().max().item())
+
+
+def test_mistakes_around_a_converted_run(run_cli, tmp_path):
+    """One line each, naming the flag: eval of a run converted with --labels alone needs --data;
+    --init of no run, or of a model another run's flags do not fit; --resume of a converted model;
+    convert given --labels and --data."""
+    data = small_set(tmp_path, bad=())
+    released_file(tmp_path / "k400.pt")
+    out = tmp_path / "conv"
+    convert(run_cli, tmp_path / "k400.pt", out)  # --labels only: no dataset recorded
+    code, _, err = run_cli("eval", "--checkpoint", out, "--workers", "0")
+    assert_user_error(code, err, "names no dataset", "--data")
+    code, _, err = run_cli("train", "--data", data, "--init", tmp_path / "nothing", "--out", tmp_path / "a")
+    assert_user_error(code, err, "--init", "no such file or run directory")
+    code, _, err = run_cli("train", "--data", data, "--init", out, "--temporal", "tap", "--workers", "0",
+                           "--out", tmp_path / "b")
+    assert_user_error(code, err, "--init", "do not fit", "unexpected 'temporal.")
+    assert not (tmp_path / "b").exists()
+    code, _, err = run_cli("train", "--data", data, "--out", out, "--resume", "auto")
+    assert_user_error(code, err, "--resume", "converted released model", "--init")
+    code, _, err = run_cli("convert", tmp_path / "k400.pt", "--labels", NAMES, "--data", data, "--out", tmp_path / "c")
+    assert_user_error(code, err, "--labels and --data")

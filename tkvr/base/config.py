@@ -553,6 +553,8 @@ class RunConfig(Settings):
     def validate(self) -> list[str]:
         problems = choice_problems(self, nested=False)  # the declared choices
         _at_least(problems, self, 1, "eval_every", "log_every", "save_every")
+        if self.init and not Path(self.init).exists():
+            problems.append(f"--init {self.init}: no such file or run directory")
         return problems
 
 

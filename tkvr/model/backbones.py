@@ -168,6 +168,14 @@ def _fetch(oc, name: str, tag: str):
     return bool(cfg.get("quick_gelu", False))
 
 
+def model_config(backbone: str) -> dict | None:
+    """open_clip's architecture config (embed_dim, vision_cfg, text_cfg) of a --backbone name, read
+    without building it or touching the network; None for an hf-hub model (its config is on the hub)."""
+    if backbone.startswith("hf-hub:"):
+        return None
+    return _open_clip().get_model_config(_resolve(backbone, "none")[0])
+
+
 def input_size_of(backbone: str, visual: str | None = None) -> int | None:
     """The input size a model config names, read from the architecture's config without building
     it or touching the network (None for an hf-hub model, whose config lives on the hub, and a
@@ -178,10 +186,7 @@ def input_size_of(backbone: str, visual: str | None = None) -> int | None:
 
             cfg = get_pretrained_cfg(visual.split(":", 1)[1])
             return int(cfg.input_size[-1]) if cfg is not None else None
-        if backbone.startswith("hf-hub:"):
-            return None
-        name, _, _ = _resolve(backbone, "none")
-        size = _open_clip().get_model_config(name)["vision_cfg"]["image_size"]
+        size = (model_config(backbone) or {})["vision_cfg"]["image_size"]
         return int(size[0] if isinstance(size, (tuple, list)) else size)
     except Exception:  # noqa: BLE001 - unknown here: the eval transform applies the rule itself
         return None

@@ -154,6 +154,11 @@ def config_of(ckpt: dict) -> TrainConfig:
 def check_resumable(path: Path, cfg: TrainConfig) -> None:
     """A checkpoint resumes only a run of the same model on the same data."""
     ckpt = read_checkpoint(str(path), "--resume")
+    if "converted_from" in ckpt:
+        raise TkvrError(
+            f"--resume {path}: a converted released model, not a run to continue; start a new run from "
+            "it with --init and another --out"
+        )
     old = config_of(ckpt)
     if old.model.head == "learned" and ckpt.get("head_form") != HEAD_FORM:
         raise TkvrError(
@@ -180,10 +185,10 @@ def start_from(where: str, model) -> Path:
     configs start so from the Kinetics-400 model). -> the checkpoint it read."""
     ckpt = read_checkpoint(where, "--init")
     own = model.state_dict()
-    state = {k: v for k, v in ckpt["model"].items() if not k.startswith("head.") or k == "head.logit_scale"}
-    state = {k: v for k, v in state.items() if k in own or not k.startswith("head.")}
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not k.startswith("head.")]
+    keep = [k for k in ckpt["model"] if not k.startswith("head.") or (k == "head.logit_scale" and k in own)]
+    state = {k: ckpt["model"][k] for k in keep}
+    missing = [k for k in own if k not in state and not k.startswith("head.")]
+    unexpected = [k for k in state if k not in own]
     wrong = [k for k in state if k in own and own[k].shape != state[k].shape]
     if missing or unexpected or wrong:
         what = (
@@ -191,12 +196,13 @@ def start_from(where: str, model) -> Path:
             if missing
             else f"unexpected {unexpected[0]!r}"
             if unexpected
-            else wrong[0]
+            else f"{wrong[0]!r} of another shape"
         )
         raise TkvrError(
             f"--init {where}: its weights do not fit this run's model ({what}); leave out the model flags "
             "that differ from that run's (they default to its own)"
         )
+    model.load_state_dict(state, strict=False)
     return Path(ckpt["path"])
 
 

@@ -24,7 +24,7 @@ from tkvr.base.fileio import atomic_save, safe_load
 from tkvr.base.progress import say
 from tkvr.data.classes import DEFAULT_TEMPLATES, resolve_classes
 from tkvr.data.specs import absolute, resolve
-from tkvr.model.backbones import BUILTIN, OPENAI_NAMES, _open_clip, _resolve, build_backbone
+from tkvr.model.backbones import BUILTIN, OPENAI_NAMES, build_backbone, model_config
 from tkvr.model.released import describe, layout, matches, released_state, to_tkvr
 from tkvr.model.text import class_embeddings, load_embeddings
 from tkvr.model.video_model import build
@@ -35,11 +35,9 @@ from tkvr.run.training import write_config
 def backbone_for(lay, asked: str | None, path: str) -> str:
     """The --backbone whose visual architecture is the file's: the one asked for (checked), else
     the first OpenAI CLIP or built-in that fits."""
-    oc = _open_clip()
     names = [asked] if asked else [*OPENAI_NAMES, *BUILTIN]
     for name in names:
-        model_name = _resolve(name, "none")[0]
-        cfg = oc.get_model_config(model_name)
+        cfg = model_config(name)
         if cfg and matches(cfg["vision_cfg"], cfg["embed_dim"], lay):
             return name
     if asked:
@@ -89,7 +87,9 @@ def classifier(cfg: ConvertConfig, run: TrainConfig, dim: int) -> tuple[list[str
 
 def convert(cfg: ConvertConfig) -> dict:
     """Read, check, build, load, write; nothing is written before everything has been checked."""
-    path = cfg.file
+    path, out = cfg.file, Path(cfg.out)
+    if (out / "checkpoints" / "last.pt").exists() or (out / "checkpoints" / "best.pt").exists():
+        raise TkvrError(f"--out {out} already holds a run; choose another --out")
     state = released_state(safe_load(path, "released model file"), path)
     lay = layout(state, path)
     run = TrainConfig()
@@ -118,9 +118,6 @@ def convert(cfg: ConvertConfig) -> dict:
             f"{path} does not fit {m.backbone} with {lay.temporal} ({'missing' if missing else 'unexpected'} "
             f"weight {first!r}): not the released layout"
         )
-    out = Path(cfg.out)
-    if (out / "checkpoints" / "last.pt").exists() or (out / "checkpoints" / "best.pt").exists():
-        raise TkvrError(f"--out {out} already holds a run; choose another --out")
     ckpt = {
         "model": model.state_dict(),
         "config": run.to_dict(),

@@ -230,7 +230,7 @@ def zeroshot(cfg: ZeroshotConfig) -> dict:
         resolved = (
             plan(base, seen)
             if not cfg.no_train
-            else {**_resolved_untrained(base), "cost": cost_of(pretrained_only(base), len(unseen.classes))}
+            else _resolved_untrained(pretrained_only(base), len(unseen.classes))
         )
         return {
             **resolved,
@@ -319,11 +319,10 @@ def scored_by(cfg, trained: bool = False) -> dict:
     return {"backbone": m.backbone, "temporal": m.temporal, "head": "text (unseen names)", "trained": trained}
 
 
-def _resolved_untrained(base) -> dict:
-    """--no-train --dry-run: the model's settings as resolved, without a run to plan: the
-    pre-trained model with TAP, as it is scored."""
-    pre = pretrained_only(base)
-    return {**pre.to_dict(), "auto": resolved_auto(pre)}
+def _resolved_untrained(pre, classes: int) -> dict:
+    """--no-train --dry-run: the settings of the model as it is scored (the pre-trained model with
+    TAP), without a run to plan, and its cost."""
+    return {**pre.to_dict(), "auto": resolved_auto(pre), "cost": cost_of(pre, classes)}
 
 
 def fmt(r: dict) -> str:
