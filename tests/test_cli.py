@@ -108,7 +108,7 @@ MISTAKES = [
     ("train --data {tmp}/list.yaml", ["list.yaml", "mapping"]),
     ("train --data k400", ["--data k400", "--data-root"]),
     ("train --config {tmp}/fold.yaml --data toy", ["--fold", "one"]),
-    ("train --config {tmp}/missing.yaml", ["--config", "no such file"]),
+    ("train --config {tmp}/missing.yaml", ["--config", "does not exist"]),
     (f"train --data toy --accelerator {'gpu' if NO_GPU else 'tpu'}", ["--accelerator"]),
     (f"train --data toy --decode-device {'cuda' if NO_GPU else 'cpu'} --fold {'1' if NO_GPU else '0'}",
      ["--decode-device" if NO_GPU else "--fold"]),

@@ -390,7 +390,7 @@ def test_resume_keeps_one_record_of_each_step_and_epoch(run_cli, tmp_path):
     code, _, err = run_cli(*args, "--max-steps", "3")  # epoch 1 ends at step 3, its checkpoint written
     assert code == 0, err
     with (run / "steps.csv").open("a") as f:  # what a process killed in epoch 2 had logged after it
-        f.write("2,4,5.0,1e-06,10\n2,5,5.0,1e-06,10\n")
+        f.write("2,4,5.0,1e-06,10,1.0,0.0,\n2,5,5.0,1e-06,10,1.1,0.0,\n")
     code, _, err = run_cli(*args, "--resume", "auto")  # epoch 2 again, from step 3
     assert code == 0, err
     steps = [int(r["step"]) for r in csv.DictReader((run / "steps.csv").open())]

@@ -43,7 +43,7 @@ def test_pt2_and_onnx_give_tkvrs_logits(run_cli, toy_run, tmp_path):
     with torch.no_grad():
         got = torch.export.load(tmp_path / "m.pt2").module()(x)
     assert (got - want).abs().max() <= 1e-3 * want.abs().max()
-    card = json.loads((tmp_path / "m.json").read_text())
+    card = json.loads((tmp_path / "m.pt2.json").read_text())
     assert card["classes"] == resolve("toy").classes and card["frames"] == 4 and card["size"] == size
     assert card["input"]["shape"] == ["batch", 4, 3, size, size] and len(card["mean"]) == len(card["std"]) == 3
     assert card["checked"]["max_difference"] <= card["checked"]["tolerance"]

@@ -127,6 +127,7 @@ def test_bad_file_budget_and_list_are_global_under_ddp(tmp_path):
     code, _, err = tkvr_process("train", "--data", data, *TINY_RUN, "--batch-size", "2", "--max-bad-fraction", "0.5",
                                 *ddp, "--out", tmp_path / "refused")
     assert code == 1 and "5 of 8 training videos are unreadable" in err and "Traceback" not in err, err
+    assert err.count("5 of 8 training videos are unreadable") == 1, err  # said once, not by each rank
     assert "all listed in" in err and "--data ..." not in err, err  # a runtime fault, said plainly
     run = tmp_path / "run"
     code, _, err = tkvr_process("train", "--data", data, *TINY_RUN, "--batch-size", "2", "--max-bad-fraction", "1.0",

@@ -128,7 +128,7 @@ def test_two_prepare_runs_on_one_out(run_cli, tmp_path):
     cmd = [sys.executable, "-m", "tkvr", "prepare", "--data", str(src), "--out", str(out), "--workers", "0",
            "--crf", "0"]
     first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    lock = out / ".tkvr-prepare.lock"
+    lock = out / ".tkvr.lock"
     import time
 
     deadline = time.time() + 60
@@ -366,4 +366,66 @@ def test_prepare_goes_on_where_the_filesystem_has_no_locks(run_cli, tmp_path, mo
     src, out = clips_dataset(tmp_path / "src", n=2), tmp_path / "fast"
     code, stdout, err = run_cli("prepare", "--data", src, "--out", out, "--workers", "0")
     assert code == 0, err
-    assert "cannot lock" in stdout and "2 videos ready" in stdout
+    assert "cannot lock" in err and "2 videos ready" in stdout
+
+
+def children(pid: int) -> list[int]:
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        out.append(int(d))
+            except (OSError, ValueError, IndexError):
+                pass
+    return out
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_a_killed_prepare_takes_its_workers_with_it_and_a_rerun_lists_every_video(run_cli, tmp_path):
+    import signal
+    import time
+
+    src, out = clips_dataset(tmp_path / "src", n=4, frames=240, size=320), tmp_path / "fast"
+    cmd = [sys.executable, "-m", "tkvr", "prepare", "--data", str(src), "--out", str(out), "--workers", "2",
+           "--crf", "0", "--gop", "1"]  # slow to encode: the workers are mid-video at the kill
+    first = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, workers = time.time() + 120, []
+    while time.time() < deadline and not list((out / "videos").glob(".*.part")):
+        time.sleep(0.05)  # a worker is encoding
+    workers = [c for c in children(first.pid) if alive(c)]
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    assert workers, "no worker was seen encoding"
+    deadline = time.time() + 1  # the kernel's signal, not the end of the video in hand
+    while time.time() < deadline and any(alive(w) for w in workers):
+        time.sleep(0.05)
+    assert not any(alive(w) for w in workers), "a worker outlived its killed parent"
+    code, stdout, err = run_cli("prepare", "--data", src, "--out", out, "--workers", "0")
+    assert code == 0, err
+    assert "4 videos ready, 0 unreadable" in stdout and len(listed(out)) == 4
+
+
+def test_a_part_file_that_vanishes_is_a_fault_not_an_unreadable_video(run_cli, tmp_path, monkeypatch):
+    import tkvr.data.prepare as prepare
+
+    src, out = clips_dataset(tmp_path / "src", n=2), tmp_path / "fast"
+    real = os.replace
+
+    def raced(a, b):
+        if str(a).endswith(".part"):
+            os.unlink(a)  # as a killed run's worker, or a rerun's clean-up, would
+        return real(a, b)
+
+    monkeypatch.setattr(prepare.os, "replace", raced)
+    code, _, err = run_cli("prepare", "--data", src, "--out", out, "--workers", "0")
+    assert code == 1 and "vanished" in err and len(err.strip().splitlines()) == 1, err
+    assert not (out / "unreadable.txt").exists() and not (out / "train.txt").exists()

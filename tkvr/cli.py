@@ -17,7 +17,7 @@ from click.core import ParameterSource
 from tkvr import __version__
 from tkvr.base.config import RECIPES, SHAPE_KEYS
 from tkvr.base.errors import WRITE_FAULTS, Fault, TkvrError, one_line
-from tkvr.base.progress import publish, quiet_libraries, say, show_plan, status
+from tkvr.base.progress import is_rank_zero, publish, quiet_libraries, say, show_plan, status
 from tkvr.base.settings import SECTIONS, build, from_run, leaves, options, sections, value_of
 from tkvr.commands import COMMANDS, Command, NotBuilt, load
 
@@ -58,24 +58,44 @@ def parse(cls, kw: dict):
     if isinstance(kw.get("resume"), str) and kw["resume"]:  # a run's --resume (predict's is a switch)
         run = Path(kw["out"]) if kw["resume"] == "auto" else Path(kw["resume"]).parent.parent
         named = given(kw) - {"out", "resume"}
-        kw = from_run(kw, named, run / "config.yaml")
+        kw = from_run(kw, named, run / "config.yaml", config_cls=cls)
         if (run / "config.yaml").is_file():
+            kw["_from_file"] = (run / "config.yaml", set(leaves(cls)) - named)
             changed = ", ".join("--" + k.replace("_", "-") for k in sorted(named)) or "none"
             say(f"resuming {run} with its own settings (config.yaml); given here: {changed}")
     if kw.get("init"):  # what `train --init RUN` takes from RUN unless given: what shapes its weights
         start = Path(kw["init"])
         start = (start if start.is_dir() else start.parent.parent) / "config.yaml"
-        kw = from_run(kw, given(kw), start, (*SHAPE_KEYS, "class_names"))
+        kw = from_run(kw, given(kw), start, (*SHAPE_KEYS, "class_names"), config_cls=cls)
     if "command" in leaves(cls):
         kw["command"] = " ".join(["tkvr"] + ARGV)
-    return build(cls, kw)
+    source = kw.pop("_from_file", None)
+    cfg = build(cls, kw)
+    if source:
+        object.__setattr__(cfg, "_from_file", source)
+    return cfg
+
+
+def validate(cfg) -> None:
+    """The settings' own checks; where a resumed run took a setting from its config.yaml, a
+    refusal of that value names the file, not a flag the user never gave."""
+    try:
+        cfg.validate()
+    except TkvrError as e:
+        path, taken = getattr(cfg, "_from_file", (None, ()))
+        flags = {"--" + k.replace("_", "-") for k in taken}
+        if path and any(f in str(e) for f in flags):
+            raise TkvrError(
+                f"{e} (a value of the run's config.yaml {path}; was it edited or cut short?)"
+            ) from None
+        raise
 
 
 def run(command: Command, kw: dict) -> int:
     """One command: flags -> settings, validated once here (the library receives valid settings),
     the library function, its result shown and written to --json. -> the exit code."""
     cfg = parse(command.settings, kw)
-    cfg.validate()
+    validate(cfg)
     dry = value_of(cfg, "dry_run", False)
     with status(f"tkvr {command.name}: loading torch and the model libraries"):
         work = load(command.plan if dry and command.plan else command.run)
@@ -127,10 +147,19 @@ for _command in COMMANDS:
 def main(argv=None) -> None:
     """Entry point: user mistakes become one line on stderr and exit code 2, never a traceback."""
     ARGV[:] = list(sys.argv[1:] if argv is None else argv)
+    for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 prints as \udcXX
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     try:
         code = cli.main(args=argv, prog_name="tkvr", standalone_mode=False)
+    except (click.Abort, KeyboardInterrupt):
+        # before RuntimeError: click's Abort (Ctrl-C inside click) is one. Every file tkvr writes
+        # is written whole or not at all, so what was finished before the key stays.
+        click.echo("tkvr: interrupted; everything written before it is kept", err=True)
+        sys.exit(130)
     except TkvrError as e:
-        click.echo(f"tkvr: error: {one_line(e)}", err=True)
+        if is_rank_zero():  # under DDP every rank meets the same refusal: it is said once
+            click.echo(f"tkvr: error: {one_line(e)}", err=True)
         sys.exit(1 if isinstance(e, (NotBuilt, Fault)) else 2)
     except OSError as e:
         if e.errno not in WRITE_FAULTS:
@@ -157,10 +186,4 @@ def main(argv=None) -> None:
     except click.ClickException as e:
         click.echo(f"tkvr: error: {e.format_message()}", err=True)
         sys.exit(e.exit_code)
-    except click.Abort:
-        click.echo("tkvr: aborted", err=True)
-        sys.exit(130)
-    except KeyboardInterrupt:
-        click.echo("tkvr: interrupted", err=True)
-        sys.exit(130)
     sys.exit(code or 0)

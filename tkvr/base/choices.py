@@ -52,14 +52,17 @@ def parse_shots(text: str) -> list[int]:
     return [ALL_SHOTS if x == "all" else int(x) for x in words]
 
 
+MAX_CLIPS = 32  # temporal clips per video; published protocols use up to 10 (4x3 in the paper)
+
+
 def parse_views(spec: str) -> tuple[int, int]:
     """'4x3' -> (4 temporal clips, 3 spatial crops). S must be 1 or 3."""
     m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", str(spec))
     if not m:
         raise TkvrError(f"--views {spec!r} must look like CxS, e.g. 1x1 or 4x3")
     c, s = int(m.group(1)), int(m.group(2))
-    if c < 1:
-        raise TkvrError(f"--views {spec}: the number of temporal clips C must be >= 1")
+    if not 1 <= c <= MAX_CLIPS:  # each clip is decoded and embedded: 100000 would exhaust memory
+        raise TkvrError(f"--views {spec}: the number of temporal clips C must be 1 to {MAX_CLIPS}")
     if s not in (1, 3):
         raise TkvrError(f"--views {spec}: the number of spatial crops S must be 1 or 3")
     return c, s

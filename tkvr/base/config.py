@@ -50,6 +50,16 @@ def _at_least(problems: list[str], obj, minimum, *names: str) -> None:
             problems.append(f"--{name.replace('_', '-')} must be >= {minimum}, got {v}")
 
 
+MAX_FRAMES = 512  # frames per clip: published recipes use 8 to 32; memory grows with it
+
+
+def _frames(problems: list[str], obj) -> None:
+    """--frames from 1 to MAX_FRAMES: refused up front, not after the memory has run out."""
+    _at_least(problems, obj, 1, "frames")
+    if obj.frames is not None and obj.frames > MAX_FRAMES:
+        problems.append(f"--frames {obj.frames}: at most {MAX_FRAMES} frames a clip")
+
+
 def _figure(problems: list[str], flag: str, path: str | None) -> None:
     """A figure to write: its suffix names a format matplotlib writes, and it can be written."""
     if path and Path(path).suffix.lower() not in SUFFIXES:
@@ -291,7 +301,8 @@ class ModelConfig(Settings):
 
     def validate(self) -> list[str]:
         problems = choice_problems(self, nested=False)  # the declared choices
-        _at_least(problems, self, 1, "frames", "temporal_layers", "lda_samples", "prompt_length")
+        _at_least(problems, self, 1, "temporal_layers", "lda_samples", "prompt_length")
+        _frames(problems, self)
         if self.prompt_length != 8 and self.template_mode != "learn":
             problems.append(
                 f"--prompt-length {self.prompt_length} sets the learned context of --template-mode "
@@ -683,7 +694,7 @@ class CheckConfig(Settings):
 
     def validate(self) -> None:
         problems = self.source.validate()
-        _at_least(problems, self, 1, "frames")
+        _frames(problems, self)
         writable(problems, "--json", self.json)
         fail_if(problems)
 
@@ -828,7 +839,8 @@ class PredictConfig(Settings):
 
     def validate(self) -> None:
         problems = choice_problems(self, nested=False)
-        _at_least(problems, self, 1, "top_k", "batch_size", "frames")
+        _at_least(problems, self, 1, "top_k", "batch_size")
+        _frames(problems, self)
         _at_least(problems, self, 0, "workers")
         problems += eval_problems(self.views, self.test_scale, None)
         if self.window is not None and not self.views.startswith("1x"):
@@ -850,6 +862,9 @@ class PredictConfig(Settings):
         for flag, v in (("--window", self.window), ("--stride", self.stride)):
             if v is not None and not v > 0:
                 problems.append(f"{flag} {v}: give a positive number of seconds")
+        least = max(0.01, (self.window or 0) / 100)  # windows a video are bounded: a list, a row each
+        if self.window and self.stride and 0 < self.stride < least:
+            problems.append(f"--stride {self.stride:g}: at least {least:g} s (1/100 of --window, and 0.01 s)")
         if self.window is None:
             for flag, v in (("--stride", self.stride), ("--plot", self.plot)):
                 if v is not None:
@@ -874,7 +889,7 @@ class ExportConfig(Settings):
     out: str = setting(
         required=True,
         help="The file to write: .onnx (ONNX, checked with onnxruntime) or .pt2 (torch.export); its "
-        "sidecar NAME.json says how to feed it.",
+        "sidecar NAME.json (model.onnx.json) says how to feed it.",
     )
     labels: str | None = borrow(
         PredictConfig, "labels", help='Other class names for the head: "a,b,c" or a labels file.'
@@ -885,6 +900,7 @@ class ExportConfig(Settings):
         if Path(self.out).suffix.lower() not in (".onnx", ".pt2"):
             problems.append(f"--out {self.out}: end the name in .onnx (ONNX) or .pt2 (torch.export)")
         writable(problems, "--out", self.out)
+        writable(problems, "--out's sidecar", self.out + ".json")
         fail_if(problems)
 
 
@@ -929,7 +945,7 @@ class ConvertConfig(Settings):
             problems.append(f"{self.file}: no such file")
         if self.labels and self.data:
             problems.append("--labels and --data both name the classes: give one")
-        _at_least(problems, self, 1, "frames")
+        _frames(problems, self)
         writable(problems, "--out", self.out, folder=True)
         fail_if(problems)
 

@@ -8,10 +8,12 @@ with `weights_only=True`, so a file whose pickle would run code is refused, neve
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import json
 import os
 import pickle
+import sys
 import tempfile
 import warnings
 import zipfile
@@ -26,7 +28,8 @@ from tkvr.base.errors import TkvrError
 @contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = ".tmp"):
     """A temporary name beside `path` for a writer that wants a path (an exporter, a library's
-    save); renamed over `path` when the block ends without an error, removed otherwise."""
+    save); renamed over `path` when the block ends without an error (unless the block moved it
+    itself: export puts the model in place before its sidecar), removed otherwise."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
@@ -36,16 +39,76 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp"):
     os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a file renamed into place gets the usual mode
     try:
         yield tmp
-        os.replace(tmp, path)
+        if os.path.exists(tmp):
+            os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
 
 
+LOCK = ".tkvr.lock"  # in a run folder or prepared dataset; beside an --out file: .NAME.lock
+
+
+def lock_for(path: str | os.PathLike, folder: bool) -> Path:
+    """The lock file of an output: inside a folder, beside a file (never the file itself)."""
+    p = Path(path)
+    return p / LOCK if folder else p.with_name(f".{p.name}.lock")
+
+
+@contextmanager
+def hold(path: str | os.PathLike, flag: str, command: str, folder: bool = False):
+    """Hold the output `path` (a run folder, a dataset folder, an --out file) while the block
+    runs: a second tkvr writing it is refused in one line naming the first's pid and command.
+    The lock is the kernel's (flock): it goes with the process, so a killed run holds nothing.
+    The lock file is removed on release; a process that locked a file just removed tries again."""
+    where = lock_for(path, folder)
+    where.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        f = open(where, "a+")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            pid, _, other = f.read().strip().partition(" ")
+            f.close()
+            raise TkvrError(
+                f"{flag} {path} is in use by another {other or 'tkvr'} (pid {pid or '?'}); wait for it to "
+                f"finish, or choose another {flag}"
+            ) from None
+        except OSError as e:  # a filesystem without locks (some NFS mounts): say so, go on
+            sys.stderr.write(
+                f"tkvr: warning: cannot lock {path} ({e.strerror or e}); run one tkvr on it at a time\n"
+            )
+            f.close()
+            yield
+            return
+        try:
+            same = os.stat(where).st_ino == os.fstat(f.fileno()).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        f.close()  # its holder removed it as we opened it: lock the new one
+    try:
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()} tkvr {command}")
+        f.flush()
+        yield
+    finally:
+        try:
+            os.unlink(where)
+        except OSError:
+            pass
+        f.close()
+
+
 @contextmanager
 def _atomic(path: str | os.PathLike, mode: str):
     """Open a temporary file beside `path`; on success flush it to disk and rename it over `path`."""
-    with atomic_path(path) as tmp, open(tmp, mode) as f:
+    # text: UTF-8, and a file name that is not UTF-8 (bytes on Linux) written back as its bytes
+    text = {} if "b" in mode else {"encoding": "utf-8", "errors": "surrogateescape"}
+    with atomic_path(path) as tmp, open(tmp, mode, **text) as f:
         yield f
         f.flush()
         os.fsync(f.fileno())
@@ -119,10 +182,12 @@ def safe_load(path: str | os.PathLike, what: str = "file"):
 # ---------------------------------------------------------------- validated readers of text formats
 # Every text file tkvr reads back (config.yaml, report.json, steps.csv, sample files, lists) goes
 # through one of these: a parse error of any kind becomes one TkvrError line naming the file.
-def read_text(path: str | os.PathLike, what: str = "file") -> str:
-    """UTF-8 text; a byte-order mark (as Windows editors write) is not part of the first line."""
+def read_text(path: str | os.PathLike, what: str = "file", names: bool = False) -> str:
+    """UTF-8 text; a byte-order mark (as Windows editors write) is not part of the first line.
+    names: a file of file names (a list file, --out rows), whose bytes that are not UTF-8 are
+    kept as they are (surrogateescape), as Linux keeps names: they open the same file again."""
     try:
-        return Path(path).read_text(encoding="utf-8-sig")
+        return Path(path).read_text(encoding="utf-8-sig", errors="surrogateescape" if names else "strict")
     except FileNotFoundError:
         raise TkvrError(f"{what} {path} does not exist") from None
     except IsADirectoryError:
@@ -171,8 +236,8 @@ def read_json(path: str | os.PathLike, what: str = "file", kind: type = dict):
 
 def read_table(path: str | os.PathLike, what: str, numbers: dict[str, type]) -> list[dict]:
     """A CSV file with a header row; the columns in `numbers` are parsed (int or float) where
-    filled. A last row cut short (a process killed mid-append) is dropped; any other bad row is
-    an error naming its line."""
+    filled. A last row cut short (a process killed mid-append: too few fields, or no line end) is
+    dropped; any other bad row is an error naming its line."""
 
     text = read_text(path, what)
     try:
@@ -186,6 +251,8 @@ def read_table(path: str | os.PathLike, what: str, numbers: dict[str, type]) -> 
         raise TkvrError(
             f"{what} {path}: no column {missing[0]!r} (header: {', '.join(map(str, header)) or 'none'})"
         )
+    if rows and not text.endswith("\n"):  # a row is whole when its line ends: this one was cut
+        rows.pop()
     out = []
     for n, row in enumerate(rows, 2):
         if None in row.values() or None in row:  # too few or too many fields

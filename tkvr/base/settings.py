@@ -25,7 +25,6 @@ from dataclasses import MISSING, field
 from pathlib import Path
 
 import click
-import yaml
 
 from tkvr.base.errors import TkvrError
 from tkvr.base.fileio import read_yaml
@@ -156,6 +155,51 @@ def value_of(obj, name: str, default=None):
     return default
 
 
+_KINDS = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
+
+
+def value_problem(f: dataclasses.Field, value) -> str | None:
+    """Why `value` cannot be setting `f` (its declared type; a float must be finite), or None.
+    The command line's values are typed by click; this checks those read from files (a run's
+    config.yaml, a checkpoint's config) with the same declaration."""
+    kind = str(f.type).replace(" ", "")
+    optional = kind.endswith("|None")
+    kind = kind.removesuffix("|None")
+    if value is None:
+        return None if optional else "is empty"
+    if kind.startswith(("list[", "tuple[")):
+        inner = kind[kind.index("[") + 1 : -1].split(",")[0]
+        if not isinstance(value, (list, tuple)):
+            return f"{value!r} is not a list"
+        return next((p for p in (_scalar(inner, v) for v in value) if p), None)
+    return _scalar(kind, value)
+
+
+def _scalar(kind: str, value) -> str | None:
+    want = _KINDS.get(kind)
+    if want is None:
+        return None
+    if not isinstance(value, want) or (kind != "bool" and isinstance(value, bool)):
+        return f"{value!r} is not {'an' if kind == 'int' else 'a'} {kind}"
+    if kind == "float" and not math.isfinite(value):
+        return f"{value!r} is not a finite number"
+    return None
+
+
+def type_problems(obj) -> list[str]:
+    """Every setting of a (nested) config whose value is not of its declared type."""
+    problems = []
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if _is_group(f):
+            problems += type_problems(value)
+        else:
+            problem = value_problem(f, value)
+            if problem:
+                problems.append(f"{f.name} {problem}")
+    return problems
+
+
 class Frozen(TypeError):
     """A resolved run's settings were changed: resolution happens once, in one place."""
 
@@ -209,12 +253,7 @@ def read_config_file(ctx, param, value):
     if not value:
         return value
 
-    try:
-        data = yaml.safe_load(open(value, encoding="utf-8-sig")) or {}
-    except OSError:
-        raise TkvrError(f"--config {value}: no such file") from None
-    except yaml.YAMLError as e:
-        raise TkvrError(f"--config {value}: not valid YAML ({str(e).splitlines()[0]})") from None
+    data = read_yaml(value, "--config", kind=object) or {}
     if not isinstance(data, dict):
         raise TkvrError(f"--config {value}: expected a mapping of flag names to values")
     names = {p.name: p for p in ctx.command.params}
@@ -310,21 +349,35 @@ def options(cls, config_file: bool = False):
 # Settings a resumed run takes from the command line even where its config.yaml says otherwise:
 # where it goes and how far this invocation runs (--max-steps stops a smoke run, not the run).
 NOT_RECORDED = ("out", "resume", "dry_run", "command", "max_steps")
+RUN_GROUPS = ("model", "data", "optim", "run")  # what every run's config.yaml holds
 
 
-def from_run(kw: dict, given: set[str], config_yaml: Path, only: tuple | None = None) -> dict:
+def from_run(
+    kw: dict, given: set[str], config_yaml: Path, only: tuple | None = None, config_cls=None
+) -> dict:
     """`tkvr train --resume`: every setting not `given` on the command line (or by --config) is
     the run's own, from its config.yaml, so `--out RUN --resume auto` alone continues it. Given
     flags stay; the resume check refuses those that would change the model or the data. `only`:
     just these settings (`--init` takes the model's shape from the run it starts from)."""
     if not config_yaml.is_file():
         return kw
-    recorded = read_yaml(config_yaml, "the run's config.yaml")
+    what = "the run's config.yaml"
+    recorded = read_yaml(config_yaml, what)
     flat = {k: v for group in recorded.values() if isinstance(group, dict) for k, v in group.items()}
+    lacking = [g for g in RUN_GROUPS if not isinstance(recorded.get(g), dict)]
+    if lacking:
+        raise TkvrError(
+            f"{what} {config_yaml}: no {', '.join(lacking)} group in it; was it edited or cut short?"
+        )
+    fields = leaves(config_cls) if config_cls else {}
     out = dict(kw)
     for k, v in flat.items():
         if only is not None and k not in only:
             continue
+        if k in fields and k not in given and k not in NOT_RECORDED:
+            problem = value_problem(fields[k], v)
+            if problem:  # the run's own file is read as user input is: by the declaration
+                raise TkvrError(f"{what} {config_yaml}: {k} {problem}; was it edited?")
         if k in out and k not in given and k not in NOT_RECORDED:
             out[k] = list(v) if isinstance(v, (list, tuple)) else v
     return out

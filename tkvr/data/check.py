@@ -9,10 +9,10 @@ from torch.utils.data import DataLoader
 
 from tkvr.base.config import CheckConfig
 from tkvr.base.progress import track
-from tkvr.data.loader import workers_for
+from tkvr.data.loader import readers, workers_for
 from tkvr.data.sampling import segment_indices
 from tkvr.data.specs import resolve
-from tkvr.data.video import UnreadableVideo, open_reader, pick_decoder, why_missing
+from tkvr.data.video import UnreadableVideo, denied, open_reader, pick_decoder, why_missing
 
 
 class _Probe:
@@ -41,6 +41,8 @@ class _Probe:
                 reader.close()
         except (UnreadableVideo, FileNotFoundError, IndexError) as e:
             return i, "unreadable", str(e)
+        except OSError as e:  # e.g. a frame folder that cannot be listed
+            return i, "unreadable", f"{s.path}: {denied(e)}"
         return i, "ok", ""
 
 
@@ -55,6 +57,7 @@ def check(cfg: CheckConfig) -> dict:
         _Probe(samples, cfg.frames, decoder, s.decode_device, src.frame_template, src.frame_start),
         batch_size=None,
         num_workers=workers_for(s.workers),
+        multiprocessing_context=readers() if workers_for(s.workers) > 0 else None,
     )
     status: dict[str, list[int]] = {"missing": [], "empty": [], "unreadable": []}
     notes = {}

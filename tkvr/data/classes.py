@@ -4,10 +4,12 @@ class list passes (no duplicates, no names that read alike), and the templates d
 
 from __future__ import annotations
 
+import csv
 import re
 from pathlib import Path
 
 from tkvr.base.errors import TkvrError
+from tkvr.base.fileio import read_text
 
 DEFAULT_TEMPLATES = ("a video of a person {}.",)
 IMAGE_TEMPLATES = ("a photo of a {}.",)
@@ -50,22 +52,21 @@ BUILTIN_LISTS = ("k400", "imagenet")
 
 def read_labels_file(path: Path) -> list[str]:
     """One class name a line, or CSV `id,name` (a header line `id,name` is skipped)."""
-    lines = [
-        ln.strip() for ln in path.read_text(encoding="utf-8-sig").splitlines()
-    ]  # -sig: a BOM is not a name
+    lines = [ln.strip() for ln in read_text(path, "labels file").splitlines()]
     lines = [ln for ln in lines if ln]
     if not lines:
         return []
     if lines[0].replace(" ", "").lower() in ("id,name", "label,name"):
         lines = lines[1:]
-    rows = [ln.split(",", 1) for ln in lines]
+    # CSV as CSV: `3,"push, pull"` is id 3, a name with a comma; a lone quoted name loses its quotes
+    rows = [next(csv.reader([ln], skipinitialspace=True)) for ln in lines]
     if rows and all(len(r) == 2 and r[0].strip().isdigit() for r in rows):
         ids = [int(r[0]) for r in rows]
         if sorted(ids) != list(range(min(ids), min(ids) + len(ids))):
             raise TkvrError(f"labels file {path}: ids must run without gaps, got {ids[:8]}...")
         order = sorted(range(len(rows)), key=lambda i: ids[i])
         return [rows[i][1].strip() for i in order]
-    return lines
+    return [r[0].strip() if len(r) == 1 and ln.startswith('"') else ln for r, ln in zip(rows, lines)]
 
 
 def prompt_name(name: str, style: str = "words") -> str:

@@ -19,6 +19,7 @@ epoch, and a seeded run repeats exactly.
 from __future__ import annotations
 
 import logging
+import multiprocessing as mp
 import os
 import random
 from collections import defaultdict
@@ -124,7 +125,7 @@ class ClipDataset(Dataset):
                 x = self._read(i)  # [C, T, 3, H, W] uint8
                 views = torch.cat([self.transform(c) for c in x])  # [C*S, T, 3, H, W]
                 return {"video": views, "label": label, "index": i, "bad": -1, "why": {}}
-            except (UnreadableVideo, FileNotFoundError) as e:
+            except (UnreadableVideo, OSError) as e:  # missing, or no permission to read
                 if self.warn:
                     warn_once(self.samples[i].path, f"unreadable, left out of the metrics: {e}")
                 why = {i: reason(self.samples[i].path, e)}
@@ -149,7 +150,7 @@ class ClipDataset(Dataset):
                         "why": why,
                     }
                 return {"video": self.transform(x), "label": label, "index": j, "bad": bad, "why": why}
-            except (UnreadableVideo, FileNotFoundError) as e:
+            except (UnreadableVideo, OSError) as e:  # missing, or no permission to read
                 self.known_bad.add(j)
                 bad.append(j)
                 why[j] = f"unreadable, replaced by another {self._name(label)} sample: {e}"
@@ -211,6 +212,17 @@ def collate(items: list[dict]) -> dict:
 def workers_for(setting: int | None, devices: int = 1) -> int:
     """--workers as given, or the machine's default when it is not."""
     return default_workers(devices) if setting is None else setting
+
+
+def readers():
+    """How reader processes start: from a fork server, a clean process that imported this module
+    (torch, the decoders) once and runs no threads, never by forking this process. A process that
+    decoded video itself holds FFmpeg's and OpenMP's threads; a fork of it can inherit a lock one
+    of them held and wait forever (a test suite once hung so; a `tkvr fewshot` sweep, many runs in
+    one process, could too). The server starts once per process; each reader is a fork of it."""
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["tkvr.data.loader"])
+    return ctx
 
 
 def default_workers(devices: int = 1) -> int:
@@ -320,6 +332,7 @@ def loader(
         batch_size=batch,
         sampler=EpochSampler(len(dataset), rank, world, shuffle, seed),
         num_workers=workers,
+        multiprocessing_context=readers() if workers > 0 else None,
         collate_fn=collate,
         pin_memory=torch.cuda.is_available(),
         drop_last=drop_last,

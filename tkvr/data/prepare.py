@@ -12,8 +12,8 @@ unreadable.txt when some sources could not be read. `--data DIR` then works in e
 
 Resumable and kill-safe: a video is encoded to a hidden `.NAME.part` file and renamed when whole;
 a rerun skips finished files and removes parts left by a killed run. One run at a time holds the
-output folder (a lock the process holds: a second run is refused, naming the first's pid; a
-killed run holds nothing). Sources that do not read (tkvr's own checks first: cut files, images
+output folder (fileio.hold: a second run is refused, naming the first's pid; a killed run holds
+nothing). Sources that do not read (tkvr's own checks first: cut files, images
 named like videos, audio only) are named, left out of the lists and counted; the run goes on, and
 unreadable.txt lists this run's result. An error writing the output (disk full, read-only,
 quota) is not a source's: the run stops in one line, exit 1, the finished videos kept. `--out`
@@ -23,11 +23,12 @@ for videos and refused for images and frame folders.
 
 from __future__ import annotations
 
-import fcntl
+import ctypes
 import hashlib
 import multiprocessing as mp
 import os
 import re
+import signal
 from fractions import Fraction
 from pathlib import Path
 
@@ -35,7 +36,7 @@ import yaml
 
 from tkvr.base.config import PrepareConfig
 from tkvr.base.errors import DISK_FAULTS, WRITE_FAULTS, Fault, TkvrError
-from tkvr.base.fileio import atomic_write_text
+from tkvr.base.fileio import atomic_write_text, hold
 from tkvr.base.progress import count, say, track
 from tkvr.data.loader import workers_for
 from tkvr.data.specs import resolve
@@ -59,7 +60,7 @@ def target(folder: Path, src: str) -> Path:
     """A stable name per source file: distinct sources never collide, a rerun finds its file.
     Control characters (a line break is legal in a Linux file name) become '_': a list file
     holds one path a line."""
-    digest = hashlib.sha1(os.path.abspath(src).encode()).hexdigest()[:10]
+    digest = hashlib.sha1(os.fsencode(os.path.abspath(src))).hexdigest()[:10]  # names are bytes
     return folder / f"{digest}_{CONTROL.sub('_', Path(src).stem)}.mp4"
 
 
@@ -116,7 +117,14 @@ def encode(job: tuple[str, str, int, int, int]) -> tuple[str, str | None, bool]:
                 if problem:
                     raise UnreadableVideo(problem)
                 out.mux(enc.encode(None))
-        os.replace(part, dst)
+        try:
+            os.replace(part, dst)
+        except FileNotFoundError:  # another process removed the part: the output's fault, not the source's
+            return (
+                src,
+                f"cannot write {dst}: its part file vanished (another process in {Path(dst).parent}?)",
+                True,
+            )
         return src, None, False
     except Exception as e:  # noqa: BLE001 - any failure of one source is that source's, reported
         try:
@@ -126,31 +134,6 @@ def encode(job: tuple[str, str, int, int, int]) -> tuple[str, str | None, bool]:
         if write_fault(e, src):
             return src, f"cannot write {e.filename or dst}: {e.strerror or e}", True
         return src, str(e) if isinstance(e, UnreadableVideo) else f"{src}: {_short(e)}", False
-
-
-def lock(out: Path):
-    """Hold `out` for this run: a second `tkvr prepare` on the same folder is refused, naming the
-    holder's pid. The lock goes with the process (a killed run holds nothing)."""
-
-    f = open(out / ".tkvr-prepare.lock", "a+")
-    try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as e:
-        if not isinstance(e, BlockingIOError):  # a filesystem without locks (some NFS mounts)
-            say(f"warning: cannot lock {out} ({e.strerror or e}); run one tkvr prepare on it at a time")
-            return f
-        f.seek(0)
-        pid = f.read().strip() or "?"
-        f.close()
-        raise TkvrError(
-            f"--out {out} is being prepared by another tkvr prepare (pid {pid}); wait for it to "
-            "finish, or choose another --out"
-        ) from None
-    f.seek(0)
-    f.truncate()
-    f.write(str(os.getpid()))
-    f.flush()
-    return f
 
 
 def check_out(out: Path, src) -> None:
@@ -196,7 +179,12 @@ def prepare(cfg: PrepareConfig) -> dict:
     listable(src)
     videos = out / "videos"
     videos.mkdir(parents=True, exist_ok=True)
-    held = lock(out)  # noqa: F841 - held until this process ends
+    with hold(out, "--out", "prepare", folder=True):
+        return _prepare(cfg, src, out, videos)
+
+
+def _prepare(cfg: PrepareConfig, src, out: Path, videos: Path) -> dict:
+    s = cfg.source
     for stale in videos.glob(".*.part"):  # a killed run's unfinished file: no live run owns it (the lock)
         stale.unlink()
     samples = {split: src.split(split) for split in src.splits if src.splits[split]}
@@ -216,7 +204,7 @@ def prepare(cfg: PrepareConfig) -> dict:
     try:
         if workers > 0 and len(todo) > 1:
             # leaving the block stops the other workers at a fault
-            with mp.get_context("spawn").Pool(workers) as pool:
+            with mp.get_context("spawn").Pool(workers, die_with, (os.getpid(),)) as pool:
                 stop_at_fault(track(pool.imap_unordered(encode, todo), len(todo), "re-encoding"), bad, videos)
         else:
             stop_at_fault(track(map(encode, todo), len(todo), "re-encoding"), bad, videos)
@@ -226,6 +214,12 @@ def prepare(cfg: PrepareConfig) -> dict:
         raise
     for e in list(bad.values())[:20]:
         say(f"unreadable, left out: {e}")
+    lost = [p for p in sources if p not in bad and not target(videos, p).is_file()]
+    if lost:  # a good video is never left out of the lists quietly
+        raise Fault(
+            f"{lost[0]}: its re-encoded file {target(videos, lost[0]).name} is missing after the run "
+            f"({count(len(lost), 'video')} so); was --out changed by another process? rerun the same command"
+        )
 
     def line(x) -> str:
         if kind_of(x.path) != "video":  # images and frame folders are already cheap to read
@@ -267,6 +261,19 @@ def prepare(cfg: PrepareConfig) -> dict:
         "skipped": len(sources) - len(todo),
         "unreadable": sorted(bad.values()),
     }
+
+
+def die_with(parent: int) -> None:
+    """A pool worker's first act: ask the kernel to kill it when its parent dies (Linux's
+    parent-death signal), so a killed `tkvr prepare` leaves no worker writing into --out after
+    its lock is gone; a parent gone before this ran ends the worker now."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the pool's own handling remains
+        pass
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def stop_at_fault(results, bad: dict, videos: Path) -> None:

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tkvr.base.errors import TkvrError
-from tkvr.base.fileio import read_yaml
+from tkvr.base.fileio import read_text, read_yaml
 from tkvr.base.progress import count, say
 from tkvr.data.classes import IMAGE_TEMPLATES, builtin_classes, check_classes, read_labels_file
 from tkvr.data.toy import TEMPLATES, WORLD, ensure_world, list_files, videos, world_root
@@ -149,11 +149,17 @@ def canonical_classes(dataset: str) -> list[str]:
 def _lines(path: Path) -> list[tuple[int, str]]:
     if not path.is_file():
         raise TkvrError(f"list file {path} does not exist")
-    return [
+    lines = [
         (n, ln.strip())
-        for n, ln in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1)
+        for n, ln in enumerate(read_text(path, "list file", names=True).splitlines(), 1)
         if ln.strip() and not ln.lstrip().startswith("#")
     ]
+    for n, ln in lines:
+        if "\0" in ln:  # no file name holds one: the file is not a list tkvr can read
+            raise TkvrError(
+                f"list file {path}:{n}: a NUL byte in the line; was it written by another program?"
+            )
+    return lines
 
 
 def read_labels(path: Path) -> list[str]:
@@ -217,11 +223,23 @@ def read_class_folders(folder: Path, classes: list[str] | None = None) -> tuple[
         if extra:
             raise TkvrError(f"{folder}: class folder {extra[0]!r} is not in the labels file")
     index = {c: i for i, c in enumerate(classes)}
-    samples, skipped = [], []
+    samples, skipped, closed = [], [], []
     for d in dirs:
-        for f in _files(d):
+        try:
+            files = _files(d)
+        except OSError as e:  # a class folder that cannot be listed: said once, not a traceback
+            closed.append(
+                f"{d.name} ({'permission denied' if isinstance(e, PermissionError) else e.strerror})"
+            )
+            continue
+        for f in files:
             # videos, images and JPEG frame folders; anything else (notes.txt, .json) is not a sample
             (samples if f.is_dir() or f.suffix.lower() in VIDEO_EXTS | IMAGE_EXTS else skipped).append(f)
+    if closed:
+        say(
+            f"warning: {folder}: cannot list {count(len(closed), 'class folder')}, left out: "
+            + ", ".join(closed[:5])
+        )
     if skipped:
         say(
             f"{folder}: {count(len(skipped), 'file')} that are neither videos nor images left out "

@@ -129,8 +129,13 @@ def _tc_decoder(path: str, device: str = "cpu"):
         VideoDecoder,  # deferred: loads FFmpeg's libraries, only when a video is read or written
     )
 
+    source = path
     try:
-        return VideoDecoder(path, seek_mode="exact", device=device, num_ffmpeg_threads=_threads())
+        path.encode()
+    except UnicodeEncodeError:  # a name that is not UTF-8 (bytes on Linux): torchcodec takes str
+        source = open(path, "rb")  # as UTF-8 only, so it reads this one through the open file
+    try:
+        return VideoDecoder(source, seek_mode="exact", device=device, num_ffmpeg_threads=_threads())
     except Exception as e:  # noqa: BLE001 - torchcodec raises RuntimeError/ValueError for bad files
         raise UnreadableVideo(f"{path}: {_short(e)}") from None
 
@@ -353,7 +358,16 @@ def why_missing(path: str) -> str:
 
 def reason(path: str, e: Exception) -> str:
     """What a failed read says in a report: the decoder's one line, or why the file is not there."""
-    return str(e) if isinstance(e, UnreadableVideo) else f"{path}: {why_missing(path)}"
+    if isinstance(e, UnreadableVideo):
+        return str(e)
+    if isinstance(e, OSError) and not isinstance(e, FileNotFoundError):
+        return f"{path}: {denied(e)}"
+    return f"{path}: {why_missing(path)}"
+
+
+def denied(e: OSError) -> str:
+    """An error opening an input, as its line says it ("permission denied")."""
+    return "permission denied" if isinstance(e, PermissionError) else (e.strerror or type(e).__name__).lower()
 
 
 def check_file(path: str) -> None:
@@ -361,8 +375,11 @@ def check_file(path: str) -> None:
         raise FileNotFoundError(f"{path}: {why_missing(path)}")
     if os.path.getsize(path) == 0:
         raise UnreadableVideo(f"{path}: empty file (0 bytes)")
-    with open(path, "rb") as f:
-        head = f.read(16)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError as e:  # a file that is there but cannot be read is an unreadable sample
+        raise UnreadableVideo(f"{path}: {denied(e)}") from None
     for magic, what in NOT_VIDEO:
         if head.startswith(magic):
             raise UnreadableVideo(f"{path}: {what}, not a video")
@@ -577,6 +594,8 @@ def _decode_still(path: str) -> torch.Tensor:
     try:
         with Image.open(path) as img:
             arr = np.asarray(img.convert("RGB"))
+    except PermissionError as e:
+        raise UnreadableVideo(f"{path}: {denied(e)}") from None
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise UnreadableVideo(f"{path}: {_short(e)}") from None
     return torch.from_numpy(arr.copy()).permute(2, 0, 1)

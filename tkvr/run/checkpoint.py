@@ -9,6 +9,7 @@ previous checkpoint whole; it carries everything eval and predict need to rebuil
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 from pathlib import Path
@@ -18,6 +19,7 @@ import torch
 from tkvr.base.config import SHAPE_KEYS, DeviceConfig, TrainConfig
 from tkvr.base.errors import Fault, TkvrError
 from tkvr.base.fileio import safe_load
+from tkvr.base.settings import RUN_GROUPS, type_problems
 from tkvr.data.specs import absolute
 from tkvr.model.backbones import build_backbone
 from tkvr.model.video_model import build, swap_classes
@@ -39,6 +41,7 @@ STATE_KEYS = {
     "best_top1",
     "format",
     "head_form",
+    "checksum",
 }
 # Settings a resumed run must share with its checkpoint: they shape the model or the data.
 MODEL_KEYS = (
@@ -69,12 +72,44 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def checksum(state) -> str:
+    """A digest of every tensor in a checkpoint (its key path, dtype, shape and bytes), written at
+    save and compared at every load: a byte changed on disk inside a tensor (which torch.load
+    does not notice) is refused instead of evaluated. Plain values are checked by structure."""
+    h = hashlib.blake2b(digest_size=16)
+
+    def walk(x, where: str) -> None:
+        if isinstance(x, torch.Tensor):
+            t = x.detach().cpu().contiguous().reshape(-1)
+            h.update(f"{where}|{t.dtype}|{tuple(x.shape)}|".encode())
+            h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        elif isinstance(x, dict):
+            for k in sorted(x, key=str):
+                if not (where == "" and k in ("checksum", "path")):
+                    walk(x[k], f"{where}/{k}")
+        elif isinstance(x, (list, tuple)):
+            for i, v in enumerate(x):
+                walk(v, f"{where}/{i}")
+
+    walk(state, "")
+    return h.hexdigest()
+
+
+def sealed(state: dict) -> dict:
+    """`state` as plain data (modules and optimisers as their state dicts) with its checksum."""
+    plain = {
+        k: v.state_dict() if hasattr(v, "state_dict") and not isinstance(v, dict) else v
+        for k, v in state.items()
+    }
+    return {**plain, "checksum": checksum(plain)}
+
+
 def save_checkpoint(fabric, path: Path, state: dict) -> None:
-    """fabric.save to a temporary name, then an atomic rename by rank 0."""
+    """fabric.save of the sealed state to a temporary name, then an atomic rename by rank 0."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        fabric.save(tmp, state)
+        fabric.save(tmp, sealed(state))
     except OSError as e:
         try:
             tmp.unlink(missing_ok=True)  # what a full disk let through: a partial file, of no use
@@ -111,7 +146,8 @@ def find_checkpoint(where: str, flag: str = "--checkpoint") -> Path:
 
 
 def read_checkpoint(where: str, flag: str = "--checkpoint") -> dict:
-    """The checkpoint as plain data (weights_only), checked to be a tkvr checkpoint."""
+    """The checkpoint as plain data (weights_only), checked to be a tkvr checkpoint: its tensors
+    against the checksum written with them, its structure and its settings' types."""
     path = find_checkpoint(where, flag) if flag in ("--checkpoint", "--init") else Path(where)
     ckpt = safe_load(path, f"{flag} file")
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT or "config" not in ckpt:
@@ -119,8 +155,47 @@ def read_checkpoint(where: str, flag: str = "--checkpoint") -> dict:
             f"{flag} {path} is not a tkvr checkpoint (a run's checkpoints/best.pt or "
             "last.pt); for backbone weights use --pretrained PATH"
         )
+    if "checksum" in ckpt and ckpt["checksum"] != checksum(ckpt):  # none in files written before checksums
+        raise Fault(
+            f"{flag} {path}: its weights do not match the checksum written with them (the file was "
+            "changed or damaged on disk); use another checkpoint of the run or train again"
+        )
+    problem = structure_problem(ckpt)
+    if problem:
+        raise TkvrError(f"{flag} {path}: {problem}; was it edited or damaged?")
     ckpt["path"] = str(path)
     return ckpt
+
+
+def structure_problem(ckpt: dict) -> str | None:
+    """What a tkvr checkpoint must hold to be rebuilt and resumed, checked once at load, or None."""
+    model = ckpt.get("model")
+    if not isinstance(model, dict) or not model:
+        return "no 'model' weights in it"
+    bad = next(
+        (k for k, v in model.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)), None
+    )
+    if bad is not None:
+        return f"'model' entry {bad!r} is not a tensor"
+    classes = ckpt.get("classes")
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
+        return "'classes' is not a list of class names"
+    for key in ("epoch", "step"):
+        if key in ckpt and (not isinstance(ckpt[key], int) or isinstance(ckpt[key], bool) or ckpt[key] < 0):
+            return f"'{key}' {ckpt[key]!r} is not a count"
+    if ckpt.get("best_top1") is not None and not isinstance(ckpt["best_top1"], (int, float)):
+        return f"'best_top1' {ckpt['best_top1']!r} is not a number"
+    config = ckpt["config"]
+    if not isinstance(config, dict) or not all(isinstance(config.get(g), dict) for g in RUN_GROUPS):
+        return "'config' does not hold the groups model, data, optim and run"
+    try:
+        cfg = config_of(ckpt)
+    except (TypeError, KeyError, ValueError, AttributeError) as e:
+        return f"'config' does not fit tkvr's settings ({type(e).__name__}: {str(e)[:80]})"
+    problems = type_problems(cfg)
+    if problems:
+        return f"'config' setting {problems[0]}"
+    return None
 
 
 # What a run written before a setting existed trained (and evaluates) with: its config.yaml lacks

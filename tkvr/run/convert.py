@@ -28,7 +28,7 @@ from tkvr.model.backbones import BUILTIN, OPENAI_NAMES, build_backbone, model_co
 from tkvr.model.released import describe, layout, matches, released_state, to_tkvr
 from tkvr.model.text import class_embeddings, load_embeddings
 from tkvr.model.video_model import build
-from tkvr.run.checkpoint import FORMAT, HEAD_FORM
+from tkvr.run.checkpoint import FORMAT, HEAD_FORM, sealed
 from tkvr.run.training import write_config
 
 
@@ -131,6 +131,6 @@ def convert(cfg: ConvertConfig) -> dict:
     }
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     write_config(run, out)
-    atomic_save(ckpt, out / "checkpoints" / "last.pt")
+    atomic_save(sealed(ckpt), out / "checkpoints" / "last.pt")
     say(f"wrote {out}: {m.backbone} ({describe(lay)}), {lay.temporal}, {len(names)} classes, from {path}")
     return {"out": str(out), "backbone": m.backbone, "temporal": lay.temporal, "classes": len(names)}

@@ -33,7 +33,7 @@ from lightning_fabric.loggers import TensorBoardLogger
 from tkvr import __version__
 from tkvr.base.config import TrainConfig
 from tkvr.base.errors import TkvrError
-from tkvr.base.fileio import atomic_write_text
+from tkvr.base.fileio import atomic_write_text, read_table
 from tkvr.base.progress import TrainProgress, say
 from tkvr.data.loader import start_epoch
 from tkvr.run.checkpoint import FORMAT, HEAD_FORM, STATE_KEYS, rng_state, save_checkpoint, set_rng_state
@@ -63,12 +63,14 @@ def lr_schedule(optimizer, warmup_steps: int, total_steps: int, kind: str = "cos
 # ---------------------------------------------------------------- logs
 class CsvLog:
     """A CSV log, a row at a time. Resuming keeps the rows up to the checkpoint (`upto`: the last
-    step, or epoch, it holds) and drops the rest, which the resumed run writes again."""
+    step, or epoch, it holds) and drops the rest, which the resumed run writes again. The rows
+    kept are read as any file a user gives is (fileio.read_table): a bad value is one line naming
+    the file and line, a row cut by a kill is dropped."""
 
     def __init__(self, path: Path, columns: list[str], key: str, upto: int | None):
         self.path, self.columns = path, columns
-        rows = read_csv(path) if upto is not None and path.is_file() else []
-        kept = "".join(",".join(r.get(c) or "" for c in columns) + "\n" for r in rows if int(r[key]) <= upto)
+        rows = read_log(path, columns) if upto is not None and path.is_file() else []
+        kept = "".join(",".join(_text(r.get(c)) for c in columns) + "\n" for r in rows if r[key] <= upto)
         atomic_write_text(",".join(columns) + "\n" + kept, path)
 
     def write(self, row: dict) -> None:
@@ -76,21 +78,35 @@ class CsvLog:
             csv.writer(f).writerow([_fmt(row.get(c, "")) for c in self.columns])
 
 
-def read_csv(path: Path) -> list[dict]:
-    with path.open(newline="") as f:
-        return list(csv.DictReader(f))
+def read_log(path: Path, columns: list[str]) -> list[dict]:
+    """A run's metrics.csv or steps.csv: epoch and step whole numbers, the rest numbers."""
+    kinds = {c: int if c in ("epoch", "step", "template") else float for c in columns}
+    rows = read_table(
+        path, f"the run's {path.name}", {c: k for c, k in kinds.items() if c in ("epoch", "step")}
+    )
+    for n, r in enumerate(rows, 2):
+        for c, kind in kinds.items():
+            v = r.get(c)
+            if v in ("", None) or not isinstance(v, str):
+                continue
+            try:
+                r[c] = kind(v)
+            except ValueError:
+                raise TkvrError(f"the run's {path.name} {path}:{n}: {c} {v!r} is not a number") from None
+        if r.get("epoch") in ("", None) or r.get("step") in ("", None):
+            raise TkvrError(f"the run's {path.name} {path}:{n}: no epoch or step")
+    return rows
+
+
+def _text(v) -> str:
+    return "" if v is None else _fmt(v) if isinstance(v, float) else str(v)
 
 
 def history(path: Path) -> list[dict]:
     """metrics.csv as rows of numbers: the whole run's history, resumes included."""
-    return (
-        [
-            {k: (float(v) if k not in ("epoch", "step") else int(v)) for k, v in r.items() if v != ""}
-            for r in read_csv(path)
-        ]
-        if path.is_file()
-        else []
-    )
+    if not path.is_file():
+        return []
+    return [{k: v for k, v in r.items() if v not in ("", None)} for r in read_log(path, EPOCH_COLUMNS)]
 
 
 def _fmt(v):

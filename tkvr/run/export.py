@@ -1,7 +1,8 @@
 """A trained run as a file another program runs without tkvr (`tkvr export`): ONNX or a
 torch.export program (.pt2) of the visual encoder, temporal module and frozen head, taking
-normalised clips [B, T, 3, H, W] (any B) and returning logits [B, C]; a JSON sidecar says how to
-make those clips and what the columns are.
+normalised clips [B, T, 3, H, W] (any B) and returning logits [B, C]; a JSON sidecar (NAME.json
+beside it: model.onnx.json) says how to make those clips, what the columns are, and which model
+file it describes (its sha256, which the runner checks).
 
 Export checks itself: the exported file, loaded back (onnxruntime for ONNX, torch.export.load
 for .pt2), must give tkvr's logits on a sample batch within TOLERANCE, else nothing is written.
@@ -9,15 +10,18 @@ for .pt2), must give tkvr's logits on a sample batch within TOLERANCE, else noth
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
+import os
+import shutil
 from pathlib import Path
 
 import torch
 
 from tkvr.base.config import ExportConfig
-from tkvr.base.errors import TkvrError
-from tkvr.base.fileio import atomic_path, atomic_write_text
+from tkvr.base.errors import Fault, TkvrError
+from tkvr.base.fileio import atomic_path, atomic_write_text, hold
 from tkvr.base.progress import say, status
 from tkvr.data.classes import resolve_classes
 from tkvr.data.transforms import input_size, short_side
@@ -29,11 +33,26 @@ ONNX_NEEDS = ("onnx", "onnxscript", "onnxruntime")
 
 
 def sidecar_path(out: str | Path) -> Path:
-    """model.onnx -> model.json"""
-    return Path(out).with_suffix(".json")
+    """model.onnx -> model.onnx.json: two exports (model.onnx, model.pt2) never share one."""
+    out = Path(out)
+    return out.with_name(out.name + ".json")
+
+
+def digest(path: str | Path) -> str:
+    """sha256 of a file: the sidecar names the model it describes, the runner checks it."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def export(cfg: ExportConfig) -> dict:
+    with hold(cfg.out, "--out", "export"):
+        return _export(cfg)
+
+
+def _export(cfg: ExportConfig) -> dict:
     onnx = Path(cfg.out).suffix.lower() == ".onnx"
     missing = [m for m in ONNX_NEEDS if importlib.util.find_spec(m) is None] if onnx else []
     if missing:
@@ -52,6 +71,10 @@ def export(cfg: ExportConfig) -> dict:
     with torch.no_grad():
         want = model(x)  # [B, C]
     out = Path(cfg.out)
+    room(out, model)
+    # The model and its sidecar are written to temporary names first (a full disk stops here,
+    # nothing replaced); then the old sidecar goes, the model and the new sidecar are renamed in.
+    # A kill between the renames leaves a model without a sidecar, never one beside another's.
     with atomic_path(out, suffix=out.suffix) as tmp:  # the exporters pick the format by the suffix
         with status(f"exporting to {out.suffix[1:]} and checking it"):
             got = _onnx(model, x, tmp) if onnx else _pt2(model, x, tmp)
@@ -62,7 +85,30 @@ def export(cfg: ExportConfig) -> dict:
                 f"--out {cfg.out}: the exported model's logits differ from tkvr's by {diff:.3g} "
                 f"(more than {bound:.3g}); nothing written"
             )
-    card = {
+        card = _card(onnx, frames, size, classes, pre, tcfg, diff, bound, x, ckpt, out, digest(tmp))
+        side = sidecar_path(out)
+        with atomic_path(side) as tmp_side:
+            atomic_write_text(json.dumps(card, indent=1), tmp_side)
+            side.unlink(missing_ok=True)
+            os.replace(tmp, out)  # the model first; atomic_path then renames the sidecar in
+    say(f"wrote {out} and {side.name}: {len(classes)} classes, logits within {diff:.2g} of tkvr's")
+    return card
+
+
+def room(out: Path, model) -> None:
+    """Refuse before exporting when the folder has clearly not the space for the file: a full
+    disk inside torch.export.save aborts the process (a C++ abort, no Python error to catch)."""
+    need = sum(p.numel() * p.element_size() for p in model.parameters()) + (8 << 20)
+    free = shutil.disk_usage(out.parent if out.parent.exists() else Path(".")).free
+    if free < 2 * need:  # the temporary file and the checker's copy
+        raise Fault(
+            f"--out {out}: {free / 2**20:.0f} MiB free in {out.parent}, the export needs about "
+            f"{2 * need / 2**20:.0f} MiB; free space or write elsewhere"
+        )
+
+
+def _card(onnx, frames, size, classes, pre, tcfg, diff, bound, x, ckpt, out: Path, sha: str) -> dict:
+    return {
         "format": "onnx" if onnx else "torch.export",
         "input": {"name": "clips", "shape": ["batch", frames, 3, size, size], "dtype": "float32"},
         "output": {
@@ -83,10 +129,9 @@ def export(cfg: ExportConfig) -> dict:
         ),
         "checked": {"max_difference": diff, "tolerance": bound, "batch": list(x.shape)},
         "checkpoint": ckpt["path"],
+        "model_file": out.name,
+        "model_sha256": sha,
     }
-    side = atomic_write_text(json.dumps(card, indent=1), sidecar_path(out))
-    say(f"wrote {out} and {side.name}: {len(classes)} classes, logits within {diff:.2g} of tkvr's")
-    return card
 
 
 def _batch_dim():

@@ -6,6 +6,10 @@ CPU DDP uses the gloo backend; FSDP saves full state dicts, so checkpoints load 
 
 from __future__ import annotations
 
+import logging
+import re
+import sys
+
 import torch
 from lightning_fabric import Fabric
 from lightning_fabric.strategies import DDPStrategy, FSDPStrategy
@@ -72,4 +76,31 @@ def make_fabric(device: DeviceConfig):
         raise TkvrError(f"--accelerator {device.accelerator} --devices {device.devices}: {first}") from None
     with status(f"launching {device.devices} x {device.num_nodes} process(es) ({device.accelerator})"):
         fabric.launch()
+    if fabric.world_size > 1 and fabric.global_rank == 0:
+        watch_peers()
     return fabric
+
+
+class _PeerDied(logging.Handler):
+    """Lightning's launcher kills the whole run (rank 0 included, SIGKILL: exit 137) when one of
+    the processes it started ends with an error, and says so only in a debug log. This says it
+    on stderr first, in one line: which rank, its pid and how it ended."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        m = re.search(r"rank: (\d+)\].*PID (\d+) terminated with code (-?\d+)", record.getMessage())
+        if m:
+            rank, pid, code = m.groups()
+            how = f"killed by signal {-int(code)}" if int(code) < 0 else f"exit code {code}"
+            sys.stderr.write(
+                f"tkvr: error: the process of rank {rank} (pid {pid}) ended ({how}); stopping the run "
+                "(the last checkpoint is kept: continue with --resume auto)\n"
+            )
+            sys.stderr.flush()
+
+
+def watch_peers() -> None:
+    log = logging.getLogger("lightning_fabric.strategies.launchers.subprocess_script")
+    if not any(isinstance(h, _PeerDied) for h in log.handlers):
+        log.addHandler(_PeerDied(logging.INFO))
+    log.setLevel(logging.INFO)
+    log.propagate = False  # its other lines stay as quiet as the rest of Lightning's

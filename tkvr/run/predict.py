@@ -18,6 +18,7 @@ import csv
 import io
 import json
 import os
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,10 +28,10 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from tkvr.base.choices import parse_views
 from tkvr.base.config import DeviceConfig, ModelConfig, PredictConfig, TrainConfig
 from tkvr.base.errors import TkvrError
-from tkvr.base.fileio import atomic_write_text
+from tkvr.base.fileio import atomic_write_bytes, atomic_write_text, hold
 from tkvr.base.progress import bar, count, say
 from tkvr.data.classes import DEFAULT_TEMPLATES, IMAGE_TEMPLATES, resolve_classes
-from tkvr.data.loader import ClipDataset, default_workers, loader
+from tkvr.data.loader import ClipDataset, default_workers, loader, readers
 from tkvr.data.sampling import segment_indices
 from tkvr.data.specs import Sample
 from tkvr.data.toy import TEMPLATES as TOY_TEMPLATES
@@ -39,6 +40,7 @@ from tkvr.data.video import (
     IMAGE_EXTS,
     VIDEO_EXTS,
     UnreadableVideo,
+    denied,
     kind_of,
     open_reader,
     pick_decoder,
@@ -59,19 +61,27 @@ def gather(args: list[str]) -> list[str]:
     for a in args:
         p = Path(a)
         if p.is_dir():
-            found, other = [], 0
-            for f in sorted(p.rglob("*")):
-                if f.is_file():
+            found, other, closed = [], 0, []
+            for where, dirs, names in os.walk(p, onerror=closed.append):
+                dirs.sort()
+                for name in sorted(names):
+                    f = Path(where) / name
                     if f.suffix.lower() in VIDEO_EXTS | IMAGE_EXTS:
                         found.append(str(f))
                     else:
                         other += 1
+            if closed:  # a folder that cannot be listed: said once, its files are not scored
+                e = closed[0]
+                say(
+                    f"warning: cannot list {count(len(closed), 'folder')} in {a} ({e.filename}: "
+                    f"{denied(e)}); their files are not scored"
+                )
             if not found:
                 raise TkvrError(f"{a}: no video or image files in this folder ({count(other, 'other file')})")
             paths += found
             skipped += other
         elif p.suffix.lower() in LIST_EXTS and p.is_file():
-            lines = [x.strip() for x in p.read_text(errors="replace").splitlines()]
+            lines = [x.strip() for x in p.read_bytes().decode(errors="surrogateescape").splitlines()]
             listed = [_listed(p.parent, x) for x in lines if x and not x.startswith("#")]
             if not listed:
                 raise TkvrError(f"{a}: the list file names no inputs")
@@ -134,7 +144,10 @@ def own_templates(backbone: str, paths: list[str]) -> list[str]:
 class Rows:
     """--out: rows appended and flushed as they come (csv or jsonl), read back on --resume.
 
-    A row: file, [window, windows, start, end,] labels [k], scores [k] or error."""
+    A row: file, [window, windows, start, end,] labels [k], scores [k] or error. File names are
+    bytes on Linux: one that is not UTF-8 is written back as the same bytes (surrogateescape), so
+    the row names the file that is on disk. The file (and a CSV's header) is created with the
+    first row: a run that fails before scoring anything leaves nothing to refuse a rerun."""
 
     def __init__(self, path: str | None, k: int, windows: bool, resume: bool):
         self.path, self.k, self.windows = Path(path) if path else None, k, windows
@@ -143,36 +156,44 @@ class Rows:
         self.columns += [f"{x}_{i}" for i in range(1, k + 1) for x in ("label", "score")] + ["error"]
         self.old: dict[str, list[dict]] = {}
         self.file = None
-        if self.path is None:
-            return
-        if resume and self.path.is_file():
+        if self.path is not None and resume and self.path.is_file():
             self.old = self._read_back()
-        fresh = not self.path.is_file() or self.path.stat().st_size == 0
-        self.file = open(self.path, "a", newline="")
-        if fresh and self.csv:
-            self.file.write(",".join(self.columns) + "\n")
-            self.file.flush()
 
     def _read_back(self) -> dict[str, list[dict]]:
-        """Complete inputs already in the file; a partial last line or a video whose windows are
-        not all there (a kill while writing) is dropped, by rewriting the file without it."""
-        text = self.path.read_text(errors="replace")
+        """Complete inputs already in the file. A partial last line, a row that does not parse (an
+        edit, a cut inside a quoted name) and a video whose windows are not all there (a kill
+        while writing) are dropped, by rewriting the file atomically without them: their inputs
+        are scored again."""
+        text = self.path.read_bytes().decode("utf-8", errors="surrogateescape")
         whole = text[: text.rfind("\n") + 1]  # a kill mid-line leaves a partial last line
-        rows = []
+        rows, bad = [], 0
         if self.csv:
-            reader = csv.DictReader(io.StringIO(whole))
-            if reader.fieldnames and reader.fieldnames != self.columns:
+            reader = csv.reader(io.StringIO(whole, newline=""))
+            header = next(reader, None)
+            if header and header != self.columns:
                 raise TkvrError(
-                    f"--out {self.path} has other columns ({', '.join(reader.fieldnames[:6])}, ...): "
+                    f"--out {self.path} has other columns ({', '.join(header[:6])}, ...): "
                     "continue it with the --top-k and --window it was written with, or give another --out"
                 )
-            rows = [self._from_csv(r) for r in reader]
+            while True:
+                try:
+                    cells = next(reader)
+                except StopIteration:
+                    break
+                except csv.Error:  # e.g. a cut inside a quoted name: nothing after it parses
+                    bad += 1
+                    break
+                r = self._from_csv(cells)
+                rows += [r] if r else []
+                bad += not r
         else:
             for line in whole.splitlines():
                 try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError:
-                    continue
+                    r = self._checked(json.loads(line))
+                except (ValueError, RecursionError):
+                    r = None
+                rows += [r] if r else []
+                bad += not r
             if rows and ("window" in rows[0]) != self.windows:
                 raise TkvrError(
                     f"--out {self.path} was written {'with' if 'window' in rows[0] else 'without'} "
@@ -186,28 +207,53 @@ class Rows:
             for f, rs in by_file.items()
             if "error" in rs[0] or not self.windows or len({r["window"] for r in rs}) == int(rs[0]["windows"])
         }
-        if whole != text or len(done) != len(by_file):
+        if bad:
+            say(f"--resume: {count(bad, 'row')} of {self.path} did not parse (cut or edited); scored again")
+        if whole != text or bad or len(done) != len(by_file):
             kept = [r for rs in done.values() for r in rs]
-            header = ",".join(self.columns) + "\n" if self.csv else ""
-            atomic_write_text(header + "".join(self._line(r) for r in kept), self.path)
+            header = ",".join(self.columns) + "\n" if self.csv and kept else ""
+            atomic_write_bytes(
+                (header + "".join(self._line(r) for r in kept)).encode(errors="surrogateescape"), self.path
+            )
         return done
 
-    def _from_csv(self, r: dict) -> dict:
-        out = {"file": r["file"]}
-        if self.windows:
-            out.update(
-                window=int(r["window"]),
-                windows=int(r["windows"]),
-                start=float(r["start"]),
-                end=float(r["end"]),
+    def _from_csv(self, cells: list[str]) -> dict | None:
+        if len(cells) != len(self.columns):
+            return None
+        return self._checked(dict(zip(self.columns, cells)), text=True)
+
+    def _checked(self, r, text: bool = False) -> dict | None:
+        """A row read back, with its types checked (and, from CSV, parsed); None if it is not one
+        tkvr wrote: a row that cannot be trusted is scored again, not kept."""
+        try:
+            if not isinstance(r, dict) or not isinstance(r.get("file"), str) or not r["file"]:
+                return None
+            out = {"file": r["file"]}
+            if self.windows:
+                out.update(
+                    window=int(r["window"]),
+                    windows=int(r["windows"]),
+                    start=float(r["start"]),
+                    end=float(r["end"]),
+                )
+            if r.get("error"):
+                return {**out, "error": str(r["error"])}
+            if self.windows and not 0 <= out["window"] < out["windows"]:
+                return None
+            if text:
+                n = [i for i in range(1, self.k + 1) if r[f"label_{i}"] != ""]
+                labels, scores = [r[f"label_{i}"] for i in n], [float(r[f"score_{i}"]) for i in n]
+            else:
+                labels, scores = r["labels"], [float(v) for v in r["scores"]]
+            ok = (
+                isinstance(labels, list)
+                and 0 < len(labels) == len(scores) <= self.k
+                and all(isinstance(x, str) for x in labels)
+                and all(0.0 <= v <= 1.0 for v in scores)
             )
-        if r["error"]:
-            out["error"] = r["error"]
-            return out
-        n = [i for i in range(1, self.k + 1) if r[f"label_{i}"] != ""]
-        out["labels"] = [r[f"label_{i}"] for i in n]
-        out["scores"] = [float(r[f"score_{i}"]) for i in n]
-        return out
+            return {**out, "labels": labels, "scores": scores} if ok else None
+        except (KeyError, TypeError, ValueError):
+            return None
 
     def _line(self, r: dict) -> str:
         if not self.csv:
@@ -223,10 +269,16 @@ class Rows:
         return buf.getvalue()
 
     def write(self, rows: list[dict]) -> None:
-        if self.file is not None and rows:
-            self.file.write("".join(self._line(r) for r in rows))  # one write: a video's rows together
-            self.file.flush()
-            os.fsync(self.file.fileno())
+        if self.path is None or not rows:
+            return
+        if self.file is None:  # the first row: the file, and a CSV's header, come with it
+            fresh = not self.path.is_file() or self.path.stat().st_size == 0
+            self.file = open(self.path, "a", newline="", encoding="utf-8", errors="surrogateescape")
+            if fresh and self.csv:
+                self.file.write(",".join(self.columns) + "\n")
+        self.file.write("".join(self._line(r) for r in rows))  # one write: a video's rows together
+        self.file.flush()
+        os.fsync(self.file.fileno())
 
     def close(self) -> None:
         if self.file is not None:
@@ -378,6 +430,11 @@ def segments(windows: list[dict]) -> list[dict]:
 def predict(cfg: PredictConfig) -> list[dict]:
     """Top-k labels and scores per input (with --window: per window, and the segments); an input
     that does not read gets its error instead. Rows go to --out as they are scored."""
+    with hold(cfg.out, "--out", "predict") if cfg.out else nullcontext():
+        return _predict(cfg)
+
+
+def _predict(cfg: PredictConfig) -> list[dict]:
     paths = gather(cfg.files)
     decoder = pick_decoder(cfg.decoder, quiet=True)
     rows = Rows(cfg.out, cfg.top_k, cfg.window is not None, cfg.resume)
@@ -405,7 +462,11 @@ def predict(cfg: PredictConfig) -> list[dict]:
                 stride = cfg.stride or cfg.window / 2
                 ds = Windows(todo, frames, cfg.window, stride, transform, decoder, cfg.batch_size)
                 dl = DataLoader(
-                    ds, batch_size=None, num_workers=workers, prefetch_factor=2 if workers else None
+                    ds,
+                    batch_size=None,
+                    num_workers=workers,
+                    prefetch_factor=2 if workers else None,
+                    multiprocessing_context=readers() if workers else None,
                 )
                 run = _windowed(dl, todo, score, rows)
             with bar(len(todo), f"predicting {count(len(todo), 'input')} with {source}") as tick:

@@ -150,6 +150,11 @@ def fewshot(cfg: FewshotConfig) -> dict[str, dict]:
             )
             res = train_run(sub, src=src, train_ids=repeated, fabric=fabric, on_ready=save_sample)
             fabric = res.fabric
+            if "top1" not in res.metrics:  # --max-steps stopped it inside its first epoch
+                raise TkvrError(
+                    f"--max-steps {sub.optim.max_steps} stopped the {label(k)}-shot run in {sub.run.out} "
+                    "before its first validation: no top-1 to report; raise --max-steps or drop it"
+                )
             tops.append(res.metrics["top1"])
         results[label(k)] = {
             "top1": statistics.fmean(tops),

@@ -17,6 +17,7 @@ import copy
 import os
 import random
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +26,7 @@ import yaml
 
 from tkvr.base.config import TrainConfig
 from tkvr.base.errors import TkvrError
-from tkvr.base.fileio import atomic_save, atomic_write_text, safe_load
+from tkvr.base.fileio import atomic_save, atomic_write_text, hold, safe_load
 from tkvr.base.progress import count, say
 from tkvr.base.settings import freeze
 from tkvr.data.loader import BadFiles, augment_on, datasets, eval_loader, eval_set, loader, workers_for
@@ -158,8 +159,14 @@ def train(
 ) -> TrainResult:
     """Train; `src` / `train_ids` let the protocols pass a class subset or a K-shot sample,
     `fabric` an already launched Fabric. `on_ready(fabric)` runs once everything has been
-    checked, just before the run directory is written (the few-shot sweep writes its sample)."""
+    checked, just before the run directory is written (the few-shot sweep writes its sample).
+    Rank 0 holds the run folder (fileio.hold) from then to the end: a second tkvr writing it is
+    refused."""
+    with ExitStack() as held:
+        return _train(cfg, src, train_ids, fabric, on_ready, held)
 
+
+def _train(cfg: TrainConfig, src, train_ids, fabric, on_ready, held: ExitStack) -> TrainResult:
     out = Path(cfg.run.out)
     cfg, src = resolve_run(cfg, src)
     if cfg.optim.warmup >= cfg.optim.epochs:
@@ -176,6 +183,9 @@ def train(
     train_set, val_set = datasets(cfg, src, preprocess_of(model), train_ids)
     short_clips(cfg, src, train_set.samples[:1])
     fabric = fabric or make_fabric(cfg.device)
+    if fabric.global_rank == 0:
+        held.enter_context(hold(out, "--out", "train", folder=True))
+        resume = plan_run_dir(cfg)  # again, holding the folder: another run may have written it
     if on_ready is not None:
         on_ready(fabric)
     if fabric.global_rank == 0:

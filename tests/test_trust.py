@@ -1,0 +1,476 @@
+"""Nothing tkvr reads back is trusted blindly, nothing it writes in parts can mismatch, no run
+outlives its kill: checkpoints checked against their checksum and structure, a run's own files
+read as user input, locks on every output, interrupts in one line."""
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+import torch
+from conftest import assert_user_error
+
+
+@pytest.mark.parametrize("raised", [KeyboardInterrupt, click.Abort])
+def test_an_interrupt_is_one_line_and_exit_130(run_cli, monkeypatch, raised):
+    import tkvr.data.check
+
+    def interrupted(cfg):
+        raise raised()
+
+    monkeypatch.setattr(tkvr.data.check, "check", interrupted)
+    code, _, err = run_cli("check", "--data", "toy")
+    assert code == 130, err
+    assert err.strip().splitlines() == ["tkvr: interrupted; everything written before it is kept"]
+
+
+FAST = ["--data", "toy", "--backbone", "tiny", "--frames", "2", "--batch-size", "16", "--workers", "0",
+        "--warmup", "0", "--limit-batches", "1", "--epochs", "1"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One tiny run, read (never changed) by the tests below: they tamper with copies."""
+    from tkvr.cli import main
+
+    out = tmp_path_factory.mktemp("trust") / "run"
+    with pytest.raises(SystemExit) as e:
+        main(["train", *FAST, "--out", str(out)])
+    assert e.value.code == 0
+    return out
+
+
+def copy_run(trained, tmp_path):
+    import shutil
+
+    return Path(shutil.copytree(trained, tmp_path / "run"))
+
+
+def flip_tensor_bytes(path, n=100):
+    """XOR n bytes inside the largest tensor of a torch.save file (zip members are stored, not
+    compressed): torch.load still reads it; only the weights changed."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        info = max((i for i in z.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
+    data = bytearray(path.read_bytes())
+    name_len, extra_len = int.from_bytes(data[info.header_offset + 26:info.header_offset + 28], "little"), \
+        int.from_bytes(data[info.header_offset + 28:info.header_offset + 30], "little")
+    start = info.header_offset + 30 + name_len + extra_len + info.file_size // 3
+    for i in range(start, start + n):
+        data[i] ^= 0x5A
+    path.write_bytes(bytes(data))
+
+
+def commands_reading(run, tmp_path):
+    """Every command that loads a checkpoint, pointed at `run`."""
+    return {
+        "eval": ["eval", "--checkpoint", run, "--workers", "0"],
+        "predict": ["predict", "--checkpoint", run, "--out", tmp_path / "p.csv", tmp_path / "none.mp4"],
+        "export": ["export", "--checkpoint", run, "--out", tmp_path / "m.pt2"],
+        "resume": ["train", "--out", run, "--resume", "auto"],
+        "plot": ["plot", "correlation", run, "--out", tmp_path / "c.png"],
+    }
+
+
+def test_a_byte_flipped_checkpoint_is_refused_by_every_reader(run_cli, trained, tmp_path):
+    run = copy_run(trained, tmp_path)
+    for name in ("last.pt", "best.pt"):
+        flip_tensor_bytes(run / "checkpoints" / name)
+    torch.load(run / "checkpoints" / "last.pt", weights_only=True)  # torch itself notices nothing
+    (tmp_path / "none.mp4").write_bytes(b"")
+    for command, args in commands_reading(run, tmp_path).items():
+        code, _, err = run_cli(*args)
+        lines = err.strip().splitlines()
+        assert code == 1, (command, err)
+        assert len(lines) == 1 and "Traceback" not in err, (command, err)
+        assert "checksum" in lines[0] and "checkpoints/" in lines[0], (command, err)
+    assert not (tmp_path / "m.pt2").exists() and not (tmp_path / "c.png").exists()
+
+
+def tamper(path, change):
+    """Change a checkpoint's contents as a file of tkvr before checksums (or a resealed edit) can be."""
+    ck = torch.load(path, weights_only=True)
+    ck.pop("checksum")
+    change(ck)
+    torch.save(ck, path)
+
+
+TAMPERS = {
+    "frames": (lambda ck: ck["config"]["model"].update(frames="lots"), "frames 'lots' is not an int"),
+    "no model": (lambda ck: ck.pop("model"), "no 'model' weights"),
+    "no classes": (lambda ck: ck.pop("classes"), "'classes'"),
+    "config list": (lambda ck: ck.update(config=["model"]), "'config'"),
+    "lr nan": (lambda ck: ck["config"]["optim"].update(lr=float("nan")), "lr nan is not a finite number"),
+    "model entry": (lambda ck: ck["model"].update({"head.weight": "abc"}), "'head.weight' is not a tensor"),
+}
+
+
+@pytest.mark.parametrize("name", TAMPERS)
+def test_a_tampered_checkpoint_is_one_line_naming_file_and_key(trained, tmp_path, name):
+    from tkvr.base.errors import TkvrError
+    from tkvr.run.checkpoint import read_checkpoint
+
+    path = tmp_path / "last.pt"
+    path.write_bytes((trained / "checkpoints" / "last.pt").read_bytes())
+    change, words = TAMPERS[name]
+    tamper(path, change)
+    with pytest.raises(TkvrError) as e:
+        read_checkpoint(str(path))
+    assert words in str(e.value) and str(path) in str(e.value), str(e.value)
+
+
+def test_every_reader_checks_the_structure(run_cli, trained, tmp_path):
+    run = copy_run(trained, tmp_path)
+    for name in ("last.pt", "best.pt"):
+        tamper(run / "checkpoints" / name, lambda ck: ck["config"]["model"].update(frames="x"))
+    (tmp_path / "none.mp4").write_bytes(b"")
+    for command, args in commands_reading(run, tmp_path).items():
+        code, _, err = run_cli(*args)
+        assert_user_error(code, err, "frames 'x' is not an int")
+
+
+# ---------------------------------------------------------------- a run's own files, read as user input
+def edit(path, old, new):
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+
+
+RUN_FILES = {
+    "metrics garbage": (lambda r: edit(r / "metrics.csv", "\n1,1,", "\n1,abc,"), "metrics.csv", ":2: step 'abc'"),
+    "steps bytes": (lambda r: (r / "steps.csv").write_bytes(bytes(range(256))), "steps.csv", "not UTF-8"),
+    "frames lots": (lambda r: edit(r / "config.yaml", "frames: 2", "frames: lots"), "config.yaml",
+                    "frames 'lots' is not an int"),
+    "lr nan": (lambda r: edit(r / "config.yaml", "lr: 5.0e-06", "lr: .nan"), "config.yaml",
+               "lr nan is not a finite number"),
+    "cut config": (lambda r: (r / "config.yaml").write_text((r / "config.yaml").read_text().split("views: 1x1")[0]
+                                                             + "views: 1x"), "config.yaml", "no optim, run group"),
+    "views edited": (lambda r: edit(r / "config.yaml", "views: 1x1", "views: 1x"), "config.yaml", "--views '1x'"),
+}
+
+
+@pytest.mark.parametrize("name", RUN_FILES)
+def test_resume_reads_its_own_files_as_user_input(run_cli, trained, tmp_path, name):
+    run = copy_run(trained, tmp_path)
+    change, file, words = RUN_FILES[name]
+    change(run)
+    before = (run / "checkpoints" / "last.pt").read_bytes()
+    code, _, err = run_cli("train", "--out", run, "--resume", "auto", "--epochs", "2")
+    assert_user_error(code, err, file, words)
+    assert (run / "checkpoints" / "last.pt").read_bytes() == before
+
+
+def test_a_log_row_cut_by_a_kill_is_not_kept(tmp_path):
+    from tkvr.run.engine import EPOCH_COLUMNS, history
+
+    path = tmp_path / "metrics.csv"
+    path.write_text(",".join(EPOCH_COLUMNS) + "\n1,4,4.1,2.3,8.8,2.3,5e-06,41.2,0.38\n2,8,3.9,5.5,1")  # cut mid-field
+    assert [r["epoch"] for r in history(path)] == [1]
+
+
+# ---------------------------------------------------------------- predict --out read back
+def test_predict_resume_drops_rows_that_do_not_parse(tmp_path, capsys):
+    from tkvr.run.predict import Rows
+
+    out = tmp_path / "p.csv"
+    head = "file,label_1,score_1,error\n"
+    good = 'a.mp4,x,0.9,\n"g\nh.mp4",x,0.8,\n'  # a line break is legal in a Linux name
+    bad = "b.mp4,x,abc,\n" + "c.mp4,x\n" + "d.mp4,x,1.5,\n" + '"e\nf.mp4,x,0.5,\n'  # the last: cut in its quotes
+    out.write_text(head + good + bad)
+    rows = Rows(str(out), 1, windows=False, resume=True)
+    assert sorted(rows.old) == ["a.mp4", "g\nh.mp4"]
+    assert out.read_text() == head + good  # rewritten without them: their inputs are scored again
+    assert "4 rows of" in capsys.readouterr().out
+
+    out = tmp_path / "p.jsonl"
+    out.write_text('{"file": "a.mp4", "labels": ["x"], "scores": [0.9]}\n["a list"]\n'
+                   '{"file": "b.mp4", "labels": ["x"], "scores": ["abc"]}\n{"file": 3}\n')
+    rows = Rows(str(out), 1, windows=False, resume=True)
+    assert sorted(rows.old) == ["a.mp4"] and len(out.read_text().splitlines()) == 1
+
+
+def test_the_out_file_comes_with_its_first_row(tmp_path):
+    from tkvr.run.predict import Rows
+
+    rows = Rows(str(tmp_path / "p.csv"), 1, windows=False, resume=False)
+    rows.close()  # a run that failed before scoring (weights missing offline)
+    assert not (tmp_path / "p.csv").exists()
+    rows = Rows(str(tmp_path / "p.csv"), 1, windows=False, resume=False)
+    rows.write([{"file": "a.mp4", "labels": ["x"], "scores": [0.5]}])
+    rows.close()
+    assert (tmp_path / "p.csv").read_text() == "file,label_1,score_1,error\na.mp4,x,0.5,\n"
+
+
+# ---------------------------------------------------------------- names that are not UTF-8
+def test_a_file_name_that_is_not_utf8_is_carried_through(run_cli, tmp_path):
+    from conftest import write_clip
+
+    from tkvr.data.prepare import target
+    from tkvr.data.video import open_reader
+
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    odd = os.fsdecode(bytes(folder) + b"/caf\xe9.mp4")  # Latin-1: not UTF-8
+    write_clip(folder / "plain.mp4", frames=8)
+    os.link(folder / "plain.mp4", odd)
+    r = open_reader(odd, "torchcodec")
+    assert len(r) == 8
+    r.close()
+    assert target(tmp_path, odd).name.endswith(".mp4")
+    out = tmp_path / "p.csv"
+    code, _, err = run_cli("predict", folder, "--backbone", "tiny", "--labels", "a,b", "--workers", "0",
+                           "--decoder", "torchcodec", "--out", out)
+    assert code == 0, err
+    data = out.read_bytes()
+    assert b"caf\xe9.mp4,a," in data or b"caf\xe9.mp4,b," in data  # scored, the name's own bytes
+    lst = tmp_path / "list.txt"
+    lst.write_bytes(b"clips/caf\xe9.mp4\nclips/plain.mp4\n")
+    code, _, err = run_cli("predict", lst, "--backbone", "tiny", "--labels", "a,b", "--workers", "0",
+                           "--out", tmp_path / "q.jsonl")
+    assert code == 0, err
+    got = [json.loads(x) for x in (tmp_path / "q.jsonl").read_text().splitlines()]
+    assert [os.fsencode(g["file"]).endswith(b"caf\xe9.mp4") for g in got] == [True, False]
+    assert all("labels" in g for g in got)
+
+
+# ---------------------------------------------------------------- one writer per output
+def test_a_held_output_refuses_a_second_writer(run_cli, trained, tmp_path):
+    from tkvr.base.fileio import hold
+
+    run = tmp_path / "run"
+    with hold(run, "--out", "train", folder=True):
+        code, _, err = run_cli("train", *FAST, "--out", run)
+        assert_user_error(code, err, f"--out {run}", "another tkvr train", f"pid {os.getpid()}")
+    assert not (run / "config.yaml").exists()
+    out = tmp_path / "p.csv"
+    with hold(out, "--out", "predict"):
+        code, _, err = run_cli("predict", tmp_path / "none.mp4", "--checkpoint", trained, "--out", out)
+        assert_user_error(code, err, "another tkvr predict", f"pid {os.getpid()}")
+    with hold(tmp_path / "m.pt2", "--out", "export"):
+        code, _, err = run_cli("export", "--checkpoint", trained, "--out", tmp_path / "m.pt2")
+        assert_user_error(code, err, "another tkvr export")
+    assert not out.exists() and not (tmp_path / "m.pt2").exists()
+
+
+# ---------------------------------------------------------------- text files in the wild
+def test_labels_csv_is_parsed_as_csv(tmp_path):
+    from tkvr.data.classes import read_labels_file
+
+    p = tmp_path / "labels.csv"
+    p.write_text('id,name\n0,"push, pull"\n1,wave\n')
+    assert read_labels_file(p) == ["push, pull", "wave"]
+    p.write_text('"push, pull"\nwave\nsit, stand\n')
+    assert read_labels_file(p) == ["push, pull", "wave", "sit, stand"]
+
+
+def test_nul_bytes_and_other_encodings_are_one_line(run_cli, tmp_path):
+    data = tmp_path / "d"
+    data.mkdir()
+    (data / "labels.txt").write_text("a\nb\n")
+    (data / "train.txt").write_bytes(b"x.mp4 0\ny\x00.mp4 1\n")
+    (data / "val.txt").write_text("x.mp4 0\n")
+    code, _, err = run_cli("check", "--data", data)
+    assert_user_error(code, err, "train.txt:2", "NUL")
+    (tmp_path / "labels.txt").write_bytes(b"caf\xe9\nb\n")
+    (tmp_path / "none.mp4").write_bytes(b"")
+    code, _, err = run_cli("predict", tmp_path / "none.mp4", "--backbone", "tiny", "--labels", tmp_path / "labels.txt")
+    assert_user_error(code, err, "labels.txt", "not UTF-8")
+    (tmp_path / "c.yaml").write_bytes(b"lr: 1e-4\nname: caf\xe9\n")
+    code, _, err = run_cli("train", "--config", tmp_path / "c.yaml", "--data", "toy")
+    assert_user_error(code, err, "--config", "not UTF-8")
+
+
+# ---------------------------------------------------------------- inputs tkvr may not read
+UNPRIVILEGED = """
+import json, sys
+from tkvr.cli import main
+out = {}
+for name, args in json.loads(sys.argv[1]).items():
+    try:
+        main(args)
+        out[name] = 0
+    except SystemExit as e:
+        out[name] = e.code
+print("CODES " + json.dumps(out))
+"""
+
+
+def unprivileged(runs: dict, env=None):
+    """Run tkvr commands in one process that file permissions apply to: as root (who reads
+    everything), through setpriv without the capabilities that bypass them."""
+    cmd = [sys.executable, "-c", UNPRIVILEGED, json.dumps({k: [str(a) for a in v] for k, v in runs.items()})]
+    if os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            pytest.skip("running as root without setpriv: file permissions cannot be applied to a child")
+        cmd = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--inh-caps",
+               "-dac_override,-dac_read_search", *cmd]
+    r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})})
+    codes = next((json.loads(x[6:]) for x in r.stdout.splitlines() if x.startswith("CODES ")), None)
+    assert codes is not None, r.stderr[-3000:]
+    return codes, r.stdout, r.stderr
+
+
+def test_an_input_without_read_permission_is_an_unreadable_sample(tmp_path):
+    from conftest import write_clip
+
+    data = tmp_path / "data"
+    for c in ("x", "y"):
+        for i in range(3):
+            write_clip(data / c / f"{c}{i}.mp4", frames=8, seed=i)
+    locked, closed = data / "y" / "y0.mp4", data / "z"
+    write_clip(closed / "z0.mp4", frames=8)
+    (data / "labels.txt").unlink(missing_ok=True)
+    os.chmod(locked, 0)
+    os.chmod(closed, 0)
+    try:
+        runs = {
+            f"predict{w}": ["predict", data, "--backbone", "tiny", "--labels", "x,y", "--workers", w,
+                            "--out", tmp_path / f"p{w}.csv"]
+            for w in (0, 1)
+        }
+        runs["check"] = ["check", "--data", data, "--workers", "0", "--json", tmp_path / "check.json"]
+        runs["train"] = ["train", "--data", data, "--backbone", "tiny", "--frames", "2", "--batch-size", "2",
+                         "--workers", "1", "--epochs", "1", "--warmup", "0", "--max-bad-fraction", "0.5",
+                         "--out", tmp_path / "run"]
+        codes, out, err = unprivileged(runs)
+    finally:
+        os.chmod(locked, 0o644)
+        os.chmod(closed, 0o755)
+    assert "Traceback" not in err, err[-3000:]
+    for w in (0, 1):
+        assert codes[f"predict{w}"] == 1, err[-2000:]  # predict's status: some input did not read
+        rows = {Path(r["file"]).name: r for r in csv.DictReader(open(tmp_path / f"p{w}.csv"))}
+        assert len(rows) == 6 and rows["y0.mp4"]["error"].endswith("permission denied"), rows
+        assert all(r["label_1"] for n, r in rows.items() if n != "y0.mp4")
+    assert "cannot list 1 folder" in out and "z: permission denied" in out
+    report = json.loads((tmp_path / "check.json").read_text())
+    assert [Path(p).name for p in report["unreadable"]] == ["y0.mp4"], report
+    assert report["notes"][str(locked)].endswith("permission denied")
+    assert "cannot list 1 class folder" in out
+    assert codes["train"] == 0, err[-2000:]
+    assert (tmp_path / "run" / "unreadable.txt").read_text().split()[0] == str(locked)
+
+
+# ---------------------------------------------------------------- bounds up front, not out of memory
+@pytest.mark.parametrize("cls, flags, words", [
+    ("TrainConfig", {"data": "toy", "frames": 100000}, "--frames 100000: at most 512"),
+    ("PredictConfig", {"files": ["a.mp4"], "backbone": "tiny", "labels": "a,b", "frames": 100000}, "at most 512"),
+    ("PredictConfig", {"files": ["a.mp4"], "backbone": "tiny", "labels": "a,b", "window": 2.0, "stride": 1e-7},
+     "--stride 1e-07: at least 0.02 s"),
+    ("PredictConfig", {"files": ["a.mp4"], "backbone": "tiny", "labels": "a,b", "window": 1.0, "stride": 0.001},
+     "--stride 0.001: at least 0.01 s"),
+    ("TrainConfig", {"data": "toy", "views": "100000x3"}, "--views 100000x3: the number of temporal clips C"),
+])
+def test_sizes_that_would_exhaust_memory_are_refused_up_front(cls, flags, words):
+    import tkvr.base.config as config
+    from tkvr.base.errors import TkvrError
+    from tkvr.base.settings import build
+
+    with pytest.raises(TkvrError) as e:
+        build(getattr(config, cls), flags).validate()
+    assert words in str(e.value), str(e.value)
+
+
+def test_a_full_disk_is_refused_before_the_export_writes(run_cli, trained, tmp_path, monkeypatch):
+    import tkvr.run.export as export
+
+    monkeypatch.setattr(export.shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10 << 30, 10 << 30, 1 << 20))
+    code, _, err = run_cli("export", "--checkpoint", trained, "--out", tmp_path / "m.pt2")
+    assert code == 1 and "free space or write elsewhere" in err and len(err.strip().splitlines()) == 1, err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_two_exports_never_share_a_sidecar_and_the_runner_checks_it(run_cli, trained, tmp_path):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+    try:
+        import run_exported
+    finally:
+        sys.path.pop(0)
+    code, _, err = run_cli("export", "--checkpoint", trained, "--out", tmp_path / "m.pt2")
+    assert code == 0, err
+    card = run_exported.sidecar(str(tmp_path / "m.pt2"))
+    assert card["model_file"] == "m.pt2" and len(card["classes"]) == 54
+    (tmp_path / "m.pt2.json").rename(tmp_path / "kept.json")
+    code, _, err = run_cli("export", "--checkpoint", trained, "--out", tmp_path / "m.pt2", "--labels", "a,b")
+    assert code == 0, err
+    (tmp_path / "kept.json").replace(tmp_path / "m.pt2.json")  # an old sidecar beside a new model
+    with pytest.raises(SystemExit) as e:
+        run_exported.sidecar(str(tmp_path / "m.pt2"))
+    assert "describes another model" in str(e.value)
+    code, _, err = run_cli("export", "--checkpoint", trained, "--out", tmp_path / "n.pt2")
+    assert code == 0 and (tmp_path / "n.pt2.json").is_file() and not (tmp_path / "n.json").exists()
+    (tmp_path / "d.pt2.json").mkdir()
+    code, _, err = run_cli("export", "--checkpoint", trained, "--out", tmp_path / "d.pt2")
+    assert_user_error(code, err, "sidecar", "is a folder")
+    assert not (tmp_path / "d.pt2").exists()
+
+
+def test_the_runner_makes_tkvrs_clips_from_real_videos():
+    """examples/run_exported.py reads and samples as tkvr does: the same frames, resized and
+    cropped alike (within one level of 255), on every real clip (AVI, MKV, WebM, MP4)."""
+    from conftest import realdata
+
+    from tkvr.data.sampling import segment_indices
+    from tkvr.data.transforms import EvalTransform
+    from tkvr.data.video import open_reader
+
+    folder = realdata("videos")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+    try:
+        import run_exported
+    finally:
+        sys.path.pop(0)
+    for size, short in ((224, 256),):
+        pre = {"size": size, "mean": (0.48, 0.46, 0.41), "std": (0.27, 0.26, 0.28)}
+        card = {"frames": 8, "size": size, "resize_short_side": short, "mean": list(pre["mean"]),
+                "std": list(pre["std"])}
+        for path in sorted(folder.iterdir()):
+            r = open_reader(str(path), "torchcodec")
+            x = r.read(segment_indices(len(r), 8, train=False))
+            r.close()
+            ours = EvalTransform(pre, scale=short / size)(x)[0].numpy()
+            theirs = run_exported.clip(str(path), card)
+            assert abs(ours - theirs).max() <= 1.01 / 255 / min(pre["std"]), (path.name, size)
+
+
+def test_a_peer_that_dies_is_named_before_the_launcher_stops_the_run(capsys):
+    """Lightning's launcher says only in a debug log which process died before it kills the run."""
+    import logging
+
+    from lightning_fabric.utilities.rank_zero import rank_prefixed_message
+
+    from tkvr.run.launch import watch_peers
+
+    watch_peers()
+    log = logging.getLogger("lightning_fabric.strategies.launchers.subprocess_script")
+    log.info(rank_prefixed_message("Child process with PID 4242 terminated with code -9. Forcefully terminating "
+                                   "all other processes to avoid zombies", rank=1))
+    err = capsys.readouterr().err
+    assert err.startswith("tkvr: error: the process of rank 1 (pid 4242) ended (killed by signal 9)"), err
+
+
+def test_twenty_loaders_with_readers_after_decoding_in_process(tmp_path):
+    """Reader processes start from a fork server, never by forking this (threaded) process: one
+    that decoded video in-process before starts 20 loaders with a reader each, one after another,
+    as a few-shot sweep does. (Forked, such a process once hung a test run for 90 minutes.)"""
+    from conftest import PRE, write_clip
+
+    from tkvr.data.loader import ClipDataset, loader
+    from tkvr.data.specs import Sample
+    from tkvr.data.transforms import EvalTransform
+    from tkvr.data.video import open_reader
+
+    paths = [str(write_clip(tmp_path / f"c{i}.mp4", frames=8, seed=i)) for i in range(3)]
+    held = open_reader(paths[0], "torchcodec")
+    held.read([0, 5])  # FFmpeg's threads alive in this process while readers start
+    ds = ClipDataset([Sample(p, i) for i, p in enumerate(paths)], 2, EvalTransform(PRE), False, warn=False)
+    for _ in range(20):
+        dl = loader(ds, 2, False, 1, 0, 0, 1)
+        assert dl.multiprocessing_context.get_start_method() == "forkserver"
+        assert [b["label"].tolist() for b in dl] == [[0, 1], [2]]
+    held.close()
