@@ -219,6 +219,7 @@ def main() -> None:
             from tkvr.data.toy import write_video
 
             for i in range(12):
+                (src / "ab"[i % 2]).mkdir(parents=True, exist_ok=True)
                 x = (torch.rand(90, 3, 160, 160) * 255).to(torch.uint8)
                 write_video(x, src / "ab"[i % 2] / f"c{i}.mp4", fps=25)
         trials(

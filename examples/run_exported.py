@@ -16,20 +16,26 @@ import numpy as np
 from PIL import Image
 
 
-def frames_of(path: str) -> list:
-    """Every frame in display order, as tkvr counts them. Metadata that is not UTF-8 (some HMDB-51
-    AVIs) is dropped, as tkvr does: the frames are what matter."""
+def frames_of(path: str) -> tuple[list, int]:
+    """(every frame in display order, the frame count tkvr samples from). tkvr counts a video's
+    frames by its packets, so a DivX AVI's placeholder packet (it decodes to no frame) counts,
+    and an index past the last decoded frame is the last frame. Metadata that is not UTF-8 (some
+    HMDB-51 AVIs) is dropped, as tkvr does: the frames are what matter."""
     with av.open(path, metadata_errors="ignore") as f:
-        return [fr.to_image() for fr in f.decode(video=0)]  # a short clip: every frame, in order
+        stream = f.streams.video[0]
+        listed = sum(1 for p in f.demux(stream) if p.pts is not None and p.size > 0)
+        f.seek(0)
+        frames = [fr.to_image() for fr in f.decode(stream)]  # a short clip: every frame, in order
+    return frames, max(listed, len(frames))
 
 
 def clip(path: str, card: dict) -> np.ndarray:
     """float32 [T, 3, size, size]: frame floor((i + 0.5) * n / T) of each of T equal segments, the
     short side resized (the long side as torchvision computes it: floored), the centre crop (its
     offset rounded as torchvision's), normalised."""
-    frames = frames_of(path)
-    t, size, short, n = card["frames"], card["size"], card["resize_short_side"], len(frames)
-    picked = [frames[min(n - 1, int((i + 0.5) * n / t))] for i in range(t)]
+    frames, n = frames_of(path)
+    t, size, short = card["frames"], card["size"], card["resize_short_side"]
+    picked = [frames[min(len(frames) - 1, n - 1, int((i + 0.5) * n / t))] for i in range(t)]
     out = []
     for img in picked:
         w, h = img.size
@@ -44,12 +50,36 @@ def clip(path: str, card: dict) -> np.ndarray:
     return np.stack(out).astype(np.float32)
 
 
+def fits(card) -> bool:
+    """The fields `clip` and `main` use, of the types tkvr writes."""
+    def whole(x):
+        return isinstance(x, int) and not isinstance(x, bool) and x > 0
+
+    def three(x):
+        return isinstance(x, list) and len(x) == 3 and all(isinstance(v, (int, float)) for v in x)
+
+    return (
+        isinstance(card, dict)
+        and isinstance(card.get("classes"), list)
+        and all(isinstance(c, str) for c in card["classes"])
+        and all(whole(card.get(k)) for k in ("frames", "size", "resize_short_side"))
+        and three(card.get("mean"))
+        and three(card.get("std"))
+        and all(v != 0 for v in card["std"])
+    )
+
+
 def sidecar(model: str) -> dict:
     """The sidecar written with `model`; refused when it describes another file."""
     path = Path(model + ".json")
     if not path.is_file():
         sys.exit(f"{path}: no sidecar beside {model}; export it again with tkvr export")
-    card = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        card = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as e:  # cut, edited, not UTF-8
+        sys.exit(f"{path}: not a sidecar tkvr wrote ({type(e).__name__}); export it again")
+    if not fits(card):
+        sys.exit(f"{path}: its fields are not those tkvr writes (classes, frames, size, mean, std); export it again")
     h = hashlib.sha256()
     with open(model, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

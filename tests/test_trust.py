@@ -2,12 +2,16 @@
 outlives its kill: checkpoints checked against their checksum and structure, a run's own files
 read as user input, locks on every output, interrupts in one line."""
 import csv
+import hashlib
 import json
 import os
+import random
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import click
 import pytest
@@ -410,6 +414,30 @@ def test_two_exports_never_share_a_sidecar_and_the_runner_checks_it(run_cli, tra
     assert not (tmp_path / "d.pt2").exists()
 
 
+def test_the_runner_reads_an_avi_whose_metadata_is_not_utf8(tmp_path):
+    from conftest import write_divx_avi
+
+    from tkvr.data.video import open_reader
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+    try:
+        import run_exported
+    finally:
+        sys.path.pop(0)
+    from conftest import PRE
+
+    from tkvr.data.sampling import segment_indices
+    from tkvr.data.transforms import EvalTransform
+
+    path = write_divx_avi(tmp_path / "hmdb.avi", frames=10, title="brush_hair é")  # 11 packets, 10 frames
+    r = open_reader(str(path), "pyav")
+    x = r.read(segment_indices(len(r), 8, train=False))
+    r.close()
+    card = {"frames": 8, "size": 32, "resize_short_side": 32, "mean": list(PRE["mean"]), "std": list(PRE["std"])}
+    ours = EvalTransform(PRE, scale=1.0)(x)[0].numpy()
+    assert abs(ours - run_exported.clip(str(path), card)).max() <= 1.01 / 255 / min(PRE["std"])
+
+
 def test_the_runner_makes_tkvrs_clips_from_real_videos():
     """examples/run_exported.py reads and samples as tkvr does: the same frames, resized and
     cropped alike (within one level of 255), on every real clip (AVI, MKV, WebM, MP4)."""
@@ -474,3 +502,115 @@ def test_twenty_loaders_with_readers_after_decoding_in_process(tmp_path):
         assert dl.multiprocessing_context.get_start_method() == "forkserver"
         assert [b["label"].tolist() for b in dl] == [[0, 1], [2]]
     held.close()
+
+
+# ---------------------------------------------------------------- a fuzz of every file tkvr reads back
+def mutants(data: bytes, rng, text: bool):
+    """Truncations, random bytes, flipped bytes, non-UTF-8 bytes and (text) NaN and wrong types."""
+    for _ in range(6):
+        yield data[: rng.randrange(len(data))]
+    yield bytes(rng.randrange(256) for _ in range(300))
+    for _ in range(4):
+        b = bytearray(data)
+        for _ in range(rng.randrange(1, 8)):
+            b[rng.randrange(len(b))] = rng.randrange(256)
+        yield bytes(b)
+    at = rng.randrange(len(data))
+    yield data[:at] + b"\xff\xfe" + data[at:]
+    if text:
+        s = data.decode("utf-8", "replace")
+        nums = [m for m in re.finditer(r"\d+(\.\d+)?(e-?\d+)?", s)]
+        for m in rng.sample(nums, min(4, len(nums))):
+            for new in ("nan", "-inf", "[1, 2]", "{a: 1}", "'x'", ""):
+                yield (s[: m.start()] + new + s[m.end():]).encode()
+
+
+def readers(trained, tmp_path):
+    """kind -> (the file's good bytes, a function that reads a path as tkvr does)."""
+    from tkvr.base.config import TrainConfig
+    from tkvr.base.settings import build, from_run
+    from tkvr.data.classes import read_labels_file
+    from tkvr.data.specs import read_list
+    from tkvr.model.text import load_embeddings
+    from tkvr.run.checkpoint import config_of, read_checkpoint
+    from tkvr.run.engine import EPOCH_COLUMNS, STEP_COLUMNS, read_log
+    from tkvr.run.predict import Rows
+    from tkvr.run.protocols import read_sample
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+    try:
+        import run_exported
+    finally:
+        sys.path.pop(0)
+
+    def resume(p):  # what `train --resume auto` does with the run's config.yaml
+        kw = {k: None for k in ("out", "resume")}
+        cfg = build(TrainConfig, {k: v for k, v in from_run(kw, set(), p, config_cls=TrainConfig).items()
+                                  if v is not None})
+        cfg.validate()
+
+    def checkpoint(p):
+        config_of(read_checkpoint(str(p)))
+
+    def sidecar(p):
+        try:
+            run_exported.sidecar(str(p)[: -len(".json")])
+        except SystemExit as e:  # the runner's one line
+            assert isinstance(e.code, str) and "\n" not in e.code
+
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"model bytes")
+    card = {"classes": ["a", "b"], "frames": 2, "size": 32, "resize_short_side": 32, "mean": [0.5] * 3,
+            "std": [0.25] * 3, "model_file": "m.onnx", "model_sha256": hashlib.sha256(b"model bytes").hexdigest()}
+    from tkvr.model.backbones import build_backbone
+    from tkvr.model.text import encode_classes, save_embeddings
+
+    emb = tmp_path / "emb.pt"
+    save_embeddings(emb, encode_classes(build_backbone("tiny"), ["a", "b"], ["{}"]), ["a", "b"], "tiny", None,
+                    ["{}"], "text")
+    train = [SimpleNamespace(path=f"/d/{c}{i}.mp4", label=j) for j, c in enumerate("ab") for i in range(2)]
+    return {
+        "checkpoint": ((trained / "checkpoints" / "last.pt").read_bytes(), checkpoint),
+        "config.yaml": ((trained / "config.yaml").read_bytes(), resume),
+        "metrics.csv": ((trained / "metrics.csv").read_bytes(), lambda p: read_log(p, EPOCH_COLUMNS)),
+        "steps.csv": ((trained / "steps.csv").read_bytes(), lambda p: read_log(p, STEP_COLUMNS)),
+        "--out rows": (b"file,label_1,score_1,error\na.mp4,x,0.9,\nb.mp4,,,b.mp4: empty\n",
+                       lambda p: Rows(str(p), 1, False, True)),
+        "sidecar": (json.dumps(card).encode(), sidecar),
+        "list file": (b"a/x.mp4 0\nb/y.mp4 12 1\nc z.mp4 b\n", lambda p: read_list(p, tmp_path, ["a", "b"])),
+        "labels": (b"id,name\n0,a\n1,\"b, c\"\n", read_labels_file),
+        "sample.json": (json.dumps({"samples": [["/d/a0.mp4", "a"], ["/d/b1.mp4", "b"]]}).encode(),
+                        lambda p: read_sample(str(p), train, ["a", "b"])),
+        "embeddings": (emb.read_bytes(), lambda p: load_embeddings(p, ["a", "b"], None)),
+    }
+
+
+def test_every_file_read_back_is_refused_in_one_line_never_a_traceback(trained, tmp_path):
+    """Each reader gets ~40 damaged copies of a good file; any outcome but a TkvrError (one line)
+    or a clean read fails. The good file reads."""
+    from tkvr.base.errors import TkvrError
+
+    rng = random.Random(0)
+    kinds = readers(trained, tmp_path)
+    for kind, (good, read) in kinds.items():
+        suffix = {"checkpoint": ".pt", "embeddings": ".pt", "config.yaml": ".yaml", "sample.json": ".json",
+                  "list file": ".txt", "labels": ".txt", "sidecar": ".onnx.json"}.get(kind, ".csv")
+        path = (tmp_path / kind.replace(" ", "_").replace("-", "")).with_suffix(suffix)
+        if kind == "sidecar":
+            path = tmp_path / "m.onnx.json"
+        path.write_bytes(good)
+        read(path)
+        for n, bad in enumerate(mutants(good, rng, text=suffix not in (".pt",))):
+            path.write_bytes(bad)
+            try:
+                read(path)
+            except TkvrError as e:
+                assert "\n" not in str(e).strip(), (kind, n, str(e))
+            except Exception as e:  # noqa: BLE001 - the point of the test
+                pytest.fail(f"{kind}, mutant {n}: {type(e).__name__}: {e}"[:400])
+
+
+def test_a_fewshot_run_stopped_before_validation_says_so(run_cli, trained, tmp_path):
+    code, _, err = run_cli("fewshot", "--data", "toy", "--backbone", "tiny", "--frames", "2", "--batch-size", "4",
+                           "--workers", "0", "--warmup", "0", "--shots", "1", "--max-steps", "1", "--out", tmp_path / "fs")
+    assert_user_error(code, err, "--max-steps 1", "before its first validation", "no top-1")
