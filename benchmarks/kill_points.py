@@ -5,7 +5,10 @@ rerun. Prints one table row per command.
 
 Each trial starts the command in its own process, kills it (SIGKILL, the parent only: what a
 killed terminal or an out-of-memory killer does) after a random delay, and then checks:
-  - no process the command started is alive a second later (prepare's encoders, DDP peers);
+  - whether a process the command started is alive a second later (prepare's encoders: one
+    still importing at the kill ends when it finds its parent gone, one encoding dies with it;
+    each is killed after 10 s), and how many files changed in the output after the kill (from
+    0.2 s after it to 10 s after: a process of the killed run still writing);
   - every file it left reads with tkvr's own readers (checkpoint checksum and structure,
     config.yaml, metrics.csv, --out rows, export's model and sidecar, the prepared videos), and
     no two files come from two runs (a sidecar names its model's sha256; config.yaml's seed is
@@ -55,8 +58,21 @@ def alive(pid: int) -> bool:
         return False
 
 
-def kill_after(cmd: list[str], delay: float) -> tuple[float, bool, bool]:
-    """-> (seconds it ran, whether it ended by itself first, whether a child outlived it)."""
+def written_after(folder: Path, t: float) -> int:
+    """Files in `folder` (any depth) changed after time t."""
+    n = 0
+    for where, _, names in os.walk(folder):
+        for name in names:
+            try:
+                n += os.stat(os.path.join(where, name)).st_mtime > t
+            except OSError:
+                pass
+    return n
+
+
+def kill_after(cmd: list[str], delay: float, out: Path) -> tuple[float, bool, bool, int]:
+    """-> (seconds it ran, whether it ended by itself first, whether a child lived more than 1 s
+    after it, files written in `out` from 0.2 s after the kill to 10 s after)."""
     t0 = time.time()
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     seen: set[int] = set()
@@ -68,13 +84,17 @@ def kill_after(cmd: list[str], delay: float) -> tuple[float, bool, bool]:
     if not finished:
         p.send_signal(signal.SIGKILL)
     p.wait()
-    deadline = time.time() + 1.0
+    killed = time.time()
+    deadline = killed + 1.0
     while time.time() < deadline and any(alive(c) for c in seen):
         time.sleep(0.05)
-    orphans = [c for c in seen if alive(c)]
-    for c in orphans:
+    late = any(alive(c) for c in seen)
+    deadline = killed + 10.0  # a reader still starting finds its parent gone and ends unwritten
+    while time.time() < deadline and any(alive(c) for c in seen):
+        time.sleep(0.1)
+    for c in [c for c in seen if alive(c)]:
         os.kill(c, signal.SIGKILL)
-    return time.time() - t0, finished, bool(orphans)
+    return killed - t0, finished, late, written_after(out, killed + 0.2) if out.exists() else 0
 
 
 def rerun(cmd: list[str]) -> subprocess.CompletedProcess:
@@ -145,16 +165,17 @@ def check_prepared(out: Path) -> str | None:
 
 
 def trials(name: str, kills: int, rng: random.Random, work: Path, setup, command, again, check, done):
-    ran, bad, orphans, reruns, finished = [], [], 0, 0, 0
+    ran, bad, orphans, reruns, finished, writes = [], [], 0, 0, 0, 0
     for k in range(kills):
         where = work / f"{name}{k}"
         where.mkdir(parents=True)
         setup(where)
         delay = rng.uniform(1.0, 14.0)
-        took, ended, orphan = kill_after(command(where), delay)
+        took, ended, orphan, wrote = kill_after(command(where), delay, where)
         ran.append(took)
         finished += ended
         orphans += orphan
+        writes += wrote
         problem = check(where)
         if problem:
             bad.append(problem)
@@ -164,11 +185,12 @@ def trials(name: str, kills: int, rng: random.Random, work: Path, setup, command
         if not ok:
             bad.append(f"rerun: rc {r.returncode}: {r.stderr.strip()[-300:]}")
     print(
-        f"| {name} | {kills} | {min(ran):.1f}-{max(ran):.1f} | {finished} | {orphans} | {len(bad)} | {reruns} of {kills} |",
+        f"| {name} | {kills} | {min(ran):.1f}-{max(ran):.1f} | {finished} | {orphans} | {writes} | {len(bad)} | "
+        f"{reruns} of {kills} |",
         flush=True,
     )
     for b in bad[:5]:
-        print(f"|   | problem: {b[:200]} | | | | | |", flush=True)
+        print(f"|   | problem: {b[:200]} | | | | | | |", flush=True)
 
 
 def main() -> None:
@@ -206,10 +228,10 @@ def main() -> None:
     )
     print(f"work folder: {work}\n")
     print(
-        "| command | kills | killed after (s) | ended before the kill | children alive 1 s after | "
-        "problems | reruns exit 0, every input |"
+        "| command | kills | killed after (s) | ended before the kill | a child alive 1 s after | "
+        "files written after the kill | problems | reruns exit 0, every input |"
     )
-    print("|---|---:|---|---:|---:|---:|---|")
+    print("|---|---:|---|---:|---:|---:|---:|---|")
     only = args.only.split(",")
     if "prepare" in only:
         src = work / "src"

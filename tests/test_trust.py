@@ -472,6 +472,7 @@ def test_a_peer_that_dies_is_named_before_the_launcher_stops_the_run(capsys):
 
     from lightning_fabric.utilities.rank_zero import rank_prefixed_message
 
+    from tkvr.base.progress import last_word
     from tkvr.run.launch import watch_peers
 
     watch_peers()
@@ -480,6 +481,12 @@ def test_a_peer_that_dies_is_named_before_the_launcher_stops_the_run(capsys):
                                    "all other processes to avoid zombies", rank=1))
     err = capsys.readouterr().err
     assert err.startswith("tkvr: error: the process of rank 1 (pid 4242) ended (killed by signal 9)"), err
+    # a refusal of that process alone (rank 0 was fine): its line, which it left for rank 0
+    last_word(os.getpid(), 2).write_text("3 of 4 training videos of this shard are unreadable")
+    log.info(rank_prefixed_message("Child process with PID 4343 terminated with code 1. Forcefully", rank=2))
+    err = capsys.readouterr().err
+    assert "rank 2 (pid 4343) ended (exit code 1: 3 of 4 training videos of this shard" in err, err
+    assert not last_word(os.getpid(), 2).exists()
 
 
 def test_twenty_loaders_with_readers_after_decoding_in_process(tmp_path):

@@ -17,7 +17,7 @@ from click.core import ParameterSource
 from tkvr import __version__
 from tkvr.base.config import RECIPES, SHAPE_KEYS
 from tkvr.base.errors import WRITE_FAULTS, Fault, TkvrError, one_line
-from tkvr.base.progress import is_rank_zero, publish, quiet_libraries, say, show_plan, status
+from tkvr.base.progress import is_rank_zero, leave_word, publish, quiet_libraries, say, show_plan, status
 from tkvr.base.settings import SECTIONS, build, from_run, leaves, options, sections, value_of
 from tkvr.commands import COMMANDS, Command, NotBuilt, load
 
@@ -160,6 +160,8 @@ def main(argv=None) -> None:
     except TkvrError as e:
         if is_rank_zero():  # under DDP every rank meets the same refusal: it is said once
             click.echo(f"tkvr: error: {one_line(e)}", err=True)
+        else:  # rank 0 says it if this process alone refused (tkvr.run.launch names a dead peer)
+            leave_word(one_line(e))
         sys.exit(1 if isinstance(e, (NotBuilt, Fault)) else 2)
     except OSError as e:
         if e.errno not in WRITE_FAULTS:

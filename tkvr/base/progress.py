@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import tempfile
 import warnings
 from contextlib import contextmanager
+from pathlib import Path
 
 import yaml
 
@@ -20,6 +22,19 @@ def is_rank_zero() -> bool:
         if os.environ.get(v, "0") not in ("", "0"):
             return False
     return True
+
+
+def last_word(launcher: int, rank: int) -> Path:
+    """Where a process a DDP launch started leaves its error line for the launching process."""
+    return Path(tempfile.gettempdir()) / f"tkvr-{launcher}-rank{rank}.err"
+
+
+def leave_word(line: str) -> None:
+    """A started process's error line, for rank 0 to print when it names this process's end."""
+    try:
+        last_word(os.getppid(), int(os.environ.get("LOCAL_RANK", "0"))).write_text(line)
+    except (OSError, ValueError):
+        pass
 
 
 def console():

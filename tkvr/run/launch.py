@@ -7,6 +7,7 @@ CPU DDP uses the gloo backend; FSDP saves full state dicts, so checkpoints load 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 
@@ -17,7 +18,7 @@ from lightning_fabric.utilities.exceptions import MisconfigurationException
 
 from tkvr.base.config import DeviceConfig
 from tkvr.base.errors import TkvrError
-from tkvr.base.progress import say, status
+from tkvr.base.progress import last_word, say, status
 
 
 def resolve_precision(setting: str, accelerator: str, cuda: bool, bf16: bool, mps: bool = False) -> str:
@@ -91,9 +92,13 @@ class _PeerDied(logging.Handler):
         if m:
             rank, pid, code = m.groups()
             how = f"killed by signal {-int(code)}" if int(code) < 0 else f"exit code {code}"
+            word = last_word(os.getpid(), int(rank))
+            if word.is_file():
+                how += ": " + word.read_text().strip()
+                word.unlink(missing_ok=True)
             sys.stderr.write(
-                f"tkvr: error: the process of rank {rank} (pid {pid}) ended ({how}); stopping the run "
-                "(the last checkpoint is kept: continue with --resume auto)\n"
+                f"tkvr: error: the process of rank {rank} (pid {pid}) ended ({how}); "
+                "stopping the run (the last checkpoint is kept: continue with --resume auto)\n"
             )
             sys.stderr.flush()
 
