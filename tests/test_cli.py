@@ -66,7 +66,7 @@ NO_GPU = not torch.cuda.is_available()
 # traceback, and no run folder {tmp}/run afterwards.
 MISTAKES = [
     ("train --data toy --views 4by3", ["--views", "CxS"]),
-    ("train --data toy --views 0x3", ["--views", "C must be >= 1"]),
+    ("train --data toy --views 0x3", ["--views", "C must be 1 to 32"]),
     ("train --data toy --frames 0", ["--frames", ">= 1"]),
     ("train --data toy --label-fraction 1.5", ["--label-fraction", "(0, 1]"]),
     ("train --data toy --max-bad-fraction 2", ["--max-bad-fraction"]),

@@ -188,7 +188,7 @@ def test_checkpoint_that_runs_code_is_refused(run_cli, tmp_path, monkeypatch):
 def test_user_mistakes(run_cli, tmp_path):
     out = tmp_path / "run"
     train(run_cli, out, "--epochs", "1", "--limit-batches", "1")
-    for views, word in (("0x3", "C must be >= 1"), ("4x2", "S must be 1 or 3")):
+    for views, word in (("0x3", "C must be 1 to 32"), ("4x2", "S must be 1 or 3")):
         code, _, err = run_cli("eval", "--checkpoint", out, "--views", views)
         assert_user_error(code, err, "--views", word)
     code, _, err = run_cli("train", *FAST, "--out", out)

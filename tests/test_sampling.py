@@ -28,7 +28,7 @@ def test_train_offsets_stay_in_their_segment():
 
 def test_views():
     assert parse_views("4x3") == (4, 3) and parse_views("1x1") == (1, 1)
-    for bad, msg in (("0x3", "C must be >= 1"), ("4x2", "must be 1 or 3"), ("four", "CxS")):
+    for bad, msg in (("0x3", "C must be 1 to 32"), ("4x2", "must be 1 or 3"), ("four", "CxS")):
         with pytest.raises(TkvrError, match=msg):
             parse_views(bad)
 

@@ -17,6 +17,7 @@ from click.core import ParameterSource
 from tkvr import __version__
 from tkvr.base.config import RECIPES, SHAPE_KEYS
 from tkvr.base.errors import WRITE_FAULTS, Fault, TkvrError, one_line
+from tkvr.base.procs import start_readers
 from tkvr.base.progress import is_rank_zero, leave_word, publish, quiet_libraries, say, show_plan, status
 from tkvr.base.settings import SECTIONS, build, from_run, leaves, options, sections, value_of
 from tkvr.commands import COMMANDS, Command, NotBuilt, load
@@ -97,6 +98,8 @@ def run(command: Command, kw: dict) -> int:
     cfg = parse(command.settings, kw)
     validate(cfg)
     dry = value_of(cfg, "dry_run", False)
+    if not dry and value_of(cfg, "workers", 0) != 0:  # None: the machine's default, some
+        start_readers()
     with status(f"tkvr {command.name}: loading torch and the model libraries"):
         work = load(command.plan if dry and command.plan else command.run)
     quiet_libraries(value_of(cfg, "verbose", False))  # after the import: libraries set theirs then

@@ -8,8 +8,9 @@ from collections import Counter
 from torch.utils.data import DataLoader
 
 from tkvr.base.config import CheckConfig
+from tkvr.base.procs import readers
 from tkvr.base.progress import track
-from tkvr.data.loader import readers, workers_for
+from tkvr.data.loader import workers_for
 from tkvr.data.sampling import segment_indices
 from tkvr.data.specs import resolve
 from tkvr.data.video import UnreadableVideo, denied, open_reader, pick_decoder, why_missing

@@ -19,7 +19,6 @@ epoch, and a seeded run repeats exactly.
 from __future__ import annotations
 
 import logging
-import multiprocessing as mp
 import os
 import random
 from collections import defaultdict
@@ -31,6 +30,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from tkvr.base.choices import parse_views
 from tkvr.base.errors import Fault, TkvrError
 from tkvr.base.fileio import atomic_write_text
+from tkvr.base.procs import readers
 from tkvr.data.sampling import label_fraction, segment_indices
 from tkvr.data.specs import Sample
 from tkvr.data.transforms import ClipAugment, EvalTransform, rand_augment, train_transform
@@ -212,17 +212,6 @@ def collate(items: list[dict]) -> dict:
 def workers_for(setting: int | None, devices: int = 1) -> int:
     """--workers as given, or the machine's default when it is not."""
     return default_workers(devices) if setting is None else setting
-
-
-def readers():
-    """How reader processes start: from a fork server, a clean process that imported this module
-    (torch, the decoders) once and runs no threads, never by forking this process. A process that
-    decoded video itself holds FFmpeg's and OpenMP's threads; a fork of it can inherit a lock one
-    of them held and wait forever (a test suite once hung so; a `tkvr fewshot` sweep, many runs in
-    one process, could too). The server starts once per process; each reader is a fork of it."""
-    ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["tkvr.data.loader"])
-    return ctx
 
 
 def default_workers(devices: int = 1) -> int:

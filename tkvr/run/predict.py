@@ -29,9 +29,10 @@ from tkvr.base.choices import parse_views
 from tkvr.base.config import DeviceConfig, ModelConfig, PredictConfig, TrainConfig
 from tkvr.base.errors import TkvrError
 from tkvr.base.fileio import atomic_write_bytes, atomic_write_text, hold
+from tkvr.base.procs import readers
 from tkvr.base.progress import bar, count, say
 from tkvr.data.classes import DEFAULT_TEMPLATES, IMAGE_TEMPLATES, resolve_classes
-from tkvr.data.loader import ClipDataset, default_workers, loader, readers
+from tkvr.data.loader import ClipDataset, default_workers, loader
 from tkvr.data.sampling import segment_indices
 from tkvr.data.specs import Sample
 from tkvr.data.toy import TEMPLATES as TOY_TEMPLATES
