@@ -403,11 +403,16 @@ def test_a_killed_prepare_takes_its_workers_with_it_and_a_rerun_lists_every_vide
     workers = [c for c in children(first.pid) if alive(c)]
     first.send_signal(signal.SIGKILL)
     first.wait()
+    done = set((out / "videos").glob("*.mp4"))
     assert workers, "no worker was seen encoding"
-    deadline = time.time() + 1  # the kernel's signal, not the end of the video in hand
+    # An encoding worker dies with its parent (the kernel's signal): the video in hand is never
+    # finished (renamed in) after the kill; one still starting ends once it finds its parent gone.
+    deadline = time.time() + 10
     while time.time() < deadline and any(alive(w) for w in workers):
         time.sleep(0.05)
-    assert not any(alive(w) for w in workers), "a worker outlived its killed parent"
+    assert not any(alive(w) for w in workers), "a worker outlived its killed parent by 10 s"
+    late = sorted(f.name for f in set((out / "videos").glob("*.mp4")) - done)
+    assert not late, f"finished after the kill, its lock gone: {late}"
     code, stdout, err = run_cli("prepare", "--data", src, "--out", out, "--workers", "0")
     assert code == 0, err
     assert "4 videos ready, 0 unreadable" in stdout and len(listed(out)) == 4
