@@ -82,7 +82,7 @@ def checksum(state) -> str:
         if isinstance(x, torch.Tensor):
             t = x.detach().cpu().contiguous().reshape(-1)
             h.update(f"{where}|{t.dtype}|{tuple(x.shape)}|".encode())
-            h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+            h.update(t.view(torch.uint8).numpy() if t.numel() else b"")  # no copy: the buffer itself
         elif isinstance(x, dict):
             for k in sorted(x, key=str):
                 if not (where == "" and k in ("checksum", "path")):

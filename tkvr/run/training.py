@@ -185,7 +185,8 @@ def _train(cfg: TrainConfig, src, train_ids, fabric, on_ready, held: ExitStack) 
     fabric = fabric or make_fabric(cfg.device)
     if fabric.global_rank == 0:
         held.enter_context(hold(out, "--out", "train", folder=True))
-        resume = plan_run_dir(cfg)  # again, holding the folder: another run may have written it
+        if resume is None:  # again, holding the folder: another run may have written it meanwhile
+            resume = plan_run_dir(cfg)  # (a resumed checkpoint was read and checked already)
     if on_ready is not None:
         on_ready(fabric)
     if fabric.global_rank == 0:
