@@ -26,8 +26,8 @@ def main():
     import torch
     from lightning_fabric import Fabric
 
-    from tkvr.base.choices import parse_views
     from tkvr.data.loader import ClipDataset, loader
+    from tkvr.data.settings import parse_views
     from tkvr.data.specs import resolve
     from tkvr.data.transforms import EvalTransform
     from tkvr.data.video import pick_decoder
@@ -39,7 +39,7 @@ def main():
     src = resolve("toy")
     samples = src.split("val")[: args.videos]
     bb = build_backbone(args.backbone)
-    model = build_model(bb, "tap", Head(random_matrix(len(src.classes), bb.dim), "random"), args.frames).eval()
+    model = build_model(bb, "tap", Head(random_matrix(len(src.classes), bb.dim), "random"), frames=args.frames).eval()
     pre = dict(open_clip.get_model_preprocess_cfg(model.visual))
     fabric = Fabric(accelerator="cpu", devices=1)
     decoder = pick_decoder("auto", quiet=True)

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from lightning_fabric import Fabric
 
-from tkvr.base.config import PredictConfig
+from tkvr.commands.predict import PredictConfig
 from tkvr.data.loader import ClipDataset, eval_loader, loader
 from tkvr.data.specs import Sample, resolve
 from tkvr.data.toy import write_video
@@ -80,7 +80,7 @@ def main() -> None:
 
     def dataset():
         tf = EvalTransform(preprocess_of(model), 1, scale)
-        return ClipDataset([Sample(p, -1) for p in paths], frames, tf, False, (1, 1), decoder, warn=False)
+        return ClipDataset([Sample(p, -1) for p in paths], frames, tf, train=False, decoder=decoder, warn=False)
 
     def run_eval():
         predict_scores(fabric, model, eval_loader(fabric, dataset(), a.batch, a.workers))

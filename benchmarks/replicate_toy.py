@@ -3,7 +3,7 @@
     python benchmarks/replicate_toy.py [--seeds 5] [--out runs/replicate] [--only premise,table1,...]
 
 Every number is a mean ± std over seeds; each run is an ordinary tkvr command (train, fewshot,
-zeroshot) with the toy recipe (tkvr.base.config.TOY_RECIPE). Printed as markdown tables, with what
+zeroshot) with the toy recipe (tkvr.run.settings.TOY_RECIPE). Printed as markdown tables, with what
 the paper reports for the same comparison beside them; written to OUT/replicate.json, and the
 training-loss curves (Figure 4) to OUT/loss_curves.png.
 
@@ -70,7 +70,7 @@ def tkvr(*args) -> None:
 
 
 def recipe(epochs: int, workers: int, **over) -> list[str]:
-    from tkvr.base.config import TOY_RECIPE
+    from tkvr.run.settings import TOY_RECIPE
 
     r = {**TOY_RECIPE, "epochs": epochs, "workers": workers, **over}
     out = []
@@ -100,12 +100,12 @@ def premise(out: Path, workers: int, seeds: list[int], tuned: list[float]) -> di
     import torch
     import torch.nn.functional as F
 
-    from tkvr.base.config import TrainConfig
     from tkvr.data.specs import resolve
     from tkvr.data.toy import TEMPLATES, VERSION, factor_accuracy, still, toy_classes
     from tkvr.model.heads import class_means, fit_lda, one_per_class
     from tkvr.model.video_model import build
     from tkvr.run.evaluation import split_features
+    from tkvr.run.settings import TrainConfig
 
     # P1: the words of the class names among the pretraining captions (the first 5,000 of the
     # pretraining set: examples/pretrain_toy_clip.py draws them from still() with seed 0)
@@ -128,7 +128,7 @@ def premise(out: Path, workers: int, seeds: list[int], tuned: list[float]) -> di
     classes = src.classes
     cfg = TrainConfig.from_flags({"backbone": "toy", "temporal": "tap", "frames": 8, "data": "toy",
                                   "workers": workers, "test_scale": 1.0})
-    _, model = build(cfg, classes, list(src.templates))
+    _, model = build(cfg.model, classes, list(src.templates), seed=cfg.optim.seed)
     feats = {split: split_features(model, src, split, 8, workers) for split in ("train", "val")}
     (xt, yt), (xv, yv) = feats["train"], feats["val"]
     c = len(classes)

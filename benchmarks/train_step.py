@@ -63,15 +63,16 @@ def timed(step, steps: int, warmup: int, sync) -> float:
 def tkvr_step(args, classes: int):
     from lightning_fabric import Fabric
 
-    from tkvr.base.config import TrainConfig
     from tkvr.model.video_model import build
     from tkvr.run.engine import lr_schedule
+    from tkvr.run.settings import TrainConfig
 
     cfg = TrainConfig.from_flags({"backbone": args.backbone, "pretrained": args.pretrained, "frames": args.frames,
                                   "temporal": args.temporal, "head": "random", "grad_checkpointing": args.grad_ckpt,
                                   "compile": args.compile})
     fabric = Fabric(accelerator=args.accelerator, devices=1, precision=args.precision)
-    _, model = build(cfg, [str(i) for i in range(classes)], ["{}"])
+    _, model = build(cfg.model, [str(i) for i in range(classes)], ["{}"], seed=0,
+                     grad_checkpointing=cfg.optim.grad_checkpointing)
     fused = fabric.device.type == "cuda"
     opt = torch.optim.AdamW(model.param_groups(5e-6, 10.0, 0.2), betas=(0.9, 0.98), fused=fused)
     if args.compile:

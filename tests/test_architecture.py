@@ -103,7 +103,8 @@ def test_the_cycle_finder_finds_a_cycle():  # the two tests above rely on it
 
 def test_the_ground_floor_imports_no_torch():
     code = (
-        "import sys, tkvr.base.config, tkvr.base.fileio, tkvr.base.progress, tkvr.base.choices, tkvr.cli; "
+        "import sys, tkvr.base.settings, tkvr.base.fileio, tkvr.base.progress, tkvr.model.settings, "
+        "tkvr.data.settings, tkvr.run.settings, tkvr.commands, tkvr.cli; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision', 'open_clip')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -137,16 +138,88 @@ def test_one_look_inside_fabrics_wrapper_and_short_lines():
 
 
 def test_command_modules_import_only_the_library():
-    names = {p.stem for p in (TKVR / "commands").glob("*.py")} - {"__init__"}
+    """A command module imports the library and `shared`, never another command; the demo alone,
+    which runs other commands' steps, imports their settings classes (and nothing else of them)."""
+    names = {p.stem for p in (TKVR / "commands").glob("*.py")} - {"__init__", "shared"}
     for p in (TKVR / "commands").glob("*.py"):
         for node in ast.walk(ast.parse(p.read_text())):
-            mods = []
             if isinstance(node, ast.ImportFrom) and node.module:
-                mods = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+                mod, imported = node.module, [a.name for a in node.names]
             elif isinstance(node, ast.Import):
-                mods = [a.name for a in node.names]
-            for m in mods:
-                assert not (m.startswith("tkvr.commands.") and m.split(".")[2] in names), (p.name, m)
+                mod, imported = "", [a.name for a in node.names]
+            else:
+                continue
+            for m in [mod] + [f"{mod}.{a}" if mod else a for a in imported]:
+                sibling = m.startswith("tkvr.commands.") and m.split(".")[2] in names
+                if sibling and p.stem != "__init__":
+                    assert p.stem == "demo" and all(a.endswith("Config") for a in imported), (p.name, m)
+
+
+def test_every_command_is_one_module_and_the_table_names_no_string():
+    from tkvr.commands import COMMANDS
+
+    modules_ = {p.stem for p in (TKVR / "commands").glob("*.py")} - {"__init__", "shared"}
+    assert sorted(c.name for c in COMMANDS) == sorted(modules_)
+    for c in COMMANDS:
+        here = f"tkvr.commands.{c.name}"
+        # train's settings are the run's own record (config.yaml, checkpoints): tkvr.run.settings
+        assert c.settings.__module__ == (here if c.name != "train" else "tkvr.run.settings"), c.name
+        for f in (c.run, c.show, c.plan, c.status):
+            assert f is None or (callable(f) and f.__module__ == here), (c.name, f)
+    source = (TKVR / "commands" / "__init__.py").read_text()
+    assert not re.search(r"[\"'][\w.]+:[\w]+[\"']", source)  # no "module:function" strings
+
+
+def test_the_ground_floor_holds_the_mechanism_only():
+    """No setting is declared in base/ (no group, no command's settings, no recipe): each lives
+    beside the code that reads it (model/settings.py, data/settings.py, run/settings.py, the
+    command's module)."""
+    declared = []
+    for p in (TKVR / "base").glob("*.py"):
+        for node in ast.walk(ast.parse(p.read_text())):
+            if isinstance(node, (ast.AnnAssign, ast.Assign)) and isinstance(node.value, ast.Call):
+                if getattr(node.value.func, "id", "") in ("setting", "borrow"):
+                    declared.append(f"{p.name}:{node.lineno}")
+            if isinstance(node, ast.Assign) and any("RECIPE" in getattr(t, "id", "") for t in node.targets):
+                declared.append(f"{p.name}:{node.lineno}")
+    assert not declared, declared
+    assert not (TKVR / "base" / "config.py").exists() and not (TKVR / "base" / "choices.py").exists()
+
+
+GROUPS = ("model", "data", "source", "optim", "run", "device", "train")
+
+
+def run_wide(tree: ast.AST) -> list[str]:
+    """NAME.GROUP.SETTING chains (`cfg.optim.seed`): code reading a group through an object that
+    holds several, i.e. the whole run. `self` is the code's own object and an imported module
+    (`timm.data.x`) a module, neither a settings object."""
+    modules_ = {a.asname or a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    return [
+        f"{n.value.value.id}.{n.value.attr}.{n.attr}:{n.lineno}"
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Attribute)
+        and isinstance(n.value, ast.Attribute)
+        and isinstance(n.value.value, ast.Name)
+        and n.value.value.id not in {"self", *modules_}
+        and n.value.attr in GROUPS
+    ]
+
+
+def test_a_lower_layer_takes_no_run_wide_settings_object():
+    """data/ and model/ receive their own group (a DataConfig, a ModelConfig) and the few values
+    they need by name (frames, seed), never the run's TrainConfig."""
+    hits = {
+        name: run_wide(ast.parse(p.read_text()))
+        for name, p in modules().items()
+        if folder(name) in ("data", "model")
+    }
+    assert not {k: v for k, v in hits.items() if v}, hits
+
+
+def test_the_run_wide_rule_catches_a_breach():
+    planted = "def build(m, cfg):\n    return m.frames, cfg.optim.seed, self_.model.frames\n"
+    assert run_wide(ast.parse(planted)) == ["cfg.optim.seed:2", "self_.model.frames:2"]
+    assert run_wide(ast.parse("import timm\ndef f(self, m):\n    return self.model.visual, timm.data.x\n")) == []
 
 
 def test_a_short_engine_that_names_no_part_of_the_model():

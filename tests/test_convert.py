@@ -233,11 +233,11 @@ def test_a_released_resnet_without_a_temporal_module(run_cli, tmp_path):
 def test_a_vit_b16_sized_layout_is_read_from_its_shapes(tmp_path):
     """The architecture comes from the shapes (ViT-B/16 and ViT-L/14@336px on the meta device), and
     the converted names are exactly the tkvr model's, shapes included."""
-    from tkvr.base.config import TrainConfig
     from tkvr.model.heads import Head
     from tkvr.model.released import layout, to_tkvr
     from tkvr.model.video_model import video_model
     from tkvr.run.convert import backbone_for
+    from tkvr.run.settings import TrainConfig
 
     for name, layers in (("ViT-B/16", 12), ("ViT-L/14@336px", 24)):
         bb = build_backbone(name, meta=True)

@@ -143,7 +143,7 @@ def _buffers(state):
     from tkvr.model.heads import Head, random_matrix
     from tkvr.model.video_model import build_model
 
-    m = build_model(build_backbone("tiny"), "tap", Head(random_matrix(60, 64), "text"), 2)
+    m = build_model(build_backbone("tiny"), "tap", Head(random_matrix(60, 64), "text"), frames=2)
     return len([k for k, _ in m.named_buffers() if not k.startswith("head.")])
 
 
@@ -443,8 +443,8 @@ def test_schedules_after_the_warm_up():
 def test_label_smoothing_is_the_smoothed_cross_entropy():
     from types import SimpleNamespace
 
-    from tkvr.base.config import TrainConfig
     from tkvr.model.video_model import VideoModel, build
+    from tkvr.run.settings import TrainConfig
 
     logits = torch.tensor([[2.0, 0.0, -1.0], [0.5, 1.5, 0.0]])
     y = torch.tensor([0, 2])
@@ -454,7 +454,8 @@ def test_label_smoothing_is_the_smoothed_cross_entropy():
         loss = VideoModel.loss(policy, lambda x: logits, None, y)
         expect = ((1 - eps) * -logp[[0, 1], y] + eps * -logp.mean(-1)).mean()  # by hand
         torch.testing.assert_close(loss, expect)
-    _, model = build(TrainConfig.from_flags({"backbone": "tiny", "label_smoothing": 0.1}), ["a", "b"], ["{}"])
+    cfg = TrainConfig.from_flags({"backbone": "tiny", "label_smoothing": 0.1})
+    _, model = build(cfg.model, ["a", "b"], ["{}"], seed=cfg.optim.seed)
     assert model.label_smoothing == 0.1  # the setting reaches the model's loss
 
 

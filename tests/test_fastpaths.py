@@ -22,7 +22,7 @@ class Ops(TorchDispatchMode):
 @pytest.mark.parametrize("train", [True, False])
 def test_open_clip_attention_goes_through_sdpa(train):
     bb = build_backbone("tiny")
-    model = build_model(bb, "tap", Head(random_matrix(3, bb.dim), "random"), 2)
+    model = build_model(bb, "tap", Head(random_matrix(3, bb.dim), "random"), frames=2)
     model.train(train)
     x = torch.randn(2, 2, 3, 32, 32)
     with Ops() as ops:
@@ -37,7 +37,7 @@ def test_gradient_checkpointing_gives_the_same_gradients():
     grads = []
     for ckpt in (False, True):
         bb = build_backbone("tiny")
-        model = build_model(bb, "tap", Head(random_matrix(3, bb.dim), "random"), 2)
+        model = build_model(bb, "tap", Head(random_matrix(3, bb.dim), "random"), frames=2)
         model.visual.set_grad_checkpointing(ckpt)
         model.train()
         torch.nn.functional.cross_entropy(model(x), y).backward()

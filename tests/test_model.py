@@ -83,15 +83,15 @@ def test_learned_head_on_the_model_starts_at_ln_c(tiny):
 def test_tap_order_invariant_ttrans_not(tiny):
     f = torch.randn(3, 6, tiny.dim)  # [B, T, D]
     perm = torch.tensor([5, 3, 1, 0, 2, 4])
-    tap = build_model(tiny, "tap", Head(random_matrix(2, tiny.dim), "random"), 6).temporal
+    tap = build_model(tiny, "tap", Head(random_matrix(2, tiny.dim), "random"), frames=6).temporal
     torch.testing.assert_close(tap(f), tap(f[:, perm]))
-    tt = build_model(tiny, "t-trans", Head(random_matrix(2, tiny.dim), "random"), 6).temporal
+    tt = build_model(tiny, "t-trans", Head(random_matrix(2, tiny.dim), "random"), frames=6).temporal
     assert (tt(f) - tt(f[:, perm])).abs().max() > 1e-6
 
 
 def test_ttrans_starts_near_tap(tiny):
     f = torch.randn(4, 8, tiny.dim)
-    tt = build_model(tiny, "t-trans", Head(random_matrix(2, tiny.dim), "random"), 8, t_trans_form="near-tap").temporal
+    tt = build_model(tiny, "t-trans", Head(random_matrix(2, tiny.dim), "random"), frames=8, t_trans_form="near-tap").temporal
     out, tap = tt(f), f.mean(1)
     rel = ((out - tap).norm(dim=-1) / tap.norm(dim=-1)).max()
     assert rel < 0.01, rel
@@ -111,7 +111,7 @@ def test_ttrans_draws_its_positions_first(tiny):
 
 def test_ttrans_released_form(tiny):
     f = torch.randn(4, 8, tiny.dim)  # [B, T, D]
-    model = build_model(tiny, "t-trans", Head(random_matrix(2, tiny.dim), "random"), 8, temporal_layers=2,
+    model = build_model(tiny, "t-trans", Head(random_matrix(2, tiny.dim), "random"), frames=8, temporal_layers=2,
                         t_trans_form="released")
     tt = model.temporal
     assert not hasattr(tt, "proj") and 0.015 < tt.pos.std().item() < 0.025
@@ -128,8 +128,8 @@ def test_temporal_convs_start_as_identity(name, temporal):
     plain = build_backbone(name)
     x = clips(plain, b=2, t=3)
     head = Head(random_matrix(2, plain.dim), "random")
-    ref = build_model(plain, "tap", head, 3).encode(x)
-    conv = build_model(build_backbone(name), temporal, head, 3, t1d_form="identity").encode(x)
+    ref = build_model(plain, "tap", head, frames=3).encode(x)
+    conv = build_model(build_backbone(name), temporal, head, frames=3, t1d_form="identity").encode(x)
     torch.testing.assert_close(conv, ref, atol=1e-5, rtol=1e-5)
 
 
@@ -149,7 +149,7 @@ def test_token_t1d_released_form_shifts_a_quarter_each_way_in_every_block():
     assert y[:, 2:4].tolist() == [[0, 0], [1, 1], [2, 2], [3, 3]]  # previous frame's
     torch.testing.assert_close(y[:, 4:], x[:, 4:])  # kept
     bb = build_backbone("tiny")
-    model = build_model(bb, "token-t1d", Head(random_matrix(2, bb.dim), "random"), 3)
+    model = build_model(bb, "token-t1d", Head(random_matrix(2, bb.dim), "random"), frames=3)
     blocks = model.visual.transformer.resblocks
     assert all(isinstance(b, TokenT1DBlock) and b.form == "released" for b in blocks)
     calls = []
@@ -158,7 +158,7 @@ def test_token_t1d_released_form_shifts_a_quarter_each_way_in_every_block():
     model(clips(bb, b=2, t=3))
     assert len(calls) == 2 * len(blocks)  # before the attention and before the MLP
     # the shift changes the output at step 0; the identity form does not (tested above)
-    ref = build_model(build_backbone("tiny"), "tap", Head(random_matrix(2, bb.dim), "random"), 3)
+    ref = build_model(build_backbone("tiny"), "tap", Head(random_matrix(2, bb.dim), "random"), frames=3)
     x = clips(bb, b=2, t=3)
     assert (model.encode(x) - ref.encode(x)).abs().max() > 1e-4
 
@@ -215,11 +215,11 @@ def test_backbone_errors():
 def test_temporal_errors(tiny):
     head = Head(random_matrix(2, tiny.dim), "random")
     with pytest.raises(TkvrError, match="choose one of tap, t1d, token-t1d, t-trans"):
-        build_model(tiny, "lstm", head, 4)
+        build_model(tiny, "lstm", head, frames=4)
     with pytest.raises(TkvrError, match="token-t1d"):
-        build_model(build_backbone("tiny"), "t1d", head, 4)
+        build_model(build_backbone("tiny"), "t1d", head, frames=4)
     with pytest.raises(TkvrError, match="--temporal t1d"):
-        build_model(build_backbone("tiny-rn"), "token-t1d", head, 4)
+        build_model(build_backbone("tiny-rn"), "token-t1d", head, frames=4)
 
 
 def test_t1d_blocks_place_the_convolutions_where_asked(run_cli, tmp_path):

@@ -9,7 +9,7 @@ import torch
 import yaml
 from conftest import PRE, small_set
 
-from tkvr.base.config import TOY_RECIPE
+from tkvr.run.settings import TOY_RECIPE
 
 FAST = ["--backbone", "tiny", "--frames", "2", "--batch-size", "16", "--workers", "0", "--epochs", "1",
         "--limit-batches", "2", "--warmup", "0"]
@@ -64,7 +64,7 @@ def test_logit_scale_trains_with_the_backbone_and_decay_reaches_every_parameter(
     from tkvr.model.video_model import build_model
 
     model = build_model(build_backbone("tiny"), "t-trans", Head(random_matrix(5, tiny.dim), "text",
-                                                                learn_scale=True), 2, temporal_layers=1)
+                                                                learn_scale=True), frames=2, temporal_layers=1)
     names = {id(p): n for n, p in model.named_parameters()}
     groups = model.param_groups(1e-5, 10.0, 0.2, "all")
     where = {names[id(p)]: (g["lr"], g["weight_decay"]) for g in groups for p in g["params"]}
@@ -114,8 +114,8 @@ def test_paper_cost_of_the_large_models():
     assert round(g32, 1) == 1660.6  # the frames alone
     # Table 7 (32 frames, T-Trans): the frames plus the temporal transformer's MLPs (6 layers of
     # 768 -> 3072 -> 768 over 32 tokens: 0.906 G, 28.3 M); the paper prints 1662 / 3829 and 230.7
-    from tkvr.base.config import TrainConfig
     from tkvr.model.cost import cost_of
+    from tkvr.run.settings import TrainConfig
 
     got = {}
     for name in ("ViT-L/14", "ViT-L/14@336px"):
@@ -141,7 +141,7 @@ def test_features_averaged_over_views_then_scored(tiny):
     from tkvr.model.video_model import build_model
     from tkvr.run.metrics import predict_scores
 
-    model = build_model(build_backbone("tiny"), "tap", Head(random_matrix(4, tiny.dim), "text", scale=30.0), 2)
+    model = build_model(build_backbone("tiny"), "tap", Head(random_matrix(4, tiny.dim), "text", scale=30.0), frames=2)
     g = torch.Generator().manual_seed(0)
     video = torch.randn(3, 6, 2, 3, 32, 32, generator=g)  # [B, V, T, 3, H, W]
     batch = {"video": video, "label": torch.tensor([0, 1, 2]), "index": torch.arange(3),
@@ -226,7 +226,7 @@ def test_test_scale_follows_the_released_rule(run_cli, tmp_path):
     src = resolve(str(small_set(tmp_path, bad=())))
     for size, scale, short in ((336, 1.0, 336), (224, 256 / 224, 256), (336, None, 336), (224, None, 256),
                                (40, None, 40)):
-        ds = eval_set(src.split("val")[:1], src, 2, {**PRE, "size": size}, "1x3", "pyav", "cpu", scale)
+        ds = eval_set(src.split("val")[:1], src, 2, {**PRE, "size": size}, (1, 3), "pyav", "cpu", scale)
         assert ds.transform.short == short, (size, scale)
     frames = torch.randint(0, 255, (2, 3, 480, 640), dtype=torch.uint8)
     assert EvalTransform({**PRE, "size": 336}, 3)(frames).shape == (3, 2, 3, 336, 336)

@@ -148,7 +148,7 @@ def test_a_long_video_is_opened_once_and_read_front_to_back(tmp_path, monkeypatc
     """Overlapping windows (1 s every 0.25 s) in chunks of 2: one reader per video, times asked
     for in order; an AVI (frames counted from the start) is decoded from the top once, not per chunk."""
     import tkvr.run.predict as pred
-    from tkvr.base.config import PredictConfig
+    from tkvr.commands.predict import PredictConfig
     from tkvr.data.video import _InOrder
 
     path = tmp_path / f"long{suffix}"

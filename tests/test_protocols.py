@@ -83,7 +83,7 @@ def test_zeroshot_without_and_with_training(run_cli, tmp_path):
     assert rows["with_training"]["scored_by"]["temporal"] == "t-trans" and rows["with_training"]["scored_by"]["trained"]
     ck = read_checkpoint(str(out / "seen"))
     cfg = config_of(ck)
-    _, fresh = build(cfg, ck["classes"], cfg.model.templates)  # the seeded init of the same run
+    _, fresh = build(cfg.model, ck["classes"], cfg.model.templates, seed=cfg.optim.seed)  # the seeded init of the same run
     assert not torch.equal(ck["model"]["temporal.pos"], fresh.temporal.pos.detach())  # the T-Trans trained
     from tkvr.data.toy import unseen_classes
 
@@ -277,7 +277,7 @@ def test_fewshot_defaults_are_the_papers_protocol(run_cli, tmp_path):
     length, --epochs epochs; RandAugment except on UCF-101 / HMDB-51 (the released few-shot configs)."""
     import csv
 
-    from tkvr.base.config import FewshotConfig
+    from tkvr.commands.fewshot import FewshotConfig
     from tkvr.run.protocols import schedule
 
     assert FewshotConfig.__dataclass_fields__["shots"].default == "1,3,5,all"

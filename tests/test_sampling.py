@@ -4,9 +4,9 @@ import sys
 
 import pytest
 
-from tkvr.base.choices import parse_views
 from tkvr.base.errors import TkvrError
 from tkvr.data.sampling import k_shot, label_fraction, segment_indices
+from tkvr.data.settings import parse_views
 from tkvr.data.specs import subset_ids
 
 

@@ -139,7 +139,7 @@ def test_eval_scores_the_fold_the_checkpoint_was_trained_on(run_cli, tmp_path):
 
 def test_checkpoint_configs_of_the_earlier_layout_load():
     """Checkpoints written before the device group kept devices and --embeddings under run."""
-    from tkvr.base.config import TrainConfig
+    from tkvr.run.settings import TrainConfig
 
     cfg = TrainConfig.from_flags({"backbone": "tiny", "devices": 2, "precision": "bf16-mixed", "embeddings": "e.pt",
                                   "fold": 2, "out": "runs/x"})
@@ -154,8 +154,8 @@ def test_checkpoint_configs_of_the_earlier_layout_load():
 
 
 def test_the_script_api_refuses_what_the_command_line_refuses():
-    from tkvr.base.config import TrainConfig
     from tkvr.base.errors import TkvrError
+    from tkvr.run.settings import TrainConfig
 
     with pytest.raises(TkvrError) as e:
         TrainConfig.from_flags({"augment": "gpu", "temporal": "lstm"})
@@ -165,7 +165,7 @@ def test_the_script_api_refuses_what_the_command_line_refuses():
 
 
 def test_model_settings_report_every_conflict():
-    from tkvr.base.config import ModelConfig
+    from tkvr.model.settings import ModelConfig
 
     problems = ModelConfig(head="random", template_mode="augment", objective="matching").validate()
     assert any("--template-mode augment shapes a text head" in p for p in problems), problems
@@ -175,7 +175,7 @@ def test_model_settings_report_every_conflict():
 def test_recipe_toy_sets_the_demos_values_where_no_flag_does(run_cli, tmp_path):
     import yaml
 
-    from tkvr.base.config import TOY_RECIPE
+    from tkvr.run.settings import TOY_RECIPE
 
     code, out, err = run_cli("train", "--data", "toy", "--recipe", "toy", "--backbone", "tiny", "--lr", "1e-3",
                              "--out", tmp_path / "run", "--dry-run")

@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from tkvr.base.config import TOY_RECIPE
+from tkvr.run.settings import TOY_RECIPE
 
 pytestmark = pytest.mark.slow
 
@@ -52,17 +52,17 @@ def test_premise_coarse_alignment_and_one_example_is_not_a_class():
     well below the all-data one (P3); time order invisible to it."""
     import torch.nn.functional as F
 
-    from tkvr.base.config import TrainConfig
     from tkvr.data.specs import resolve
     from tkvr.data.toy import factor_accuracy
     from tkvr.model.heads import class_means, one_per_class
     from tkvr.model.video_model import build
     from tkvr.run.evaluation import split_features
+    from tkvr.run.settings import TrainConfig
 
     src = resolve("toy")
     c = len(src.classes)
     cfg = TrainConfig.from_flags({"backbone": "toy", "temporal": "tap", "frames": 8, "data": "toy", "workers": 0})
-    _, model = build(cfg, src.classes, list(src.templates))
+    _, model = build(cfg.model, src.classes, list(src.templates), seed=cfg.optim.seed)
     xt, yt = split_features(model, src, "train", 8)
     xv, yv = split_features(model, src, "val", 8)
 
@@ -86,13 +86,13 @@ def test_scrambled_class_order_falls_to_chance(tmp_path):
     import open_clip
     from lightning_fabric import Fabric
 
-    from tkvr.base.config import TrainConfig
     from tkvr.data.loader import datasets, loader
     from tkvr.data.specs import resolve
     from tkvr.model.backbones import build_backbone
     from tkvr.model.text import encode_classes, load_embeddings, save_embeddings
     from tkvr.model.video_model import build
     from tkvr.run.metrics import evaluate
+    from tkvr.run.settings import TrainConfig
 
     src = resolve("toy@unseen")
     bb = build_backbone("toy")
@@ -107,8 +107,9 @@ def test_scrambled_class_order_falls_to_chance(tmp_path):
                                       "data": "toy@unseen", "workers": 0,
                                       "test_scale": 1.0})
         w = load_embeddings(tmp_path / f"{name}.pt", src.classes, bb.dim)["embeddings"]
-        _, model = build(cfg, src.classes, list(src.templates), embeddings=w)
-        _, val = datasets(cfg, src, dict(open_clip.get_model_preprocess_cfg(model.visual)))
+        _, model = build(cfg.model, src.classes, list(src.templates), seed=0, embeddings=w)
+        _, val = datasets(cfg.data, src, dict(open_clip.get_model_preprocess_cfg(model.visual)), frames=8,
+                          seed=0, accelerator="cpu")
         tops[name] = evaluate(Fabric(accelerator="cpu", devices=1), model, loader(val, 32, False, 0, 0, 0, 1), c)["top1"]
     chance = 100 / c
     assert tops["right"] >= 3 * chance, tops

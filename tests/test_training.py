@@ -5,8 +5,8 @@ import pytest
 import yaml
 from conftest import small_set
 
-from tkvr.base.config import TrainConfig
 from tkvr.base.settings import Frozen
+from tkvr.run.settings import TrainConfig
 from tkvr.run.training import resolve_run, train
 
 FLAGS = dict(backbone="tiny", frames=2, batch_size=8, workers=0, epochs=1, limit_batches=1, warmup=0.0,

@@ -371,12 +371,13 @@ def test_an_input_without_read_permission_is_an_unreadable_sample(tmp_path):
     ("TrainConfig", {"data": "toy", "views": "100000x3"}, "--views 100000x3: the number of temporal clips C"),
 ])
 def test_sizes_that_would_exhaust_memory_are_refused_up_front(cls, flags, words):
-    import tkvr.base.config as config
     from tkvr.base.errors import TkvrError
     from tkvr.base.settings import build
+    from tkvr.commands.predict import PredictConfig
+    from tkvr.run.settings import TrainConfig
 
     with pytest.raises(TkvrError) as e:
-        build(getattr(config, cls), flags).validate()
+        build({"TrainConfig": TrainConfig, "PredictConfig": PredictConfig}[cls], flags).validate()
     assert words in str(e.value), str(e.value)
 
 
@@ -503,7 +504,7 @@ def test_twenty_loaders_with_readers_after_decoding_in_process(tmp_path):
     paths = [str(write_clip(tmp_path / f"c{i}.mp4", frames=8, seed=i)) for i in range(3)]
     held = open_reader(paths[0], "torchcodec")
     held.read([0, 5])  # FFmpeg's threads alive in this process while readers start
-    ds = ClipDataset([Sample(p, i) for i, p in enumerate(paths)], 2, EvalTransform(PRE), False, warn=False)
+    ds = ClipDataset([Sample(p, i) for i, p in enumerate(paths)], 2, EvalTransform(PRE), train=False, warn=False)
     for _ in range(20):
         dl = loader(ds, 2, False, 1, 0, 0, 1)
         assert dl.multiprocessing_context.get_start_method() == "forkserver"
@@ -534,7 +535,6 @@ def mutants(data: bytes, rng, text: bool):
 
 def readers(trained, tmp_path):
     """kind -> (the file's good bytes, a function that reads a path as tkvr does)."""
-    from tkvr.base.config import TrainConfig
     from tkvr.base.settings import build, from_run
     from tkvr.data.classes import read_labels_file
     from tkvr.data.specs import read_list
@@ -543,6 +543,7 @@ def readers(trained, tmp_path):
     from tkvr.run.engine import EPOCH_COLUMNS, STEP_COLUMNS, read_log
     from tkvr.run.predict import Rows
     from tkvr.run.protocols import read_sample
+    from tkvr.run.settings import TrainConfig
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
     try:

@@ -15,12 +15,13 @@ import click
 from click.core import ParameterSource
 
 from tkvr import __version__
-from tkvr.base.config import RECIPES, SHAPE_KEYS
 from tkvr.base.errors import WRITE_FAULTS, Fault, TkvrError, one_line
 from tkvr.base.procs import start_readers
 from tkvr.base.progress import is_rank_zero, leave_word, publish, quiet_libraries, say, show_plan, status
 from tkvr.base.settings import SECTIONS, build, from_run, leaves, options, sections, value_of
-from tkvr.commands import COMMANDS, Command, NotBuilt, load
+from tkvr.commands import COMMANDS, Command, NotBuilt
+from tkvr.model.settings import SHAPE_KEYS
+from tkvr.run.settings import RECIPES
 
 ARGV: list[str] = []  # the arguments of this invocation, for reports
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100, "show_default": True}
@@ -101,15 +102,18 @@ def run(command: Command, kw: dict) -> int:
     if not dry and value_of(cfg, "workers", 0) != 0:  # None: the machine's default, some
         start_readers()
     with status(f"tkvr {command.name}: loading torch and the model libraries"):
-        work = load(command.plan if dry and command.plan else command.run)
+        # deferred (tkvr --help loads no torch): torch, Fabric and open_clip, the slow imports, here
+        # under the spinner and before the libraries' loggers are quieted
+        from tkvr.model import backbones, text  # noqa: F401  (the hub and transformers, via open_clip)
+        from tkvr.run import launch  # noqa: F401
     quiet_libraries(value_of(cfg, "verbose", False))  # after the import: libraries set theirs then
-    result = work(cfg)
+    result = (command.plan if dry and command.plan else command.run)(cfg)
     if dry:
         show_plan(result)
         return 0
-    show = load(command.show)
+    show = command.show
     publish(result, (lambda r: show(r, cfg)) if show else (lambda r: None), value_of(cfg, "json"))
-    return load(command.status)(result) if command.status else 0
+    return command.status(result) if command.status else 0
 
 
 class Sectioned(click.Command):

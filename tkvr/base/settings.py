@@ -27,7 +27,7 @@ from pathlib import Path
 import click
 
 from tkvr.base.errors import TkvrError
-from tkvr.base.fileio import read_yaml
+from tkvr.base.fileio import read_yaml, writable
 
 
 def setting(
@@ -82,6 +82,24 @@ def declaration(f: dataclasses.Field) -> dataclasses.Field:
 def fail_if(problems: list[str]) -> None:
     if problems:
         raise TkvrError("; ".join(problems))
+
+
+def at_least(problems: list[str], obj, minimum, *names: str) -> None:
+    """Each named setting of `obj` that is set and below `minimum` is a problem naming its flag."""
+    for name in names:
+        v = getattr(obj, name)
+        if v is not None and v < minimum:
+            problems.append(f"--{name.replace('_', '-')} must be >= {minimum}, got {v}")
+
+
+SUFFIXES = (".png", ".svg", ".pdf")  # the figure formats matplotlib writes
+
+
+def figure_problems(problems: list[str], flag: str, path: str | None) -> None:
+    """A figure to write: its suffix names a format matplotlib writes, and it can be written."""
+    if path and Path(path).suffix.lower() not in SUFFIXES:
+        problems.append(f"{flag} {path}: end the name in .png, .svg or .pdf")
+    writable(problems, flag, path)
 
 
 # ---------------------------------------------------------------- flat flags <-> grouped configs

@@ -7,7 +7,6 @@ from collections import Counter
 
 from torch.utils.data import DataLoader
 
-from tkvr.base.config import CheckConfig
 from tkvr.base.procs import readers
 from tkvr.base.progress import track
 from tkvr.data.loader import workers_for
@@ -47,22 +46,22 @@ class _Probe:
         return i, "ok", ""
 
 
-def check(cfg: CheckConfig) -> dict:
-    """-> the report: counts per class, the samples that are missing, empty or do not read (with
-    why, in `notes`), the videos the annotations list that are not on disk, the decoder."""
-    s = cfg.source
+def check(s, *, split: str, frames: int) -> dict:
+    """Every sample of `split` of the source `s` (a SourceConfig) read as training reads `frames`
+    of it. -> the report: counts per class, the samples that are missing, empty or do not read
+    (with why, in `notes`), the videos the annotations list that are not on disk, the decoder."""
     src = resolve(s.data, s.data_root, s.fold_or())
-    samples = src.split(cfg.split)
+    samples = src.split(split)
     decoder = pick_decoder(s.decoder)
     loader = DataLoader(
-        _Probe(samples, cfg.frames, decoder, s.decode_device, src.frame_template, src.frame_start),
+        _Probe(samples, frames, decoder, s.decode_device, src.frame_template, src.frame_start),
         batch_size=None,
         num_workers=workers_for(s.workers),
         multiprocessing_context=readers() if workers_for(s.workers) > 0 else None,
     )
     status: dict[str, list[int]] = {"missing": [], "empty": [], "unreadable": []}
     notes = {}
-    for i, st, msg in track(loader, len(samples), f"checking {src.name} {cfg.split}"):
+    for i, st, msg in track(loader, len(samples), f"checking {src.name} {split}"):
         if st != "ok":
             status[st].append(i)
             notes[samples[i].path] = msg
@@ -76,9 +75,9 @@ def check(cfg: CheckConfig) -> dict:
         "unreadable": [samples[i].path for i in bad],
         "missing": [samples[i].path for i in status["missing"]],
         "empty": [samples[i].path for i in status["empty"]],
-        "listed_not_on_disk": src.missing.get(cfg.split, []),
+        "listed_not_on_disk": src.missing.get(split, []),
         "decoder": decoder,
         "data": src.name,
-        "split": cfg.split,
+        "split": split,
         "notes": notes,  # path -> why it did not read
     }

@@ -27,7 +27,6 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from tkvr.base.choices import parse_views
 from tkvr.base.errors import Fault, TkvrError
 from tkvr.base.fileio import atomic_write_text
 from tkvr.base.procs import readers
@@ -68,6 +67,7 @@ class ClipDataset(Dataset):
         samples: list[Sample],
         frames: int,
         transform,
+        *,
         train: bool,
         views: tuple[int, int] = (1, 1),
         decoder: str = "torchcodec",
@@ -356,19 +356,18 @@ def eval_set(
     src,
     frames: int,
     preprocess: dict,
-    views: str,
+    views: tuple[int, int],
     decoder: str,
     device: str = "cpu",
     test_scale: float | None = None,
 ) -> ClipDataset:
-    """Eval clips of `samples` of a resolved data source, V = C x S views each."""
-    v = parse_views(views)
+    """Eval clips of `samples` of a resolved data source, V = C x S views each (`views`: (C, S))."""
     return ClipDataset(
         samples,
         frames,
-        EvalTransform(preprocess, v[1], test_scale),
+        EvalTransform(preprocess, views[1], test_scale),
         train=False,
-        views=v,
+        views=views,
         decoder=decoder,
         device=device,
         frame_template=src.frame_template,
@@ -376,33 +375,43 @@ def eval_set(
     )
 
 
-def augment_on(cfg) -> str:
-    """--augment auto: on the device when training runs on CUDA, else in the workers."""
-    if cfg.data.augment != "auto":
-        return cfg.data.augment
-    cuda = torch.cuda.is_available() and cfg.device.accelerator in ("auto", "cuda", "gpu")
+def augment_on(d, accelerator: str) -> str:
+    """--augment auto (d: DataConfig): on the device when training runs on CUDA, else in the
+    workers."""
+    if d.augment != "auto":
+        return d.augment
+    cuda = torch.cuda.is_available() and accelerator in ("auto", "cuda", "gpu")
     return "device" if cuda else "cpu"
 
 
-def datasets(cfg, src, preprocess: dict, train_ids: list[int] | None = None):
-    """Train and val ClipDatasets of a run (cfg: TrainConfig) over a resolved data source;
-    `train_ids` restricts training to those samples (a K-shot sample); else --label-fraction."""
+def datasets(
+    d,
+    src,
+    preprocess: dict,
+    *,
+    frames: int,
+    seed: int,
+    accelerator: str,
+    train_ids: list[int] | None = None,
+):
+    """Train and val ClipDatasets over a resolved data source from the data settings `d` (a
+    DataConfig): `frames` a clip, `seed` for --label-fraction's draw, `accelerator` for --augment
+    auto. `train_ids` restricts training to those samples (a K-shot sample); else --label-fraction."""
 
-    d = cfg.data
     decoder = pick_decoder(d.decoder)
     augment = (
         ClipAugment(preprocess, d.train_crop, src.flip, d.crop_area, d.grayscale)
-        if augment_on(cfg) == "device"
+        if augment_on(d, accelerator) == "device"
         else None
     )
     train = src.split("train")
-    if train_ids is None and cfg.data.label_fraction < 1:
-        train_ids = label_fraction([s.label for s in train], cfg.data.label_fraction, cfg.optim.seed)
+    if train_ids is None and d.label_fraction < 1:
+        train_ids = label_fraction([s.label for s in train], d.label_fraction, seed)
     if train_ids is not None:
         train = [train[i] for i in train_ids]
     train_set = ClipDataset(
         train,
-        cfg.model.frames,
+        frames,
         train_transform(preprocess, d.train_crop, src.flip, d.crop_area, d.grayscale),
         train=True,
         decoder=decoder,
@@ -414,6 +423,6 @@ def datasets(cfg, src, preprocess: dict, train_ids: list[int] | None = None):
         randaug=rand_augment(d.randaugment_for()),
     )
     val_set = eval_set(
-        src.split("val"), src, cfg.model.frames, preprocess, d.views, decoder, d.decode_device, d.test_scale
+        src.split("val"), src, frames, preprocess, d.view_pair, decoder, d.decode_device, d.test_scale
     )
     return train_set, val_set

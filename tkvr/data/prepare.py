@@ -34,7 +34,6 @@ from pathlib import Path
 
 import yaml
 
-from tkvr.base.config import PrepareConfig
 from tkvr.base.errors import DISK_FAULTS, WRITE_FAULTS, Fault, TkvrError
 from tkvr.base.fileio import atomic_write_text, hold
 from tkvr.base.progress import count, say, track
@@ -170,34 +169,32 @@ def listable(src) -> None:
                 )
 
 
-def prepare(cfg: PrepareConfig) -> dict:
-    """-> {videos, encoded, skipped (already done), unreadable: [messages]}; writes cfg.out."""
-    s = cfg.source
+def prepare(s, *, out: str, short_side: int, gop: int, crf: int) -> dict:
+    """The source `s` (a SourceConfig) re-encoded into the dataset folder `out`.
+    -> {videos, encoded, skipped (already done), unreadable: [messages]}."""
     src = resolve(s.data, s.data_root, s.fold_or())
-    out = Path(cfg.out)
+    out = Path(out)
     check_out(out, src)
     listable(src)
     videos = out / "videos"
     videos.mkdir(parents=True, exist_ok=True)
     with hold(out, "--out", "prepare", folder=True):
-        return _prepare(cfg, src, out, videos)
+        return _prepare(s, src, out, videos, (short_side, gop, crf))
 
 
-def _prepare(cfg: PrepareConfig, src, out: Path, videos: Path) -> dict:
-    s = cfg.source
+def _prepare(s, src, out: Path, videos: Path, enc: tuple[int, int, int]) -> dict:
+    short_side, gop, crf = enc
     for stale in videos.glob(".*.part"):  # a killed run's unfinished file: no live run owns it (the lock)
         stale.unlink()
     samples = {split: src.split(split) for split in src.splits if src.splits[split]}
     sources = sorted({x.path for xs in samples.values() for x in xs if kind_of(x.path) == "video"})
     todo = [
-        (p, str(target(videos, p)), cfg.short_side, cfg.gop, cfg.crf)
-        for p in sources
-        if not target(videos, p).is_file()
+        (p, str(target(videos, p)), short_side, gop, crf) for p in sources if not target(videos, p).is_file()
     ]
     say(
         f"prepare {src.name} -> {out}: {count(len(sources), 'video')}, "
         f"{len(sources) - len(todo)} already done; "
-        f"short side {cfg.short_side}, a key frame every {cfg.gop} frames"
+        f"short side {short_side}, a key frame every {gop} frames"
     )
     workers = workers_for(s.workers)
     bad: dict[str, str] = {}

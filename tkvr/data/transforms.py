@@ -23,7 +23,7 @@ import torch
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from tkvr.base.choices import CROPS
+from tkvr.data.settings import CROPS
 
 
 class MultiScaleCrop(torch.nn.Module):
@@ -92,7 +92,7 @@ def short_side(size: int, scale: float | None) -> int:
 def train_transform(
     preprocess: dict, crop: str = "rrc", flip: bool = True, area: float = 0.08, gray: float = 0.2
 ):
-    """crop: one of --train-crop's choices (tkvr.base.choices.CROPS); area: the smallest crop area of
+    """crop: one of --train-crop's choices (tkvr.data.settings.CROPS); area: the smallest crop area of
     rrc; gray: the probability of grayscale."""
     if crop not in CROPS:
         raise ValueError(f"crop {crop!r}: one of {CROPS}")

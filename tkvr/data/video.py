@@ -42,9 +42,9 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import get_worker_info
 
-from tkvr.base.choices import DECODERS
 from tkvr.base.errors import Fault, TkvrError
 from tkvr.base.progress import say
+from tkvr.data.settings import DECODERS
 
 VIDEO_EXTS = {
     ".mp4",

@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tkvr.base.choices import HEADS
 from tkvr.base.errors import TkvrError
+from tkvr.model.settings import HEADS
 
 LOGIT_SCALE = 100.0  # OpenAI CLIP's trained value; the default where a model brings none
 

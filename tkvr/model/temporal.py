@@ -36,8 +36,8 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from tkvr.base.choices import TEMPORAL
 from tkvr.base.errors import TkvrError
+from tkvr.model.settings import TEMPORAL
 
 
 class TAP(nn.Module):

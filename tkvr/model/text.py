@@ -148,19 +148,29 @@ def encode_text_only(
     return F.normalize(emb, dim=-1)
 
 
-def embed(cfg, classes: list[str], backbone) -> dict:
-    """The work of `tkvr embed` (cfg: EmbedConfig, checked; classes resolved; backbone built from
-    cfg): class names x templates -> [C, D], saved to cfg.out (and the correlation map to
-    cfg.plot, drawn by the command). -> {embeddings, classes, templates}."""
+def embed(
+    classes: list[str],
+    backbone,
+    *,
+    out: str,
+    name: str,
+    pretrained: str | None = None,
+    head: str = "text",
+    templates: list[str] | None = None,
+    seed: int = 0,
+    text_encoder: str | None = None,
+    class_names: str = "words",
+) -> dict:
+    """The work of `tkvr embed`: class names x templates -> [C, D] (or a random / orthogonal
+    `head`), saved to `out` with what made it (`name` and `pretrained`: the --backbone and
+    --pretrained that built `backbone`). -> {embeddings, classes, templates}."""
 
-    templates = list(cfg.templates or DEFAULT_TEMPLATES)
-    if cfg.head == "text":
-        emb = class_embeddings(backbone, classes, templates, cfg.text_encoder, names=cfg.class_names)
+    templates = list(templates or DEFAULT_TEMPLATES)
+    if head == "text":
+        emb = class_embeddings(backbone, classes, templates, text_encoder, names=class_names)
     else:
-        emb = head_matrix(cfg.head, len(classes), backbone.dim, cfg.seed)
-    save_embeddings(
-        cfg.out, emb, classes, cfg.backbone, cfg.pretrained, templates, cfg.head, cfg.text_encoder
-    )
+        emb = head_matrix(head, len(classes), backbone.dim, seed)
+    save_embeddings(out, emb, classes, name, pretrained, templates, head, text_encoder)
     return {"embeddings": emb, "classes": classes, "templates": templates}
 
 

@@ -136,6 +136,7 @@ def build_model(
     backbone: Backbone,
     temporal: str,
     head: nn.Module,
+    *,
     frames: int,
     temporal_layers: int = 6,
     t1d_blocks: list[int] | None = None,
@@ -181,28 +182,31 @@ def video_model(backbone: Backbone, m, head: nn.Module, visual: nn.Module | None
         backbone,
         m.temporal,
         head,
-        m.frames,
-        m.temporal_layers,
-        m.t1d_blocks,
-        m.t_trans_form,
-        visual,
-        m.t1d_form,
+        frames=m.frames,
+        temporal_layers=m.temporal_layers,
+        t1d_blocks=m.t1d_blocks,
+        t_trans_form=m.t_trans_form,
+        visual=visual,
+        t1d_form=m.t1d_form,
     )
 
 
 def build(
-    cfg,
+    m,
     classes: list[str],
     templates: list[str],
+    *,
+    seed: int,
+    grad_checkpointing: bool = False,
     weights: bool = True,
     embeddings=None,
     cosine_learned: bool = False,
 ):
-    """(Backbone, VideoModel) for `classes` from a run's config (TrainConfig): backbone, head,
-    temporal module. `weights=False` builds the architecture only (a checkpoint supplies the
-    weights). `embeddings` [C, D] overrides the head's matrix."""
+    """(Backbone, VideoModel) for `classes` from the model settings `m` (a ModelConfig): backbone,
+    head, temporal module; `seed` draws the random heads and learned prompts. `weights=False`
+    builds the architecture only (a checkpoint supplies the weights). `embeddings` [C, D]
+    overrides the head's matrix."""
 
-    m = cfg.model
     backbone = build_backbone(m.backbone, m.pretrained if weights else "none")
     bank, visual, width = None, None, backbone.dim
     if m.visual:  # the vision-only head reads the timm features directly; the others need D
@@ -228,17 +232,17 @@ def build(
                     backbone, classes, templates, m.text_encoder, names=m.class_names
                 )
         elif m.head == "lda":  # a placeholder: the LDA fit replaces it from visual features
-            embeddings = head_matrix("random", len(classes), width, cfg.optim.seed)
+            embeddings = head_matrix("random", len(classes), width, seed)
         else:
-            embeddings = head_matrix(m.head, len(classes), width, cfg.optim.seed)
-    scale, learn = logit_scale(backbone, m.logit_scale)
+            embeddings = head_matrix(m.head, len(classes), width, seed)
+    scale, learn = logit_scale(backbone, m.temperature)
     if m.template_mode == "learn":  # the context starts random; a checkpoint's weights replace it
         head = PromptHead(
             backbone.clip,
             backbone.tokenizer,
             [prompt_name(c, m.class_names) for c in classes],
             m.prompt_length,
-            cfg.optim.seed,
+            seed,
             scale=scale,
             learn_scale=learn,
         )
@@ -268,7 +272,7 @@ def build(
     model = video_model(backbone, m, head, visual)
     model.objective = m.objective
     model.label_smoothing = m.label_smoothing
-    if cfg.optim.grad_checkpointing:
+    if grad_checkpointing:
         model.visual.set_grad_checkpointing(True)
     return backbone, model
 
@@ -283,13 +287,13 @@ def check_encoder(asked: str | None, path: str, made_by: str | None) -> None:
         )
 
 
-def logit_scale(backbone: Backbone, setting: str) -> tuple[float, bool]:
+def logit_scale(backbone: Backbone, setting: str | float) -> tuple[float, bool]:
     """(start value, trained?) of the cosine heads' temperature for --logit-scale: learn and fixed
     start from the model's own `logit_scale.exp()` (100 for OpenAI CLIP, about 21.7 for the toy
-    CLIP), a number is used as given."""
+    CLIP), a number is used as given (`setting`: ModelConfig.temperature)."""
 
-    if setting not in ("learn", "fixed"):
-        return float(setting), False
+    if not isinstance(setting, str):
+        return setting, False
     own = getattr(backbone.clip, "logit_scale", None)
     value = float(own.detach().float().exp()) if isinstance(own, torch.Tensor) else LOGIT_SCALE
     return value, setting == "learn"

@@ -16,13 +16,14 @@ from pathlib import Path
 
 import torch
 
-from tkvr.base.config import SHAPE_KEYS, DeviceConfig, TrainConfig
 from tkvr.base.errors import Fault, TkvrError
 from tkvr.base.fileio import safe_load
 from tkvr.base.settings import RUN_GROUPS, type_problems
 from tkvr.data.specs import absolute
 from tkvr.model.backbones import build_backbone
+from tkvr.model.settings import SHAPE_KEYS
 from tkvr.model.video_model import build, swap_classes
+from tkvr.run.settings import DeviceConfig, TrainConfig
 
 FORMAT = 1
 # "linear": the learned head is a plain linear layer. Checkpoints without this key have the
@@ -292,9 +293,11 @@ def load_model(ckpt: dict, classes: list[str] | None = None, flag: str = "--labe
             f"--checkpoint {ckpt['path']}: no head weights inside (a checkpoint of another model?)"
         )
     backbone, model = build(
-        cfg,
+        cfg.model,
         ckpt["classes"],
         cfg.model.templates,
+        seed=cfg.optim.seed,
+        grad_checkpointing=cfg.optim.grad_checkpointing,
         weights=False,
         embeddings=weight,
         cosine_learned=ckpt.get("head_form") != HEAD_FORM,

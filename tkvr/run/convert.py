@@ -18,7 +18,6 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from tkvr.base.config import ConvertConfig, TrainConfig
 from tkvr.base.errors import TkvrError
 from tkvr.base.fileio import atomic_save, safe_load
 from tkvr.base.progress import say
@@ -29,6 +28,7 @@ from tkvr.model.released import describe, layout, matches, released_state, to_tk
 from tkvr.model.text import class_embeddings, load_embeddings
 from tkvr.model.video_model import build
 from tkvr.run.checkpoint import FORMAT, HEAD_FORM, sealed
+from tkvr.run.settings import TrainConfig
 from tkvr.run.training import write_config
 
 
@@ -50,7 +50,7 @@ def backbone_for(lay, asked: str | None, path: str) -> str:
     )
 
 
-def class_names(cfg: ConvertConfig, saved: dict | None) -> list[str]:
+def class_names(cfg, saved: dict | None) -> list[str]:
     if cfg.labels:
         return resolve_classes(cfg.labels, "--labels")
     if cfg.data:
@@ -62,7 +62,7 @@ def class_names(cfg: ConvertConfig, saved: dict | None) -> list[str]:
     )
 
 
-def classifier(cfg: ConvertConfig, run: TrainConfig, dim: int) -> tuple[list[str], torch.Tensor]:
+def classifier(cfg, run: TrainConfig, dim: int) -> tuple[list[str], torch.Tensor]:
     """(class names, [C, D] normalised classifier) from --embeddings, or embedded now."""
     saved = None
     if cfg.embeddings:
@@ -85,7 +85,7 @@ def classifier(cfg: ConvertConfig, run: TrainConfig, dim: int) -> tuple[list[str
     return names, emb
 
 
-def convert(cfg: ConvertConfig) -> dict:
+def convert(cfg) -> dict:
     """Read, check, build, load, write; nothing is written before everything has been checked."""
     path, out = cfg.file, Path(cfg.out)
     if (out / "checkpoints" / "last.pt").exists() or (out / "checkpoints" / "best.pt").exists():
@@ -108,7 +108,7 @@ def convert(cfg: ConvertConfig) -> dict:
     run.data.data_root = os.path.abspath(cfg.data_root) if cfg.data_root else None
     run.data.fold = cfg.fold or 1
     names, emb = classifier(cfg, run, lay.embed_dim)
-    _, model = build(run, names, m.templates, weights=False, embeddings=emb)
+    _, model = build(run.model, names, m.templates, seed=run.optim.seed, weights=False, embeddings=emb)
     got = to_tkvr(state, lay)
     missing, unexpected = model.load_state_dict(got, strict=False)
     missing = [k for k in missing if k != "head.weight"]

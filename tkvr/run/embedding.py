@@ -3,7 +3,6 @@ correlation map (--plot, the paper's Figure 1)."""
 
 from __future__ import annotations
 
-from tkvr.base.config import EmbedConfig
 from tkvr.data.classes import resolve_classes
 from tkvr.model.backbones import build_backbone
 from tkvr.model.heads import orthogonal_matrix
@@ -11,12 +10,24 @@ from tkvr.model.text import embed
 from tkvr.run.plots import plot_correlation
 
 
-def embed_classes(cfg: EmbedConfig) -> dict:
-    """-> {embeddings [C, D], classes, templates}; the file is cfg.out, the map cfg.plot."""
+def embed_classes(cfg) -> dict:
+    """`tkvr embed` from its settings (tkvr.commands.embed.EmbedConfig).
+    -> {embeddings [C, D], classes, templates}; the file is cfg.out, the map cfg.plot."""
     classes = resolve_classes(cfg.classes)
     if cfg.head == "orthogonal":  # the width, from the architecture alone: refused before any weights load
         orthogonal_matrix(len(classes), build_backbone(cfg.backbone, meta=True).dim)
-    res = embed(cfg, classes, build_backbone(cfg.backbone, cfg.pretrained))
+    res = embed(
+        classes,
+        build_backbone(cfg.backbone, cfg.pretrained),
+        out=cfg.out,
+        name=cfg.backbone,
+        pretrained=cfg.pretrained,
+        head=cfg.head,
+        templates=cfg.templates,
+        seed=cfg.seed,
+        text_encoder=cfg.text_encoder,
+        class_names=cfg.class_names,
+    )
     if cfg.plot:
         title = f"{cfg.head} embeddings, {cfg.backbone}"
         plot_correlation(res["embeddings"], res["classes"], cfg.plot, title=title)

@@ -31,7 +31,6 @@ import torch
 from lightning_fabric.loggers import TensorBoardLogger
 
 from tkvr import __version__
-from tkvr.base.config import TrainConfig
 from tkvr.base.errors import TkvrError
 from tkvr.base.fileio import atomic_write_text, read_table
 from tkvr.base.progress import TrainProgress, say
@@ -39,6 +38,7 @@ from tkvr.data.loader import start_epoch
 from tkvr.run.checkpoint import FORMAT, HEAD_FORM, STATE_KEYS, rng_state, save_checkpoint, set_rng_state
 from tkvr.run.collective import gather_with_grad, stop_if_not_finite
 from tkvr.run.metrics import evaluate
+from tkvr.run.settings import TrainConfig
 
 
 # ---------------------------------------------------------------- schedule

@@ -30,7 +30,7 @@ def split_features(model, src, split: str, frames: int, workers: int = 0, test_s
     premise checks."""
 
     fabric = Fabric(accelerator="cpu", devices=1)
-    ds = eval_set(src.split(split), src, frames, preprocess_of(model), "1x1", "auto", "cpu", test_scale)
+    ds = eval_set(src.split(split), src, frames, preprocess_of(model), (1, 1), "auto", "cpu", test_scale)
     return extract_features(fabric, model, eval_loader(fabric, ds, 32, workers))
 
 
@@ -42,7 +42,7 @@ def resolved_auto(cfg) -> dict:
     return {
         "precision": precision_here(cfg.device),
         "workers": workers_for(cfg.data.workers, cfg.device.devices),
-        "augment": augment_on(cfg),
+        "augment": augment_on(cfg.data, cfg.device.accelerator),
         "device_batch": cfg.optim.device_batch or cfg.optim.batch_size // world,
         "accumulation": cfg.optim.accumulation(world),
     }
@@ -85,7 +85,7 @@ def evaluate_checkpoint(cfg, fabric=None) -> dict:
         src,
         tcfg.model.frames,
         preprocess_of(model),
-        cfg.views,
+        cfg.view_pair,
         decoder,
         s.decode_device,
         test_scale,
@@ -194,7 +194,9 @@ def predictions(where: str, workers: int = 0, batch: int = 32):
 
     cfg, _, model = load_model(read_checkpoint(where))
     src = resolve(cfg.data.data, cfg.data.data_root, cfg.data.fold_or())
-    _, val = datasets(cfg, src, preprocess_of(model))
+    _, val = datasets(
+        cfg.data, src, preprocess_of(model), frames=cfg.model.frames, seed=cfg.optim.seed, accelerator="cpu"
+    )
     return predict_scores(
         Fabric(accelerator="cpu", devices=1), model, loader(val, batch, False, workers, 0, 0, 1)
     ), src

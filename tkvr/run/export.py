@@ -19,7 +19,6 @@ from pathlib import Path
 
 import torch
 
-from tkvr.base.config import ExportConfig
 from tkvr.base.errors import Fault, TkvrError
 from tkvr.base.fileio import atomic_path, atomic_write_text, hold
 from tkvr.base.progress import say, status
@@ -47,12 +46,12 @@ def digest(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def export(cfg: ExportConfig) -> dict:
+def export(cfg) -> dict:
     with hold(cfg.out, "--out", "export"):
         return _export(cfg)
 
 
-def _export(cfg: ExportConfig) -> dict:
+def _export(cfg) -> dict:
     onnx = Path(cfg.out).suffix.lower() == ".onnx"
     missing = [m for m in ONNX_NEEDS if importlib.util.find_spec(m) is None] if onnx else []
     if missing:

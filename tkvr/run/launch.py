@@ -16,9 +16,9 @@ from lightning_fabric import Fabric
 from lightning_fabric.strategies import DDPStrategy, FSDPStrategy
 from lightning_fabric.utilities.exceptions import MisconfigurationException
 
-from tkvr.base.config import DeviceConfig
 from tkvr.base.errors import TkvrError
 from tkvr.base.progress import last_word, say, status
+from tkvr.run.settings import DeviceConfig
 
 
 def resolve_precision(setting: str, accelerator: str, cuda: bool, bf16: bool, mps: bool = False) -> str:

@@ -25,8 +25,6 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from tkvr.base.choices import parse_views
-from tkvr.base.config import DeviceConfig, ModelConfig, PredictConfig, TrainConfig
 from tkvr.base.errors import TkvrError
 from tkvr.base.fileio import atomic_write_bytes, atomic_write_text, hold
 from tkvr.base.procs import readers
@@ -48,9 +46,11 @@ from tkvr.data.video import (
     reason,
     why_missing,
 )
+from tkvr.model.settings import ModelConfig
 from tkvr.model.video_model import build, preprocess_of, unwrap
 from tkvr.run.checkpoint import load_model, read_checkpoint
 from tkvr.run.launch import make_fabric
+from tkvr.run.settings import DeviceConfig, TrainConfig
 
 LIST_EXTS = {".txt", ".lst", ".list"}
 
@@ -107,7 +107,7 @@ def _listed(folder: Path, line: str) -> str:
 
 
 # ---------------------------------------------------------------- the model
-def scorer(cfg: PredictConfig, paths: list[str], ckpt: dict | None):
+def scorer(cfg, paths: list[str], ckpt: dict | None):
     """(model, class names, frames, test scale, what scores) from --checkpoint, or zero-shot from
     --backbone: the pre-trained encoder, TAP over the frames, a frozen head of the names embedded
     with the model's own templates and its own logit scale."""
@@ -120,13 +120,14 @@ def scorer(cfg: PredictConfig, paths: list[str], ckpt: dict | None):
         tcfg = TrainConfig()  # a run's defaults (eval's test scale among them), TAP over the frames
         tcfg.model.backbone, tcfg.model.pretrained = cfg.backbone, cfg.pretrained
         tcfg.model.frames, tcfg.model.temporal = frames_for(cfg, None), "tap"
-        _, model = build(tcfg, classes, cfg.templates or own_templates(cfg.backbone, paths))
+        templates = cfg.templates or own_templates(cfg.backbone, paths)
+        _, model = build(tcfg.model, classes, templates, seed=tcfg.optim.seed)
         source = f"{cfg.backbone} (zero-shot)"
     scale = cfg.test_scale if cfg.test_scale is not None else tcfg.data.test_scale
     return model, classes, frames_for(cfg, ckpt), scale, source
 
 
-def frames_for(cfg: PredictConfig, ckpt: dict | None) -> int:
+def frames_for(cfg, ckpt: dict | None) -> int:
     """--frames, else the checkpoint's, else a run's default."""
     return cfg.frames or (ckpt["config"]["model"]["frames"] if ckpt else ModelConfig().frames)
 
@@ -428,14 +429,14 @@ def segments(windows: list[dict]) -> list[dict]:
 
 
 # ---------------------------------------------------------------- the run
-def predict(cfg: PredictConfig) -> list[dict]:
+def predict(cfg) -> list[dict]:
     """Top-k labels and scores per input (with --window: per window, and the segments); an input
     that does not read gets its error instead. Rows go to --out as they are scored."""
     with hold(cfg.out, "--out", "predict") if cfg.out else nullcontext():
         return _predict(cfg)
 
 
-def _predict(cfg: PredictConfig) -> list[dict]:
+def _predict(cfg) -> list[dict]:
     paths = gather(cfg.files)
     decoder = pick_decoder(cfg.decoder, quiet=True)
     rows = Rows(cfg.out, cfg.top_k, cfg.window is not None, cfg.resume)
@@ -452,12 +453,14 @@ def _predict(cfg: PredictConfig) -> list[dict]:
             model, classes, frames, scale, source = scorer(cfg, paths, ckpt)
             fabric = make_fabric(DeviceConfig(accelerator=cfg.accelerator, precision=cfg.precision))
             score = Score(fabric.setup_module(model), fabric, classes, min(cfg.top_k, len(classes)))
-            clips, crops = parse_views(cfg.views)
+            clips, crops = cfg.view_pair
             transform = EvalTransform(preprocess_of(model), crops, scale)
             workers = min(default_workers() if cfg.workers is None else cfg.workers, len(todo))
             if cfg.window is None:
                 samples = [Sample(p, -1) for p in todo]
-                ds = ClipDataset(samples, frames, transform, False, (clips, 1), decoder, warn=False)
+                ds = ClipDataset(
+                    samples, frames, transform, train=False, views=(clips, 1), decoder=decoder, warn=False
+                )
                 run = _whole(loader(ds, cfg.batch_size, False, workers, 0, 0, 1), todo, score, rows)
             else:
                 stride = cfg.stride or cfg.window / 2

@@ -22,8 +22,6 @@ import math
 import statistics
 from pathlib import Path
 
-from tkvr.base.choices import ALL_SHOTS, parse_shots
-from tkvr.base.config import FewshotConfig, ZeroshotConfig
 from tkvr.base.errors import TkvrError
 from tkvr.base.fileio import atomic_write_text, read_json, read_text
 from tkvr.base.progress import count, say
@@ -39,6 +37,7 @@ from tkvr.run.checkpoint import load_model, read_checkpoint
 from tkvr.run.evaluation import resolved_auto
 from tkvr.run.launch import make_fabric
 from tkvr.run.metrics import predict_scores, protocol_top1
+from tkvr.run.settings import ALL_SHOTS
 from tkvr.run.training import plan, plan_run_dir, resolve_run
 from tkvr.run.training import train as train_run
 
@@ -87,12 +86,12 @@ def read_sample(path: str, train, classes: list[str]) -> list[int]:
     return ids
 
 
-def fewshot(cfg: FewshotConfig) -> dict[str, dict]:
+def fewshot(cfg) -> dict[str, dict]:
     """The sweep: K ('1', '3', 'all', ...) -> {top1, std, runs}; fewshot.csv / fewshot.json in --out
     (rank 0). K-shot runs train --shot-epochs over their sample; 'all' trains --epochs."""
 
     base = copy.deepcopy(cfg.train)  # the sweep's own copy: the caller's settings stay as given
-    shots = parse_shots(cfg.shots)
+    shots = cfg.ks
     src = resolve(base.data.data, base.data.data_root, base.data.fold_or(), write=not base.run.dry_run)
     # the released few-shot configs (092ad0a): RandAugment for Kinetics-400, none for UCF-101 and HMDB-51
     base.data.randaugment = base.data.randaugment_for(off=src.name.split("@")[0] in ("ucf101", "hmdb51"))
@@ -175,13 +174,13 @@ def fewshot(cfg: FewshotConfig) -> dict[str, dict]:
     return results
 
 
-def schedule(cfg: FewshotConfig, k: int, split: int, sample: int) -> dict:
+def schedule(cfg, k: int, split: int, sample: int) -> dict:
     """How one K-shot run of the sweep trains: {epochs, repeats (of the sample per epoch),
     clips_per_epoch}. released: the sample repeated floor(split / sample) times (the released
     train.py at 238c07f), --epochs epochs; paper: the sample once, --shot-epochs epochs. 'all' is the whole
     split for --epochs. --epoch-size sets the clips per epoch of a K-shot run in both.
 
-    >>> from tkvr.base.config import FewshotConfig
+    >>> from tkvr.commands.fewshot import FewshotConfig
     >>> schedule(FewshotConfig(), 1, 9537, 101)   # UCF-101 split 1, 1-shot, released
     {'epochs': 30, 'repeats': 94, 'clips_per_epoch': 9494}
     >>> schedule(FewshotConfig(shot_schedule="paper"), 1, 9537, 101)
@@ -197,7 +196,7 @@ def schedule(cfg: FewshotConfig, k: int, split: int, sample: int) -> dict:
     return {"epochs": epochs, "repeats": repeats, "clips_per_epoch": repeats * sample}
 
 
-def zeroshot(cfg: ZeroshotConfig) -> dict:
+def zeroshot(cfg) -> dict:
     """Rows without_training (and with_training unless --no-train), each {top1, num_samples}
     (+ std, halves under --protocol half); zeroshot.json in --out (rank 0)."""
 
@@ -258,7 +257,7 @@ def zeroshot(cfg: ZeroshotConfig) -> dict:
             unseen,
             run.model.frames,
             preprocess_of(model),
-            d.views,
+            d.view_pair,
             decoder,
             d.decode_device,
             run.data.test_scale,
@@ -278,7 +277,13 @@ def zeroshot(cfg: ZeroshotConfig) -> dict:
         by = {**scored_by(pre, trained=True), "checkpoint": ckpt["path"]}
     else:  # w/o train: the pre-trained model alone, the unseen names swapped in
         pre = pretrained_only(base)
-        backbone, model = build(pre, seen.classes, base.model.templates)
+        backbone, model = build(
+            pre.model,
+            seen.classes,
+            base.model.templates,
+            seed=pre.optim.seed,
+            grad_checkpointing=pre.optim.grad_checkpointing,
+        )
         swap_classes(
             model, backbone, unseen.classes, templates, base.model.text_encoder, base.model.class_names
         )

@@ -24,7 +24,6 @@ from pathlib import Path
 import torch
 import yaml
 
-from tkvr.base.config import TrainConfig
 from tkvr.base.errors import TkvrError
 from tkvr.base.fileio import atomic_save, atomic_write_text, hold, safe_load
 from tkvr.base.progress import count, say
@@ -43,9 +42,10 @@ from tkvr.run.engine import Parts, Trainer, history, write_report
 from tkvr.run.evaluation import resolved_auto
 from tkvr.run.launch import make_fabric, precision_here
 from tkvr.run.metrics import extract_features
+from tkvr.run.settings import TrainConfig
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TrainResult:
     out: Path
     epochs: int
@@ -98,7 +98,7 @@ def resolve_run(cfg: TrainConfig, src=None) -> tuple[TrainConfig, object]:
     if cfg.data.test_scale is None:  # the released rule, recorded as a number where the size is known
         size = input_size_of(cfg.model.backbone, cfg.model.visual)
         run.data.test_scale = released_scale(size) if size else None
-    run.data.augment = augment_on(cfg)
+    run.data.augment = augment_on(cfg.data, cfg.device.accelerator)
     run.device.precision = precision_here(cfg.device, say_why=True)
     m = cfg.model
     if m.embeddings and m.head == "text" and m.template_mode != "learn" and not m.text_online:
@@ -177,10 +177,24 @@ def _train(cfg: TrainConfig, src, train_ids, fabric, on_ready, held: ExitStack) 
         )
     resume = plan_run_dir(cfg)
     t0 = time.time()
-    backbone, model = build(cfg, src.classes, cfg.model.templates)
+    backbone, model = build(
+        cfg.model,
+        src.classes,
+        cfg.model.templates,
+        seed=cfg.optim.seed,
+        grad_checkpointing=cfg.optim.grad_checkpointing,
+    )
     if cfg.run.init and resume is None:
         say(f"starting from the weights of {start_from(cfg.run.init, model)}")
-    train_set, val_set = datasets(cfg, src, preprocess_of(model), train_ids)
+    train_set, val_set = datasets(
+        cfg.data,
+        src,
+        preprocess_of(model),
+        frames=cfg.model.frames,
+        seed=cfg.optim.seed,
+        accelerator=cfg.device.accelerator,
+        train_ids=train_ids,
+    )
     short_clips(cfg, src, train_set.samples[:1])
     fabric = fabric or make_fabric(cfg.device)
     if fabric.global_rank == 0:
@@ -215,30 +229,29 @@ def _train(cfg: TrainConfig, src, train_ids, fabric, on_ready, held: ExitStack) 
     if trainer.epoch >= cfg.optim.epochs:  # a finished run: its report stays as it is
         say(f"{out} has finished its {cfg.optim.epochs} epochs; nothing to train (raise --epochs to go on)")
         return TrainResult(
-            out,
-            trainer.epoch,
-            trainer.step,
-            trainer.best,
-            {},
-            history(out / "metrics.csv"),
-            [],
-            trainer.model,
-            backbone,
-            fabric,
+            out=out,
+            epochs=trainer.epoch,
+            steps=trainer.step,
+            best_top1=trainer.best,
+            metrics={},
+            history=history(out / "metrics.csv"),
+            model=trainer.model,
+            backbone=backbone,
+            fabric=fabric,
         )
     fit = trainer.fit()
     rank0 = fabric.global_rank == 0
     result = TrainResult(
-        out,
-        trainer.epoch,
-        trainer.step,
-        trainer.best,
-        fit.metrics,
-        history(out / "metrics.csv") if rank0 else fit.history,
-        bad.paths(),
-        trainer.model,
-        backbone,
-        fabric,
+        out=out,
+        epochs=trainer.epoch,
+        steps=trainer.step,
+        best_top1=trainer.best,
+        metrics=fit.metrics,
+        history=history(out / "metrics.csv") if rank0 else fit.history,
+        unreadable=bad.paths(),
+        model=trainer.model,
+        backbone=backbone,
+        fabric=fabric,
     )
     if rank0:
         finish(cfg, result, time.time() - t0)
@@ -246,7 +259,7 @@ def _train(cfg: TrainConfig, src, train_ids, fabric, on_ready, held: ExitStack) 
 
 
 def finish(cfg: TrainConfig, r: TrainResult, wall: float) -> None:
-    """unreadable.txt, report.json and the closing lines (rank 0)."""
+    """unreadable.txt and report.json (rank 0); the command's closing lines are tkvr.commands.train's."""
     listed = r.out / "unreadable.txt"
     if listed.is_file():  # a resumed run: keep what the earlier part found
         r.unreadable = sorted(set(r.unreadable) | set(listed.read_text(errors="replace").split("\n")) - {""})
@@ -273,13 +286,6 @@ def finish(cfg: TrainConfig, r: TrainResult, wall: float) -> None:
         "history": r.history,
     }
     write_report(r.out / "report.json", report, cfg.run.command)
-    if m:
-        say(
-            f"final: top-1 {m['top1']:.2f}%  top-5 {m['top5']:.2f}%  "
-            f"mean class {m['mean_class_accuracy']:.2f}% "
-            f"on {m['num_samples']} val clips; best top-1 {r.best_top1:.2f}%"
-        )
-    say(f"run directory: {r.out} (config.yaml, checkpoints/, metrics.csv, report.json)")
 
 
 def ready(cfg: TrainConfig, fabric, model, train_set, val_set) -> Parts:
@@ -363,7 +369,7 @@ def fit_lda_head(fabric, cfg: TrainConfig, model, src, samples, preprocess: dict
             src,
             cfg.model.frames,
             preprocess,
-            "1x1",
+            (1, 1),
             pick_decoder(cfg.data.decoder, quiet=True),
             cfg.data.decode_device,
             cfg.data.test_scale,

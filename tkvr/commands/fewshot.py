@@ -1,0 +1,98 @@
+"""tkvr fewshot: K-shot C-way runs over all classes (the paper's Table 8), one per K and seed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from rich.table import Table
+
+from tkvr.base.errors import TkvrError
+from tkvr.base.fileio import writable
+from tkvr.base.progress import console
+from tkvr.base.settings import Settings, at_least, borrow, choice_problems, fail_if, setting
+from tkvr.commands.shared import Command, Shared
+from tkvr.run.settings import SHOT_SCHEDULES, RunConfig, TrainConfig, parse_shots
+
+
+@dataclass
+class FewshotConfig(Settings):
+    train: TrainConfig = field(default_factory=TrainConfig)
+    shots: str = setting(
+        "1,3,5,all",
+        "K values to sweep, comma-separated; 'all' is the full training split "
+        "(the paper's Table 8: 1, 3, 5 and All).",
+    )
+    shot_schedule: str = setting(
+        "released",
+        "How long a K-shot run trains: released (the released few-shot (092ad0a) "
+        "configs: the sample repeated to the length of the full training "
+        "split, --epochs epochs) or paper (the paper's text: --shot-epochs "
+        "passes over the sample itself).",
+        choices=SHOT_SCHEDULES,
+    )
+    shot_epochs: int = setting(200, "--shot-schedule paper: passes over each K-shot sample (the paper: 200).")
+    repeats: int = setting(1, "Seeds per K (seed, seed+1, ...): mean ± std.")
+    sample: str | None = setting(None, "Replay a saved sample (sample.json of a run) instead of drawing one.")
+    epoch_size: int | None = setting(
+        None,
+        "Clips per epoch: the sample repeated to this length.",
+        shown="released: the training split's length; paper: the sample, once",
+    )
+    out: str = borrow(
+        RunConfig,
+        "out",
+        default="runs/fewshot",
+        help="Folder of the sweep; one run directory per K and seed.",
+    )
+    json: str | None = borrow(Shared, "json")
+    hidden: ClassVar[tuple] = ("out", "resume")  # of the train group: one run per K and seed, fresh
+
+    @property
+    def ks(self) -> list[int]:
+        """--shots as the K values (ALL_SHOTS for all); the setting records the text."""
+        return parse_shots(self.shots)
+
+    def validate(self) -> None:
+        problems = self.train.problems()
+        try:
+            parse_shots(self.shots)
+        except TkvrError as e:
+            problems.append(str(e))
+        at_least(problems, self, 1, "repeats", "epoch_size", "shot_epochs")
+        problems += choice_problems(self, nested=False)
+        writable(problems, "--out", self.out, folder=True)
+        writable(problems, "--json", self.json)
+        fail_if(problems)
+
+
+def run(cfg: FewshotConfig) -> dict:
+    from tkvr.run.protocols import fewshot  # deferred: tkvr --help loads no torch
+
+    return fewshot(cfg)
+
+
+def show(results: dict, cfg) -> None:
+    head, data = cfg.train.model.head, cfg.train.data.data
+    t = Table(title=f"few-shot {data}, head {head}: top-1 % (mean ± std over seeds)")
+    t.add_column("shots", justify="right")
+    t.add_column("top-1 %", justify="right")
+    t.add_column("runs", justify="right")
+    for k, v in results.items():
+        t.add_row(str(k), f"{v['top1']:.2f} ± {v['std']:.2f}", str(len(v["runs"])))
+    console().print(t)
+
+
+COMMAND = Command(
+    "fewshot",
+    FewshotConfig,
+    run,
+    """K-shot C-way training over all classes (the paper's Table 8), one run per K and seed.
+
+    \b
+    Example:
+      tkvr fewshot --data k400 --data-root /data --backbone ViT-B/16 --shots 1,3,5,all --repeats 3
+    """,
+    show=show,
+    config_file=True,
+)

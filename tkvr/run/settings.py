@@ -1,0 +1,261 @@
+"""The optimiser, run and device groups' settings, the training run they compose (`TrainConfig`,
+what a run's config.yaml and checkpoints record) and the recipes. Torch-free."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tkvr.base.errors import TkvrError
+from tkvr.base.fileio import writable
+from tkvr.base.settings import Settings, at_least, build, choice_problems, fail_if, setting
+from tkvr.data.settings import DataConfig
+from tkvr.model.settings import ModelConfig
+
+PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true")
+STRATEGIES = ("auto", "ddp", "fsdp")
+DECAY = ("all", "matrices")
+SCHEDULES = ("cosine", "step", "constant")
+SHOT_SCHEDULES = ("released", "paper")
+ALL_SHOTS = 0  # K = "all": the full training split, the fully supervised row of Table 8
+
+
+def parse_shots(text: str) -> list[int]:
+    """'1,3,5,all' -> [1, 3, 5, ALL_SHOTS]."""
+    words = [x.strip().lower() for x in str(text).split(",") if x.strip()]
+    try:
+        numbers = [int(x) for x in words if x != "all"]
+    except ValueError:
+        raise TkvrError(
+            f"--shots {text!r} must be a comma list of integers or 'all', e.g. 1,3,5,all"
+        ) from None
+    if not words or any(k < 1 for k in numbers):
+        raise TkvrError(f"--shots {text!r}: every K must be >= 1 (or 'all')")
+    twice = sorted({w for w in words if words.count(w) > 1 or (w != "all" and numbers.count(int(w)) > 1)})
+    if twice:  # each K is one run folder: a second would meet the first's
+        raise TkvrError(f"--shots {text!r}: K {twice[0]} appears twice; give each K once")
+    return [ALL_SHOTS if x == "all" else int(x) for x in words]
+
+
+# The toy recipe: the paper's, scaled for a 3M-parameter model and an 864-clip dataset.
+# A 0.47M-parameter visual encoder and 864 clips need a larger step than CLIP ViT-B on Kinetics:
+# lr 3e-4 for the backbone and the paper's 10x for new modules (the temporal transformer, which
+# starts from scratch, and the vision-only head alike). What it changes besides, and why: the
+# near-TAP T-Trans form (a 2-layer transformer from scratch would otherwise add its random output
+# to the toy CLIP's features at step 0); no grayscale and no RandAugment (the toy classes are
+# colours: both would erase or change the class); TSN's multi-scale crop; eval frames resized to
+# the crop size, not x 256/224 (64-pixel frames whose objects reach the border: the released crop
+# would cut them off). Everything else is the default (the paper's, or the released code's at
+# 238c07f): the toy CLIP's own logit scale, learned; weight decay on every parameter; views
+# averaged as features.
+TOY_RECIPE = dict(
+    backbone="toy",
+    frames=8,
+    temporal="t-trans",
+    temporal_layers=2,
+    batch_size=32,
+    lr=3e-4,
+    new_lr_ratio=10.0,
+    warmup=1.0,
+    weight_decay=0.2,
+    train_crop="multiscale",
+    t_trans_form="near-tap",
+    grayscale=0.0,
+    randaugment="off",
+    test_scale=1.0,
+)
+RECIPES = {"paper": {}, "toy": TOY_RECIPE}
+
+
+@dataclass
+class DeviceConfig(Settings):
+    """Lightning Fabric: where and how the model runs."""
+
+    accelerator: str = setting("auto", "cpu, gpu, cuda, mps, or auto.")
+    devices: int = setting(1, "Devices per node.")
+    num_nodes: int = setting(1, "Nodes (torchrun / SLURM / Fabric launcher).")
+    strategy: str = setting("auto", "Distributed strategy.", choices=STRATEGIES)
+    precision: str = setting(
+        "auto",
+        "Numeric precision; auto: bf16-mixed on CUDA devices with bf16, 16-mixed on "
+        "older CUDA, 32-true elsewhere (the run records what auto became).",
+        choices=PRECISIONS,
+    )
+    verbose: bool = setting(
+        False, "Also show the libraries' own messages (Lightning, Fabric, transformers, the hub, warnings)."
+    )
+
+    @property
+    def world(self) -> int:
+        return self.devices * self.num_nodes
+
+    def validate(self) -> list[str]:
+        problems = choice_problems(self, nested=False)  # the declared choices
+        at_least(problems, self, 1, "devices", "num_nodes")
+        return problems
+
+
+@dataclass
+class OptimConfig(Settings):
+    epochs: int = setting(30, "Epochs.")
+    batch_size: int = setting(128, "Global batch = device batch x devices x nodes x accumulation.")
+    device_batch: int | None = setting(None, "Per-device batch.", shown="batch / devices")
+    lr: float = setting(5e-6, "Learning rate of the visual encoder.")
+    new_lr_ratio: float = setting(10.0, "New modules (temporal module, learned head) train at lr x this.")
+    weight_decay: float = setting(0.2, "AdamW weight decay.")
+    decay: str = setting(
+        "all",
+        "Which parameters weight decay applies to: all (as released train.py at 238c07f, the logit scale "
+        "included) or matrices (not norms, biases, embeddings, positions, the head).",
+        choices=DECAY,
+    )
+    betas: tuple[float, float] = setting((0.9, 0.98), cli=False)
+    warmup: float = setting(5.0, "Warm-up epochs (the learning rate rises linearly from 0).")
+    schedule: str = setting(
+        "cosine",
+        "The learning rate after the warm-up: cosine (down to 0, the paper's), step (x0.1 at "
+        "50% and again at 75% of the steps after the warm-up) or constant.",
+        choices=SCHEDULES,
+    )
+    grad_clip: float | None = setting(None, "Clip the gradient norm to this.")
+    batch_gather: bool = setting(
+        False,
+        "--objective matching: compare each video and text with those of every "
+        "process (all_gather before the similarity matrix), not only its own "
+        "batch.",
+    )
+    grad_checkpointing: bool = setting(False, "Recompute backbone activations to save memory.")
+    fused: bool | None = setting(
+        None, "Fused AdamW kernel.", negatable=True, shown="on for CUDA devices, off elsewhere"
+    )
+    seed: int = setting(0, "Seed of everything random.")
+    max_steps: int | None = setting(None, "Stop after this many optimiser steps (smoke runs).")
+    limit_batches: int | None = setting(None, "Batches per epoch at most (smoke runs).")
+
+    def accumulation(self, world: int) -> int:
+        device_batch = self.device_batch or self.batch_size // world
+        return self.batch_size // (device_batch * world)
+
+    def validate(self, world: int = 1) -> list[str]:
+        problems = choice_problems(self, nested=False)  # the declared choices
+        at_least(problems, self, 1, "epochs", "batch_size", "device_batch", "max_steps", "limit_batches")
+        if self.batch_size >= 1 and (self.device_batch is None or self.device_batch >= 1) and world >= 1:
+            device_batch = self.device_batch or (
+                self.batch_size // world if self.batch_size % world == 0 else 0
+            )
+            if device_batch < 1 or self.batch_size % (device_batch * world):
+                problems.append(
+                    f"--batch-size {self.batch_size} is not divisible by --device-batch "
+                    f"{self.device_batch or '(auto)'} x {world} device(s); pick sizes with "
+                    "batch-size = device-batch x devices x nodes x accumulation"
+                )
+        if self.lr <= 0:
+            problems.append(f"--lr must be > 0, got {self.lr}")
+        if self.warmup < 0:
+            problems.append(f"--warmup must be >= 0, got {self.warmup}")
+        return problems
+
+
+@dataclass
+class RunConfig(Settings):
+    out: str = setting("runs/tkvr", "Run directory.")
+    resume: str | None = setting(None, "auto (this run's last checkpoint, if any) or a checkpoint PATH.")
+    init: str | None = setting(
+        None,
+        "Start from another run's weights (a converted released model too): its visual encoder, "
+        "temporal module and logit scale; the head is this run's classes'. Model settings not "
+        "given are that run's.",
+    )
+    eval_every: int = setting(1, "Validate every N epochs.")
+    log_every: int = setting(10, "Steps between rows of steps.csv.")
+    recipe: str = setting(
+        "paper",
+        "Defaults for the recipe: paper (the paper's and the released code's) or toy (the demo's, "
+        "for the toy world and small models: lr 3e-4, t-trans, batch 32, ...). Flags given win; "
+        "config.yaml records which settings the recipe set.",
+        choices=tuple(RECIPES),
+    )
+    from_recipe: list[str] | None = setting(None, cli=False)  # the settings --recipe set
+    save_every: int | None = setting(
+        None, "Also keep checkpoints/epoch_N.pt every N epochs (last.pt and best.pt are always kept)."
+    )
+    compile: bool = setting(False, "torch.compile the visual encoder.")
+    tensorboard: bool = setting(False, "Also log to TensorBoard (needs tensorboard).")
+    command: str = setting("", cli=False)  # the command line, for the report
+    dry_run: bool = setting(
+        False,
+        "Check every flag, resolve every setting (auto values included) and print them "
+        "as YAML with the model's cost; write nothing, train nothing.",
+    )
+
+    def validate(self) -> list[str]:
+        problems = choice_problems(self, nested=False)  # the declared choices
+        at_least(problems, self, 1, "eval_every", "log_every", "save_every")
+        if self.init and not Path(self.init).exists():
+            problems.append(f"--init {self.init}: no such file or run directory")
+        return problems
+
+
+@dataclass
+class TrainConfig(Settings):
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    device: DeviceConfig = field(default_factory=DeviceConfig)
+
+    def problems(self) -> list[str]:
+        problems = (
+            self.model.validate()
+            + self.data.validate()
+            + self.optim.validate(self.device.world)
+            + self.run.validate()
+            + self.device.validate()
+        )
+        if self.optim.batch_gather and self.model.objective != "matching":
+            problems.append(
+                "--batch-gather gathers the matching objective's embeddings; add --objective matching"
+            )
+        o, world = self.optim, self.device.world
+        pair = o.device_batch or (o.batch_size // world if world >= 1 else 0)
+        if self.model.objective == "matching" and 1 <= pair < 2 and not (o.batch_gather and world > 1):
+            flag = f"--device-batch {o.device_batch}" if o.device_batch else f"--batch-size {o.batch_size}"
+            problems.append(
+                f"--objective matching contrasts each video with the others of its batch: {flag} "
+                f"gives {pair} per device, which forms no pair; use 2 or more (or --batch-gather "
+                "across devices)"
+            )
+        return problems
+
+    def validate(self) -> None:
+        problems = self.problems()
+        writable(problems, "--out", self.run.out, folder=True)  # the protocols check their own --out
+        fail_if(problems)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["optim"]["betas"] = list(d["optim"]["betas"])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        """config.yaml's groups -> config (a checkpoint's earlier layouts: tkvr.run.checkpoint.migrate)."""
+        d = {k: dict(v) for k, v in d.items()}
+        d["optim"]["betas"] = tuple(d["optim"]["betas"])
+        return cls(
+            ModelConfig(**d["model"]),
+            DataConfig(**d["data"]),
+            OptimConfig(**d["optim"]),
+            RunConfig(**d["run"]),
+            DeviceConfig(**d["device"]),
+        )
+
+    @classmethod
+    def from_flags(cls, flags: dict) -> "TrainConfig":
+        """Flat setting names -> grouped, validated config: a script's boundary, as the command
+        line is the user's. Unknown names are an error; every value is checked as the command line
+        checks it (choices by the same declarations click uses)."""
+        cfg = build(cls, flags, strict=True)
+        cfg.validate()
+        return cfg
