@@ -50,10 +50,11 @@ def assert_user_error(code, err, *words):
         assert w in lines[0], (w, lines[0])
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _cache(tmp_path_factory):
-    """The toy world and other caches go to a folder of this test session, not the user's."""
-    os.environ["TKVR_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+# The toy world is written once per machine, not once per test run: it is the same world the demo
+# uses, in the same cache (TKVR_CACHE, else ~/.cache/tkvr), keyed by its version, so a changed world
+# gets a folder of its own. Test processes that need it at once wait for one writer (a file lock).
+# The few tests that check the writing itself point TKVR_CACHE at a folder of their own.
+os.environ.setdefault("TKVR_CACHE", str(Path.home() / ".cache" / "tkvr"))
 
 
 def write_clip(path, frames=12, size=32, seed=0):

@@ -32,6 +32,7 @@ the list files a user's dataset would have: labels.csv, train.txt, val.txt, seen
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import hashlib
 import json
@@ -345,12 +346,22 @@ def world_root(world: dict | None = None) -> Path:
 
 
 def ensure_world(world: dict | None = None, quiet: bool = False) -> Path:
-    """The toy dataset folder, generated on first use (atomically: a temp folder renamed)."""
+    """The toy dataset folder, generated on first use (atomically: a temp folder renamed). Two
+    processes that need it at once: the second waits for the first's and uses it (writing the
+    1080 videos takes about 40 s on 2 cores; twice at once would take twice as long)."""
     world = {**WORLD, **(world or {})}
     root = world_root(world)
     if (root / "world.json").is_file():
         return root
     root.parent.mkdir(parents=True, exist_ok=True)
+    with open(root.parent / f".{root.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also by a killed process
+        if (root / "world.json").is_file():  # written while this process waited
+            return root
+        return _write_world(root, world, quiet)
+
+
+def _write_world(root: Path, world: dict, quiet: bool) -> Path:
     if not quiet:
         n = len(toy_classes()) * (world["train_per_class"] + world["val_per_class"])
         say(f"toy world: writing {n} videos to {root} (once)")
