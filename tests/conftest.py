@@ -1,8 +1,12 @@
+import contextlib
+import io
 import os
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing in the tests may reach the network
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+if os.environ.get("PYTEST_XDIST_WORKER"):  # one test process per core: each of them (and the processes
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # it starts) computes on one thread, not on every core
 
 import pytest  # noqa: E402
 
@@ -23,21 +27,34 @@ def tiny():
     return build_backbone("tiny")
 
 
-@pytest.fixture
-def run_cli(capsys):
-    """Run the real entry point in-process: returns (exit code, stdout, stderr)."""
+def tkvr(*args) -> tuple[int, str, str]:
+    """The command line's real entry point, run in this process: (exit code, stdout, stderr). The
+    one way tests call it in-process (fixtures of any scope too); `tkvr_process` starts a process
+    of its own, for what needs one (DDP, kills, a clean interpreter)."""
     from tkvr.cli import main
 
-    def run(*args):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
             main([str(a) for a in args])
             code = 0
         except SystemExit as e:
             code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-        out, err = capsys.readouterr()
-        return code, out, err
+    return code, out.getvalue(), err.getvalue()
 
-    return run
+
+@pytest.fixture
+def run_cli():
+    return tkvr
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """One tiny run on the toy world for the tests that only read a run (they change copies)."""
+    out = tmp_path_factory.mktemp("tiny_run") / "run"
+    code, _, err = tkvr("train", *fast(data="toy", epochs=1, limit_batches=2, log_every=1), "--out", out)
+    assert code == 0, err
+    return out
 
 
 def assert_user_error(code, err, *words):
@@ -124,8 +141,20 @@ def write_divx_avi(path, frames=10, placeholder=True, title=None):
     return path
 
 
-TINY_RUN = ["--backbone", "tiny", "--frames", "2", "--batch-size", "4", "--workers", "0", "--epochs", "1",
-        "--warmup", "0"]
+# What the libraries print on their own (Fabric's banners and precision line, deprecations): tkvr's
+# output at default verbosity holds none of it.
+LIBRARY_NOISE = ("Initializing distributed", "distributed_backend", "All distributed processes", "Using bfloat16",
+                 "deprecated", "Warning", "INFO", "lightning")
+
+
+def fast(**changes) -> list[str]:
+    """The one set of fast training flags (the built-in tiny backbone, 2 frames, no reader
+    processes, no warm-up), with a test's own changes: fast(data="toy", limit_batches=2)."""
+    flags = {"backbone": "tiny", "frames": 2, "batch_size": 16, "workers": 0, "warmup": 0, **changes}
+    return [x for k, v in flags.items() for x in ("--" + k.replace("_", "-"), str(v))]
+
+
+TINY_RUN = fast(batch_size=4, epochs=1)
 
 
 def list_dataset(root, files: dict):

@@ -10,15 +10,16 @@ import sys
 import pytest
 import torch
 from conftest import (
+    LIBRARY_NOISE,
     TINY_RUN,
     assert_user_error,
+    fast,
     realdata,
 )
 
 from tkvr.data.toy import toy_classes
 
-FAST = ["--data", "toy", "--backbone", "tiny", "--frames", "2", "--batch-size", "16", "--workers", "0",
-        "--lr", "1e-4", "--warmup", "0"]
+FAST = fast(data="toy", lr="1e-4")
 
 
 def train(run_cli, out, *extra):
@@ -232,14 +233,13 @@ def test_config_file_with_flags_overriding(run_cli, tmp_path):
     assert_user_error(code, err, "--config", "'epoch' is not a flag")
 
 
-LIBRARY_NOISE = ("Initializing distributed", "distributed_backend", "All distributed processes", "Using bfloat16",
-                 "deprecated", "Warning", "INFO", "lightning")
 
 
 @pytest.mark.slow
-def test_ddp_two_processes_count_every_sample_once(tmp_path):
-    """train + eval with 2 CPU processes (gloo): eval sees each sample once, same top-1 as 1 device;
-    at default verbosity nothing of the libraries' own output reaches the user."""
+def test_ddp_two_processes_say_only_tkvrs_lines(tmp_path):
+    """train with 2 CPU processes (gloo) in bf16-mixed: at default verbosity nothing of the
+    libraries' own output reaches the user. (That eval with 2 processes sees each sample once, with
+    the top-1 of 1 device, and says nothing of the libraries either: test_launch, on its run.)"""
     env = {**os.environ, "TKVR_CACHE": os.environ["TKVR_CACHE"]}
     run = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "tkvr", "train", *FAST, "--out", str(run), "--epochs", "1", "--limit-batches", "2",
@@ -250,18 +250,6 @@ def test_ddp_two_processes_count_every_sample_once(tmp_path):
     assert "run " in r.stdout and "final: top-1" in r.stdout  # tkvr's own lines
     for noise in LIBRARY_NOISE:  # Fabric's banners, its precision line, torch's deprecations, per rank
         assert noise not in said, (noise, said[-2000:])
-    tops = {}
-    for devices in ("1", "2"):
-        js = tmp_path / f"e{devices}.json"
-        r = subprocess.run([sys.executable, "-m", "tkvr", "eval", "--checkpoint", str(run), "--workers", "0",
-                            "--accelerator", "cpu", "--devices", devices, "--strategy", "ddp" if devices == "2" else "auto",
-                            "--batch-size", "7", "--json", str(js)], capture_output=True, text=True, env=env)
-        assert r.returncode == 0, r.stderr[-3000:]
-        assert not [n for n in LIBRARY_NOISE if n in r.stdout + r.stderr], r.stdout + r.stderr
-        tops[devices] = json.loads(js.read_text())
-    assert tops["2"]["num_samples"] == tops["1"]["num_samples"] == 216
-    assert tops["2"]["top1"] == tops["1"]["top1"]
-    assert tops["2"]["per_class"] == tops["1"]["per_class"]
 
 
 def test_released_ttrans_and_randaugment_train_and_evaluate(run_cli, tmp_path):

@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from conftest import small_set, tkvr_process
+from conftest import fast, small_set, tkvr
 
 from tkvr.run.evaluation import confused_pairs, per_class_csv
 from tkvr.run.metrics import metrics
@@ -28,11 +28,10 @@ def test_confusion_counts_and_what_is_taken_for_what():
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A tiny run on 3 clips of 2 classes, trained in a process of its own."""
+    """A tiny run on 3 clips of 2 classes."""
     tmp = tmp_path_factory.mktemp("trained")
     data = small_set(tmp, bad=())
-    code, _, err = tkvr_process("train", "--data", data, "--backbone", "tiny", "--frames", "2", "--batch-size",
-                                "2", "--workers", "0", "--epochs", "1", "--warmup", "0", "--out", tmp / "run")
+    code, _, err = tkvr("train", "--data", data, *fast(batch_size=2, epochs=1), "--out", tmp / "run")
     assert code == 0, err
     return tmp / "run"
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import fast, tkvr
 
 from tkvr.data.specs import resolve
 from tkvr.data.transforms import input_size
@@ -19,15 +20,10 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def toy_run(tmp_path_factory):
     """A run of the toy CLIP after one small step: still the pre-trained model's confident labels."""
-    from tkvr.cli import main
-
     run = tmp_path_factory.mktemp("export") / "run"
-    try:
-        main(["train", "--data", "toy", "--backbone", "toy", "--frames", "4", "--batch-size", "4", "--workers", "0",
-              "--epochs", "1", "--limit-batches", "1", "--lr", "1e-6", "--warmup", "0", "--eval-every", "2",
-              "--out", str(run)])
-    except SystemExit as e:
-        assert not e.code
+    code, _, err = tkvr("train", *fast(data="toy", backbone="toy", frames=4, batch_size=4, epochs=1, limit_batches=1,
+                                       lr="1e-6", eval_every=2), "--out", run)
+    assert code == 0, err
     return run
 
 

@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import assert_user_error, write_clip
+from conftest import assert_user_error, fast, write_clip
 
-FAST = ["--data", "toy", "--backbone", "tiny", "--frames", "2", "--batch-size", "16", "--workers", "0",
-        "--warmup", "0", "--limit-batches", "2", "--log-every", "1"]
+FAST = fast(data="toy", limit_batches=2, log_every=1)
 
 
 # ---------------------------------------------------------------- a loss that becomes NaN

@@ -7,11 +7,11 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import fast
 
 from tkvr.model.objectives import matching_loss
 
-FAST = ["--data", "toy", "--backbone", "tiny", "--frames", "2", "--batch-size", "16", "--workers", "0",
-        "--lr", "1e-4", "--warmup", "0", "--epochs", "1", "--limit-batches", "2"]
+FAST = fast(data="toy", lr="1e-4", epochs=1, limit_batches=2)
 
 
 def batch():

@@ -233,18 +233,6 @@ def stand_ins(tmp_path_factory):
     return root
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    from tkvr.cli import main
-
-    out = tmp_path_factory.mktemp("run") / "r"
-    with pytest.raises(SystemExit) as e:
-        main(["train", "--data", "toy", "--backbone", "tiny", "--frames", "2", "--batch-size", "8", "--workers", "0",
-              "--epochs", "1", "--limit-batches", "2", "--log-every", "1", "--warmup", "0", "--out", str(out)])
-    assert e.value.code == 0
-    return out
-
-
 @pytest.fixture
 def no_cost(monkeypatch):
     """The cost is counted (and tested) elsewhere; here only the settings matter."""

@@ -7,12 +7,11 @@ import math
 import pytest
 import torch
 import yaml
-from conftest import PRE, small_set
+from conftest import PRE, fast, small_set
 
 from tkvr.run.settings import TOY_RECIPE
 
-FAST = ["--backbone", "tiny", "--frames", "2", "--batch-size", "16", "--workers", "0", "--epochs", "1",
-        "--limit-batches", "2", "--warmup", "0"]
+FAST = fast(epochs=1, limit_batches=2)
 
 
 def toy_flags(**over) -> list[str]:

@@ -5,23 +5,19 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import assert_user_error
+from conftest import assert_user_error, fast, tkvr
 
-FAST = ["--data", "toy", "--backbone", "tiny", "--frames", "2", "--batch-size", "16", "--workers", "0",
-        "--lr", "1e-4", "--warmup", "0", "--epochs", "1", "--limit-batches", "3", "--log-every", "1"]
+FAST = fast(data="toy", lr="1e-4", epochs=1, limit_batches=3, log_every=1)
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    from tkvr.cli import main
-
     root = tmp_path_factory.mktemp("plots")
     for head in ("text", "learned"):
         for frac in ("0.5", "1"):
-            try:
-                main(["train", *FAST, "--head", head, "--label-fraction", frac, "--out", str(root / "lf" / f"{head}_{frac}")])
-            except SystemExit as e:
-                assert not e.code
+            code, _, err = tkvr("train", *FAST, "--head", head, "--label-fraction", frac,
+                                "--out", root / "lf" / f"{head}_{frac}")
+            assert code == 0, err
     return root
 
 

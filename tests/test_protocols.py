@@ -9,10 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import assert_user_error
+from conftest import assert_user_error, fast
 
-FAST = ["--backbone", "tiny", "--frames", "2", "--batch-size", "16", "--workers", "0", "--epochs", "1",
-        "--limit-batches", "2", "--warmup", "0"]
+FAST = fast(epochs=1, limit_batches=2)
 FEW = FAST + ["--shot-epochs", "1"]  # fewshot: K-shot runs train --epochs (released schedule; 30 by default)
 
 

@@ -6,11 +6,10 @@ from pathlib import Path
 import click
 import pytest
 import torch
-from conftest import assert_user_error, write_clip
+from conftest import assert_user_error, fast, write_clip
 
 TKVR = Path(__file__).resolve().parents[1] / "tkvr"
-FAST = ["--backbone", "tiny", "--frames", "2", "--batch-size", "8", "--workers", "0", "--epochs", "1",
-        "--limit-batches", "1", "--warmup", "0"]
+FAST = fast(batch_size=8, epochs=1, limit_batches=1)
 # Flags that two declarations share on purpose, because they mean different things per command.
 SAME_NAME_OTHER_MEANING = {
     "--batch-size": "train: the global batch; eval: videos per device and batch",

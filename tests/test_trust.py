@@ -16,14 +16,14 @@ from types import SimpleNamespace
 import click
 import pytest
 import torch
-from conftest import assert_user_error
+from conftest import assert_user_error, fast
 
 
 @pytest.mark.parametrize("raised", [KeyboardInterrupt, click.Abort])
 def test_an_interrupt_is_one_line_and_exit_130(run_cli, monkeypatch, raised):
     import tkvr.data.check
 
-    def interrupted(cfg):
+    def interrupted(source, **kw):
         raise raised()
 
     monkeypatch.setattr(tkvr.data.check, "check", interrupted)
@@ -32,20 +32,13 @@ def test_an_interrupt_is_one_line_and_exit_130(run_cli, monkeypatch, raised):
     assert err.strip().splitlines() == ["tkvr: interrupted; everything written before it is kept"]
 
 
-FAST = ["--data", "toy", "--backbone", "tiny", "--frames", "2", "--batch-size", "16", "--workers", "0",
-        "--warmup", "0", "--limit-batches", "1", "--epochs", "1"]
+FAST = fast(data="toy", limit_batches=1, epochs=1)
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """One tiny run, read (never changed) by the tests below: they tamper with copies."""
-    from tkvr.cli import main
-
-    out = tmp_path_factory.mktemp("trust") / "run"
-    with pytest.raises(SystemExit) as e:
-        main(["train", *FAST, "--out", str(out)])
-    assert e.value.code == 0
-    return out
+@pytest.fixture
+def trained(tiny_run):
+    """The session's tiny run, read (never changed) by the tests below: they tamper with copies."""
+    return tiny_run
 
 
 def copy_run(trained, tmp_path):
