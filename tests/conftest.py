@@ -246,3 +246,17 @@ def write_timed(frames, times, path):
         for p in s.encode():
             out.mux(p)
     return path
+
+
+# Test files that take a minute or more, started first: with one test process per core (xdist,
+# a file's tests in one process), a long file started last would keep one core busy alone at the end.
+LONG_FIRST = ["test_toy_claims.py", "test_launch.py", "test_engine.py", "test_loader.py", "test_demo.py",
+              "test_nothing_lost.py", "test_protocols.py"]
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item):
+        name = item.path.name
+        return LONG_FIRST.index(name) if name in LONG_FIRST else len(LONG_FIRST)
+
+    items.sort(key=rank)  # stable: within a file, and among the others, the order stays

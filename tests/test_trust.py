@@ -139,7 +139,7 @@ def edit(path, old, new):
 
 
 RUN_FILES = {
-    "metrics garbage": (lambda r: edit(r / "metrics.csv", "\n1,1,", "\n1,abc,"), "metrics.csv", ":2: step 'abc'"),
+    "metrics garbage": (lambda r: edit(r / "metrics.csv", "\n1,2,", "\n1,abc,"), "metrics.csv", ":2: step 'abc'"),
     "steps bytes": (lambda r: (r / "steps.csv").write_bytes(bytes(range(256))), "steps.csv", "not UTF-8"),
     "frames lots": (lambda r: edit(r / "config.yaml", "frames: 2", "frames: lots"), "config.yaml",
                     "frames 'lots' is not an int"),
