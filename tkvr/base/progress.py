@@ -141,14 +141,8 @@ def status(message: str):
         yield
 
 
-@contextmanager
-def bar(total: int, description: str, transient: bool = True):
-    """A progress bar for long work (scoring a split) on a terminal, rank 0; nothing in a pipe or
-    a log, where a line per batch would be noise. Yields `tick()`, called once per item done."""
-    con = console() if is_rank_zero() else None
-    if con is None or not con.is_terminal:
-        yield lambda: None
-        return
+def rich_progress(con, info: bool = False, transient: bool = False):
+    """rich's Progress with tkvr's columns: what, bar, n/total, (the step's numbers), time left."""
     from rich.progress import (  # deferred: keeps tkvr --help fast
         BarColumn,
         MofNCompleteColumn,
@@ -157,14 +151,27 @@ def bar(total: int, description: str, transient: bool = True):
         TimeRemainingColumn,
     )
 
-    with Progress(
+    info_column = [TextColumn("{task.fields[info]}")] if info else []
+    return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
+        *info_column,
         TimeRemainingColumn(),
         console=con,
         transient=transient,
-    ) as shown:
+    )
+
+
+@contextmanager
+def bar(total: int, description: str, transient: bool = True):
+    """A progress bar for long work (scoring a split) on a terminal, rank 0; nothing in a pipe or
+    a log, where a line per batch would be noise. Yields `tick()`, called once per item done."""
+    con = console() if is_rank_zero() else None
+    if con is None or not con.is_terminal:
+        yield lambda: None
+        return
+    with rich_progress(con, transient=transient) as shown:
         task = shown.add_task(description, total=total)
         yield lambda: shown.advance(task)
 
@@ -182,22 +189,7 @@ class TrainProgress:
 
     def __enter__(self):
         if self.enabled and console().is_terminal:
-            from rich.progress import (  # deferred: keeps tkvr --help fast
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeRemainingColumn,
-            )
-
-            self.bar = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[info]}"),
-                TimeRemainingColumn(),
-                console=console(),
-            )
+            self.bar = rich_progress(console(), info=True)
             self.bar.__enter__()
         return self
 

@@ -166,10 +166,12 @@ class Trainer:
         o = cfg.optim
         self.accum = o.accumulation(fabric.world_size)
         self.train_dl, self.val_dl = parts.train_dl, parts.val_dl
-        self.model, self.optimizer, self.bare, self.augment = (
+        # model: tkvr's model and its policy (loss, param groups, begin_step); wrapped: Fabric's
+        # wrapper around it, which runs forward and backward across devices
+        self.model, self.wrapped, self.optimizer, self.augment = (
+            parts.model,
             parts.wrapped,
             parts.optimizer,
-            parts.model,
             parts.augment,
         )
         self.steps_per_epoch = max(1, self._batches() // self.accum)
@@ -197,7 +199,7 @@ class Trainer:
 
     def state(self) -> dict:
         return {
-            "model": self.model,
+            "model": self.wrapped,
             "optimizer": self.optimizer,
             "scheduler": self.scheduler.state_dict(),
             "epoch": self.epoch,
@@ -212,7 +214,7 @@ class Trainer:
         }
 
     def _resume(self, path: Path) -> None:
-        rest = self.fabric.load(path, {"model": self.model, "optimizer": self.optimizer}, weights_only=True)
+        rest = self.fabric.load(path, {"model": self.wrapped, "optimizer": self.optimizer}, weights_only=True)
         unknown = set(rest) - STATE_KEYS
         if unknown:
             raise TkvrError(
@@ -231,7 +233,7 @@ class Trainer:
         with self.progress.subtask("validating", total) as tick:
             return evaluate(
                 self.fabric,
-                self.model,
+                self.wrapped,
                 self.val_dl,
                 len(self.classes),
                 limit,
@@ -281,7 +283,7 @@ class Trainer:
         """One epoch -> (mean loss over ranks, clips seen, whether the epoch ran to its end)."""
         fabric, o = self.fabric, self.cfg.optim
         start_epoch(self.train_dl, self.epoch, o.seed, fabric.global_rank)
-        self.model.train()
+        self.wrapped.train()
         self.complete = False
         progress.start_epoch(self.epoch)
         t0, clips, losses, n, seen = time.time(), 0, [], self._batches(), 0
@@ -294,12 +296,12 @@ class Trainer:
             seen = i + 1
             if self.bad is not None:
                 self.bad.update(batch["bad"], batch.get("why"), check=fabric.world_size == 1)
-            self.bare.begin_step(self.step + 1, o.seed)  # all micro-batches of a step alike
+            self.model.begin_step(self.step + 1, o.seed)  # all micro-batches of a step alike
             x = self.clips(batch)  # [B, T, 3, H, W]
             y = batch["label"].to(fabric.device, non_blocking=True)
             boundary = seen % self.accum == 0 or seen == n
-            with fabric.no_backward_sync(self.model, enabled=not boundary):
-                loss = self.bare.loss(self.model, x, y, self.gather)
+            with fabric.no_backward_sync(self.wrapped, enabled=not boundary):
+                loss = self.model.loss(self.wrapped, x, y, self.gather)
                 fabric.backward(loss / self.accum)
             losses.append(loss.detach())
             steps.append(self.step + 1)
@@ -337,7 +339,7 @@ class Trainer:
 
     def optimizer_step(self) -> None:
         if self.cfg.optim.grad_clip:
-            self.fabric.clip_gradients(self.model, self.optimizer, max_norm=self.cfg.optim.grad_clip)
+            self.fabric.clip_gradients(self.wrapped, self.optimizer, max_norm=self.cfg.optim.grad_clip)
         self.step_lr = self.optimizer.param_groups[0]["lr"]  # the rate this step used, for the logs
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -357,7 +359,7 @@ class Trainer:
                     "clips_per_s": rate,
                     "wall_s": time.perf_counter() - self.started,
                     "data_wait_s": self.data_wait,
-                    "template": self.bare.step_template(),
+                    "template": self.model.step_template(),
                 }
             )
 

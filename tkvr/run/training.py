@@ -235,7 +235,7 @@ def _train(cfg: TrainConfig, src, train_ids, fabric, on_ready, held: ExitStack) 
             best_top1=trainer.best,
             metrics={},
             history=history(out / "metrics.csv"),
-            model=trainer.model,
+            model=trainer.wrapped,
             backbone=backbone,
             fabric=fabric,
         )
@@ -249,7 +249,7 @@ def _train(cfg: TrainConfig, src, train_ids, fabric, on_ready, held: ExitStack) 
         metrics=fit.metrics,
         history=history(out / "metrics.csv") if rank0 else fit.history,
         unreadable=bad.paths(),
-        model=trainer.model,
+        model=trainer.wrapped,
         backbone=backbone,
         fabric=fabric,
     )
