@@ -260,3 +260,10 @@ def pytest_collection_modifyitems(items):
         return LONG_FIRST.index(name) if name in LONG_FIRST else len(LONG_FIRST)
 
     items.sort(key=rank)  # stable: within a file, and among the others, the order stays
+
+
+def pytest_xdist_auto_num_workers(config):
+    """-n auto: a test process per core and one more. A process that waits (for a process it
+    started, a file lock, a kill) leaves its core idle; the extra one fills it (7.7 min against
+    9.1 on the 2-core build machine)."""
+    return (os.cpu_count() or 1) + 1
