@@ -149,9 +149,12 @@ LIBRARY_NOISE = ("Initializing distributed", "distributed_backend", "All distrib
 
 def fast(**changes) -> list[str]:
     """The one set of fast training flags (the built-in tiny backbone, 2 frames, no reader
-    processes, no warm-up), with a test's own changes: fast(data="toy", limit_batches=2)."""
-    flags = {"backbone": "tiny", "frames": 2, "batch_size": 16, "workers": 0, "warmup": 0, **changes}
-    return [x for k, v in flags.items() for x in ("--" + k.replace("_", "-"), str(v))]
+    processes, no warm-up, each epoch's validation on its first 2 batches), with a test's own
+    changes: fast(data="toy", limit_batches=2); None leaves a flag out (limit_val_batches=None:
+    the whole validation split, for a test that reads its numbers)."""
+    flags = {"backbone": "tiny", "frames": 2, "batch_size": 16, "workers": 0, "warmup": 0, "limit_val_batches": 2,
+             **changes}
+    return [x for k, v in flags.items() if v is not None for x in ("--" + k.replace("_", "-"), str(v))]
 
 
 TINY_RUN = fast(batch_size=4, epochs=1)

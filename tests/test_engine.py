@@ -9,6 +9,7 @@ import sys
 
 import pytest
 import torch
+import yaml
 from conftest import (
     LIBRARY_NOISE,
     TINY_RUN,
@@ -20,10 +21,11 @@ from conftest import (
 from tkvr.data.toy import toy_classes
 
 FAST = fast(data="toy", lr="1e-4")
+WHOLE_VAL = fast(data="toy", lr="1e-4", limit_val_batches=None)  # for a test that reads the final validation
 
 
-def train(run_cli, out, *extra):
-    code, stdout, err = run_cli("train", *FAST, "--out", out, *extra)
+def train(run_cli, out, *extra, flags=FAST):
+    code, stdout, err = run_cli("train", *flags, "--out", out, *extra)
     assert code == 0, err + stdout
     return stdout
 
@@ -34,7 +36,7 @@ def model_state(path):
 
 def test_train_eval_predict_end_to_end(run_cli, tmp_path):
     out = tmp_path / "run"
-    stdout = train(run_cli, out, "--epochs", "1", "--limit-batches", "4")
+    stdout = train(run_cli, out, "--epochs", "1", "--limit-batches", "4", flags=WHOLE_VAL)
     for name in ("config.yaml", "metrics.csv", "steps.csv", "report.json", "checkpoints/last.pt", "checkpoints/best.pt"):
         assert (out / name).is_file(), name
     rows = list(csv.DictReader((out / "metrics.csv").open()))
@@ -186,6 +188,14 @@ def test_checkpoint_that_runs_code_is_refused(run_cli, tmp_path, monkeypatch):
     assert not mark.exists()
 
 
+def test_limit_val_batches_scores_the_first_batches_of_each_validation(tiny_run):
+    """--limit-val-batches 2 at batch 16 (conftest.fast): the final validation scored 32 clips of
+    the 216, the report says so, config.yaml records the setting."""
+    report = json.loads((tiny_run / "report.json").read_text())
+    assert report["final"]["num_samples"] == 32
+    assert yaml.safe_load((tiny_run / "config.yaml").read_text())["optim"]["limit_val_batches"] == 2
+
+
 def test_user_mistakes(run_cli, tmp_path):
     out = tmp_path / "run"
     train(run_cli, out, "--epochs", "1", "--limit-batches", "1")
@@ -196,6 +206,8 @@ def test_user_mistakes(run_cli, tmp_path):
     assert_user_error(code, err, "--out", "--resume auto")
     code, _, err = run_cli("train", *FAST, "--out", tmp_path / "b", "--batch-size", "10", "--device-batch", "4")
     assert_user_error(code, err, "--batch-size 10", "not divisible")
+    code, _, err = run_cli("train", *FAST, "--out", tmp_path / "b", "--limit-val-batches", "0")
+    assert_user_error(code, err, "--limit-val-batches must be >= 1")
     code, _, err = run_cli("train", *FAST, "--out", out, "--resume", "auto", "--backbone", "tiny-rn")
     assert_user_error(code, err, "--resume", "--backbone")
     # a file that is not a tkvr checkpoint (backbone weights)
@@ -373,8 +385,8 @@ def test_resume_keeps_one_record_of_each_step_and_epoch(run_cli, tmp_path):
     import csv
 
     run = tmp_path / "run"
-    args = ["train", "--data", "toy", *TINY_RUN, "--epochs", "3", "--limit-batches", "3", "--log-every", "1",
-            "--out", run]
+    args = ["train", "--data", "toy", *fast(batch_size=4, limit_val_batches=None), "--epochs", "3", "--limit-batches", "3",
+            "--log-every", "1", "--out", run]
     code, _, err = run_cli(*args, "--max-steps", "3")  # epoch 1 ends at step 3, its checkpoint written
     assert code == 0, err
     with (run / "steps.csv").open("a") as f:  # what a process killed in epoch 2 had logged after it

@@ -123,7 +123,8 @@ def test_matching_trains_offline_and_online(run_cli, tmp_path):
 def test_matching_with_batch_gather_trains_under_ddp(tmp_path):
     """The engine's gather path: 2 CPU processes, online text encoder; report counts both devices."""
     run = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "tkvr", "train", *FAST, "--objective", "matching", "--text-online",
+    flags = fast(data="toy", lr="1e-4", epochs=1, limit_batches=2, limit_val_batches=None)  # all 216 val clips
+    cmd = [sys.executable, "-m", "tkvr", "train", *flags, "--objective", "matching", "--text-online",
            "--batch-gather", "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", "--out", str(run)]
     r = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ))
     assert r.returncode == 0, r.stderr[-3000:]

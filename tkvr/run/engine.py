@@ -376,7 +376,7 @@ class Trainer:
             "wall_s": wall,
         }
         if self.epoch % self.cfg.run.eval_every == 0 or self.epoch == self.cfg.optim.epochs or stop:
-            result.metrics = m = self.validate()
+            result.metrics = m = self.validate(self.cfg.optim.limit_val_batches)
             row.update(val_top1=m["top1"], val_top5=m["top5"], val_mean_class=m["mean_class_accuracy"])
             if m["top1"] > self.best:
                 self.best = m["top1"]

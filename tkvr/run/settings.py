@@ -132,6 +132,9 @@ class OptimConfig(Settings):
     seed: int = setting(0, "Seed of everything random.")
     max_steps: int | None = setting(None, "Stop after this many optimiser steps (smoke runs).")
     limit_batches: int | None = setting(None, "Batches per epoch at most (smoke runs).")
+    limit_val_batches: int | None = setting(
+        None, "Validation batches at most, each epoch's (smoke runs; the report says how many clips)."
+    )
 
     def accumulation(self, world: int) -> int:
         device_batch = self.device_batch or self.batch_size // world
@@ -139,7 +142,17 @@ class OptimConfig(Settings):
 
     def validate(self, world: int = 1) -> list[str]:
         problems = choice_problems(self, nested=False)  # the declared choices
-        at_least(problems, self, 1, "epochs", "batch_size", "device_batch", "max_steps", "limit_batches")
+        at_least(
+            problems,
+            self,
+            1,
+            "epochs",
+            "batch_size",
+            "device_batch",
+            "max_steps",
+            "limit_batches",
+            "limit_val_batches",
+        )
         if self.batch_size >= 1 and (self.device_batch is None or self.device_batch >= 1) and world >= 1:
             device_batch = self.device_batch or (
                 self.batch_size // world if self.batch_size % world == 0 else 0
