@@ -16,7 +16,7 @@ REALDATA = Path(os.environ.get("TKVR_REALDATA", Path(__file__).resolve().parents
 def realdata(sub: str = "") -> Path:
     path = REALDATA / sub
     if not path.exists():
-        pytest.skip(f"real test material not found at ../shared/realdata/{sub} (only in the project's workspace)")
+        pytest.skip(f"real test material not found at {path}: set TKVR_REALDATA to the folder that holds it")
     return path
 
 

@@ -292,7 +292,8 @@ def zeroshot(cfg) -> dict:
         plan_run_dir(base)  # a refused --out must fail now, not after the first row
     fabric = make_fabric(base.device)
     rows["without_training"] = {**score(fabric, fabric.setup_module(model), pre), "scored_by": by}
-    which = "classes of --eval" if cfg.no_train else "unseen classes"  # no training: nothing was seen
+    # no training: nothing was seen; the dataset is named, not the flag (the demo passes none)
+    which = f"classes of {cfg.eval_data}" if cfg.no_train else "unseen classes"
     say(f"w/o train: top-1 {fmt(rows['without_training'])} on {len(unseen.classes)} {which}")
     if not cfg.no_train:
         res = train_run(base, src=seen, fabric=fabric)
