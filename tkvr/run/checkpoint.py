@@ -282,6 +282,19 @@ def start_from(where: str, model) -> Path:
     return Path(ckpt["path"])
 
 
+def run_model(cfg: TrainConfig, classes: list[str], templates: list[str], **kw):
+    """(Backbone, VideoModel) of a run's settings: the model group, with the run's seed and
+    gradient checkpointing (`kw`: build's weights, embeddings, cosine_learned)."""
+    return build(
+        cfg.model,
+        classes,
+        templates,
+        seed=cfg.optim.seed,
+        grad_checkpointing=cfg.optim.grad_checkpointing,
+        **kw,
+    )
+
+
 def load_model(ckpt: dict, classes: list[str] | None = None, flag: str = "--labels"):
     """Rebuild (cfg, backbone, model) from a checkpoint alone; `classes` swaps in new class names,
     embedded with the backbone's own (pretrained, never fine-tuned) text encoder."""
@@ -292,12 +305,10 @@ def load_model(ckpt: dict, classes: list[str] | None = None, flag: str = "--labe
         raise TkvrError(
             f"--checkpoint {ckpt['path']}: no head weights inside (a checkpoint of another model?)"
         )
-    backbone, model = build(
-        cfg.model,
+    backbone, model = run_model(
+        cfg,
         ckpt["classes"],
         cfg.model.templates,
-        seed=cfg.optim.seed,
-        grad_checkpointing=cfg.optim.grad_checkpointing,
         weights=False,
         embeddings=weight,
         cosine_learned=ckpt.get("head_form") != HEAD_FORM,

@@ -26,8 +26,7 @@ from tkvr.data.specs import absolute, resolve
 from tkvr.model.backbones import BUILTIN, OPENAI_NAMES, build_backbone, model_config
 from tkvr.model.released import describe, layout, matches, released_state, to_tkvr
 from tkvr.model.text import class_embeddings, load_embeddings
-from tkvr.model.video_model import build
-from tkvr.run.checkpoint import FORMAT, HEAD_FORM, sealed
+from tkvr.run.checkpoint import FORMAT, HEAD_FORM, run_model, sealed
 from tkvr.run.settings import TrainConfig
 from tkvr.run.training import write_config
 
@@ -108,7 +107,7 @@ def convert(cfg) -> dict:
     run.data.data_root = os.path.abspath(cfg.data_root) if cfg.data_root else None
     run.data.fold = cfg.fold or 1
     names, emb = classifier(cfg, run, lay.embed_dim)
-    _, model = build(run.model, names, m.templates, seed=run.optim.seed, weights=False, embeddings=emb)
+    _, model = run_model(run, names, m.templates, weights=False, embeddings=emb)
     got = to_tkvr(state, lay)
     missing, unexpected = model.load_state_dict(got, strict=False)
     missing = [k for k in missing if k != "head.weight"]

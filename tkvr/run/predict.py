@@ -47,8 +47,8 @@ from tkvr.data.video import (
     why_missing,
 )
 from tkvr.model.settings import ModelConfig
-from tkvr.model.video_model import build, preprocess_of, unwrap
-from tkvr.run.checkpoint import load_model, read_checkpoint
+from tkvr.model.video_model import preprocess_of, unwrap
+from tkvr.run.checkpoint import load_model, read_checkpoint, run_model
 from tkvr.run.launch import make_fabric
 from tkvr.run.settings import DeviceConfig, TrainConfig
 
@@ -121,7 +121,7 @@ def scorer(cfg, paths: list[str], ckpt: dict | None):
         tcfg.model.backbone, tcfg.model.pretrained = cfg.backbone, cfg.pretrained
         tcfg.model.frames, tcfg.model.temporal = frames_for(cfg, None), "tap"
         templates = cfg.templates or own_templates(cfg.backbone, paths)
-        _, model = build(tcfg.model, classes, templates, seed=tcfg.optim.seed)
+        _, model = run_model(tcfg, classes, templates)
         source = f"{cfg.backbone} (zero-shot)"
     scale = cfg.test_scale if cfg.test_scale is not None else tcfg.data.test_scale
     return model, classes, frames_for(cfg, ckpt), scale, source

@@ -32,8 +32,8 @@ from tkvr.data.specs import resolve
 from tkvr.data.video import kind_of, pick_decoder
 from tkvr.model.cost import cost_of
 from tkvr.model.text import run_templates
-from tkvr.model.video_model import build, preprocess_of, swap_classes
-from tkvr.run.checkpoint import load_model, read_checkpoint
+from tkvr.model.video_model import preprocess_of, swap_classes
+from tkvr.run.checkpoint import load_model, read_checkpoint, run_model
 from tkvr.run.evaluation import resolved_auto
 from tkvr.run.launch import make_fabric
 from tkvr.run.metrics import predict_scores, protocol_top1
@@ -277,13 +277,7 @@ def zeroshot(cfg) -> dict:
         by = {**scored_by(pre, trained=True), "checkpoint": ckpt["path"]}
     else:  # w/o train: the pre-trained model alone, the unseen names swapped in
         pre = pretrained_only(base)
-        backbone, model = build(
-            pre.model,
-            seen.classes,
-            base.model.templates,
-            seed=pre.optim.seed,
-            grad_checkpointing=pre.optim.grad_checkpointing,
-        )
+        backbone, model = run_model(pre, seen.classes, base.model.templates)
         swap_classes(
             model, backbone, unseen.classes, templates, base.model.text_encoder, base.model.class_names
         )

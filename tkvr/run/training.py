@@ -36,8 +36,8 @@ from tkvr.model.backbones import input_size_of
 from tkvr.model.cost import cost_of
 from tkvr.model.heads import Head, fit_lda
 from tkvr.model.text import load_embeddings, run_templates, save_embeddings
-from tkvr.model.video_model import build, check_encoder, preprocess_of
-from tkvr.run.checkpoint import check_resumable, start_from
+from tkvr.model.video_model import check_encoder, preprocess_of
+from tkvr.run.checkpoint import check_resumable, run_model, start_from
 from tkvr.run.engine import Parts, Trainer, history, write_report
 from tkvr.run.evaluation import resolved_auto
 from tkvr.run.launch import make_fabric, precision_here
@@ -177,13 +177,7 @@ def _train(cfg: TrainConfig, src, train_ids, fabric, on_ready, held: ExitStack) 
         )
     resume = plan_run_dir(cfg)
     t0 = time.time()
-    backbone, model = build(
-        cfg.model,
-        src.classes,
-        cfg.model.templates,
-        seed=cfg.optim.seed,
-        grad_checkpointing=cfg.optim.grad_checkpointing,
-    )
+    backbone, model = run_model(cfg, src.classes, cfg.model.templates)
     if cfg.run.init and resume is None:
         say(f"starting from the weights of {start_from(cfg.run.init, model)}")
     train_set, val_set = datasets(
