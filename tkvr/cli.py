@@ -101,11 +101,12 @@ def run(command: Command, kw: dict) -> int:
     dry = value_of(cfg, "dry_run", False)
     if not dry and value_of(cfg, "workers", 0) != 0:  # None: the machine's default, some
         start_readers()
-    with status(f"tkvr {command.name}: loading torch and the model libraries"):
-        # deferred (tkvr --help loads no torch): torch, Fabric and open_clip, the slow imports, here
-        # under the spinner and before the libraries' loggers are quieted
-        from tkvr.model import backbones, text  # noqa: F401  (the hub and transformers, via open_clip)
-        from tkvr.run import launch  # noqa: F401
+    if command.libraries:
+        with status(f"tkvr {command.name}: loading torch and the model libraries"):
+            # deferred (tkvr --help loads no torch): torch, Fabric and open_clip, the slow imports,
+            # here under the spinner and before the libraries' loggers are quieted
+            from tkvr.model import backbones, text  # noqa: F401  (the hub and transformers, via open_clip)
+            from tkvr.run import launch  # noqa: F401
     quiet_libraries(value_of(cfg, "verbose", False))  # after the import: libraries set theirs then
     result = (command.plan if dry and command.plan else command.run)(cfg)
     if dry:

@@ -23,21 +23,36 @@ class BackbonesConfig(Settings):
 
 
 def run(cfg: BackbonesConfig) -> list[dict]:
-    from tkvr.model.backbones import listing  # deferred: tkvr --help loads no torch
+    from tkvr.model.catalog import available  # deferred: tkvr --help reads no open_clip table
 
-    return listing()
+    return available()
 
 
 def show(rows: list[dict], cfg) -> None:
-    t = Table(title="--backbone names (--pretrained tags; * cached here, usable offline)")
-    t.add_column("backbone")
-    t.add_column("kind")
-    t.add_column("--pretrained")
-    for r in rows:
-        tags = [f"{x}*" if x in r["cached"] else x for x in r["pretrained"]]
-        t.add_row(r["backbone"], r["kind"], ", ".join(tags))
-    console().print(t)
-    say("any open_clip model also takes --pretrained PATH (a local file); hf-hub:ORG/REPO names work too")
+    def name(r):
+        return r["backbone"] + (f" (= {r['also']})" if "also" in r else "")
+
+    def tags(r):
+        return ", ".join(f"{x}*" if x in r["cached"] else x for x in r["pretrained"])
+
+    con = console()
+    if con.is_terminal:
+        t = Table(title="--backbone names (--pretrained tags; * cached here, usable offline)")
+        t.add_column("backbone")
+        t.add_column("kind")
+        t.add_column("--pretrained")
+        for r in rows:
+            t.add_row(name(r), r["kind"], tags(r))
+        con.print(t)
+    else:  # piped: one whole line per backbone, for grep and cut (a table would wrap at 80 columns)
+        wide = max(len(name(r)) for r in rows)
+        kind = max(len(r["kind"]) for r in rows)
+        for r in rows:
+            print(f"{name(r):<{wide}}  {r['kind']:<{kind}}  {tags(r)}")
+    say(
+        "OpenAI names default to --pretrained openai; the other names need --pretrained TAG (* cached "
+        "here, usable offline), a local file PATH or none; hf-hub:ORG/REPO names work too"
+    )
 
 
 COMMAND = Command(
@@ -51,4 +66,5 @@ COMMAND = Command(
       tkvr backbones --json backbones.json
     """,
     show=show,
+    libraries=False,
 )

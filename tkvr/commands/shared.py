@@ -26,6 +26,7 @@ class Command:
     status: Callable | None = None  # result -> exit code (or a Fault)
     arguments: tuple = ()  # click arguments before the options: (name, click.argument's keywords)
     config_file: bool = False  # --config FILE.yaml
+    libraries: bool = True  # loads torch and the model libraries (False: answers without them)
 
 
 @dataclass

@@ -10,28 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from huggingface_hub import try_to_load_from_cache
 from torch import nn
 
 from tkvr.base.errors import TkvrError
 from tkvr.base.fileio import quiet_pickle
 from tkvr.base.progress import say, status
+from tkvr.model.catalog import BUILTIN, CONFIG_DIR, OPENAI_NAMES, SHIPPED, cached
 
-OPENAI_NAMES = {
-    "RN50": "RN50",
-    "RN101": "RN101",
-    "RN50x4": "RN50x4",
-    "RN50x16": "RN50x16",
-    "RN50x64": "RN50x64",
-    "ViT-B/32": "ViT-B-32",
-    "ViT-B/16": "ViT-B-16",
-    "ViT-L/14": "ViT-L-14",
-    "ViT-L/14@336px": "ViT-L-14-336",
-}
-BUILTIN = {"tiny": "tkvr-tiny", "tiny-rn": "tkvr-tiny-rn", "toy": "tkvr-toy"}
-SHIPPED = {"toy": Path(__file__).parent.parent / "assets" / "toy_clip.pt"}  # built-ins with weights
 BUILD_SEED = 0
-CONFIG_DIR = Path(__file__).parent.parent / "configs"
 
 
 @dataclass
@@ -93,7 +79,11 @@ def _resolve(backbone: str, pretrained: str | None):
     if backbone in OPENAI_NAMES:
         if pretrained is None and not explicit_none:
             pretrained = "openai"
-        return OPENAI_NAMES[backbone], pretrained, True
+        name = OPENAI_NAMES[backbone]
+        # OpenAI's weights (a tag or a saved file) were trained with QuickGELU; open_clip's other
+        # tags of the same architecture (laion2b_..., datacomp_...) say themselves which they need
+        other_tag = pretrained not in (None, "openai") and oc.is_pretrained_cfg(name, pretrained)
+        return name, pretrained, not other_tag
     name = backbone.replace("/", "-")
     if name in oc.list_models():
         if pretrained is None and not explicit_none:
@@ -108,16 +98,6 @@ def _resolve(backbone: str, pretrained: str | None):
         "hf-hub:ORG/REPO, or an open_clip model name (python -c 'import open_clip; "
         "print(open_clip.list_models())')"
     )
-
-
-def _cached(hub: str, names: list[str] | None = None) -> bool:
-    """Whether open_clip's file (or one of `names`) for an hf-hub entry ('org/repo' or
-    'org/repo/file') is in the Hugging Face cache."""
-
-    repo, _, file = hub.partition("/")[2].partition("/")
-    repo = hub.split("/")[0] + "/" + repo
-    names = [file] if file else names or ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
-    return any(isinstance(try_to_load_from_cache(repo, n), str) for n in names)
 
 
 def _online(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
@@ -155,7 +135,7 @@ def _fetch(oc, name: str, tag: str):
         f"cannot get the weights of {name} ({tag}) from {what}: no network or not in the "
         "cache; download the file on a connected machine and pass --pretrained PATH"
     )
-    if where and not _cached(where):
+    if where and not cached(where):
         # The hub client retries for about a minute without a word when there is no network.
         if not _online():
             raise missing
@@ -265,7 +245,7 @@ def timm_weights_or_fail(spec: str, name: str) -> None:
         names = [
             n for n in (getattr(cfg, "hf_hub_filename", None), "model.safetensors", "pytorch_model.bin") if n
         ]
-        if _cached(hub, names):
+        if cached(hub, names):
             return
     elif url:
         if (Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name).is_file():
@@ -323,47 +303,3 @@ class TimmVisual(nn.Module):
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.trunk.set_grad_checkpointing(enable)
-
-
-def listing(cfg=None) -> list[dict]:
-    """`tkvr backbones` (cfg: BackbonesConfig, which only says where --json goes)."""
-    return available()
-
-
-def available() -> list[dict]:
-    """Every --backbone tkvr takes by name (`tkvr backbones`): the built-ins, the OpenAI names,
-    then each open_clip model with its --pretrained tags; `cached`: the tags whose weights are in
-    the local Hugging Face cache (usable offline)."""
-    oc = _open_clip()
-    rows = [
-        {
-            "backbone": b,
-            "pretrained": ["shipped" if b in SHIPPED else "none (random, fixed seed)"],
-            "cached": [],
-            "kind": "built-in",
-        }
-        for b in BUILTIN
-    ]
-    rows += [
-        {"backbone": b, "pretrained": ["openai"], "cached": [], "kind": f"OpenAI ({name})"}
-        for b, name in OPENAI_NAMES.items()
-    ]
-    by_model: dict[str, list[str]] = {}
-    for model, tag in oc.list_pretrained():
-        by_model.setdefault(model, []).append(tag)
-    for model in sorted(set(oc.list_models()) - set(BUILTIN.values())):
-        tags = by_model.get(model, [])
-        cached = [
-            t
-            for t in tags
-            if (oc.get_pretrained_cfg(model, t) or {}).get("hf_hub")
-            and _cached(oc.get_pretrained_cfg(model, t)["hf_hub"])
-        ]
-        rows.append(
-            {"backbone": model, "pretrained": tags or ["none"], "cached": cached, "kind": "open_clip"}
-        )
-    for r, b in zip(rows, list(BUILTIN) + list(OPENAI_NAMES)):
-        if b in OPENAI_NAMES:
-            cfg = oc.get_pretrained_cfg(OPENAI_NAMES[b], "openai") or {}
-            r["cached"] = ["openai"] if cfg.get("hf_hub") and _cached(cfg["hf_hub"]) else []
-    return rows
