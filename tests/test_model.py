@@ -61,7 +61,7 @@ def test_learned_head_is_a_plain_linear_layer_starting_at_ln_c(c, d, norm):
     logits = head(e)
     torch.testing.assert_close(logits, F.linear(e, head.weight, head.bias))  # no normalising, no scale
     assert head.weight.requires_grad and head.bias.requires_grad
-    assert head.weight.abs().max() <= d**-0.5 and torch.equal(head.bias, torch.zeros(c))
+    assert head.weight.abs().max() <= d ** -0.5 and torch.equal(head.bias, torch.zeros(c))
     loss = F.cross_entropy(logits, y).item()
     assert abs(loss - math.log(c)) < 0.1 * math.log(c), (loss, math.log(c))
     # the earlier scaled-cosine head started far above ln C: the comparison it tilted
@@ -91,9 +91,7 @@ def test_tap_order_invariant_ttrans_not(tiny):
 
 def test_ttrans_starts_near_tap(tiny):
     f = torch.randn(4, 8, tiny.dim)
-    tt = build_model(
-        tiny, "t-trans", Head(random_matrix(2, tiny.dim), "random"), frames=8, t_trans_form="near-tap"
-    ).temporal
+    tt = build_model(tiny, "t-trans", Head(random_matrix(2, tiny.dim), "random"), frames=8, t_trans_form="near-tap").temporal
     out, tap = tt(f), f.mean(1)
     rel = ((out - tap).norm(dim=-1) / tap.norm(dim=-1)).max()
     assert rel < 0.01, rel
@@ -113,14 +111,8 @@ def test_ttrans_draws_its_positions_first(tiny):
 
 def test_ttrans_released_form(tiny):
     f = torch.randn(4, 8, tiny.dim)  # [B, T, D]
-    model = build_model(
-        tiny,
-        "t-trans",
-        Head(random_matrix(2, tiny.dim), "random"),
-        frames=8,
-        temporal_layers=2,
-        t_trans_form="released",
-    )
+    model = build_model(tiny, "t-trans", Head(random_matrix(2, tiny.dim), "random"), frames=8, temporal_layers=2,
+                        t_trans_form="released")
     tt = model.temporal
     assert not hasattr(tt, "proj") and 0.015 < tt.pos.std().item() < 0.025
     lin = [m for m in tt.encoder.modules() if isinstance(m, torch.nn.Linear)]
@@ -233,57 +225,17 @@ def test_temporal_errors(tiny):
 def test_t1d_blocks_place_the_convolutions_where_asked(run_cli, tmp_path):
     import torch
 
-    code, _, err = run_cli(
-        "train",
-        "--data",
-        "toy",
-        "--backbone",
-        "tiny",
-        "--temporal",
-        "token-t1d",
-        "--t1d-blocks",
-        "0",
-        "--t1d-blocks",
-        "-1",
-        "--frames",
-        "2",
-        "--batch-size",
-        "4",
-        "--workers",
-        "0",
-        "--epochs",
-        "1",
-        "--limit-batches",
-        "1",
-        "--warmup",
-        "0",
-        "--out",
-        tmp_path / "r",
-    )
+    code, _, err = run_cli("train", "--data", "toy", "--backbone", "tiny", "--temporal", "token-t1d", "--t1d-blocks",
+                           "0", "--t1d-blocks", "-1", "--frames", "2", "--batch-size", "4", "--workers", "0",
+                           "--epochs", "1", "--limit-batches", "1", "--warmup", "0", "--out", tmp_path / "r")
     assert code == 0, err
     state = torch.load(tmp_path / "r" / "checkpoints" / "last.pt", weights_only=True)
     n = len({k.split(".")[3] for k in state["model"] if k.startswith("visual.transformer.resblocks.")})
-    with_conv = sorted(
-        {
-            int(k.split(".")[3])
-            for k in state["model"]
-            if k.startswith("visual.transformer.resblocks.") and ".tconv." in k
-        }
-    )
+    with_conv = sorted({int(k.split(".")[3]) for k in state["model"]
+                        if k.startswith("visual.transformer.resblocks.") and ".tconv." in k})
     assert with_conv == [0, n - 1] and state["config"]["model"]["t1d_blocks"] == [0, -1]
-    code, _, err = run_cli(
-        "train",
-        "--data",
-        "toy",
-        "--backbone",
-        "tiny",
-        "--temporal",
-        "token-t1d",
-        "--t1d-blocks",
-        "99",
-        "--out",
-        tmp_path / "bad",
-    )
+    code, _, err = run_cli("train", "--data", "toy", "--backbone", "tiny", "--temporal", "token-t1d", "--t1d-blocks",
+                           "99", "--out", tmp_path / "bad")
     assert code == 2 and "--t1d-blocks [99]" in err and not (tmp_path / "bad").exists()
 
 
@@ -291,53 +243,22 @@ def test_eval_reports_gflops_and_parameters_as_counted_by_hand(run_cli, tmp_path
     """tiny: 32 px, patch 8, width 64, 2 blocks (2 heads), MLP 256, joint width 64; 54 classes, T=2."""
     import json
 
-    code, _, err = run_cli(
-        "train",
-        "--data",
-        "toy",
-        "--backbone",
-        "tiny",
-        "--frames",
-        "2",
-        "--batch-size",
-        "4",
-        "--workers",
-        "0",
-        "--epochs",
-        "1",
-        "--limit-batches",
-        "1",
-        "--warmup",
-        "0",
-        "--out",
-        tmp_path / "r",
-    )
+    code, _, err = run_cli("train", "--data", "toy", "--backbone", "tiny", "--frames", "2", "--batch-size", "4",
+                           "--workers", "0", "--epochs", "1", "--limit-batches", "1", "--warmup", "0",
+                           "--out", tmp_path / "r")
     assert code == 0, err
-    code, out, err = run_cli(
-        "eval",
-        "--checkpoint",
-        tmp_path / "r",
-        "--views",
-        "2x3",
-        "--workers",
-        "0",
-        "--json",
-        tmp_path / "e.json",
-    )
+    code, out, err = run_cli("eval", "--checkpoint", tmp_path / "r", "--views", "2x3", "--workers", "0",
+                             "--json", tmp_path / "e.json")
     assert code == 0, err
     report = json.loads((tmp_path / "e.json").read_text())
     t, n, d, hidden, blocks, classes = 2, 17, 64, 256, 2, 54  # n: 16 patches + the class token
     mac = 16 * (3 * 8 * 8) * d  # patch embedding
-    mac += blocks * (
-        n * d * 3 * d + 2 * n * n * d + n * d * d + 2 * n * d * hidden
-    )  # qkv, QK^T and AV, out, MLP
+    mac += blocks * (n * d * 3 * d + 2 * n * n * d + n * d * d + 2 * n * d * hidden)  # qkv, QK^T and AV, out, MLP
     mac += d * 64  # projection of the class token
     flops = 2 * (t * mac + 64 * classes)  # per frame, then the head once per view
     assert report["gflops_per_view"] * 1e9 == pytest.approx(flops, rel=1e-9)
     params = 3 * 8 * 8 * d + d + n * d + 2 * d  # conv1, class token, positions, ln_pre
-    params += blocks * (
-        2 * d + (d * 3 * d + 3 * d) + (d * d + d) + 2 * d + (d * hidden + hidden) + (hidden * d + d)
-    )
+    params += blocks * (2 * d + (d * 3 * d + 3 * d) + (d * d + d) + 2 * d + (d * hidden + hidden) + (hidden * d + d))
     params += 2 * d + d * 64 + classes * 64 + 1  # ln_post, proj, the (frozen) head, its logit scale
     assert report["params_m"] * 1e6 == pytest.approx(params)
     assert "x 6" in out  # GFLOPs x views in the table
