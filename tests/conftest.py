@@ -52,9 +52,22 @@ def run_cli():
 def tiny_run(tmp_path_factory):
     """One tiny run on the toy world for the tests that only read a run (they change copies)."""
     out = tmp_path_factory.mktemp("tiny_run") / "run"
-    code, _, err = tkvr("train", *fast(data="toy", epochs=1, limit_batches=2, log_every=1), "--out", out)
+    code, stdout, err = tkvr("train", *fast(data="toy", epochs=1, limit_batches=2, log_every=1), "--out", out)
     assert code == 0, err
+    assert_wrote(stdout, out)
     return out
+
+
+def assert_wrote(stdout: str, *paths) -> None:
+    """The command ended by naming each file it wrote, one "wrote PATH[: what]" line each, in this
+    order, and nothing else; each is there."""
+    lines = stdout.strip().splitlines()
+    said = [ln for ln in lines if ln.startswith("wrote ")]
+    assert said and lines[-len(said):] == said, stdout  # the last lines
+    assert len(said) == len(paths), (said, paths)
+    for line, p in zip(said, paths):
+        assert line == f"wrote {p}" or line.startswith(f"wrote {p}: "), (line, p)
+        assert Path(p).exists(), p
 
 
 def assert_user_error(code, err, *words):

@@ -256,3 +256,45 @@ def test_the_rules_catch_a_breach(tmp_path, monkeypatch, rule):
     monkeypatch.setitem(globals(), "TKVR", copy)
     with pytest.raises(AssertionError):
         rule()
+
+
+# Where each output flag of each command is run and its "wrote ..." line checked (assert_wrote).
+WROTE_CHECKED = {
+    "embed": ("test_embed.py", "test_embed_plot", {"out", "plot"}),
+    "backbones": ("test_model.py", "test_backbones_lists_each_name_once", {"json"}),
+    "check": ("test_check.py", "test_check_reads_the_last_frame", {"json"}),
+    "prepare": ("test_nothing_lost.py", "test_prepare_stops_at_a_full_disk", {"out"}),
+    "train": ("conftest.py", "tiny_run", {"out"}),
+    "eval": ("test_evaluation.py", "test_eval_writes_the_per_class_csv", {"json", "per_class", "plot"}),
+    "predict": ("test_predict.py", "test_a_long_video_becomes_segments", {"out", "plot", "json"}),
+    "export": ("test_export.py", "test_pt2_and_onnx_give_tkvrs_logits", {"out"}),
+    "convert": ("test_convert.py", "convert", {"out"}),
+    "fewshot": ("test_protocols.py", "test_fewshot_writes_samples_table_and_json", {"out", "json"}),
+    "zeroshot": ("test_protocols.py", "test_zeroshot_without_and_with_training", {"out", "json"}),
+    "plot": ("test_plots.py", "test_plot_fractions_and_loss", {"out"}),
+    "demo": ("test_demo.py", "test_two_demos_in_a_row", {"out"}),
+}
+
+
+def test_every_output_flag_of_every_command_has_its_wrote_line_checked():
+    """A command's output flags (--out, --json, --plot, --per-class) each end in a "wrote" line; the
+    test named here runs the command with them and checks the lines. A new command or output flag
+    fails this until its check is written."""
+    import ast
+
+    from tkvr.base.settings import leaves
+    from tkvr.commands import COMMANDS
+
+    outputs = {"out", "json", "plot", "per_class"}
+    assert set(WROTE_CHECKED) == {c.name for c in COMMANDS}
+    for c in COMMANDS:
+        file, prefix, flags = WROTE_CHECKED[c.name]
+        assert flags == outputs & set(leaves(c.settings)), c.name
+        tree = ast.parse((Path(__file__).parent / file).read_text())
+        fns = [f for f in ast.walk(tree) if isinstance(f, ast.FunctionDef) and f.name.startswith(prefix)]
+        assert fns, (c.name, file, prefix)
+        source = ast.unparse(fns[0])
+        assert "assert_wrote(" in source, (c.name, fns[0].name)
+        if file != "test_convert.py" and c.name != "train":  # their flags are passed by the callers
+            for flag in flags:
+                assert f"--{flag.replace('_', '-')}" in source, (c.name, fns[0].name, flag)

@@ -2,6 +2,7 @@
 import json
 
 from conftest import (
+    assert_wrote,
     list_dataset,
     write_divx_avi,
 )
@@ -14,6 +15,7 @@ def test_check_reads_the_last_frame(run_cli, tmp_path):
     write_divx_avi(data / "b.avi", frames=10)
     code, out, err = run_cli("check", "--data", data, "--workers", "0", "--json", tmp_path / "c.json")
     assert code == 0, out + err
+    assert_wrote(out, tmp_path / "c.json")
     assert json.loads((tmp_path / "c.json").read_text())["unreadable"] == []
     raw = (data / "b.avi").read_bytes()
     (data / "b.avi").write_bytes(raw[: len(raw) * 2 // 3])  # the last third is gone

@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
-from conftest import assert_user_error, small_set
+from conftest import assert_user_error, assert_wrote, small_set
 
 from tkvr.model.backbones import build_backbone
 
@@ -154,6 +154,7 @@ NAMES = "apply eye makeup,archery,brush hair"
 def convert(run_cli, src, out, *extra):
     code, stdout, err = run_cli("convert", src, "--labels", NAMES, "--frames", "2", "--out", out, *extra)
     assert code == 0, err
+    assert_wrote(stdout, out)
     return stdout
 
 

@@ -1,12 +1,15 @@
 """tkvr demo (tkvr.commands.demo): the main job runs twice in a row, each time to its table."""
 import json
 
+from conftest import assert_wrote
+
 
 def test_two_demos_in_a_row_both_end_with_the_table(run_cli, tmp_path):
     out = tmp_path / "demo"
     code, first, err = run_cli("demo", "--epochs", "1", "--workers", "0", "--out", out)
     assert code == 0, err
     assert "what the toy world shows" in first and "trained 1 epoch," in first
+    assert_wrote(first, out)  # one line: the demo's folder holds its runs
     kept = (out / "eval_seen.json").read_bytes()
     code, second, err = run_cli("demo", "--epochs", "1", "--workers", "0", "--out", out)
     assert code == 0, err

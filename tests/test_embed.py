@@ -5,7 +5,7 @@ import sys
 import pytest
 import torch
 import yaml
-from conftest import assert_user_error
+from conftest import assert_user_error, assert_wrote
 
 from tkvr.base.errors import TkvrError
 from tkvr.data.classes import resolve_classes
@@ -71,9 +71,10 @@ def test_embed_cli_baseline_heads(run_cli, tmp_path, head):
 def test_embed_plot(run_cli, tmp_path):
     pytest.importorskip("matplotlib")
     png = tmp_path / "corr.png"
-    code, _, err = run_cli("embed", "--classes", "a,b,c", "--backbone", "tiny", "--out", tmp_path / "e.pt",
-                           "--plot", png)
+    code, stdout, err = run_cli("embed", "--classes", "a,b,c", "--backbone", "tiny", "--out", tmp_path / "e.pt",
+                                "--plot", png)
     assert code == 0, err
+    assert_wrote(stdout, tmp_path / "e.pt", png)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from conftest import fast, small_set, tkvr
+from conftest import assert_wrote, fast, small_set, tkvr
 
 from tkvr.run.evaluation import confused_pairs, per_class_csv
 from tkvr.run.metrics import metrics
@@ -37,9 +37,10 @@ def trained(tmp_path_factory):
 
 
 def test_eval_writes_the_per_class_csv_and_the_confusion_plot(run_cli, trained, tmp_path):
-    code, _, err = run_cli("eval", "--checkpoint", trained, "--workers", "0", "--json", tmp_path / "e.json",
-                           "--per-class", tmp_path / "pc.csv", "--plot", tmp_path / "confusion.png")
+    code, stdout, err = run_cli("eval", "--checkpoint", trained, "--workers", "0", "--json", tmp_path / "e.json",
+                                "--per-class", tmp_path / "pc.csv", "--plot", tmp_path / "confusion.png")
     assert code == 0, err
+    assert_wrote(stdout, tmp_path / "pc.csv", tmp_path / "confusion.png", tmp_path / "e.json")
     report = json.loads((tmp_path / "e.json").read_text())
     rows = list(csv.DictReader((tmp_path / "pc.csv").read_text().splitlines()))
     assert [r["class"] for r in rows] == ["x", "y"]

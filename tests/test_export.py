@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import fast, tkvr
+from conftest import assert_wrote, fast, tkvr
 
 from tkvr.data.specs import resolve
 from tkvr.data.transforms import input_size
@@ -36,6 +36,7 @@ def test_pt2_and_onnx_give_tkvrs_logits(run_cli, toy_run, tmp_path):
         want = model(x)
     code, out, err = run_cli("export", "--checkpoint", toy_run, "--out", tmp_path / "m.pt2")
     assert code == 0, err
+    assert_wrote(out, tmp_path / "m.pt2", tmp_path / "m.pt2.json")
     with torch.no_grad():
         got = torch.export.load(tmp_path / "m.pt2").module()(x)
     assert (got - want).abs().max() <= 1e-3 * want.abs().max()

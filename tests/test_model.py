@@ -269,10 +269,13 @@ def test_backbones_lists_each_name_once_whole_lines_when_piped_and_open_clips_ow
     import subprocess
     import sys
 
+    from conftest import assert_wrote
+
     from tkvr.model.backbones import _open_clip
 
     code, out, err = run_cli("backbones", "--json", tmp_path / "b.json")
     assert code == 0, err
+    assert_wrote(out, tmp_path / "b.json")
     listed = json.loads((tmp_path / "b.json").read_text())
     names = [r["backbone"] for r in listed]
     assert len(names) == len(set(names))  # RN50 and ViT-B/16 (= ViT-B-16) once each

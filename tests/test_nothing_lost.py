@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import assert_user_error, fast, write_clip
+from conftest import assert_user_error, assert_wrote, fast, write_clip
 
 FAST = fast(data="toy", limit_batches=2, log_every=1)
 
@@ -92,6 +92,7 @@ def test_prepare_stops_at_a_full_disk_and_a_rerun_finishes(run_cli, tmp_path, mo
     code, stdout, err = run_cli("prepare", "--data", src, "--out", out, "--workers", "0")
     assert code == 0, err
     assert "2 already done" in stdout and "6 videos ready, 0 unreadable" in stdout
+    assert_wrote(stdout, out)
     assert len(listed(out)) == 6 and not (out / "unreadable.txt").exists()
 
 

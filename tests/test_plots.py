@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import assert_user_error, fast, tkvr
+from conftest import assert_user_error, assert_wrote, fast, tkvr
 
 FAST = fast(data="toy", lr="1e-4", epochs=1, limit_batches=3, log_every=1)
 
@@ -25,7 +25,7 @@ def test_plot_fractions_and_loss(run_cli, runs):
     pytest.importorskip("matplotlib")
     code, out, err = run_cli("plot", "fractions", runs / "lf", "--out", runs / "fractions.png")
     assert code == 0, err
-    assert out.strip().splitlines()[-1].startswith(f"wrote {runs / 'fractions.png'}")
+    assert_wrote(out, runs / "fractions.png")
     assert (runs / "fractions.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     from tkvr.run.plots import plot_fractions, plot_loss
 

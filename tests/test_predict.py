@@ -10,7 +10,7 @@ import time
 
 import pytest
 import torch
-from conftest import toy_frames, write_clip, write_timed
+from conftest import assert_wrote, toy_frames, write_clip, write_timed
 
 from tkvr.data.specs import resolve
 from tkvr.data.toy import write_video
@@ -111,6 +111,7 @@ def test_a_long_video_becomes_segments_placed_by_timestamps(run_cli, tmp_path, t
                               "--stride", stride, "--frames", "4", "--test-scale", "1", "--workers", "0",
                               "--decoder", decoder, "--out", out, "--json", tmp_path / "r.json", *extra)
     assert code == 0, err
+    assert_wrote(text, out, tmp_path / "w.segments.csv", *extra[1:], tmp_path / "r.json")
     segs = json.loads((tmp_path / "r.json").read_text())[0]["segments"]
     assert [s["label"] for s in segs] == LABELS.split(","), segs
     for s, cut in zip(segs, truth):

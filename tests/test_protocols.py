@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import assert_user_error, fast
+from conftest import assert_user_error, assert_wrote, fast
 
 FAST = fast(epochs=1, limit_batches=2)
 FEW = FAST + ["--shot-epochs", "1"]  # fewshot: K-shot runs train --epochs (released schedule; 30 by default)
@@ -20,6 +20,7 @@ def test_fewshot_writes_samples_table_and_json(run_cli, tmp_path):
     code, stdout, err = run_cli("fewshot", "--data", "toy", *FEW, "--shots", "1,2", "--out", out,
                                 "--json", tmp_path / "fs.json", "--epoch-size", "120")
     assert code == 0, err
+    assert_wrote(stdout, out, tmp_path / "fs.json")
     table = json.loads((tmp_path / "fs.json").read_text())
     assert set(table) == {"1", "2"}
     for k in ("1", "2"):
@@ -73,6 +74,7 @@ def test_zeroshot_without_and_with_training(run_cli, tmp_path):
     code, stdout, err = run_cli("zeroshot", "--train", "toy@seen", "--eval", "toy@unseen", *FAST, "--out", out,
                                 "--temporal", "t-trans", "--temporal-layers", "1", "--json", tmp_path / "zs.json")
     assert code == 0, err
+    assert_wrote(stdout, out, tmp_path / "zs.json")
     rows = json.loads((tmp_path / "zs.json").read_text())
     assert rows["without_training"]["num_samples"] == rows["with_training"]["num_samples"] == 72
     for r in ("without_training", "with_training"):

@@ -17,7 +17,17 @@ from click.core import ParameterSource
 from tkvr import __version__
 from tkvr.base.errors import WRITE_FAULTS, Fault, TkvrError, one_line
 from tkvr.base.procs import start_readers
-from tkvr.base.progress import is_rank_zero, leave_word, publish, quiet_libraries, say, show_plan, status
+from tkvr.base.progress import (
+    WRITTEN,
+    is_rank_zero,
+    leave_word,
+    publish,
+    quiet_libraries,
+    say,
+    say_written,
+    show_plan,
+    status,
+)
 from tkvr.base.settings import SECTIONS, build, from_run, leaves, options, sections, value_of
 from tkvr.commands import COMMANDS, Command, NotBuilt
 from tkvr.model.settings import SHAPE_KEYS
@@ -108,12 +118,14 @@ def run(command: Command, kw: dict) -> int:
             from tkvr.model import backbones, text  # noqa: F401  (the hub and transformers, via open_clip)
             from tkvr.run import launch  # noqa: F401
     quiet_libraries(value_of(cfg, "verbose", False))  # after the import: libraries set theirs then
+    WRITTEN.clear()
     result = (command.plan if dry and command.plan else command.run)(cfg)
     if dry:
         show_plan(result)
         return 0
     show = command.show
     publish(result, (lambda r: show(r, cfg)) if show else (lambda r: None), value_of(cfg, "json"))
+    say_written()  # before the exit status: a run that read some inputs still wrote its files
     return command.status(result) if command.status else 0
 
 

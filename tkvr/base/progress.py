@@ -94,6 +94,26 @@ def say(msg: str) -> None:
         print(msg, file=sys.stdout, flush=True)
 
 
+WRITTEN: list[tuple[str, str]] = []  # (path, what) of this command's outputs, said at its end
+
+
+def wrote(path, what: str = "") -> None:
+    """Note an output file (or folder) of the command; the CLI names each in one line at the end,
+    after the result: "wrote PATH: what"."""
+    if is_rank_zero() and str(path) not in (p for p, _ in WRITTEN):
+        WRITTEN.append((str(path), what))
+
+
+def say_written() -> None:
+    """One "wrote ..." line per output noted with `wrote`, in the order written (a folder's line
+    covers what was noted inside it, e.g. the demo's runs); then forgotten."""
+    folders = [Path(p) for p, _ in WRITTEN]
+    for path, what in WRITTEN:
+        if not any(f in Path(path).parents for f in folders):
+            say(f"wrote {path}" + (f": {what}" if what else ""))
+    WRITTEN.clear()
+
+
 def show_plan(resolved: dict) -> dict:
     """Print a --dry-run's resolved settings as YAML (stdout, rank 0); returns them."""
     if is_rank_zero():
@@ -108,6 +128,7 @@ def publish(result, show, json_path: str | None, payload=None):
         show(result)
         if json_path:
             write_json(result if payload is None else payload, json_path)
+            wrote(json_path, "the report as JSON")
     return result
 
 

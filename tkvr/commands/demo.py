@@ -13,7 +13,7 @@ from pathlib import Path
 from rich.table import Table
 
 from tkvr.base.fileio import atomic_write_text, writable, write_json
-from tkvr.base.progress import console, count, say
+from tkvr.base.progress import console, count, say, wrote
 from tkvr.base.settings import Settings, at_least, borrow, build, fail_if
 from tkvr.commands.eval import EvalConfig
 from tkvr.commands.shared import Command
@@ -162,9 +162,10 @@ def table(r: dict, cfg: DemoConfig) -> None:
         f"{100 / n_unseen:.1f}",
     )
     console().print(t)
-    say(
-        f"everything is in {out}: train/ (config, checkpoints, metrics.csv, report.json), "
-        "eval_*.json, seen_embeddings.pt" + (", seen_correlation.png" if plot else "")
+    wrote(
+        out,
+        "train/ (config, checkpoints, metrics.csv, report.json), zeroshot/, eval_*.json, "
+        "seen_embeddings.pt" + (", seen_correlation.png" if plot else ""),
     )
 
 

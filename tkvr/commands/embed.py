@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tkvr.base.fileio import writable
-from tkvr.base.progress import count, say
+from tkvr.base.progress import count, wrote
 from tkvr.base.settings import Settings, borrow, choice_problems, fail_if, setting
 from tkvr.commands.shared import Command, Shared
 from tkvr.model.settings import ModelConfig, template_problems
@@ -58,14 +58,15 @@ def run(cfg: EmbedConfig) -> dict:
 
 def show(res: dict, cfg: EmbedConfig) -> None:
     emb = res["embeddings"]
-    say(
-        f"wrote {cfg.out}: {cfg.head} embeddings [{emb.shape[0]}, {emb.shape[1]}] for "
+    wrote(
+        cfg.out,
+        f"{cfg.head} embeddings [{emb.shape[0]}, {emb.shape[1]}] for "
         f"{count(len(res['classes']), 'class')}, backbone {cfg.backbone}, "
         f"{count(len(res['templates']), 'template')}"
-        + (f", text encoder {cfg.text_encoder}" if cfg.text_encoder else "")
+        + (f", text encoder {cfg.text_encoder}" if cfg.text_encoder else ""),
     )
     if cfg.plot:
-        say(f"wrote {cfg.plot}: inter-class correlation map")
+        wrote(cfg.plot, "inter-class correlation map")
 
 
 COMMAND = Command(

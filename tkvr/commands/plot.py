@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tkvr.base.progress import say
+from tkvr.base.progress import wrote
 from tkvr.base.settings import Settings, fail_if, figure_problems, setting
 from tkvr.commands.shared import Command
 
@@ -39,7 +39,7 @@ def run(cfg: PlotConfig):
 
 def show(drawn, cfg) -> None:
     names = dict(correlation="Figure 1", fractions="Figure 3", loss="Figure 4")
-    say(f"wrote {cfg.out}: {cfg.figure} ({names[cfg.figure]})")
+    wrote(cfg.out, f"{cfg.figure} ({names[cfg.figure]})")
 
 
 COMMAND = Command(

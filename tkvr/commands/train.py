@@ -3,7 +3,7 @@ run's own (`tkvr.run.settings.TrainConfig`: what config.yaml and every checkpoin
 
 from __future__ import annotations
 
-from tkvr.base.progress import say
+from tkvr.base.progress import say, wrote
 from tkvr.commands.shared import Command
 from tkvr.run.settings import TrainConfig
 
@@ -29,7 +29,7 @@ def show(r, cfg: TrainConfig) -> None:
             f"mean class {m['mean_class_accuracy']:.2f}% "
             f"on {m['num_samples']} val clips; best top-1 {r.best_top1:.2f}%"
         )
-    say(f"run directory: {r.out} (config.yaml, checkpoints/, metrics.csv, report.json)")
+    wrote(r.out, "the run: config.yaml, checkpoints/, metrics.csv, report.json")
 
 
 COMMAND = Command(

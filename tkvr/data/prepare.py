@@ -36,7 +36,7 @@ import yaml
 
 from tkvr.base.errors import DISK_FAULTS, WRITE_FAULTS, Fault, TkvrError
 from tkvr.base.fileio import atomic_write_text, hold
-from tkvr.base.progress import count, say, track
+from tkvr.base.progress import count, say, track, wrote
 from tkvr.data.loader import workers_for
 from tkvr.data.specs import resolve
 from tkvr.data.video import UnreadableVideo, _short, check_file, cut_short, kind_of
@@ -247,10 +247,12 @@ def _prepare(s, src, out: Path, videos: Path, enc: tuple[int, int, int]) -> dict
         atomic_write_text("".join(p + "\n" for p in sorted(bad)), listed)
     elif listed.exists():
         listed.unlink()
-    say(
-        f"{out}: {count(len(sources) - len(bad), 'video')} ready, "
-        f"{count(len(bad), 'unreadable source')} left out; "
-        f"train with --data {out}"
+    wrote(
+        out,
+        f"{count(len(sources) - len(bad), 'video')} ready, "
+        f"{count(len(bad), 'unreadable source')} left out"
+        + (f" (listed in {listed.name})" if bad else "")
+        + f"; train with --data {out}",
     )
     return {
         "videos": len(sources),

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from tkvr.base.errors import TkvrError
 from tkvr.base.fileio import atomic_save, safe_load
-from tkvr.base.progress import say
+from tkvr.base.progress import wrote
 from tkvr.data.classes import DEFAULT_TEMPLATES, resolve_classes
 from tkvr.data.specs import absolute, resolve
 from tkvr.model.backbones import BUILTIN, OPENAI_NAMES, build_backbone, model_config
@@ -131,5 +131,5 @@ def convert(cfg) -> dict:
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     write_config(run, out)
     atomic_save(sealed(ckpt), out / "checkpoints" / "last.pt")
-    say(f"wrote {out}: {m.backbone} ({describe(lay)}), {lay.temporal}, {len(names)} classes, from {path}")
+    wrote(out, f"{m.backbone} ({describe(lay)}), {lay.temporal}, {len(names)} classes, from {path}")
     return {"out": str(out), "backbone": m.backbone, "temporal": lay.temporal, "classes": len(names)}

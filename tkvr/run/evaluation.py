@@ -11,7 +11,7 @@ from lightning_fabric import Fabric
 
 from tkvr.base.errors import TkvrError
 from tkvr.base.fileio import atomic_write_text
-from tkvr.base.progress import bar
+from tkvr.base.progress import bar, wrote
 from tkvr.data.loader import augment_on, datasets, eval_loader, eval_set, loader, workers_for
 from tkvr.data.specs import resolve
 from tkvr.data.transforms import input_size
@@ -97,10 +97,12 @@ def evaluate_checkpoint(cfg, fabric=None) -> dict:
     if fabric.global_rank == 0:
         if cfg.per_class:
             atomic_write_text(per_class_csv(m["confusion"], src.classes), cfg.per_class)
+            wrote(cfg.per_class, "accuracy and most-confused class per class (CSV)")
         if cfg.plot:
             plot_confusion(
                 m["confusion"], src.classes, cfg.plot, f"{src.name} / {cfg.split}, views {cfg.views}"
             )
+            wrote(cfg.plot, "the confusion matrix")
     return {
         "top1": m["top1"],
         "top5": m["top5"],

@@ -21,7 +21,7 @@ import torch
 
 from tkvr.base.errors import Fault, TkvrError
 from tkvr.base.fileio import atomic_path, atomic_write_text, hold
-from tkvr.base.progress import say, status
+from tkvr.base.progress import status, wrote
 from tkvr.data.classes import resolve_classes
 from tkvr.data.transforms import input_size, short_side
 from tkvr.model.video_model import preprocess_of, unwrap
@@ -90,7 +90,8 @@ def _export(cfg) -> dict:
             atomic_write_text(json.dumps(card, indent=1), tmp_side)
             side.unlink(missing_ok=True)
             os.replace(tmp, out)  # the model first; atomic_path then renames the sidecar in
-    say(f"wrote {out} and {side.name}: {len(classes)} classes, logits within {diff:.2g} of tkvr's")
+    wrote(out, f"{len(classes)} classes, logits within {diff:.2g} of tkvr's")
+    wrote(side, "how to feed it (inputs, classes, pre-processing)")
     return card
 
 

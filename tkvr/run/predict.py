@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from tkvr.base.errors import TkvrError
 from tkvr.base.fileio import atomic_write_bytes, atomic_write_text, hold
 from tkvr.base.procs import readers
-from tkvr.base.progress import bar, count, say
+from tkvr.base.progress import bar, count, say, wrote
 from tkvr.data.classes import DEFAULT_TEMPLATES, IMAGE_TEMPLATES, resolve_classes
 from tkvr.data.loader import ClipDataset, default_workers, loader
 from tkvr.data.sampling import segment_indices
@@ -481,13 +481,19 @@ def _predict(cfg) -> list[dict]:
         rows.close()
     done = {**rows.old, **fresh}
     results = [_result(p, done[p], cfg.window is not None) for p in paths if p in done]
+    if cfg.out:
+        what = "window" if cfg.window is not None else "input"
+        rows_out = sum(len(r.get("windows", [r])) for r in results)
+        wrote(cfg.out, f"{count(rows_out, 'row')}, one per {what}")
     if cfg.window is not None:
         if cfg.out:
             _write_segments(results, cfg.out)
+            wrote(segments_path(cfg.out), "the segments of each video")
         if cfg.plot:
             from tkvr.run.plots import plot_timeline  # deferred: matplotlib, only for --plot
 
             plot_timeline(results, cfg.plot)
+            wrote(cfg.plot, "the top labels' scores over time and the segments")
     return results
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from tkvr.base.errors import TkvrError
 from tkvr.base.fileio import atomic_write_text, read_json, read_text
-from tkvr.base.progress import count, say
+from tkvr.base.progress import count, say, wrote
 from tkvr.base.settings import freeze
 from tkvr.data.loader import eval_loader, eval_set
 from tkvr.data.sampling import k_shot
@@ -171,6 +171,7 @@ def fewshot(cfg) -> dict[str, dict]:
             root / "fewshot.csv",
         )
         atomic_write_text(json.dumps(results, indent=1), root / "fewshot.json")
+        wrote(root, "one run per K and seed (Kshot_seedN/), the table in fewshot.csv and fewshot.json")
     return results
 
 
@@ -304,6 +305,7 @@ def zeroshot(cfg) -> dict:
     out = {**rows, "protocol": cfg.protocol, "train": seen.name, "eval": unseen.name, "eval_set": eval_set_}
     if fabric.global_rank == 0:
         atomic_write_text(json.dumps(out, indent=1), root / "zeroshot.json")
+        wrote(root, "the runs and zeroshot.json: both rows")
     return out
 
 
