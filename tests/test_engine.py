@@ -490,16 +490,42 @@ def test_resume_in_one_line_takes_the_runs_own_settings(run_cli, tmp_path):
     from conftest import small_set
 
     data = small_set(tmp_path, bad=())
-    code, _, err = run_cli("train", "--data", data, "--backbone", "tiny", "--frames", "2", "--batch-size", "2",
-                           "--workers", "0", "--epochs", "1", "--warmup", "0", "--temporal", "token-t1d",
-                           "--lr", "1e-4", "--out", tmp_path / "run")
+    code, out, err = run_cli("train", "--data", data, "--backbone", "tiny", "--frames", "2", "--batch-size", "2",
+                             "--workers", "0", "--epochs", "1", "--warmup", "0", "--temporal", "token-t1d",
+                             "--lr", "1e-4", "--out", tmp_path / "run")
     assert code == 0, err
+    note = "note: 1 clip of 3 left out of each epoch (--batch-size 2 takes full batches; other clips each " \
+        "epoch); --batch-size 1 would use all"
+    assert note in out.splitlines()
     code, out, err = run_cli("train", "--out", tmp_path / "run", "--resume", "auto", "--epochs", "2")
     assert code == 0, err
     assert "with its own settings" in out and "given here: --epochs" in out
+    assert out.count("left out of each epoch") == 1  # once a run, not once an epoch
     rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[1:]
     assert [r.split(",")[0] for r in rows] == ["1", "2"]  # one more epoch, of the same run
     cfg = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert (cfg["model"]["temporal"], cfg["optim"]["lr"], cfg["optim"]["epochs"]) == ("token-t1d", 1e-4, 2)
     code, _, err = run_cli("train", "--out", tmp_path / "run", "--resume", "auto", "--backbone", "tiny-rn")
     assert_user_error(code, err, "--backbone", "drop --backbone")
+
+
+def test_batch_notes_count_what_the_loader_leaves_out(capsys):
+    """The notes' numbers are the loader's: a set smaller than one batch is one short step; under
+    DDP each rank takes an equal share of the permutation, then full batches of it."""
+    from tkvr.data.loader import EpochSampler
+    from tkvr.run.training import batch_notes
+
+    def said(*args):
+        batch_notes(*args)
+        return capsys.readouterr().out.strip()
+
+    assert said(15, 4, 1, False) == ("note: 3 clips of 15 left out of each epoch (--batch-size 4 takes full "
+                                     "batches; other clips each epoch); --batch-size 3 would use all")
+    assert said(3, 16, 1, False) == ("warning: the training set has 3 clips, fewer than one batch "
+                                     "(--batch-size 16): each epoch is one short step of 3; give --batch-size "
+                                     "3 or less for full steps")
+    assert said(64, 16, 1, False) == "" and said(224, 8, 2, True) == ""
+    assert said(17, 4, 2, True).startswith("note: 1 clip of 17 left out of each epoch (--device-batch 4 x 2 devices")
+    for n, batch, world in ((17, 4, 2), (219, 8, 2), (50, 16, 3)):
+        used = sum(len(EpochSampler(n, r, world)) // batch * batch for r in range(world))
+        assert f"{n - used} clip" in said(n, batch, world, False)
