@@ -58,6 +58,15 @@ def tiny_run(tmp_path_factory):
     return out
 
 
+@pytest.fixture
+def weights_cached(monkeypatch):
+    """As on a machine whose Hugging Face cache holds every open_clip weight file: --dry-run finds
+    the released backbones' weights (it checks them; this machine has none and no network)."""
+    import tkvr.model.backbones
+
+    monkeypatch.setattr(tkvr.model.backbones, "cached", lambda *a, **k: True)
+
+
 def assert_wrote(stdout: str, *paths) -> None:
     """The command ended by naming each file it wrote, one "wrote PATH[: what]" line each, in this
     order, and nothing else; each is there."""

@@ -14,6 +14,7 @@ import yaml
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "paper.md"
 DRY = ("train", "fewshot", "zeroshot", "eval")  # the commands with --dry-run
+pytestmark = pytest.mark.usefixtures("weights_cached")  # the released weights, as if downloaded
 
 
 def sections() -> list[tuple[str, list[list[str]], dict]]:

@@ -75,6 +75,33 @@ def test_logit_scale_trains_with_the_backbone_and_decay_reaches_every_parameter(
     assert old["visual.ln_pre.bias"] == 0.0 and old["head.logit_scale"] == 0.0 and old["visual.proj"] == 0.2
 
 
+def test_dry_run_checks_the_weights_offline_and_names_them(run_cli, tmp_path, monkeypatch):
+    """--dry-run refuses what the run would refuse before its first step (weights neither cached
+    nor downloadable, a file that is not there, an unknown tag), and says what it would load."""
+    import tkvr.model.backbones
+    from conftest import assert_user_error
+
+    def weights(*flags):
+        code, out, err = run_cli("train", "--data", "toy", *flags, "--out", tmp_path / "r", "--dry-run")
+        return (yaml.safe_load(out)["weights"] if code == 0 else None), code, err
+
+    assert weights("--backbone", "tiny")[0] == {"backbone": "tkvr-tiny, a random init (fixed seed)"}
+    assert weights("--backbone", "toy")[0]["backbone"].startswith("tkvr-toy from the shipped ")
+    _, code, err = weights("--backbone", "ViT-L/14")  # offline here, and nothing in the cache
+    assert_user_error(code, err, "ViT-L-14 (openai)", "timm/vit_large_patch14_clip_224.openai", "--pretrained PATH")
+    _, code, err = weights("--backbone", "ViT-B/16", "--pretrained", tmp_path / "gone.pt")
+    assert_user_error(code, err, f"--pretrained {tmp_path / 'gone.pt'}: no such file")
+    _, code, err = weights("--backbone", "ViT-B-16", "--pretrained", "laion")
+    assert_user_error(code, err, "--pretrained 'laion'", "laion2b_s34b_b88k")
+    saved = tmp_path / "clip_b16.pt"
+    saved.write_bytes(b"")  # a dry-run does not open it
+    assert weights("--backbone", "ViT-B/16", "--pretrained", saved)[0] == {"backbone": f"ViT-B-16 from {saved}"}
+    monkeypatch.setattr(tkvr.model.backbones, "cached", lambda *a, **k: True)  # as if downloaded
+    assert weights("--backbone", "ViT-L/14")[0] == {
+        "backbone": "ViT-L-14 openai, in the Hugging Face cache (timm/vit_large_patch14_clip_224.openai)"}
+    assert not (tmp_path / "r").exists()
+
+
 def test_dry_run_prints_the_papers_cost_and_writes_nothing(run_cli, tmp_path):
     out = tmp_path / "run"
     code, stdout, err = run_cli("train", "--data", "toy", "--backbone", "ViT-B/16", "--pretrained", "none",

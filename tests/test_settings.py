@@ -171,7 +171,7 @@ def test_model_settings_report_every_conflict():
     assert any("--objective matching" in p for p in problems), problems  # the second conflict too
 
 
-def test_recipe_toy_sets_the_demos_values_where_no_flag_does(run_cli, tmp_path):
+def test_recipe_toy_sets_the_demos_values_where_no_flag_does(run_cli, tmp_path, monkeypatch):
     import yaml
 
     from tkvr.run.settings import TOY_RECIPE
@@ -187,7 +187,14 @@ def test_recipe_toy_sets_the_demos_values_where_no_flag_does(run_cli, tmp_path):
     assert plan["run"]["recipe"] == "toy"
     assert plan["run"]["from_recipe"] == sorted(set(TOY_RECIPE) - {"backbone", "lr"})  # where each came from
     code, out, err = run_cli("train", "--data", "toy", "--out", tmp_path / "run", "--dry-run")
+    assert code == 2 and "cannot get the weights of ViT-B-16 (openai)" in err  # offline, none cached
+    import tkvr.model.backbones
+
+    monkeypatch.setattr(tkvr.model.backbones, "cached", lambda *a, **k: True)  # as if downloaded
+    code, out, err = run_cli("train", "--data", "toy", "--out", tmp_path / "run", "--dry-run")
     plan = yaml.safe_load(out[out.index("model:"):])
+    assert plan["weights"] == {"backbone": "ViT-B-16 openai, in the Hugging Face cache "
+                                            "(timm/vit_base_patch16_clip_224.openai)"}
     assert plan["optim"]["lr"] == 5e-6 and plan["run"]["recipe"] == "paper" and plan["run"]["from_recipe"] is None
 
 

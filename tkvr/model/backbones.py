@@ -120,8 +120,9 @@ def quiet_hub():
         logging.disable(logging.NOTSET)
 
 
-def _fetch(oc, name: str, tag: str):
-    """Download (or find in the cache) the weights for a tag; a clear error when that fails."""
+def _tag(oc, name: str, tag: str):
+    """A weight tag's open_clip entry -> (entry, hf-hub repo or "", where it comes from, the error
+    when it cannot be had)."""
     cfg = oc.get_pretrained_cfg(name, tag)
     if not cfg:
         tags = oc.list_pretrained_tags_by_model(name)
@@ -135,6 +136,59 @@ def _fetch(oc, name: str, tag: str):
         f"cannot get the weights of {name} ({tag}) from {what}: no network or not in the "
         "cache; download the file on a connected machine and pass --pretrained PATH"
     )
+    return cfg, where, what, missing
+
+
+def weights_plan(m) -> dict:
+    """--dry-run (m: the model group): the weights a run would load, checked as the run checks
+    them (a file there, a tag known, cached or a network to fetch it), nothing loaded or fetched."""
+    plan = {"backbone": _weights_of(m.backbone, m.pretrained)}
+    if m.visual and m.visual.startswith("timm:"):
+        name = m.visual.split(":", 1)[1]
+        if m.visual_pretrained:
+            timm_weights_or_fail(m.visual, name)  # refuses as the run would
+        plan["visual"] = f"timm {name}, " + (
+            "its pretrained weights" if m.visual_pretrained else "a random init"
+        )
+    return plan
+
+
+def _weights_of(backbone: str, pretrained: str | None) -> str:
+    if backbone.startswith("hf-hub:"):
+        _resolve(backbone, pretrained)  # refuses --pretrained beside it
+        repo = backbone.split(":", 1)[1]
+        if cached(repo, ["open_clip_config.json"]):
+            return f"{backbone}, in the Hugging Face cache"
+        if not _online():
+            raise TkvrError(
+                f"cannot get {backbone} from the Hugging Face hub (no network or not cached); download "
+                "it on a connected machine and pass the open_clip name with --pretrained PATH"
+            )
+        return f"{backbone}, to download from the Hugging Face hub"
+    oc = _open_clip()
+    name, weights, _ = _resolve(backbone, pretrained)
+    if weights is None:
+        return f"{name}, a random init (fixed seed)"
+    if Path(weights).is_file():
+        return (
+            f"{name} from " + ("the shipped " if backbone in SHIPPED else "") + str(Path(weights).resolve())
+        )
+    if os.path.sep in weights or Path(weights).suffix != "":
+        raise TkvrError(f"--pretrained {weights}: no such file")
+    cfg, where, what, missing = _tag(oc, name, weights)
+    if where and cached(where):
+        return f"{name} {weights}, in the Hugging Face cache ({where})"
+    url = cfg.get("url", "")
+    if not where and url and (Path("~/.cache/clip").expanduser() / Path(url).name).is_file():
+        return f"{name} {weights}, in open_clip's cache (~/.cache/clip)"
+    if not _online():
+        raise missing
+    return f"{name} {weights}, to download from {what}"
+
+
+def _fetch(oc, name: str, tag: str):
+    """Download (or find in the cache) the weights for a tag; a clear error when that fails."""
+    cfg, where, what, missing = _tag(oc, name, tag)
     if where and not cached(where):
         # The hub client retries for about a minute without a word when there is no network.
         if not _online():

@@ -30,6 +30,7 @@ from tkvr.data.loader import eval_loader, eval_set
 from tkvr.data.sampling import k_shot
 from tkvr.data.specs import resolve
 from tkvr.data.video import kind_of, pick_decoder
+from tkvr.model.backbones import weights_plan
 from tkvr.model.cost import cost_of
 from tkvr.model.text import run_templates
 from tkvr.model.video_model import preprocess_of, swap_classes
@@ -329,7 +330,12 @@ def scored_by(cfg, trained: bool = False) -> dict:
 def _resolved_untrained(pre, classes: int) -> dict:
     """--no-train --dry-run: the settings of the model as it is scored (the pre-trained model with
     TAP), without a run to plan, and its cost."""
-    return {**pre.to_dict(), "auto": resolved_auto(pre), "cost": cost_of(pre, classes)}
+    return {
+        **pre.to_dict(),
+        "weights": weights_plan(pre.model),
+        "auto": resolved_auto(pre),
+        "cost": cost_of(pre, classes),
+    }
 
 
 def fmt(r: dict) -> str:

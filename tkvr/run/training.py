@@ -32,7 +32,7 @@ from tkvr.data.loader import BadFiles, augment_on, datasets, eval_loader, eval_s
 from tkvr.data.specs import absolute, resolve
 from tkvr.data.transforms import released_scale
 from tkvr.data.video import UnreadableVideo, kind_of, open_reader, pick_decoder
-from tkvr.model.backbones import input_size_of
+from tkvr.model.backbones import input_size_of, weights_plan
 from tkvr.model.cost import cost_of
 from tkvr.model.heads import Head, fit_lda
 from tkvr.model.text import load_embeddings, run_templates, save_embeddings
@@ -147,6 +147,7 @@ def plan(cfg: TrainConfig, src=None) -> dict:
     plan_run_dir(cfg)
     return {
         **cfg.to_dict(),
+        "weights": weights_plan(cfg.model),  # what --pretrained (and --visual) load, found or refused
         "auto": resolved_auto(cfg),
         "classes": len(src.classes),
         "train_samples": len(src.split("train")),
