@@ -393,10 +393,18 @@ def test_resume_keeps_one_record_of_each_step_and_epoch(run_cli, tmp_path):
         f.write("2,4,5.0,1e-06,10,1.0,0.0,\n2,5,5.0,1e-06,10,1.1,0.0,\n")
     code, _, err = run_cli(*args, "--resume", "auto")  # epoch 2 again, from step 3
     assert code == 0, err
-    steps = [int(r["step"]) for r in csv.DictReader((run / "steps.csv").open())]
+    logged = list(csv.DictReader((run / "steps.csv").open()))
+    steps = [int(r["step"]) for r in logged]
     assert steps == list(range(1, 10)), steps
+    # the clocks go on from the rows kept (step 3, epoch 1), not from 0 in the resumed process
+    for column in ("wall_s", "data_wait_s"):
+        clock = [float(r[column]) for r in logged]
+        assert clock == sorted(clock) and clock[3] > clock[2] > 0, (column, clock)
+    epochs = [float(r["wall_s"]) for r in csv.DictReader((run / "metrics.csv").open())]
+    assert epochs == sorted(epochs) and epochs[1] > float(logged[2]["wall_s"]), epochs
     report = json.loads((run / "report.json").read_text())
     assert [h["epoch"] for h in report["history"]] == [1, 2, 3] and report["final"]["num_samples"] == 216
+    assert report["wall_s"] > epochs[-1] and "interrupted" not in report  # the run's whole time
     before = (run / "report.json").read_text()
     code, out, err = run_cli(*args, "--resume", "auto")  # a finished run
     assert code == 0 and "nothing to train" in out, err
@@ -529,3 +537,25 @@ def test_batch_notes_count_what_the_loader_leaves_out(capsys):
     for n, batch, world in ((17, 4, 2), (219, 8, 2), (50, 16, 3)):
         used = sum(len(EpochSampler(n, r, world)) // batch * batch for r in range(world))
         assert f"{n - used} clip" in said(n, batch, world, False)
+
+
+def test_ctrl_c_leaves_a_report_marked_interrupted(run_cli, tmp_path, monkeypatch):
+    """Ctrl-C in epoch 2: report.json says the run was interrupted after 1 epoch, with its history
+    and how to resume it; the exit is the CLI's interrupt (130)."""
+    from tkvr.run import engine
+
+    real = engine.Trainer.train_epoch
+
+    def ctrl_c_in_epoch_2(self, progress):
+        if self.epoch == 1:
+            raise KeyboardInterrupt
+        return real(self, progress)
+
+    monkeypatch.setattr(engine.Trainer, "train_epoch", ctrl_c_in_epoch_2)
+    run = tmp_path / "run"
+    code, _, err = run_cli("train", "--data", "toy", *fast(epochs=3, limit_batches=1), "--out", run)
+    assert code == 130 and err.strip() == "tkvr: interrupted; everything written before it is kept", err
+    report = json.loads((run / "report.json").read_text())
+    assert report["interrupted"] is True and report["resume"] == f"tkvr train --out {run} --resume auto"
+    assert (report["epochs"], report["steps"], [h["epoch"] for h in report["history"]]) == (1, 1, [1])
+    assert report["final"] == {} and report["wall_s"] > 0

@@ -70,8 +70,10 @@ class CsvLog:
     def __init__(self, path: Path, columns: list[str], key: str, upto: int | None):
         self.path, self.columns = path, columns
         rows = read_log(path, columns) if upto is not None and path.is_file() else []
-        kept = "".join(",".join(_text(r.get(c)) for c in columns) + "\n" for r in rows if r[key] <= upto)
+        rows = [r for r in rows if r[key] <= upto]
+        kept = "".join(",".join(_text(r.get(c)) for c in columns) + "\n" for r in rows)
         atomic_write_text(",".join(columns) + "\n" + kept, path)
+        self.last = rows[-1] if rows else {}  # where a resumed run's clocks continue from
 
     def write(self, row: dict) -> None:
         with self.path.open("a", newline="") as f:
@@ -132,7 +134,7 @@ def versions() -> dict:
 class FitResult:
     history: list[dict] = field(default_factory=list)  # one row per epoch (metrics.csv)
     metrics: dict = field(default_factory=dict)  # the last validation
-    wall_s: float = 0.0
+    wall_s: float = 0.0  # since the run's start: a resumed run's earlier part included
 
 
 @dataclass
@@ -184,6 +186,7 @@ class Trainer:
         self.bad = bad_budget
         self.gather = gather_with_grad if o.batch_gather and fabric.world_size > 1 else None
         self.epoch, self.step, self.best, self.complete = 0, 0, -1.0, True
+        self.earlier = 0.0  # seconds of the run before this process (set by fit on a resume)
         self.step_lr = self.optimizer.param_groups[0]["lr"]
         # an epoch of fewer steps than --log-every logs every step: the loss curve keeps its points
         self.log_every = cfg.run.log_every if self.steps_per_epoch > cfg.run.log_every else 1
@@ -246,6 +249,7 @@ class Trainer:
 
     def fit(self) -> FitResult:
         o, rank0 = self.cfg.optim, self.fabric.global_rank == 0
+        ran = waited = 0.0  # a resumed run's clocks go on from the rows it keeps
         if rank0:
             resumed = self.step > 0
             self.epochs_log = CsvLog(
@@ -254,12 +258,16 @@ class Trainer:
             self.steps_log = CsvLog(
                 self.out / "steps.csv", STEP_COLUMNS, "step", self.step if resumed else None
             )
+            logs = (self.epochs_log.last, self.steps_log.last)
+            ran = max(float(r.get("wall_s") or 0.0) for r in logs)
+            waited = float(self.steps_log.last.get("data_wait_s") or 0.0)
         self.tb = _tensorboard(self.out) if self.cfg.run.tensorboard else None
         if self.step == 0:  # a broken evaluation shows up now, not after an epoch
             m = self.validate(limit=2)
             say(f"sanity validation (2 batches): top-1 {m['top1']:.1f}% on {m['num_samples']} clips")
-        result, start = FitResult(), time.time()
-        self.started, self.data_wait = time.perf_counter(), 0.0
+        self.earlier = ran
+        result, start = FitResult(), time.time() - ran
+        self.started, self.data_wait = time.perf_counter() - ran, waited
         progress = self.progress = TrainProgress(o.epochs, self.steps_per_epoch, enabled=rank0)
         with progress:
             while self.epoch < o.epochs:
@@ -403,8 +411,9 @@ EPOCH_COLUMNS = [
     "clips_per_s",
     "wall_s",
 ]
-# wall_s and data_wait_s count from the start of this process's fit: the time the loop waited for
-# batches, against the time it ran, between two rows is the loader's share (benchmarks/e2e.py).
+# wall_s and data_wait_s count from the start of the run's fit (a resumed run goes on from the last
+# row it keeps): the time the loop waited for batches, against the time it ran, between two rows is
+# the loader's share (benchmarks/e2e.py).
 # template: the index (into the run's templates) this step trained against, --template-mode augment
 STEP_COLUMNS = ["epoch", "step", "loss", "lr", "clips_per_s", "wall_s", "data_wait_s", "template"]
 

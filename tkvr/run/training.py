@@ -234,7 +234,22 @@ def _train(cfg: TrainConfig, src, train_ids, fabric, on_ready, held: ExitStack) 
             backbone=backbone,
             fabric=fabric,
         )
-    fit = trainer.fit()
+    try:
+        fit = trainer.fit()
+    except KeyboardInterrupt:  # Ctrl-C: report.json says how far the run got, then the CLI's line
+        if fabric.global_rank == 0:
+            done = TrainResult(
+                out=out,
+                epochs=trainer.epoch,
+                steps=trainer.step,
+                best_top1=trainer.best,
+                metrics={},
+                history=history(out / "metrics.csv"),
+                unreadable=bad.paths(),
+                fabric=fabric,
+            )
+            finish(cfg, done, time.time() - t0 + trainer.earlier, interrupted=True)
+        raise
     rank0 = fabric.global_rank == 0
     result = TrainResult(
         out=out,
@@ -249,12 +264,14 @@ def _train(cfg: TrainConfig, src, train_ids, fabric, on_ready, held: ExitStack) 
         fabric=fabric,
     )
     if rank0:
-        finish(cfg, result, time.time() - t0)
+        finish(cfg, result, time.time() - t0 + trainer.earlier)
     return result
 
 
-def finish(cfg: TrainConfig, r: TrainResult, wall: float) -> None:
-    """unreadable.txt and report.json (rank 0); the command's closing lines are tkvr.commands.train's."""
+def finish(cfg: TrainConfig, r: TrainResult, wall: float, interrupted: bool = False) -> None:
+    """unreadable.txt and report.json (rank 0); the command's closing lines are tkvr.commands.train's.
+    wall: seconds since the run's start (a resumed run's earlier part included). interrupted: the
+    report of a run stopped by Ctrl-C, with the epochs it finished (resume it with --resume auto)."""
     listed = r.out / "unreadable.txt"
     if listed.is_file():  # a resumed run: keep what the earlier part found
         r.unreadable = sorted(set(r.unreadable) | set(listed.read_text(errors="replace").split("\n")) - {""})
@@ -266,9 +283,10 @@ def finish(cfg: TrainConfig, r: TrainResult, wall: float) -> None:
         )
     m = r.metrics
     devices = r.fabric.world_size if r.fabric is not None else 1
-    # the cost column of the paper's Table 6: this process's wall time x every device of the run
+    # the cost column of the paper's Table 6: the run's wall time x every device of the run
     report = {
         "run": str(r.out),
+        **({"interrupted": True, "resume": f"tkvr train --out {r.out} --resume auto"} if interrupted else {}),
         "wall_s": wall,
         "devices": devices,
         "device_hours": wall * devices / 3600,
