@@ -178,3 +178,36 @@ def test_a_long_video_is_opened_once_and_read_front_to_back(tmp_path, monkeypatc
     assert times == sorted(times) and len(times) == len(set(times))
     if suffix == ".avi":
         assert sum(restarts) == 1, restarts
+
+
+def test_piped_predict_says_its_progress_and_the_toy_clip_its_vocabulary(run_cli, tmp_path):
+    """In a pipe (here: captured) predict prints a line as each tenth of the inputs is done, not
+    nothing until the end; the toy CLIP warns once that words outside the toy world mean nothing."""
+    clips = []
+    for i in range(12):
+        clips.append(tmp_path / f"c{i}.mp4")
+        write_clip(clips[-1], frames=4, size=32, seed=i)
+    labels = "a red circle,riding segway,waving"
+    code, out, err = run_cli("predict", *clips, "--backbone", "toy", "--labels", labels, "--frames", "2",
+                             "--workers", "0", "--batch-size", "4")
+    assert code == 0, err
+    progress = [ln for ln in out.splitlines() if ln.startswith("predicting 12 inputs with toy")]
+    assert [ln.rsplit(" ", 1)[1] for ln in progress] == [f"{n}/12" for n in range(1, 13)]  # 12 < 10 x 10
+    assert out.count("the toy CLIP knows only the toy world's words") == 1
+    assert "2 of 3 labels have others (e.g. 'riding segway')" in out
+    code, out, err = run_cli("predict", clips[0], "--backbone", "toy", "--labels", "a red circle,a blue ring",
+                             "--frames", "2", "--workers", "0")
+    assert code == 0 and "toy CLIP knows only" not in out, err
+
+
+def test_plain_progress_lines_come_each_tenth(capsys):
+    from tkvr.base.progress import bar
+
+    with bar(95, "predicting 95 inputs", lines=True) as tick:
+        for _ in range(95):
+            tick()
+    said = capsys.readouterr().out.splitlines()
+    assert [ln.rsplit(" ", 1)[1] for ln in said] == [f"{n}/95" for n in range(9, 95, 9)] + ["95/95"]
+    with bar(95, "quiet", lines=False) as tick:  # without lines: nothing in a pipe
+        tick()
+    assert capsys.readouterr().out == ""

@@ -6,6 +6,7 @@ import logging
 import os
 import sys
 import tempfile
+import time
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -185,16 +186,29 @@ def rich_progress(con, info: bool = False, transient: bool = False):
 
 
 @contextmanager
-def bar(total: int, description: str, transient: bool = True):
-    """A progress bar for long work (scoring a split) on a terminal, rank 0; nothing in a pipe or
-    a log, where a line per batch would be noise. Yields `tick()`, called once per item done."""
+def bar(total: int, description: str, transient: bool = True, lines: bool = False):
+    """A progress bar for long work (scoring a split) on a terminal, rank 0. In a pipe or a log:
+    nothing, or with `lines` a plain "description: n/total" line at each tenth done (and at least
+    every 30 s), as training prints. Yields `tick(n=1)`, called as items are done."""
     con = console() if is_rank_zero() else None
     if con is None or not con.is_terminal:
-        yield lambda: None
+        if not (lines and con is not None):
+            yield lambda n=1: None
+            return
+        done, said = [0, 0], [time.monotonic()]  # items done, done at the last line; its time
+
+        def tick(n: int = 1) -> None:
+            done[0] += n
+            late = time.monotonic() - said[0] >= 30
+            if done[0] == total or done[0] - done[1] >= max(1, total // 10) or late:
+                say(f"{description}: {done[0]}/{total}")
+                done[1], said[0] = done[0], time.monotonic()
+
+        yield tick
         return
     with rich_progress(con, transient=transient) as shown:
         task = shown.add_task(description, total=total)
-        yield lambda: shown.advance(task)
+        yield lambda n=1: shown.advance(task, n)
 
 
 class TrainProgress:

@@ -117,6 +117,13 @@ def unseen_classes() -> list[str]:
     return [class_name(*t) for t in triples() if t[:2] in HELD_OUT]
 
 
+def foreign(names: list[str]) -> list[str]:
+    """The names with a word the toy CLIP never read (it learnt the toy world's classes only:
+    colours, shapes, "moving left/right"); its scores for them mean nothing."""
+    known = {*COLOURS, *SHAPES, *MOTIONS, "a", "an", "moving"}
+    return [n for n in names if set(n.lower().replace(",", " ").split()) - known]
+
+
 def factors(name: str) -> dict:
     """'a teal ring moving left' -> {'colour': 'teal', 'shape': 'ring', 'motion': 'left'}."""
     words = name.split()

@@ -34,6 +34,7 @@ from tkvr.data.loader import ClipDataset, default_workers, loader
 from tkvr.data.sampling import segment_indices
 from tkvr.data.specs import Sample
 from tkvr.data.toy import TEMPLATES as TOY_TEMPLATES
+from tkvr.data.toy import foreign
 from tkvr.data.transforms import EvalTransform
 from tkvr.data.video import (
     IMAGE_EXTS,
@@ -123,6 +124,12 @@ def scorer(cfg, paths: list[str], ckpt: dict | None):
         templates = cfg.templates or own_templates(cfg.backbone, paths)
         _, model = run_model(tcfg, classes, templates)
         source = f"{cfg.backbone} (zero-shot)"
+    if tcfg.model.backbone == "toy" and (odd := foreign(classes)):
+        say(
+            f"warning: the toy CLIP knows only the toy world's words (colours, shapes, moving left or "
+            f"right); {len(odd)} of {count(len(classes), 'label')} have others (e.g. {odd[0]!r}): "
+            "their scores mean nothing"
+        )
     scale = cfg.test_scale if cfg.test_scale is not None else tcfg.data.test_scale
     return model, classes, frames_for(cfg, ckpt), scale, source
 
@@ -473,7 +480,8 @@ def _predict(cfg) -> list[dict]:
                     multiprocessing_context=readers() if workers else None,
                 )
                 run = _windowed(dl, todo, score, rows)
-            with bar(len(todo), f"predicting {count(len(todo), 'input')} with {source}") as tick:
+            what = f"predicting {count(len(todo), 'input')} with {source}"
+            with bar(len(todo), what, lines=True) as tick:  # in a pipe: a line each tenth
                 for path, got in run:
                     fresh[path] = got
                     tick()
