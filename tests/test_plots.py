@@ -69,9 +69,55 @@ def test_plot_correlation_of_a_learned_head_and_of_an_embeddings_file(run_cli, r
     (["plot", "loss", "{tmp}/nowhere", "--out", "{tmp}/a.png"], ["nowhere", "not a finished run"]),
     (["plot", "correlation", "{tmp}/a", "{tmp}/b", "--out", "{tmp}/a.png"], ["correlation draws one head"]),
     (["plot", "loss", "{tmp}", "--out", "{tmp}/a.jpg"], ["--out", ".png, .svg or .pdf"]),
-    (["plot", "--out", "{tmp}/a.png"], ["choose correlation, fractions or loss"]),
+    (["plot", "--out", "{tmp}/a.png"], ["choose correlation, fractions, loss or accuracy"]),
 ])
 def test_plot_mistakes(run_cli, tmp_path, args, words):
     code, _, err = run_cli(*[a.format(tmp=tmp_path) for a in args])
     assert_user_error(code, err, *words)
     assert not (tmp_path / "a.png").exists()
+
+
+def test_plot_accuracy_draws_each_runs_validated_epochs(run_cli, runs, tmp_path):
+    pytest.importorskip("matplotlib")
+    import shutil
+
+    from tkvr.run.plots import plot_accuracy
+
+    going = tmp_path / "going"  # a run still training: no report.json yet, a row not validated
+    shutil.copytree(runs / "lf" / "text_1", going)
+    (going / "report.json").unlink()
+    head, row = (going / "metrics.csv").read_text().splitlines()
+    cells = row.split(",")
+    later = [cells[:]] + [[str(e), *cells[1:]] for e in (2, 3)]
+    later[1][3:6] = ["", "", ""]  # epoch 2 not validated (--eval-every 2)
+    (going / "metrics.csv").write_text("\n".join([head, *(",".join(c) for c in later)]) + "\n")
+    code, out, err = run_cli("plot", "accuracy", runs / "lf" / "learned_1", going, "--out", tmp_path / "acc.png")
+    assert code == 0, err
+    assert_wrote(out, tmp_path / "acc.png")
+    curves = plot_accuracy([str(runs / "lf" / "learned_1"), str(going)], tmp_path / "acc.svg")
+    top1 = float(cells[3])
+    assert curves["going (text head)"] == [(1, top1), (3, top1)]
+    report = json.loads((runs / "lf" / "learned_1" / "report.json").read_text())
+    assert curves["learned_1 (learned head)"] == [(1, report["history"][0]["val_top1"])]
+    code, _, err = run_cli("plot", "accuracy", tmp_path / "acc.png", "--out", tmp_path / "x.png")
+    assert_user_error(code, err, "acc.png", "no metrics.csv")
+
+
+def test_timeline_legend_and_segment_band_stay_off_the_curves(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from tkvr.run import plots
+
+    drawn = []
+    monkeypatch.setattr(plots, "_save", lambda fig, plt, path: (fig.canvas.draw(), drawn.append(fig)))
+    windows = [{"start": t, "end": t + 1.0, "labels": ["a", "b"], "scores": [0.97, 0.02]} for t in range(6)]
+    windows += [{"start": t, "end": t + 1.0, "labels": ["b", "a"], "scores": [0.99, 0.0]} for t in range(6, 9)]
+    segments = [{"start": 0.0, "end": 6.0, "label": "a", "score": 0.97},
+                {"start": 6.0, "end": 9.0, "label": "b", "score": 0.99}]
+    plots.plot_timeline([{"file": "v.mp4", "windows": windows, "segments": segments}], tmp_path / "t.png")
+    ax = drawn[0].axes[0]
+    legend = ax.get_legend().get_window_extent()
+    assert legend.x0 >= ax.get_window_extent().x1  # beside the axes, not over the curves
+    bands = [c for c in ax.collections if len(c.get_paths())]
+    assert len(bands) == 2 and all(p.get_extents().y1 < 0 for c in bands for p in c.get_paths())
+    curves = [line for line in ax.get_lines() if line.get_label() in ("a", "b")]
+    assert all(min(line.get_ydata()) >= 0 for line in curves) and len(curves) == 2

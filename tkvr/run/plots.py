@@ -84,12 +84,13 @@ def plot_confusion(confusion, classes: list[str], path, title: str = ""):
 def plot_timeline(results: list[dict], path, videos: int = 4, labels: int = 5):
     """tkvr predict --window: per video (the first `videos`), the scores over time of the labels
     that are top-1 somewhere (at most `labels`, the most frequent), one point per window centre
-    (a label outside a window's top-k is drawn at 0), and the segments as bands under them."""
+    (a label outside a window's top-k is drawn at 0), and the segments as a band below 0, under the
+    curves; the legend beside the axes, off the curves."""
     plt = _pyplot()
     shown = [r for r in results if r.get("windows")][:videos]
     if not shown:
         raise TkvrError(f"--plot {path}: no video was scored in windows, nothing to draw")
-    fig, axes = plt.subplots(len(shown), 1, figsize=(8, 2.6 * len(shown)), squeeze=False)
+    fig, axes = plt.subplots(len(shown), 1, figsize=(10, 2.6 * len(shown)), squeeze=False)
     colours = plt.get_cmap("tab10")
     for ax, r in zip(axes[:, 0], shown):
         tops = [w["labels"][0] for w in r["windows"]]
@@ -99,12 +100,14 @@ def plot_timeline(results: list[dict], path, videos: int = 4, labels: int = 5):
         for n in names:
             y = [dict(zip(w["labels"], w["scores"])).get(n, 0.0) for w in r["windows"]]
             ax.plot(t, y, marker=".", color=colour[n], label=n)
-        for s in r["segments"]:
-            ax.axvspan(s["start"], s["end"], ymin=0, ymax=0.06, color=colour.get(s["label"], "0.6"), lw=0)
-        ax.set_ylim(0, 1.02)
+        for s in r["segments"]:  # the band: scores are >= 0, so it never covers a curve
+            ax.fill_between([s["start"], s["end"]], -0.13, -0.04, color=colour.get(s["label"], "0.6"), lw=0)
+        ax.set_ylim(-0.15, 1.02)
+        ax.set_yticks([0, 0.25, 0.5, 0.75, 1])
+        ax.axhline(0, color="0.8", lw=0.5)
         ax.set_ylabel("score")
         ax.set_title(Path(r["file"]).name, fontsize=9)
-        ax.legend(fontsize=7, loc="upper right")
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
     axes[-1, 0].set_xlabel("time (s); bands: segments")
     _save(fig, plt, path)
 
@@ -142,17 +145,19 @@ def checked_head(where: str):
     return w, classes, title
 
 
-def _runs(inputs: list[str]) -> list[Path]:
-    """Run directories (holding report.json) named, or found one level inside a named folder."""
+def _runs(inputs: list[str], holding: str = "report.json") -> list[Path]:
+    """Run directories (holding report.json, or `holding`: metrics.csv draws a run still going)
+    named, or found one level inside a named folder."""
     runs = []
     for where in inputs:
         p = Path(where)
-        if (p / "report.json").is_file():
+        if (p / holding).is_file():
             runs.append(p)
             continue
-        inside = sorted(q.parent for q in p.glob("*/report.json")) if p.is_dir() else []
+        inside = sorted(q.parent for q in p.glob(f"*/{holding}")) if p.is_dir() else []
         if not inside:
-            raise TkvrError(f"{where}: not a finished run (no report.json) nor a folder of runs")
+            done = "a finished run" if holding == "report.json" else "a run"
+            raise TkvrError(f"{where}: not {done} (no {holding}) nor a folder of runs")
         runs += inside
     return runs
 
@@ -242,6 +247,31 @@ def plot_loss(inputs: list[str], path) -> dict:
     return curves
 
 
+def plot_accuracy(inputs: list[str], path) -> dict:
+    """{run label: [(epoch, val top-1), ...]} from each run's metrics.csv (the epochs that were
+    validated), one curve per run: validation accuracy over the epochs."""
+    curves = {}
+    for run in _runs(inputs, "metrics.csv"):
+        table = read_table(run / "metrics.csv", "metrics log", {"epoch": int, "val_top1": float})
+        rows = [(r["epoch"], r["val_top1"]) for r in table if isinstance(r["val_top1"], float)]
+        if not rows:
+            raise TkvrError(f"{run}: metrics.csv holds no validated epoch yet")
+        head = str(_field(_config(run), "model", "head", "?"))
+        curves[f"{run.name} ({head} head)"] = rows
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for label, rows in curves.items():
+        ax.plot([r[0] for r in rows], [r[1] for r in rows], marker="o", label=label)
+    from matplotlib.ticker import MaxNLocator  # deferred: only figures need matplotlib (slow to import)
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation top-1 (%)")
+    ax.legend(fontsize=7)
+    _save(fig, plt, path)
+    return curves
+
+
 def plot(figure: str, inputs: list[str], out: str):
     """`tkvr plot`: draw one figure; returns what it drew."""
     if figure == "correlation":
@@ -249,6 +279,8 @@ def plot(figure: str, inputs: list[str], out: str):
         return plot_correlation(w, classes, out, title)
     if figure == "fractions":
         return plot_fractions(inputs, out)
+    if figure == "accuracy":
+        return plot_accuracy(inputs, out)
     return plot_loss(inputs, out)
 
 
