@@ -76,7 +76,7 @@ def test_k300_k100_disjoint_and_cover():
     seen, unseen = subset_ids(400, 300, True), subset_ids(400, 300, False)
     assert len(seen) == 300 and len(unseen) == 100
     assert not set(seen) & set(unseen) and set(seen) | set(unseen) == set(range(400))
-    # the written-down rule (README): random.Random(0).shuffle of 0..399, first 300 seen
+    # the written-down rule (docs/data.md): random.Random(0).shuffle of 0..399, first 300 seen
     assert unseen[:5] == sorted(unseen)[:5]
     i600, i400 = subset_ids(1000, 600, True), subset_ids(1000, 600, False)
     assert len(i600) == 600 and len(i400) == 400 and not set(i600) & set(i400)

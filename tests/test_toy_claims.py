@@ -73,7 +73,7 @@ def test_premise_coarse_alignment_and_one_example_is_not_a_class():
     assert zero >= 3 * 100 / c, zero
     full = top1(class_means(xt, yt, c))
     one = [top1(class_means(xt[i], yt[i], c)) for i in (one_per_class(yt, c, seed) for seed in range(5))]
-    # 0.59 on the world the README reports (benchmarks/replicate_toy.py --only premise); a fresh
+    # 0.59 on the world docs/toy.md reports (benchmarks/replicate_toy.py --only premise); a fresh
     # generation of the world differs in some files, hence the margin
     assert sum(one) / len(one) <= 0.65 * full, (one, full)
     scores = F.normalize(xv, dim=-1) @ F.normalize(model.head.weight.detach(), dim=-1).T

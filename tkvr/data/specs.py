@@ -406,7 +406,7 @@ def _layout(root: Path, fold: int, labels: Path | None = None) -> DataSource:
         return DataSource(root.name, classes, splits, origin=str(root))
     classes, samples = read_class_folders(root, read_labels(labels) if labels else None)
     if not samples:
-        raise TkvrError(f"--data {root}: no dataset layout recognised (see README 'Datasets')")
+        raise TkvrError(f"--data {root}: no dataset layout recognised (see docs/data.md)")
     # One folder of classes, no split: it serves as both (for check, predict, zero-shot eval).
     say(f"{root}: no train/ and val/ folders: the same samples serve as training and validation data")
     return DataSource(root.name, classes, {"train": samples, "val": samples}, origin=str(root))
