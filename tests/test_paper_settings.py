@@ -78,8 +78,9 @@ def test_logit_scale_trains_with_the_backbone_and_decay_reaches_every_parameter(
 def test_dry_run_checks_the_weights_offline_and_names_them(run_cli, tmp_path, monkeypatch):
     """--dry-run refuses what the run would refuse before its first step (weights neither cached
     nor downloadable, a file that is not there, an unknown tag), and says what it would load."""
-    import tkvr.model.backbones
     from conftest import assert_user_error
+
+    import tkvr.model.backbones
 
     def weights(*flags):
         code, out, err = run_cli("train", "--data", "toy", *flags, "--out", tmp_path / "r", "--dry-run")

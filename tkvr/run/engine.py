@@ -185,8 +185,8 @@ class Trainer:
         )
         self.bad = bad_budget
         self.gather = gather_with_grad if o.batch_gather and fabric.world_size > 1 else None
-        self.epoch, self.step, self.best, self.complete = 0, 0, -1.0, True
-        self.earlier = 0.0  # seconds of the run before this process (set by fit on a resume)
+        # earlier: seconds the run trained before this process (a resumed run's, set by fit)
+        self.epoch, self.step, self.best, self.complete, self.earlier = 0, 0, -1.0, True, 0.0
         self.step_lr = self.optimizer.param_groups[0]["lr"]
         # an epoch of fewer steps than --log-every logs every step: the loss curve keeps its points
         self.log_every = cfg.run.log_every if self.steps_per_epoch > cfg.run.log_every else 1
@@ -258,8 +258,7 @@ class Trainer:
             self.steps_log = CsvLog(
                 self.out / "steps.csv", STEP_COLUMNS, "step", self.step if resumed else None
             )
-            logs = (self.epochs_log.last, self.steps_log.last)
-            ran = max(float(r.get("wall_s") or 0.0) for r in logs)
+            ran = max(float(log.last.get("wall_s") or 0.0) for log in (self.epochs_log, self.steps_log))
             waited = float(self.steps_log.last.get("data_wait_s") or 0.0)
         self.tb = _tensorboard(self.out) if self.cfg.run.tensorboard else None
         if self.step == 0:  # a broken evaluation shows up now, not after an epoch
