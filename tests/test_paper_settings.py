@@ -103,6 +103,17 @@ def test_dry_run_checks_the_weights_offline_and_names_them(run_cli, tmp_path, mo
     assert not (tmp_path / "r").exists()
 
 
+def test_eval_dry_run_names_the_checkpoint_and_the_text_towers_weights(run_cli, tiny_run):
+    """eval's weights are the checkpoint's; other class names need the backbone's text tower too."""
+    code, out, err = run_cli("eval", "--checkpoint", tiny_run, "--dry-run")
+    assert code == 0, err
+    assert yaml.safe_load(out)["weights"] == {"model": str(tiny_run / "checkpoints" / "best.pt")}
+    code, out, err = run_cli("eval", "--checkpoint", tiny_run, "--data", "toy@unseen", "--labels", "data",
+                             "--dry-run")
+    assert code == 0, err
+    assert yaml.safe_load(out)["weights"]["text"] == "tkvr-tiny, a random init (fixed seed)"
+
+
 def test_dry_run_prints_the_papers_cost_and_writes_nothing(run_cli, tmp_path):
     out = tmp_path / "run"
     code, stdout, err = run_cli("train", "--data", "toy", "--backbone", "ViT-B/16", "--pretrained", "none",

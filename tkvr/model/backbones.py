@@ -142,7 +142,7 @@ def _tag(oc, name: str, tag: str):
 def weights_plan(m) -> dict:
     """--dry-run (m: the model group): the weights a run would load, checked as the run checks
     them (a file there, a tag known, cached or a network to fetch it), nothing loaded or fetched."""
-    plan = {"backbone": _weights_of(m.backbone, m.pretrained)}
+    plan = {"backbone": backbone_weights(m.backbone, m.pretrained)}
     if m.visual and m.visual.startswith("timm:"):
         name = m.visual.split(":", 1)[1]
         if m.visual_pretrained:
@@ -153,7 +153,8 @@ def weights_plan(m) -> dict:
     return plan
 
 
-def _weights_of(backbone: str, pretrained: str | None) -> str:
+def backbone_weights(backbone: str, pretrained: str | None) -> str:
+    """What --backbone / --pretrained load (described in a line), checked without loading it."""
     if backbone.startswith("hf-hub:"):
         _resolve(backbone, pretrained)  # refuses --pretrained beside it
         repo = backbone.split(":", 1)[1]

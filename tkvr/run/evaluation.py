@@ -16,6 +16,7 @@ from tkvr.data.loader import augment_on, datasets, eval_loader, eval_set, loader
 from tkvr.data.specs import resolve
 from tkvr.data.transforms import input_size
 from tkvr.data.video import pick_decoder
+from tkvr.model.backbones import backbone_weights
 from tkvr.model.cost import cost_of, costs
 from tkvr.model.video_model import preprocess_of
 from tkvr.run.checkpoint import config_of, load_model, read_checkpoint
@@ -72,7 +73,7 @@ def evaluate_checkpoint(cfg, fabric=None) -> dict:
             )
         classes = src.classes
     if cfg.dry_run:
-        return eval_plan(cfg, ckpt, src, fold)
+        return eval_plan(cfg, ckpt, src, fold, swapped=classes is not None)
     tcfg, _, model = load_model(ckpt, classes)
     decoder = pick_decoder(s.decoder)
     fabric = fabric or make_fabric(cfg.device)
@@ -167,11 +168,17 @@ def per_class_csv(confusion, classes: list[str]) -> str:
     return out.getvalue()
 
 
-def eval_plan(cfg, ckpt: dict, src, fold: int) -> dict:
-    """eval --dry-run: the checkpoint's settings, what this evaluation would use, and the cost."""
+def eval_plan(cfg, ckpt: dict, src, fold: int, swapped: bool = False) -> dict:
+    """eval --dry-run: the checkpoint's settings, what this evaluation would use, and the cost.
+    swapped: other class names are embedded, by the text tower of the backbone's own weights
+    (found or refused here, as the run would)."""
     tcfg = config_of(ckpt)
+    weights = {"model": ckpt["path"]}
+    if swapped:
+        weights["text"] = backbone_weights(tcfg.model.backbone, tcfg.model.pretrained)
     return {
         **tcfg.to_dict(),
+        "weights": weights,
         "auto": resolved_auto(tcfg),
         "eval": {
             "checkpoint": ckpt["path"],
