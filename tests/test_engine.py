@@ -533,6 +533,8 @@ def test_batch_notes_count_what_the_loader_leaves_out(capsys):
                                      "(--batch-size 16): each epoch is one short step of 3; give --batch-size "
                                      "3 or less for full steps")
     assert said(64, 16, 1, False) == "" and said(224, 8, 2, True) == ""
+    assert said(15, 4, 1, False, True) == ""  # --limit-batches: a smoke run cuts the epoch anyway
+    assert said(3, 16, 1, False, True).startswith("warning: the training set has 3 clips")
     assert said(17, 4, 2, True).startswith("note: 1 clip of 17 left out of each epoch (--device-batch 4 x 2 devices")
     for n, batch, world in ((17, 4, 2), (219, 8, 2), (50, 16, 3)):
         used = sum(len(EpochSampler(n, r, world)) // batch * batch for r in range(world))

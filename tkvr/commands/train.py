@@ -29,7 +29,7 @@ def show(r, cfg: TrainConfig) -> None:
             f"mean class {m['mean_class_accuracy']:.2f}% "
             f"on {m['num_samples']} val clips; best top-1 {r.best_top1:.2f}%"
         )
-    wrote(r.out, "the run: config.yaml, checkpoints/, metrics.csv, report.json")
+    wrote(r.out, "config.yaml, checkpoints/, metrics.csv, report.json")
 
 
 COMMAND = Command(

@@ -317,7 +317,7 @@ def ready(cfg: TrainConfig, fabric, model, train_set, val_set) -> Parts:
         world,
         drop_last=len(train_set) >= device_batch * world,
     )
-    batch_notes(len(train_set), device_batch, world, o.device_batch is not None)
+    batch_notes(len(train_set), device_batch, world, o.device_batch is not None, bool(o.limit_batches))
     val_dl = loader(val_set, device_batch, False, workers, o.seed, rank, world)
     # Batches stay on the CPU until the loop moves the tensors it needs: the `bad` flags are
     # read on the host every step, and reading them from the device would sync it.
@@ -340,10 +340,11 @@ def ready(cfg: TrainConfig, fabric, model, train_set, val_set) -> Parts:
     return Parts(model, wrapped, optimizer, train_dl, val_dl, train_set.augment)
 
 
-def batch_notes(n: int, device_batch: int, world: int, per_device: bool) -> None:
+def batch_notes(n: int, device_batch: int, world: int, per_device: bool, limited: bool = False) -> None:
     """Say once what the loader's batch does to a small training set: one short step per epoch, or
     the clips each epoch leaves out (full batches only; which ones changes with every shuffle).
-    per_device: the batch was given as --device-batch, so that is the flag to change."""
+    per_device: the batch was given as --device-batch, so that is the flag to change. limited:
+    --limit-batches cuts the epochs anyway (a smoke run): the clips left out are not said."""
     step = device_batch * world
     flag, unit = ("--device-batch", world) if per_device else ("--batch-size", 1)
     batch = f"{flag} {step // unit}" + (f" x {world} devices" if per_device and world > 1 else "")
@@ -354,7 +355,7 @@ def batch_notes(n: int, device_batch: int, world: int, per_device: bool) -> None
         )
         return
     left = n - (n // world // device_batch) * step  # each rank: its equal share, in full batches
-    if left:
+    if left and not limited:
         # the largest batch from half this one up that divides the set (and the devices)
         fit = next((b for b in range(step, step // 2 - 1, -world) if b and n % b == 0), None)
         say(
