@@ -9,7 +9,8 @@ from rich.table import Table
 from tkvr.base.fileio import writable
 from tkvr.base.progress import console, say
 from tkvr.base.settings import Settings, borrow, fail_if
-from tkvr.commands.shared import Command, Shared
+from tkvr.commands.shared import Command
+from tkvr.run.settings import Shared
 
 
 @dataclass

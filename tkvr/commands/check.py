@@ -9,9 +9,10 @@ from rich.table import Table
 from tkvr.base.fileio import writable
 from tkvr.base.progress import console, count, say
 from tkvr.base.settings import Settings, borrow, fail_if
-from tkvr.commands.shared import Command, Shared
+from tkvr.commands.shared import Command
 from tkvr.data.settings import CheckSource
 from tkvr.model.settings import ModelConfig, frames_problems
+from tkvr.run.settings import Shared
 
 
 @dataclass

@@ -7,9 +7,10 @@ from pathlib import Path
 
 from tkvr.base.fileio import writable
 from tkvr.base.settings import Settings, borrow, fail_if, setting
-from tkvr.commands.shared import Command, Shared
+from tkvr.commands.shared import Command
 from tkvr.data.settings import SourceConfig
 from tkvr.model.settings import ModelConfig, frames_problems
+from tkvr.run.settings import Shared
 
 
 @dataclass

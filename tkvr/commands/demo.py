@@ -15,11 +15,9 @@ from rich.table import Table
 from tkvr.base.fileio import atomic_write_text, writable, write_json
 from tkvr.base.progress import console, count, say, wrote
 from tkvr.base.settings import Settings, at_least, borrow, build, fail_if
-from tkvr.commands.eval import EvalConfig
 from tkvr.commands.shared import Command
-from tkvr.commands.zeroshot import ZeroshotConfig
 from tkvr.data.settings import EvalSource, SourceConfig
-from tkvr.run.settings import TOY_RECIPE, OptimConfig, RunConfig, TrainConfig
+from tkvr.run.settings import TOY_RECIPE, EvalConfig, OptimConfig, RunConfig, TrainConfig, ZeroshotConfig
 
 
 @dataclass

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from tkvr.base.fileio import writable
 from tkvr.base.progress import count, wrote
 from tkvr.base.settings import Settings, borrow, choice_problems, fail_if, setting
-from tkvr.commands.shared import Command, Shared
+from tkvr.commands.shared import Command
 from tkvr.model.settings import ModelConfig, template_problems
-from tkvr.run.settings import OptimConfig
+from tkvr.run.settings import OptimConfig, Shared
 
 
 @dataclass

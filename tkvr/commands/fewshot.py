@@ -11,8 +11,8 @@ from tkvr.base.errors import TkvrError
 from tkvr.base.fileio import writable
 from tkvr.base.progress import console
 from tkvr.base.settings import Settings, at_least, borrow, choice_problems, fail_if, setting
-from tkvr.commands.shared import Command, Shared
-from tkvr.run.settings import SHOT_SCHEDULES, RunConfig, TrainConfig, parse_shots
+from tkvr.commands.shared import Command
+from tkvr.run.settings import SHOT_SCHEDULES, RunConfig, Shared, TrainConfig, parse_shots
 
 
 @dataclass

@@ -9,10 +9,10 @@ from tkvr.base.errors import Fault
 from tkvr.base.fileio import writable
 from tkvr.base.progress import console
 from tkvr.base.settings import Settings, at_least, borrow, choice_problems, fail_if, figure_problems, setting
-from tkvr.commands.shared import Command, Shared
+from tkvr.commands.shared import Command
 from tkvr.data.settings import DataConfig, SourceConfig, eval_problems, parse_views
 from tkvr.model.settings import ModelConfig, frames_problems
-from tkvr.run.settings import DeviceConfig
+from tkvr.run.settings import DeviceConfig, Shared
 
 
 @dataclass

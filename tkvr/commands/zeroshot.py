@@ -2,77 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import ClassVar
-
 from rich.table import Table
 
-from tkvr.base.fileio import writable
 from tkvr.base.progress import console
-from tkvr.base.settings import Settings, borrow, choice_problems, fail_if, setting
-from tkvr.commands.shared import Command, Shared
-from tkvr.data.settings import SourceConfig
-from tkvr.run.settings import RunConfig, TrainConfig
-
-EVAL_SETS = ("auto", "all", "val")
-
-
-@dataclass
-class ZeroshotConfig(Settings):
-    train: TrainConfig = field(default_factory=TrainConfig)  # train.data.data: the SEEN classes
-    seen: str = borrow(
-        SourceConfig,
-        "data",
-        default="toy@seen",
-        flag="--train",
-        help="Seen classes: a dataset or class subset (K300, IN600, ...).",
-    )
-    eval_data: str = borrow(
-        SourceConfig,
-        "data",
-        default="toy@unseen",
-        flag="--eval",
-        help="Unseen classes (K100, IN400, ucf101, ...).",
-    )
-    no_train: bool = setting(
-        False,
-        "Only the pre-trained model (the 'w/o train' row; Table 10's K = 0; its frames "
-        "averaged, whatever --temporal says): --eval may then be any dataset, all its classes "
-        "scored, whatever --train says.",
-    )
-    checkpoint: str | None = borrow(
-        Shared,
-        "checkpoint",
-        default=None,
-        required=False,
-        help="Score this run's model (e.g. a converted released model, tkvr convert) as the first row "
-        "instead of the pre-trained model: the unseen names swapped in, its own frames and test scale.",
-        shown="the pre-trained model",
-    )
-    protocol: str = setting(
-        "full",
-        "full: all eval classes (Text4Vis); half: mean ± std over 10 seeded random "
-        "halves (the protocol of other zero-shot papers, kept for comparing with them).",
-        choices=("full", "half"),
-    )
-    eval_set: str = setting(
-        "auto",
-        "Which videos of --eval are scored: all (every video of the dataset, train and "
-        "val lists together, as the released cross-dataset evaluation (092ad0a) scores all "
-        "13,320 UCF-101 and 6,766 HMDB-51 videos) or val (its validation split, one "
-        "fold's test list); auto: all when --eval is another dataset than --train, "
-        "val when it is a class subset of the same one (K100).",
-        choices=EVAL_SETS,
-    )
-    out: str = borrow(RunConfig, "out", default="runs/zeroshot", help="Folder of the runs.")
-    json: str | None = borrow(Shared, "json")
-    hidden: ClassVar[tuple] = ("data", "out", "resume")
-
-    def validate(self) -> None:
-        problems = self.train.problems() + choice_problems(self, nested=False)
-        writable(problems, "--out", self.out, folder=True)
-        writable(problems, "--json", self.json)
-        fail_if(problems)
+from tkvr.commands.shared import Command
+from tkvr.run.settings import ZeroshotConfig
 
 
 def run(cfg: ZeroshotConfig) -> dict:

@@ -233,17 +233,7 @@ def plot_loss(inputs: list[str], path) -> dict:
         ]
         head = str(_field(_config(run), "model", "head", "?"))
         curves[f"{run.name} ({head} head)"] = rows
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    for label, rows in curves.items():
-        ax.plot([r[0] for r in rows], [r[1] for r in rows], label=label)
-    from matplotlib.ticker import MaxNLocator  # deferred: only figures need matplotlib (slow to import)
-
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("step")
-    ax.set_ylabel("training loss")
-    ax.legend(fontsize=7)
-    _save(fig, plt, path)
+    _draw_lines(curves, path, "step", "training loss")
     return curves
 
 
@@ -258,18 +248,23 @@ def plot_accuracy(inputs: list[str], path) -> dict:
             raise TkvrError(f"{run}: metrics.csv holds no validated epoch yet")
         head = str(_field(_config(run), "model", "head", "?"))
         curves[f"{run.name} ({head} head)"] = rows
+    _draw_lines(curves, path, "epoch", "validation top-1 (%)", marker="o")
+    return curves
+
+
+def _draw_lines(curves: dict, path, x: str, y: str, marker: str | None = None) -> None:
+    """One line per run ({label: [(x, y), ...]}) over whole-number x (steps, epochs)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for label, rows in curves.items():
-        ax.plot([r[0] for r in rows], [r[1] for r in rows], marker="o", label=label)
+        ax.plot([r[0] for r in rows], [r[1] for r in rows], marker=marker, label=label)
     from matplotlib.ticker import MaxNLocator  # deferred: only figures need matplotlib (slow to import)
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("validation top-1 (%)")
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
     ax.legend(fontsize=7)
     _save(fig, plt, path)
-    return curves
 
 
 def plot(figure: str, inputs: list[str], out: str):

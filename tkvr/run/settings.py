@@ -1,16 +1,28 @@
 """The optimiser, run and device groups' settings, the training run they compose (`TrainConfig`,
-what a run's config.yaml and checkpoints record) and the recipes. Torch-free."""
+what a run's config.yaml and checkpoints record) and the recipes; the declarations several
+commands borrow (`Shared`), and the settings of the two commands the demo runs as steps
+(`EvalConfig`, `ZeroshotConfig`: library settings, so no command imports another). Torch-free."""
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from tkvr.base.errors import TkvrError
 from tkvr.base.fileio import writable
-from tkvr.base.settings import Settings, at_least, build, choice_problems, fail_if, setting
-from tkvr.data.settings import DataConfig
+from tkvr.base.settings import (
+    Settings,
+    at_least,
+    borrow,
+    build,
+    choice_problems,
+    fail_if,
+    figure_problems,
+    setting,
+)
+from tkvr.data.settings import SPLITS, DataConfig, EvalSource, SourceConfig, eval_problems, parse_views
 from tkvr.model.settings import ModelConfig
 
 PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true")
@@ -272,3 +284,128 @@ class TrainConfig(Settings):
         cfg = build(cls, flags, strict=True)
         cfg.validate()
         return cfg
+
+
+@dataclass
+class Shared(Settings):
+    """Declarations borrowed by several commands (never a command's settings itself)."""
+
+    checkpoint: str = setting(required=True, help="Run directory (its best, else last checkpoint) or a file.")
+    json: str | None = setting(None, "Write the report here as JSON (written whole or not at all).")
+    split: str = setting("train", "Which split to scan.", choices=SPLITS)
+    plot: str | None = setting(
+        None, "Also draw the inter-class correlation map to this PNG (needs matplotlib)."
+    )
+    labels: str | None = setting(None, 'Class names: "a,b,c" or a labels file (open vocabulary).')
+    batch_size: int = setting(16, "Videos per device and batch.")
+
+
+@dataclass
+class EvalConfig(Settings):
+    checkpoint: str = borrow(Shared, "checkpoint")
+    source: EvalSource = field(default_factory=EvalSource)
+    device: DeviceConfig = field(default_factory=DeviceConfig)
+    split: str = borrow(Shared, "split", default="val", help="Split to score.")
+    views: str = borrow(DataConfig, "views")
+    test_scale: float | None = borrow(DataConfig, "test_scale", default=None, shown="the checkpoint's")
+    view_average: str | None = borrow(DataConfig, "view_average", default=None, shown="the checkpoint's")
+    labels: str | None = setting(None, "'data': embed the eval data's class names (zero-shot swap).")
+    batch_size: int = borrow(Shared, "batch_size")
+    json: str | None = borrow(Shared, "json")
+    per_class: str | None = setting(
+        None,
+        "Write per-class results here as CSV: class, samples, top-1 %, the class it is most often "
+        "taken for and how often.",
+    )
+    plot: str | None = borrow(
+        Shared,
+        "plot",
+        help="Draw the confusion matrix (rows: true class, normalised) here (.png, .svg or .pdf; "
+        "needs matplotlib).",
+    )
+    dry_run: bool = borrow(
+        RunConfig,
+        "dry_run",
+        help="Check the flags and the checkpoint, print the resolved "
+        "settings and the model's cost as YAML; score nothing.",
+    )
+
+    @property
+    def view_pair(self) -> tuple[int, int]:
+        """--views as (C temporal clips, S spatial crops); the setting records the text."""
+        return parse_views(self.views)
+
+    def validate(self) -> None:
+        problems = self.source.validate() + self.device.validate()
+        problems += eval_problems(self.views, self.test_scale, self.view_average)
+        at_least(problems, self, 1, "batch_size")
+        if self.labels not in (None, "data"):
+            problems.append(
+                f"--labels {self.labels!r}: the only value is 'data' (embed the eval data's names); "
+                "for other names use tkvr predict --labels"
+            )
+        figure_problems(problems, "--plot", self.plot)
+        for flag, path in (("--json", self.json), ("--per-class", self.per_class)):
+            writable(problems, flag, path)
+        fail_if(problems)
+
+
+EVAL_SETS = ("auto", "all", "val")
+
+
+@dataclass
+class ZeroshotConfig(Settings):
+    train: TrainConfig = field(default_factory=TrainConfig)  # train.data.data: the SEEN classes
+    seen: str = borrow(
+        SourceConfig,
+        "data",
+        default="toy@seen",
+        flag="--train",
+        help="Seen classes: a dataset or class subset (K300, IN600, ...).",
+    )
+    eval_data: str = borrow(
+        SourceConfig,
+        "data",
+        default="toy@unseen",
+        flag="--eval",
+        help="Unseen classes (K100, IN400, ucf101, ...).",
+    )
+    no_train: bool = setting(
+        False,
+        "Only the pre-trained model (the 'w/o train' row; Table 10's K = 0; its frames "
+        "averaged, whatever --temporal says): --eval may then be any dataset, all its classes "
+        "scored, whatever --train says.",
+    )
+    checkpoint: str | None = borrow(
+        Shared,
+        "checkpoint",
+        default=None,
+        required=False,
+        help="Score this run's model (e.g. a converted released model, tkvr convert) as the first row "
+        "instead of the pre-trained model: the unseen names swapped in, its own frames and test scale.",
+        shown="the pre-trained model",
+    )
+    protocol: str = setting(
+        "full",
+        "full: all eval classes (Text4Vis); half: mean ± std over 10 seeded random "
+        "halves (the protocol of other zero-shot papers, kept for comparing with them).",
+        choices=("full", "half"),
+    )
+    eval_set: str = setting(
+        "auto",
+        "Which videos of --eval are scored: all (every video of the dataset, train and "
+        "val lists together, as the released cross-dataset evaluation (092ad0a) scores all "
+        "13,320 UCF-101 and 6,766 HMDB-51 videos) or val (its validation split, one "
+        "fold's test list); auto: all when --eval is another dataset than --train, "
+        "val when it is a class subset of the same one (K100).",
+        choices=EVAL_SETS,
+    )
+    out: str = borrow(RunConfig, "out", default="runs/zeroshot", help="Folder of the runs.")
+    json: str | None = borrow(Shared, "json")
+    hidden: ClassVar[tuple] = ("data", "out", "resume")
+
+    def validate(self) -> None:
+        problems = self.train.problems() + choice_problems(self, nested=False)
+        writable(problems, "--out", self.out, folder=True)
+        writable(problems, "--json", self.json)
+        fail_if(problems)

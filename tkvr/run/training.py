@@ -221,48 +221,33 @@ def _train(cfg: TrainConfig, src, train_ids, fabric, on_ready, held: ExitStack) 
     trainer = Trainer(
         cfg, fabric, ready(cfg, fabric, model, train_set, val_set), src.classes, out, bad, resume
     )
-    if trainer.epoch >= cfg.optim.epochs:  # a finished run: its report stays as it is
-        say(f"{out} has finished its {cfg.optim.epochs} epochs; nothing to train (raise --epochs to go on)")
+
+    def standing(metrics: dict, past: list[dict] | None = None) -> TrainResult:
+        """Where the trainer stands (past: the epochs' rows; None: read from metrics.csv)."""
         return TrainResult(
             out=out,
             epochs=trainer.epoch,
             steps=trainer.step,
             best_top1=trainer.best,
-            metrics={},
-            history=history(out / "metrics.csv"),
+            metrics=metrics,
+            history=history(out / "metrics.csv") if past is None else past,
+            unreadable=bad.paths(),
             model=trainer.wrapped,
             backbone=backbone,
             fabric=fabric,
         )
+
+    if trainer.epoch >= cfg.optim.epochs:  # a finished run: its report stays as it is
+        say(f"{out} has finished its {cfg.optim.epochs} epochs; nothing to train (raise --epochs to go on)")
+        return standing({})
     try:
         fit = trainer.fit()
     except KeyboardInterrupt:  # Ctrl-C: report.json says how far the run got, then the CLI's line
         if fabric.global_rank == 0:
-            done = TrainResult(
-                out=out,
-                epochs=trainer.epoch,
-                steps=trainer.step,
-                best_top1=trainer.best,
-                metrics={},
-                history=history(out / "metrics.csv"),
-                unreadable=bad.paths(),
-                fabric=fabric,
-            )
-            finish(cfg, done, time.time() - t0 + trainer.earlier, interrupted=True)
+            finish(cfg, standing({}), time.time() - t0 + trainer.earlier, interrupted=True)
         raise
     rank0 = fabric.global_rank == 0
-    result = TrainResult(
-        out=out,
-        epochs=trainer.epoch,
-        steps=trainer.step,
-        best_top1=trainer.best,
-        metrics=fit.metrics,
-        history=history(out / "metrics.csv") if rank0 else fit.history,
-        unreadable=bad.paths(),
-        model=trainer.wrapped,
-        backbone=backbone,
-        fabric=fabric,
-    )
+    result = standing(fit.metrics, None if rank0 else fit.history)
     if rank0:
         finish(cfg, result, time.time() - t0 + trainer.earlier)
     return result
