@@ -3,7 +3,7 @@
     python benchmarks/eval_views.py [--backbone tiny] [--frames 8] [--videos 120]
 
 Runs tkvr's evaluation path (ClipDataset -> DataLoader -> predict_scores) on the toy world's
-validation videos. A 4x3 evaluation reads the frames of its 4 temporal clips with one decoder
+validation videos; then times the eval resize alone at real frame sizes, bicubic against bilinear. A 4x3 evaluation reads the frames of its 4 temporal clips with one decoder
 call per video and pushes all 12 views of a video through the model in one batch, so it should
 cost about 12x the model work of 1x1 and at most that in time.
 """
@@ -60,6 +60,29 @@ def main():
     for v, t in times.items():
         print(f"| {v} | {n / t:.1f} | {t:.2f} |")
     print(f"\n4x3 / 1x1 time: {times['4x3'] / times['1x1']:.1f}x (12x the views)")
+    resize_cost(args.frames)
+
+
+def resize_cost(frames: int, reps: int = 20):
+    """The eval resize alone at real frame sizes (the toy's frames are 64 px): a clip of `frames`
+    uint8 frames to a 256-px short side, bicubic (tkvr's eval, the released GroupScale) and
+    bilinear (tkvr's eval before the released protocol)."""
+    import torch
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms.v2 import functional as TF
+
+    print("\n| frame | bilinear ms/clip | bicubic ms/clip | ratio |\n|---|---:|---:|---:|")
+    for h, w in ((240, 320), (360, 640), (720, 1280)):
+        x = torch.randint(0, 255, (frames, 3, h, w), dtype=torch.uint8)
+        ms = {}
+        for mode in (InterpolationMode.BILINEAR, InterpolationMode.BICUBIC):
+            TF.resize(x, [256], interpolation=mode, antialias=True)
+            t = time.perf_counter()
+            for _ in range(reps):
+                TF.resize(x, [256], interpolation=mode, antialias=True)
+            ms[mode] = (time.perf_counter() - t) / reps * 1000
+        a, b = ms[InterpolationMode.BILINEAR], ms[InterpolationMode.BICUBIC]
+        print(f"| {w}x{h} | {a:.2f} | {b:.2f} | {b / a:.2f}x |")
 
 
 if __name__ == "__main__":

@@ -30,12 +30,13 @@ def frames_of(path: str) -> tuple[list, int]:
 
 
 def clip(path: str, card: dict) -> np.ndarray:
-    """float32 [T, 3, size, size]: frame floor((i + 0.5) * n / T) of each of T equal segments, the
-    short side resized (the long side as torchvision computes it: floored), the centre crop (its
-    offset rounded as torchvision's), normalised."""
+    """float32 [T, 3, size, size]: frame int(i * n / T), the first of each of T equal segments
+    (tkvr's test protocol, the authors' released one), the short side resized bicubic (the long
+    side as torchvision computes it: floored), the centre crop (its offset rounded as
+    torchvision's), normalised."""
     frames, n = frames_of(path)
     t, size, short = card["frames"], card["size"], card["resize_short_side"]
-    picked = [frames[min(len(frames) - 1, n - 1, int((i + 0.5) * n / t))] for i in range(t)]
+    picked = [frames[min(len(frames) - 1, int(i * n / t))] for i in range(t)]
     out = []
     for img in picked:
         w, h = img.size
@@ -43,7 +44,7 @@ def clip(path: str, card: dict) -> np.ndarray:
             new = (short, int(short * h / w))
         else:
             new = (int(short * w / h), short)
-        img = img.resize(new, Image.BILINEAR)  # antialiased when it shrinks, as tkvr's resize
+        img = img.resize(new, Image.BICUBIC)  # as tkvr's eval resize (the released GroupScale)
         left, top = int(round((img.width - size) / 2.0)), int(round((img.height - size) / 2.0))
         x = np.asarray(img.crop((left, top, left + size, top + size)), dtype=np.float32) / 255.0  # [H, W, 3]
         out.append(((x - card["mean"]) / card["std"]).transpose(2, 0, 1))  # [3, H, W]

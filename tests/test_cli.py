@@ -156,7 +156,7 @@ MISTAKES = [
     ("prepare --data {tmp}/nowhere --out {tmp}/run", ["--data", "nowhere"]),
     ("prepare --data toy", ["Missing option '--out'"]),
     ("embed --backbone tiny --out {tmp}/e.pt", ["Missing option '--classes'"]),
-    ("check", ["Missing option '--data'"]),
+    ("check", ["give --data DATASET", "files"]),
     ("eval", ["Missing option '--checkpoint'"]),
     ("train --data toy --augment gpu", ["--augment", "gpu"]),
     ("train --data toy --label-smoothing 1", ["--label-smoothing", "[0, 1)"]),

@@ -2,6 +2,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from tkvr.base.errors import TkvrError
@@ -11,10 +12,34 @@ from tkvr.data.specs import subset_ids
 
 
 def test_segment_examples_from_the_docstring():
-    assert segment_indices(100, 4, False) == [12, 37, 62, 87]
-    assert segment_indices(100, 4, False, 0, 2) == [6, 31, 56, 81]
-    assert segment_indices(100, 4, False, 1, 2) == [18, 43, 68, 93]
-    assert segment_indices(3, 8, False) == [0, 0, 0, 1, 1, 2, 2, 2]
+    assert segment_indices(100, 4, False) == [0, 25, 50, 75]
+    assert segment_indices(100, 4, False, 0, 2) == [0, 25, 50, 75]
+    assert segment_indices(100, 4, False, 1, 2) == [24, 49, 74, 99]
+    assert segment_indices(3, 8, False) == [0, 0, 0, 1, 1, 1, 2, 2]
+    assert [segment_indices(300, 8, False, c, 4)[0] for c in range(4)] == [0, 12, 24, 36]
+    assert {tuple(segment_indices(10, 8, False, c, 4)) for c in range(4)} == {(0, 1, 2, 3, 5, 6, 7, 8)}
+
+
+def released_test_indices(n: int, t: int, clips: int) -> list[int]:
+    """The released test sampling (Text4Vis 238c07f, datasets/datasets.py, _get_test_indices,
+    uniform), written out: tick = n / T, starts = linspace(0, tick - 1, C) as integers, frame
+    int(start + tick * x) % n; 0-based (the release adds index_bias 1, then reads video_list[p - 1])."""
+    tick = n / float(t)
+    starts = np.linspace(0, tick - 1, num=clips).astype(int)  # truncation, numpy 1.x's integer linspace
+    return [int(s + tick * x) % n for s in starts.tolist() for x in range(t)]
+
+
+@pytest.mark.parametrize("t, clips", [(8, 1), (8, 4), (16, 1), (16, 4), (32, 2), (1, 1), (8, 3)])
+def test_test_indices_are_the_released_ones_for_n_1_to_400(t, clips):
+    for n in range(1, 401):
+        ours = [i for c in range(clips) for i in segment_indices(n, t, False, c, clips)]
+        assert ours == released_test_indices(n, t, clips), (n, t, clips)
+        assert all(0 <= i < n for i in ours)
+
+
+def test_first_clip_of_several_is_the_one_clip_view():
+    for n in (7, 64, 164, 300):
+        assert segment_indices(n, 8, False, 0, 4) == segment_indices(n, 8, False)
 
 
 def test_train_offsets_stay_in_their_segment():

@@ -1,4 +1,5 @@
 """tkvr.data.transforms: train, eval and multi-crop transforms, RandAugment per frame or per clip."""
+
 import torch
 from conftest import PRE, write_clip
 
@@ -50,7 +51,9 @@ def test_randaugment_draws_one_parameter_set_per_clip(tmp_path):
     ra = rand_augment("clip")
     assert (ra.op.num_ops, ra.op.magnitude) == (2, 9)
     g = torch.Generator().manual_seed(0)
-    clip = torch.randint(0, 255, (5, 3, 40, 40), dtype=torch.uint8, generator=g)  # [T, C, H, W], distinct frames
+    clip = torch.randint(
+        0, 255, (5, 3, 40, 40), dtype=torch.uint8, generator=g
+    )  # [T, C, H, W], distinct frames
     outs = []
     for seed in range(8):
         torch.manual_seed(seed)
@@ -65,7 +68,101 @@ def test_randaugment_draws_one_parameter_set_per_clip(tmp_path):
     video = write_clip(tmp_path / "a.mp4", frames=16)
     items = []
     for randaug in (None, ra):
-        ds = ClipDataset([Sample(str(video), 0)], 4, train_transform(PRE), train=True, decoder="pyav", randaug=randaug)
+        ds = ClipDataset(
+            [Sample(str(video), 0)], 4, train_transform(PRE), train=True, decoder="pyav", randaug=randaug
+        )
         torch.manual_seed(3)
         items.append(ds[0]["video"])
     assert items[0].shape == items[1].shape == (4, 3, 32, 32) and not torch.equal(items[0], items[1])
+
+
+# ---- the released test protocol (Text4Vis 238c07f, test.py and datasets/transforms.py)
+def released_boxes(h, w, size, crops):
+    """The released crops of a frame already scaled, written out: CenterCrop for one (torchvision:
+    round((h - size) / 2)); GroupFullResSample for three: w_step = (w - size) // 4, h_step = (h -
+    size) // 4, lefts 0, 4 w_step, 2 w_step at top 2 h_step; here in the order of their offset."""
+    if crops == 1:
+        return [(int(round((h - size) / 2.0)), int(round((w - size) / 2.0)))]
+    ws, hs = (w - size) // 4, (h - size) // 4
+    return sorted([(2 * hs, 0), (2 * hs, 4 * ws), (2 * hs, 2 * ws)], key=lambda b: b[1])
+
+
+def test_crop_offsets_of_common_frame_shapes():
+    from tkvr.data.transforms import crop_boxes, scaled
+
+    # (frame h, w) -> scaled to a 256 short side -> (top, left) of the three 224 crops
+    cases = {
+        (240, 320): ((256, 341), [(16, 0), (16, 58), (16, 116)]),  # UCF-101
+        (256, 340): ((256, 340), [(16, 0), (16, 58), (16, 116)]),  # Kinetics as distributed
+        (720, 1280): ((256, 455), [(16, 0), (16, 114), (16, 228)]),  # 16:9
+        (320, 240): ((341, 256), [(58, 0), (58, 16), (58, 32)]),  # portrait: along the width still
+    }
+    for (h, w), (shape, three) in cases.items():
+        assert scaled(h, w, 256) == shape
+        assert crop_boxes(*shape, 224, 3) == three == released_boxes(*shape, 224, 3)
+        assert crop_boxes(*shape, 224, 1) == released_boxes(*shape, 224, 1)
+    assert crop_boxes(256, 341, 224, 1) == [(16, 58)]  # the centre: (341 - 224) / 2 = 58.5 rounds to 58
+
+
+def test_eval_views_are_the_released_crops_of_a_bicubic_resize():
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms.v2 import functional as TF
+
+    pre = {"size": 224, "mean": (0.5,) * 3, "std": (0.25,) * 3}
+    torch.manual_seed(0)
+    for h, w in ((240, 320), (720, 1280), (320, 240)):
+        clip = torch.randint(0, 255, (2, 3, h, w), dtype=torch.uint8)
+        big = TF.resize(clip, [256], interpolation=InterpolationMode.BICUBIC, antialias=True)
+        for crops in (1, 3):
+            got = EvalTransform(pre, crops).views(clip)  # [S, T, 3, 224, 224] uint8
+            want = [
+                big[..., t : t + 224, left : left + 224]
+                for t, left in released_boxes(*big.shape[-2:], 224, crops)
+            ]
+            assert got.dtype == torch.uint8 and torch.equal(got, torch.stack(want))
+        bilinear = TF.resize(clip, [256], antialias=True)
+        assert not torch.equal(big, bilinear)  # the interpolation is the released one, not the default
+
+
+def test_bicubic_resize_within_2_levels_of_pil_on_real_frames():
+    import numpy as np
+    from conftest import realdata
+    from PIL import Image
+
+    from tkvr.data.video import open_reader
+
+    folder = realdata("videos")
+    pre = {"size": 224, "mean": (0,) * 3, "std": (1,) * 3}
+    checked = 0
+    for name in (
+        "ucf101_ApplyEyeMakeup_mmaction2_test.avi",
+        "ntu60_S001C001P001R001A001_rgb.avi",
+        "k400_flipping_a_pancake.mkv",
+        "bbb_432_433_vp8.webm",
+    ):
+        r = open_reader(str(folder / name), "pyav")
+        frames = r.read([0, len(r) // 2])
+        r.close()
+        for f in frames:
+            img = Image.fromarray(f.permute(1, 2, 0).numpy())
+            w, h = img.size
+            size = (int(256 * w / h), 256) if w >= h else (256, int(256 * h / w))
+            pil = np.asarray(img.resize(size, Image.BICUBIC)).astype(int)  # the released GroupScale
+            top, left = released_boxes(pil.shape[0], pil.shape[1], 224, 1)[0]
+            ours = EvalTransform(pre, 1).views(f[None])[0, 0].permute(1, 2, 0).numpy().astype(int)
+            diff = np.abs(ours - pil[top : top + 224, left : left + 224])
+            assert diff.max() <= 2 and diff.mean() < 0.05, (name, diff.max(), diff.mean())
+            checked += 1
+    assert checked == 8
+
+
+def test_train_transform_scales_the_short_side_first():
+    """The released order (utils/Augmentation.py at 238c07f): GroupScale to 256 (bicubic), then the
+    random sized crop; a crop of the whole frame therefore sees the 256-px frame."""
+    from torchvision.transforms import InterpolationMode, v2
+
+    pre = {"size": 224, "mean": (0.5,) * 3, "std": (0.25,) * 3}
+    first = train_transform(pre).transforms[0]
+    assert isinstance(first, v2.Resize) and first.size == [256]
+    assert first.interpolation == InterpolationMode.BICUBIC
+    assert train_transform(PRE).transforms[0].size == [32]  # other input sizes: the input size

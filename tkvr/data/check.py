@@ -1,18 +1,26 @@
-"""Read every sample of a split the way training will, and report what does not read (`tkvr check`)."""
+"""`tkvr check`: read every sample of a split the way training will and report what does not
+read; or read given files the way eval and predict do, and save the pixels each view feeds the
+model (--save-views)."""
 
 from __future__ import annotations
 
+import io
 import os
 from collections import Counter
+from pathlib import Path
 
+import torch
 from torch.utils.data import DataLoader
 
+from tkvr.base.fileio import atomic_write_bytes
 from tkvr.base.procs import readers
-from tkvr.base.progress import track
-from tkvr.data.loader import workers_for
+from tkvr.base.progress import count, track, wrote
+from tkvr.data.loader import read_indexed, workers_for
 from tkvr.data.sampling import segment_indices
-from tkvr.data.specs import resolve
-from tkvr.data.video import UnreadableVideo, denied, open_reader, pick_decoder, why_missing
+from tkvr.data.settings import stem_of
+from tkvr.data.specs import Sample, resolve
+from tkvr.data.transforms import EvalTransform
+from tkvr.data.video import UnreadableVideo, denied, open_reader, pick_decoder, reason, why_missing
 
 
 class _Probe:
@@ -33,7 +41,7 @@ class _Probe:
             return i, "empty", "0 bytes"
         try:
             # The test clip's frames and the last frame: training may draw any frame up to it.
-            reader = open_reader(s.path, self.decoder, self.device, self.template, s.frames, self.start)
+            reader = open_reader(s.path, self.decoder, self.device, self.template, self.start)
             try:
                 n = len(reader)
                 reader.read(segment_indices(n, self.frames, train=False) + [n - 1])
@@ -81,3 +89,86 @@ def check(s, *, split: str, frames: int) -> dict:
         "split": split,
         "notes": notes,  # path -> why it did not read
     }
+
+
+# ---------------------------------------------------------------- what the model sees
+def check_files(
+    paths: list[str],
+    *,
+    frames: int,
+    views: tuple[int, int],
+    size: int,
+    scale: float | None,
+    decoder: str,
+    save: str | None,
+) -> dict:
+    """Each input read as eval and predict read it (read_indexed, then EvalTransform.views: the
+    same functions, so the same pixels); with `save`, every view's frames as PNG files and a
+    contact sheet per input. -> the report: per input its frame indices [C][T] or why it did not
+    read."""
+    clips, crops = views
+    # The uint8 half of the eval transform needs only the size; mean and std apply after it.
+    crop = EvalTransform({"size": size, "mean": (0.0,) * 3, "std": (1.0,) * 3}, crops, scale)
+    decoder = pick_decoder(decoder, quiet=True)
+    report = {
+        "files": [],
+        "unreadable": [],
+        "notes": {},
+        "views": f"{clips}x{crops}",
+        "frames": frames,
+        "size": size,
+        "short_side": crop.short,
+        "decoder": decoder,
+    }
+    for path in track(paths, len(paths), "reading views"):
+        try:
+            x, idx = read_indexed(Sample(path, -1), frames, False, clips, decoder)  # [C, T, 3, H, W]
+        except (UnreadableVideo, FileNotFoundError, IndexError) as e:
+            report["unreadable"].append(path)
+            report["notes"][path] = reason(path, e)
+            continue
+        except OSError as e:
+            report["unreadable"].append(path)
+            report["notes"][path] = f"{path}: {denied(e)}"
+            continue
+        pixels = torch.cat([crop.views(c) for c in x])  # [C*S, T, 3, size, size], clip-major
+        report["files"].append(
+            {"file": path, "frames_read": [list(c) for c in idx], "shape": list(x.shape[-2:])}
+        )
+        if save:
+            _save_views(pixels, [c for c in idx for _ in range(crops)], Path(save), Path(path), crops)
+    if save:
+        wrote(save, f"each view's pixels and a contact sheet, for {count(len(report['files']), 'input')}")
+    return report
+
+
+def _save_views(pixels: torch.Tensor, idx: list[list[int]], out: Path, path: Path, crops: int) -> None:
+    """DIR/<stem>/view{VV}_frame{TT}.png (uint8 RGB) and DIR/<stem>.png, the contact sheet: a row
+    per view, a column per frame, each labelled with its frame index in the video."""
+    from PIL import Image, ImageDraw, ImageFont  # deferred: only --save-views draws
+
+    stem = stem_of(str(path))
+    folder = out / stem
+    folder.mkdir(parents=True, exist_ok=True)
+    v_n, t_n, _, s, _ = pixels.shape
+    px = max(10, s // 12)  # label text, readable on a sheet shrunk to a third
+    font = ImageFont.load_default(size=px)
+    band, side = px + 6, 5 * px  # a label band above each frame, the view's name left of each row
+    sheet = Image.new("RGB", (side + t_n * s, v_n * (s + band)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for v in range(v_n):
+        y = v * (s + band)
+        name = f"view {v:02d}\nclip {v // crops}\ncrop {v % crops}"
+        draw.text((4, y + band + 4), name, fill="black", font=font)
+        for t in range(t_n):
+            img = Image.fromarray(pixels[v, t].permute(1, 2, 0).contiguous().numpy())
+            _write_png(img, folder / f"view{v:02d}_frame{t:02d}.png")
+            sheet.paste(img, (side + t * s, y + band))
+            draw.text((side + t * s + 2, y + 2), f"frame {idx[v][t]}", fill="black", font=font)
+    _write_png(sheet, out / f"{stem}.png")
+
+
+def _write_png(img, path: Path) -> None:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    atomic_write_bytes(buf.getvalue(), path)

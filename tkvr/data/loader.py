@@ -38,7 +38,13 @@ from tkvr.data.video import UnreadableVideo, open_reader, pick_decoder, reason
 log = logging.getLogger("tkvr")
 
 
-def read_clip(
+def read_clip(*args, **kwargs) -> torch.Tensor:
+    """uint8 [clips, T, 3, H, W] for one sample (read_indexed's arguments); raises UnreadableVideo /
+    FileNotFoundError."""
+    return read_indexed(*args, **kwargs)[0]
+
+
+def read_indexed(
     sample: Sample,
     frames: int,
     train: bool,
@@ -48,17 +54,15 @@ def read_clip(
     frame_template: str = "img_{:05d}.jpg",
     frame_start: int = 1,
     rng: random.Random | None = None,
-) -> torch.Tensor:
-    """uint8 [clips, T, 3, H, W] for one sample; raises UnreadableVideo / FileNotFoundError."""
-    reader = open_reader(sample.path, decoder, device, frame_template, sample.frames, frame_start)
+) -> tuple[torch.Tensor, list[list[int]]]:
+    """read_clip's frames and the frame index of each: (uint8 [clips, T, 3, H, W], [clips][T])."""
+    reader = open_reader(sample.path, decoder, device, frame_template, frame_start)
     try:
-        idx = []
-        for c in range(clips):
-            idx += segment_indices(len(reader), frames, train, c, clips, rng)
-        x = reader.read(idx)  # one call for all clips: [clips*T, 3, H, W]
+        idx = [segment_indices(len(reader), frames, train, c, clips, rng) for c in range(clips)]
+        x = reader.read([i for clip in idx for i in clip])  # one call for all clips: [clips*T, 3, H, W]
     finally:
         reader.close()
-    return x.reshape(clips, frames, *x.shape[1:])
+    return x.reshape(clips, frames, *x.shape[1:]), idx
 
 
 class ClipDataset(Dataset):

@@ -4,9 +4,9 @@ declarations, choices and checks. Torch-free; the readers and loaders beside it 
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from tkvr.base.errors import TkvrError
 from tkvr.base.settings import Settings, at_least, borrow, choice_problems, setting
@@ -165,7 +165,14 @@ def eval_problems(views: str | None, test_scale: float | None, view_average: str
 
 @dataclass
 class CheckSource(SourceConfig):
-    data: str = borrow(SourceConfig, "data", default=dataclasses.MISSING, required=True)
+    data: str | None = borrow(SourceConfig, "data", default=None, shown="none: FILES")
+
+
+def stem_of(path: str) -> str:
+    """The name `tkvr check --save-views` saves an input's views under: the file name without its
+    extension (a frame folder: its name)."""
+    p = Path(path.rstrip("/"))
+    return p.name if p.is_dir() else p.stem
 
 
 @dataclass

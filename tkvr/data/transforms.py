@@ -3,16 +3,17 @@
 v2 treats the leading T as a batch dimension, so one draw of random parameters (crop box, flip)
 applies to every frame of a clip: the motion inside the clip is preserved.
 
-  train  random resized crop (area 0.08-1 of the frame by default, aspect 3/4-4/3) or multi-scale
-         crop (TSN's corner and centre crops at scales 1, .875, .75, .66 of the short side),
-         horizontal flip unless the dataset forbids it (classes that name a direction), grayscale
-         with probability 0.2, then to float and normalise. This is the released code's
-         augmentation (utils/Augmentation.py at 238c07f: short side 256, GroupRandomSizedCrop, flip,
-         GroupRandomGrayscale(0.2)); its resize to 256 before the crop changes nothing here, as
-         the crop's area is a fraction of the frame whatever its size.
-  eval   resize the short side to the model's size x `test_scale` (by default the released
-         test.py's rule at 238c07f: 256 for 224-px input, the input size otherwise), then a
-         centre crop (S = 1) or three crops along the long side (S = 3: start, centre, end),
+  train  the released code's order (utils/Augmentation.py at 238c07f): the short side to the
+         released scale (256 for 224-px input, the input size otherwise) with bicubic (GroupScale),
+         then a random resized crop (area 0.08-1 of the frame by default, aspect 3/4-4/3, resized
+         bilinear as GroupRandomSizedCrop does) or multi-scale crop (TSN's corner and centre crops
+         at scales 1, .875, .75, .66 of the short side, bilinear), horizontal flip unless the
+         dataset forbids it (classes that name a direction), grayscale with probability 0.2, then
+         to float and normalise. RandAugment, when on, comes first, on the frames as read (the
+         released randAugment inserts it before GroupScale).
+  eval   the released test.py at 238c07f: the short side to the model's size x `test_scale` (by
+         default the release's rule: 256 for 224-px input, the input size otherwise) with bicubic,
+         then the centre crop (S = 1) or the released three crops (S = 3, `crop_boxes`),
          -> [S, T, C, H, W].
 Size, mean and std come from the model's preprocessing config.
 """
@@ -20,10 +21,12 @@ Size, mean and std come from the model's preprocessing config.
 from __future__ import annotations
 
 import torch
-from torchvision.transforms import v2
+from torchvision.transforms import InterpolationMode, v2
 from torchvision.transforms.v2 import functional as TF
 
 from tkvr.data.settings import CROPS
+
+BICUBIC = InterpolationMode.BICUBIC
 
 
 class MultiScaleCrop(torch.nn.Module):
@@ -89,6 +92,14 @@ def short_side(size: int, scale: float | None) -> int:
     return round(size * (scale if scale is not None else released_scale(size)))
 
 
+def scaled(h: int, w: int, short: int) -> tuple[int, int]:
+    """(h, w) after resizing the short side to `short`, as torchvision computes it (the long side
+    cut to an integer): 240x320 -> 256 gives 256x341."""
+    if h <= w:
+        return short, int(short * w / h)
+    return int(short * h / w), short
+
+
 def train_transform(
     preprocess: dict, crop: str = "rrc", flip: bool = True, area: float = 0.08, gray: float = 0.2
 ):
@@ -98,9 +109,10 @@ def train_transform(
         raise ValueError(f"crop {crop!r}: one of {CROPS}")
     size = input_size(preprocess)
     steps = [
+        v2.Resize(short_side(size, None), interpolation=BICUBIC, antialias=True),  # GroupScale, as released
         v2.RandomResizedCrop(size, scale=(area, 1.0), antialias=True)
         if crop == "rrc"
-        else MultiScaleCrop(size)
+        else MultiScaleCrop(size),
     ]
     if flip:
         steps.append(v2.RandomHorizontalFlip())
@@ -124,6 +136,7 @@ class ClipAugment:
         if crop not in CROPS:
             raise ValueError(f"crop {crop!r}: one of {CROPS}")
         self.size, self.flip, self.gray = input_size(preprocess), flip, gray
+        self.short = short_side(self.size, None)
         self.mean, self.std = tuple(preprocess["mean"]), tuple(preprocess["std"])
         self.rrc = (
             v2.RandomResizedCrop(self.size, scale=(area, 1.0), antialias=True) if crop == "rrc" else None
@@ -131,7 +144,9 @@ class ClipAugment:
         self.msc = MultiScaleCrop(self.size) if crop == "multiscale" else None
 
     def draw(self, h: int, w: int) -> torch.Tensor:
-        """[top, left, height, width, flip, gray] as a long tensor (it travels with the batch)."""
+        """[top, left, height, width, flip, gray] as a long tensor (it travels with the batch), the
+        box on the frame as `apply` first resizes it (short side to the released scale)."""
+        h, w = scaled(h, w, self.short)
         if self.rrc is not None:
             p = self.rrc.make_params([torch.empty(1, 1, h, w, dtype=torch.uint8)])
             box = [p["top"], p["left"], p["height"], p["width"]]
@@ -143,6 +158,7 @@ class ClipAugment:
 
     def apply(self, x: torch.Tensor, params) -> torch.Tensor:
         top, left, h, w, flip, gray = (int(v) for v in params)
+        x = TF.resize(x, [self.short], interpolation=BICUBIC, antialias=True)  # as train_transform
         x = TF.resized_crop(
             x, top, left, h, w, [self.size, self.size], antialias=True
         )  # uint8, as on the CPU
@@ -155,8 +171,26 @@ class ClipAugment:
         return (TF.to_dtype(x, torch.float32, scale=True) - mean) / std
 
 
+def crop_boxes(h: int, w: int, size: int, crops: int) -> list[tuple[int, int]]:
+    """(top, left) of each crop of a frame resized to h x w, in the order of their offset.
+
+    crops = 1: the centre, as torchvision's CenterCrop (round((h - size) / 2), likewise for w).
+    crops = 3: the released GroupFullResSample (datasets/transforms.py at 238c07f): w_step =
+    (w - size) // 4, h_step = (h - size) // 4, left at 0, 2 w_step and 4 w_step, all at top 2 h_step:
+    along the width even on portrait frames. 320x240 -> 256 short side -> 341x256: lefts 0, 58, 116,
+    top 16 (the last crop ends 1 px before the right edge)."""
+    if crops == 1:
+        return [(int(round((h - size) / 2.0)), int(round((w - size) / 2.0)))]
+    w_step, h_step = (w - size) // 4, (h - size) // 4
+    return [(2 * h_step, k * w_step) for k in (0, 2, 4)]
+
+
 class EvalTransform(torch.nn.Module):
-    """uint8 [T, C, H, W] -> float [S, T, C, size, size]."""
+    """uint8 [T, C, H, W] -> float [S, T, C, size, size]: the released test transforms (test.py at
+    238c07f): the short side to the test scale with PIL-style bicubic (GroupScale passes
+    Image.BICUBIC; antialiased bicubic on uint8 comes within 2 levels of PIL's), then the centre crop
+    or the three crops of `crop_boxes`, then to float and normalise. `views` is the uint8 half:
+    the pixels the model sees before normalisation (what `tkvr check --save-views` writes)."""
 
     def __init__(self, preprocess: dict, crops: int = 1, scale: float | None = None):
         super().__init__()
@@ -167,16 +201,12 @@ class EvalTransform(torch.nn.Module):
             [v2.ToDtype(torch.float32, scale=True), v2.Normalize(preprocess["mean"], preprocess["std"])]
         )
 
+    def views(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 [T, C, H, W] -> uint8 [S, T, C, size, size]."""
+        x = TF.resize(x, [self.short], interpolation=BICUBIC, antialias=True)  # short side -> test scale
+        s = self.size
+        boxes = crop_boxes(*x.shape[-2:], s, self.crops)
+        return torch.stack([TF.crop(x, top, left, s, s) for top, left in boxes])
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = TF.resize(x, [self.short], antialias=True)  # short side -> size x test_scale
-        if self.crops == 1:
-            out = [TF.center_crop(x, [self.size, self.size])]
-        else:
-            h, w = x.shape[-2:]
-            s = self.size
-            if w >= h:
-                boxes = [(0, (h - s) // 2, s), ((w - s) // 2, (h - s) // 2, s), (w - s, (h - s) // 2, s)]
-            else:
-                boxes = [((w - s) // 2, 0, s), ((w - s) // 2, (h - s) // 2, s), ((w - s) // 2, h - s, s)]
-            out = [TF.crop(x, top, left, s, s) for left, top, s in boxes]
-        return torch.stack([self.norm(o) for o in out])  # [S, T, C, H, W]
+        return torch.stack([self.norm(v) for v in self.views(x)])  # [S, T, C, H, W]

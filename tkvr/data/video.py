@@ -35,6 +35,7 @@ import errno
 import logging
 import os
 import re
+import string
 from functools import lru_cache
 from pathlib import Path
 
@@ -318,9 +319,10 @@ class Reader:
 
     def read_at(self, seconds: list[float]) -> torch.Tensor:
         """uint8 [N, 3, H, W]: the frame shown at each time (the last one that starts at or
-        before it)."""
+        before it; a microsecond's slack, so a time computed as a segment's start that lands a
+        rounding error before its frame still takes it)."""
         t = self.times()
-        return self.read([max(0, bisect.bisect_right(t, s) - 1) for s in seconds])
+        return self.read([max(0, bisect.bisect_right(t, s + 1e-6) - 1) for s in seconds])
 
 
 # What a file named like a video may really be: FFmpeg would read an image as a 1-frame video
@@ -535,7 +537,10 @@ def VideoFile(path, decoder: str = "torchcodec", device: str = "cpu") -> Reader:
 
 
 class FrameFolder(Reader):
-    """JPEG frames: clip frame i is the file template.format(start + i)."""
+    """JPEG frames: clip frame i is the file template.format(start + i). The frames are counted on
+    disk, not taken from the list file: the released code samples from the files it finds
+    (datasets/datasets.py at 238c07f, `len(os.listdir(...))`), and list counts can be wrong (its
+    UCF-101 list gives 163 for v_ApplyEyeMakeup_g01_c01)."""
 
     decoder = "jpeg"
 
@@ -543,12 +548,11 @@ class FrameFolder(Reader):
         self,
         folder: str,
         template: str = "img_{:05d}.jpg",
-        num_frames: int | None = None,
         start: int = 1,
         device: str = "cpu",
     ):
         self.path, self.template, self.start, self.device = folder, template, start, device
-        self.num_frames = frame_files(folder, template, num_frames, start)
+        self.num_frames = frame_files(folder, template)
         if self.num_frames == 0:
             raise UnreadableVideo(f"{folder}: no frames matching {template}")
 
@@ -575,7 +579,6 @@ def open_reader(
     decoder: str = "torchcodec",
     device: str = "cpu",
     frame_template: str = "img_{:05d}.jpg",
-    num_frames: int | None = None,
     frame_start: int = 1,
 ) -> Reader:
     """The reader for any sample: a video file, a still image or a folder of JPEG frames."""
@@ -583,7 +586,7 @@ def open_reader(
     if kind == "image":
         return StillImage(path)
     if kind == "frames":
-        return FrameFolder(path, frame_template, num_frames, frame_start, device)
+        return FrameFolder(path, frame_template, frame_start, device)
     return VideoFile(path, decoder, device)
 
 
@@ -608,14 +611,21 @@ def read_image(path: str) -> torch.Tensor:
     return _decode_still(path)[None]
 
 
-def frame_files(folder: str, template: str, num_frames: int | None, start: int = 1) -> int:
-    """Number of frames of a JPEG folder: from the list file when given, else counted on disk."""
-    if num_frames:
-        return num_frames
-    n = 0
-    while os.path.exists(os.path.join(folder, template.format(start + n))):
-        n += 1
-    return n
+def frame_files(folder: str, template: str) -> int:
+    """Number of frames of a folder: the files whose names fit the template (its text around a
+    run of digits), counted on disk as the released code counts them (datasets/datasets.py at
+    238c07f: len(os.listdir(...)), where the folder holds only frames; other files, such as a
+    .DS_Store, are not counted here). A frame missing from the run, or a wrong --frame-start, then
+    shows as a missing frame file when it is read."""
+    parts = [(text, field) for text, field, _, _ in string.Formatter().parse(template)]
+    if len(parts) < 1 or parts[0][1] is None or "/" in template:
+        return len(os.listdir(os.path.dirname(os.path.join(folder, template)) or folder))
+    head, tail = parts[0][0], "".join(text for text, _ in parts[1:])
+    return sum(
+        1
+        for f in os.listdir(folder)
+        if f.startswith(head) and f.endswith(tail) and f[len(head) : len(f) - len(tail)].isdigit()
+    )
 
 
 def read_frames_folder(

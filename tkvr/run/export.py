@@ -123,9 +123,10 @@ def _card(onnx, frames, size, classes, pre, tcfg, diff, bound, x, ckpt, out: Pat
         "std": list(pre["std"]),
         "resize_short_side": short_side(size, tcfg.data.test_scale),
         "sampling": (
-            f"cut the video into {frames} equal segments and take the middle frame of each; resize "
-            "each frame's short side to resize_short_side (antialiased), crop the centre size x "
-            "size, scale RGB to [0, 1], subtract mean and divide by std per channel"
+            f"cut the video of n frames into {frames} equal segments and take the first frame of "
+            f"each (frame int(i * n / {frames})); resize each frame's short side to "
+            "resize_short_side (bicubic, antialiased), crop the centre size x size, scale RGB to "
+            "[0, 1], subtract mean and divide by std per channel"
         ),
         "checked": {"max_difference": diff, "tolerance": bound, "batch": list(x.shape)},
         "checkpoint": ckpt["path"],

@@ -308,8 +308,9 @@ def window_starts(begin: float, end: float, window: float, stride: float) -> lis
 
 
 def window_times(start: float, window: float, frames: int) -> list[float]:
-    """The clip of a window as eval samples a clip, in time: T equal segments, the middle of each."""
-    return [start + (j + 0.5) * window / frames for j in range(frames)]
+    """The clip of a window as eval samples a 1-clip view, in time: T equal segments, the start of
+    each (the released test protocol's first frame of each segment, tkvr.data.sampling)."""
+    return [start + j * window / frames for j in range(frames)]
 
 
 def too_short(path: str, window: float, frames: int, n: int, begin: float, end: float) -> str | None:

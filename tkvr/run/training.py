@@ -123,7 +123,6 @@ def short_clips(cfg: TrainConfig, src, samples) -> None:
                 pick_decoder(cfg.data.decoder, quiet=True),
                 "cpu",
                 src.frame_template,
-                s.frames,
                 src.frame_start,
             )
             try:
