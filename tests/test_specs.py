@@ -51,6 +51,28 @@ def test_jpeg_frame_folders(tmp_path):
     assert (levels[1:] >= levels[:-1] - 2).all() and levels[-1] > levels[0] + 100
 
 
+def test_frame_folders_are_counted_on_disk_not_by_the_list(tmp_path):
+    """The released code counts a frame folder's files at test time (datasets.py at 238c07f); a
+    list file's count can be wrong (its UCF-101 list says 163 for a 164-frame video)."""
+    from conftest import write_jpeg
+
+    from tkvr.data.loader import read_indexed
+
+    clip = tmp_path / "frames" / "clip1"
+    clip.mkdir(parents=True)
+    for t in range(5):
+        write_jpeg(torch.full((3, 24, 32), 40 * t, dtype=torch.uint8), clip / f"img_{t + 1:05d}.jpg")
+    (clip / ".DS_Store").write_bytes(b"\0" * 10)  # not a frame: not counted
+    (clip / "notes.txt").write_text("x")
+    (tmp_path / "labels.txt").write_text("a\nb\n")
+    (tmp_path / "train.txt").write_text("frames/clip1 3 1\n")  # the list says 3
+    s = resolve(str(tmp_path)).split("train")[0]
+    x, idx = read_indexed(s, 4, False)
+    assert idx == [[0, 1, 2, 3]]  # n = 5 (int(1.25 i)); with the list's 3 it would be [0, 0, 1, 2]
+    levels = x[0].float().mean(dim=(1, 2, 3))
+    assert torch.allclose(levels, torch.tensor([0.0, 40, 80, 120]), atol=3)
+
+
 def test_yaml_with_frame_template(tmp_path):
     from conftest import write_jpeg
 
