@@ -104,6 +104,7 @@ def run(cfg: CheckConfig) -> dict:
         scale=cfg.test_scale if cfg.test_scale is not None else scale,
         decoder=cfg.source.decoder,
         save=cfg.save_views,
+        device=cfg.source.decode_device,
     )
 
 

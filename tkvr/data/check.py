@@ -101,6 +101,7 @@ def check_files(
     scale: float | None,
     decoder: str,
     save: str | None,
+    device: str = "cpu",
 ) -> dict:
     """Each input read as eval and predict read it (read_indexed, then EvalTransform.views: the
     same functions, so the same pixels); with `save`, every view's frames as PNG files and a
@@ -122,7 +123,7 @@ def check_files(
     }
     for path in track(paths, len(paths), "reading views"):
         try:
-            x, idx = read_indexed(Sample(path, -1), frames, False, clips, decoder)  # [C, T, 3, H, W]
+            x, idx = read_indexed(Sample(path, -1), frames, False, clips, decoder, device)  # [C, T, 3, H, W]
         except (UnreadableVideo, FileNotFoundError, IndexError) as e:
             report["unreadable"].append(path)
             report["notes"][path] = reason(path, e)
