@@ -148,12 +148,13 @@ def test_bicubic_resize_within_2_levels_of_pil_on_real_frames():
             w, h = img.size
             size = (int(256 * w / h), 256) if w >= h else (256, int(256 * h / w))
             pil = np.asarray(img.resize(size, Image.BICUBIC)).astype(int)  # the released GroupScale
-            top, left = released_boxes(pil.shape[0], pil.shape[1], 224, 1)[0]
-            ours = EvalTransform(pre, 1).views(f[None])[0, 0].permute(1, 2, 0).numpy().astype(int)
-            diff = np.abs(ours - pil[top : top + 224, left : left + 224])
-            assert diff.max() <= 2 and diff.mean() < 0.05, (name, diff.max(), diff.mean())
-            checked += 1
-    assert checked == 8
+            for crops in (1, 3):  # GroupCenterCrop, GroupFullResSample: the released crops of PIL's resize
+                views = EvalTransform(pre, crops).views(f[None])[:, 0].permute(0, 2, 3, 1).numpy().astype(int)
+                for view, (top, left) in zip(views, released_boxes(pil.shape[0], pil.shape[1], 224, crops)):
+                    diff = np.abs(view - pil[top : top + 224, left : left + 224])
+                    assert diff.max() <= 2 and diff.mean() < 0.05, (name, crops, diff.max(), diff.mean())
+                    checked += 1
+    assert checked == 8 * 4
 
 
 def test_train_transform_scales_the_short_side_first():
