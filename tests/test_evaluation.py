@@ -86,3 +86,33 @@ def test_eval_shows_progress_on_a_terminal_and_not_in_a_pipe(run_cli, trained, t
                              "--json", tmp_path / "e.json")
     assert code == 0, err
     assert "scoring" not in out + err and "loading" not in out + err  # a pipe gets the result, not a bar
+
+
+def test_eval_scores_the_final_weights_and_names_them(run_cli, tmp_path):
+    """A run directory means checkpoints/last.pt; best.pt (picked on the split eval reports) only
+    when named; the report and the table say which weights were scored."""
+    import shutil
+
+    from conftest import assert_user_error
+
+    data = small_set(tmp_path, bad=())
+    run = tmp_path / "run"
+    code, _, err = run_cli("train", "--data", data, *fast(batch_size=2, epochs=2), "--save-every", "1", "--out", run)
+    assert code == 0, err
+    ck = run / "checkpoints"
+    shutil.copy(ck / "epoch_1.pt", ck / "best.pt")  # a run whose best epoch is not its last
+    best, last = (torch.load(ck / n, weights_only=True)["model"] for n in ("best.pt", "last.pt"))
+    assert any(not torch.equal(best[k], last[k]) for k in last)
+    reports = {}
+    for name, where in (("run", run), ("best", ck / "best.pt")):
+        code, out, err = run_cli("eval", "--checkpoint", where, "--workers", "0", "--json", tmp_path / f"{name}.json")
+        assert code == 0, err
+        reports[name] = json.loads((tmp_path / f"{name}.json").read_text())
+        assert f"weights: {reports[name]['weights']}" in out
+    assert reports["run"]["checkpoint"] == str(ck / "last.pt")
+    assert reports["run"]["weights"].startswith("last.pt: the run's final weights")
+    assert reports["best"]["checkpoint"] == str(ck / "best.pt")
+    assert "best validation top-1" in reports["best"]["weights"]
+    (ck / "last.pt").unlink()
+    code, _, err = run_cli("eval", "--checkpoint", run)
+    assert_user_error(code, err, "no checkpoints/last.pt", str(ck / "best.pt"))

@@ -107,7 +107,7 @@ def test_eval_dry_run_names_the_checkpoint_and_the_text_towers_weights(run_cli, 
     """eval's weights are the checkpoint's; other class names need the backbone's text tower too."""
     code, out, err = run_cli("eval", "--checkpoint", tiny_run, "--dry-run")
     assert code == 0, err
-    assert yaml.safe_load(out)["weights"] == {"model": str(tiny_run / "checkpoints" / "best.pt")}
+    assert yaml.safe_load(out)["weights"] == {"model": str(tiny_run / "checkpoints" / "last.pt")}
     code, out, err = run_cli("eval", "--checkpoint", tiny_run, "--data", "toy@unseen", "--labels", "data",
                              "--dry-run")
     assert code == 0, err

@@ -30,6 +30,7 @@ def show(report: dict, cfg) -> None:
         f"{report['params_m']:.2f}",
     )
     console().print(t)
+    say(f"weights: {report['weights']}")
     if report["unreadable"]:
         say(f"{len(report['unreadable'])} unreadable videos left out, e.g. {report['unreadable'][0]}")
 

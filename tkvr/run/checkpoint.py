@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import re
 from pathlib import Path
 
 import torch
@@ -133,17 +134,34 @@ def save_checkpoint(fabric, path: Path, state: dict) -> None:
 
 
 def find_checkpoint(where: str, flag: str = "--checkpoint") -> Path:
-    """A run directory means its best checkpoint, else its last; a file means itself."""
+    """A run directory means its final weights (checkpoints/last.pt); a file means itself. best.pt
+    holds the epoch of best validation top-1, picked on the split that eval would then report (the
+    test split of most video datasets), so it is scored only when named: RUN/checkpoints/best.pt.
+    The released README's test commands score the final model too (d61b34d, lines 189-192)."""
     p = Path(where)
     if p.is_dir():
-        for name in ("best.pt", "last.pt"):
-            for cand in (p / "checkpoints" / name, p / name):
-                if cand.is_file():
-                    return cand
-        raise TkvrError(f"{flag} {where}: no checkpoints/best.pt or checkpoints/last.pt in this folder")
+        for cand in (p / "checkpoints" / "last.pt", p / "last.pt"):
+            if cand.is_file():
+                return cand
+        best = p / "checkpoints" / "best.pt"
+        hint = f" (its best.pt is scored when named: {flag} {best})" if best.is_file() else ""
+        raise TkvrError(f"{flag} {where}: no checkpoints/last.pt in this folder{hint}")
     if not p.is_file():
         raise TkvrError(f"{flag} {where}: no such file or run directory")
     return p
+
+
+def weights_note(path: str | Path) -> str:
+    """Which weights a checkpoint file holds, and why they were the ones scored: for reports."""
+    name = Path(path).name
+    if name == "last.pt":
+        return "last.pt: the run's final weights (a run directory means these)"
+    if name == "best.pt":
+        return "best.pt, as named: the epoch of best validation top-1 (picked on the validation split)"
+    m = re.fullmatch(r"epoch_(\d+)\.pt", name)
+    if m:
+        return f"{name}, as named: the weights after epoch {m.group(1)}"
+    return f"{name}, as named"
 
 
 def read_checkpoint(where: str, flag: str = "--checkpoint") -> dict:

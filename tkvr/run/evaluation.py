@@ -19,7 +19,7 @@ from tkvr.data.video import pick_decoder
 from tkvr.model.backbones import backbone_weights
 from tkvr.model.cost import cost_of, costs
 from tkvr.model.video_model import preprocess_of
-from tkvr.run.checkpoint import config_of, load_model, read_checkpoint
+from tkvr.run.checkpoint import config_of, load_model, read_checkpoint, weights_note
 from tkvr.run.launch import make_fabric, precision_here
 from tkvr.run.metrics import evaluate, extract_features, predict_scores
 from tkvr.run.plots import plot_confusion
@@ -117,6 +117,7 @@ def evaluate_checkpoint(cfg, fabric=None) -> dict:
         "data": src.name,
         "fold": fold,
         "checkpoint": ckpt["path"],
+        "weights": weights_note(ckpt["path"]),
         "precision": precision_here(cfg.device),
         "per_class": {src.classes[c]: acc for c, acc in m["per_class"].items()},
         "confused": confused_pairs(m["confusion"], src.classes),
@@ -182,6 +183,7 @@ def eval_plan(cfg, ckpt: dict, src, fold: int, swapped: bool = False) -> dict:
         "auto": resolved_auto(tcfg),
         "eval": {
             "checkpoint": ckpt["path"],
+            "weights": weights_note(ckpt["path"]),
             "data": src.name,
             "split": cfg.split,
             "fold": fold,

@@ -25,7 +25,7 @@ from tkvr.base.progress import status, wrote
 from tkvr.data.classes import resolve_classes
 from tkvr.data.transforms import input_size, short_side
 from tkvr.model.video_model import preprocess_of, unwrap
-from tkvr.run.checkpoint import load_model, read_checkpoint
+from tkvr.run.checkpoint import load_model, read_checkpoint, weights_note
 
 TOLERANCE = 1e-3  # max |exported - tkvr| over the sample's logits, relative to max(1, max |logit|)
 ONNX_NEEDS = ("onnx", "onnxscript", "onnxruntime")
@@ -130,6 +130,7 @@ def _card(onnx, frames, size, classes, pre, tcfg, diff, bound, x, ckpt, out: Pat
         ),
         "checked": {"max_difference": diff, "tolerance": bound, "batch": list(x.shape)},
         "checkpoint": ckpt["path"],
+        "weights": weights_note(ckpt["path"]),
         "model_file": out.name,
         "model_sha256": sha,
     }

@@ -115,7 +115,7 @@ def scorer(cfg, paths: list[str], ckpt: dict | None):
     if ckpt is not None:
         classes = resolve_classes(cfg.labels, "--labels") if cfg.labels else ckpt["classes"]
         tcfg, _, model = load_model(ckpt, classes)
-        source = ckpt["path"]
+        source = ckpt["path"]  # names the weights: checkpoints/last.pt for a run directory
     else:
         classes = resolve_classes(cfg.labels, "--labels")
         tcfg = TrainConfig()  # a run's defaults (eval's test scale among them), TAP over the frames

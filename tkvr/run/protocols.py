@@ -34,7 +34,7 @@ from tkvr.model.backbones import weights_plan
 from tkvr.model.cost import cost_of
 from tkvr.model.text import run_templates
 from tkvr.model.video_model import preprocess_of, swap_classes
-from tkvr.run.checkpoint import load_model, read_checkpoint, run_model
+from tkvr.run.checkpoint import load_model, read_checkpoint, run_model, weights_note
 from tkvr.run.evaluation import resolved_auto
 from tkvr.run.launch import make_fabric
 from tkvr.run.metrics import predict_scores, protocol_top1
@@ -276,7 +276,11 @@ def zeroshot(cfg) -> dict:
     if cfg.checkpoint:  # w/o train (here): a trained run's model as it is, e.g. a converted released one
         ckpt = read_checkpoint(cfg.checkpoint)
         pre, _, model = load_model(ckpt, unseen.classes, "--eval")  # the unseen names swapped in
-        by = {**scored_by(pre, trained=True), "checkpoint": ckpt["path"]}
+        by = {
+            **scored_by(pre, trained=True),
+            "checkpoint": ckpt["path"],
+            "weights": weights_note(ckpt["path"]),
+        }
     else:  # w/o train: the pre-trained model alone, the unseen names swapped in
         pre = pretrained_only(base)
         backbone, model = run_model(pre, seen.classes, base.model.templates)

@@ -290,7 +290,11 @@ class TrainConfig(Settings):
 class Shared(Settings):
     """Declarations borrowed by several commands (never a command's settings itself)."""
 
-    checkpoint: str = setting(required=True, help="Run directory (its best, else last checkpoint) or a file.")
+    checkpoint: str = setting(
+        required=True,
+        help="Run directory (its final weights, checkpoints/last.pt) or a checkpoint file (e.g. "
+        "RUN/checkpoints/best.pt).",
+    )
     json: str | None = setting(None, "Write the report here as JSON (written whole or not at all).")
     split: str = setting("train", "Which split to scan.", choices=SPLITS)
     plot: str | None = setting(
