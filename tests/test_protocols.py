@@ -12,7 +12,7 @@ import yaml
 from conftest import assert_user_error, assert_wrote, fast
 
 FAST = fast(epochs=1, limit_batches=2)
-FEW = FAST + ["--shot-epochs", "1"]  # fewshot: K-shot runs train --epochs (released schedule; 30 by default)
+FEW = FAST + ["--shot-epochs", "1"]  # fewshot: K-shot runs train --shot-epochs passes (the paper's schedule)
 
 
 def test_fewshot_writes_samples_table_and_json(run_cli, tmp_path):
@@ -282,12 +282,12 @@ def test_fewshot_defaults_are_the_papers_protocol(run_cli, tmp_path):
     from tkvr.run.protocols import schedule
 
     assert FewshotConfig.__dataclass_fields__["shots"].default == "1,3,5,all"
-    assert FewshotConfig.__dataclass_fields__["shot_schedule"].default == "released"
-    # UCF-101 split 1 (9,537 training videos, 101 classes), 1-shot: 94 repeats of 101, 30 epochs;
-    # at 64 clips a step (the released 8 per GPU on 8 GPUs) that is 149 x 30 = 4,470 steps
-    ucf = schedule(FewshotConfig(), 1, 9537, 101)
+    assert FewshotConfig.__dataclass_fields__["shot_schedule"].default == "paper"  # paper, line 273
+    # UCF-101 split 1 (9,537 training videos, 101 classes), 1-shot, released: 94 repeats of 101, 30
+    # epochs; at 64 clips a step (the released 8 per GPU on 8 GPUs) that is 149 x 30 = 4,470 steps
+    ucf = schedule(FewshotConfig(shot_schedule="released"), 1, 9537, 101)
     assert ucf == {"epochs": 30, "repeats": 94, "clips_per_epoch": 9494} and -(-9494 // 64) * 30 == 4470
-    assert schedule(FewshotConfig(shot_schedule="paper"), 1, 9537, 101)["epochs"] == 200
+    assert schedule(FewshotConfig(), 1, 9537, 101) == {"epochs": 200, "repeats": 1, "clips_per_epoch": 101}
     out = tmp_path / "fs"
     code, _, err = run_cli("fewshot", "--data", "toy", *FAST, "--shot-schedule", "paper", "--shot-epochs", "2",
                            "--out", out, "--json", tmp_path / "fs.json")
@@ -310,7 +310,7 @@ def test_fewshot_released_schedule_repeats_the_sample_to_the_split(run_cli, tmp_
 
     out = tmp_path / "fs"
     code, _, err = run_cli("fewshot", "--data", "toy", *FAST, "--shots", "1", "--limit-batches", "1000",
-                           "--out", out)
+                           "--shot-schedule", "released", "--out", out)
     assert code == 0, err
     rows = list(csv.DictReader((out / "1shot_seed0" / "metrics.csv").open()))
     # 864 training clips / 54 = 16 repeats of the 54-clip sample: 864 an epoch, 16 a batch

@@ -24,14 +24,13 @@ class FewshotConfig(Settings):
         "(the paper's Table 8: 1, 3, 5 and All).",
     )
     shot_schedule: str = setting(
-        "released",
-        "How long a K-shot run trains: released (the released few-shot (092ad0a) "
-        "configs: the sample repeated to the length of the full training "
-        "split, --epochs epochs) or paper (the paper's text: --shot-epochs "
-        "passes over the sample itself).",
+        "paper",
+        "How long a K-shot run trains: paper (the paper's text, line 273: --shot-epochs passes over "
+        "the sample itself) or released (the released few-shot configs at 092ad0a: the sample "
+        "repeated to the length of the full training split, --epochs epochs).",
         choices=SHOT_SCHEDULES,
     )
-    shot_epochs: int = setting(200, "--shot-schedule paper: passes over each K-shot sample (the paper: 200).")
+    shot_epochs: int = setting(200, "--shot-schedule paper: passes over each K-shot sample (the paper, line 273: 200).")
     repeats: int = setting(1, "Seeds per K (seed, seed+1, ...): mean ± std.")
     sample: str | None = setting(None, "Replay a saved sample (sample.json of a run) instead of drawing one.")
     epoch_size: int | None = setting(
