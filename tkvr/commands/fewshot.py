@@ -30,7 +30,9 @@ class FewshotConfig(Settings):
         "repeated to the length of the full training split, --epochs epochs).",
         choices=SHOT_SCHEDULES,
     )
-    shot_epochs: int = setting(200, "--shot-schedule paper: passes over each K-shot sample (the paper, line 273: 200).")
+    shot_epochs: int = setting(
+        200, "--shot-schedule paper: passes over each K-shot sample (the paper, line 273: 200)."
+    )
     repeats: int = setting(1, "Seeds per K (seed, seed+1, ...): mean ± std.")
     sample: str | None = setting(None, "Replay a saved sample (sample.json of a run) instead of drawing one.")
     epoch_size: int | None = setting(
