@@ -131,3 +131,49 @@ def test_matching_with_batch_gather_trains_under_ddp(tmp_path):
     report = json.loads((run / "report.json").read_text())
     assert report["devices"] == 2 and abs(report["device_hours"] - 2 * report["wall_s"] / 3600) < 1e-9
     assert report["steps"] == 2 and report["final"]["num_samples"] == 216
+
+
+def test_match_groups_are_the_losses_of_separate_gpus():
+    """--match-group N: the mean of each group's own loss (by hand, below) is what N clips on each
+    of B / N GPUs without batch gather give (DDP averages the ranks' losses and gradients); the
+    gradient too. A group as large as the batch is the plain loss."""
+    x, t, y = batch()
+    w = encoder()
+    v = F.normalize(w(x), dim=-1)
+    grouped = matching_loss(v, t, y, group=2)
+    by_hand = []
+    for i in range(0, 6, 2):  # three 'GPUs' of 2 clips, each its own contrast
+        vi, ti, yi = v[i : i + 2], t[i : i + 2], y[i : i + 2]
+        target = (yi[:, None] == yi[None]).float()
+        target /= target.sum(1, keepdim=True)
+        by_hand.append(0.5 * (-(target * (100 * vi @ ti.T).log_softmax(1)).sum(1).mean()
+                              - (target * (100 * ti @ vi.T).log_softmax(1)).sum(1).mean()))
+    torch.testing.assert_close(grouped, torch.stack(by_hand).mean(), rtol=1e-6, atol=0)
+    g1 = torch.autograd.grad(grouped, w.weight, retain_graph=True)[0]
+    g2 = torch.autograd.grad(torch.stack(by_hand).mean(), w.weight)[0]
+    torch.testing.assert_close(g1, g2)
+    torch.testing.assert_close(matching_loss(v, t, y, group=6), matching_loss(v, t, y))
+    assert not torch.isclose(grouped, matching_loss(v, t, y))  # fewer negatives: another loss
+
+
+def test_match_group_flag_checks(run_cli, tmp_path):
+    from conftest import assert_user_error
+
+    base = ["train", *FAST, "--out", tmp_path / "r", "--dry-run"]
+    code, _, err = run_cli(*base, "--match-group", "4")
+    assert_user_error(code, err, "--match-group", "--objective matching")
+    code, _, err = run_cli(*base, "--objective", "matching", "--match-group", "5")
+    assert_user_error(code, err, "--match-group 5", "16 clips")
+    code, _, err = run_cli(*base, "--objective", "matching", "--match-group", "1")
+    assert_user_error(code, err, "--match-group 1")
+    code, out, err = run_cli(*base, "--objective", "matching", "--match-group", "8")
+    assert code == 0, err
+    assert "match_group: 8" in out
+
+
+def test_a_grouped_matching_run_trains_and_records_its_groups(run_cli, tmp_path):
+    import yaml
+
+    code, _, err = run_cli("train", *FAST, "--objective", "matching", "--match-group", "8", "--out", tmp_path / "r")
+    assert code == 0, err
+    assert yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())["model"]["match_group"] == 8

@@ -67,7 +67,9 @@ def test_plot_correlation_of_a_learned_head_and_of_an_embeddings_file(run_cli, r
 
 @pytest.mark.parametrize("args,words", [
     (["plot", "loss", "{tmp}/nowhere", "--out", "{tmp}/a.png"], ["nowhere", "not a finished run"]),
-    (["plot", "correlation", "{tmp}/a", "{tmp}/b", "--out", "{tmp}/a.png"], ["correlation draws one head"]),
+    (["plot", "correlation", "{tmp}/a", "{tmp}/b", "{tmp}/c", "--out", "{tmp}/a.png"], ["one head, or two side by side"]),
+    (["plot", "loss", "{tmp}/a", "--pick", "20", "--out", "{tmp}/a.png"], ["--pick", "correlation"]),
+    (["plot", "correlation", "{tmp}/a", "--pick", "1", "--out", "{tmp}/a.png"], ["--pick 1", "2 or more"]),
     (["plot", "loss", "{tmp}", "--out", "{tmp}/a.jpg"], ["--out", ".png, .svg or .pdf"]),
     (["plot", "--out", "{tmp}/a.png"], ["choose correlation, fractions, loss or accuracy"]),
 ])
@@ -121,3 +123,44 @@ def test_timeline_legend_and_segment_band_stay_off_the_curves(tmp_path, monkeypa
     assert len(bands) == 2 and all(p.get_extents().y1 < 0 for c in bands for p in c.get_paths())
     curves = [line for line in ax.get_lines() if line.get_label() in ("a", "b")]
     assert all(min(line.get_ydata()) >= 0 for line in curves) and len(curves) == 2
+
+
+def test_figure1_two_panels_of_picked_classes(run_cli, tmp_path):
+    """Figure 1: the same picked classes in both panels; a seeded draw repeats; names from a file
+    or a list; the choice is written beside the figure; a class one head lacks is refused."""
+    import torch
+    from conftest import assert_user_error
+
+    names = [f"class {i}" for i in range(30)]
+    g = torch.Generator().manual_seed(0)
+    for name, rows in (("text", names), ("learned", names[::-1]), ("few", names[:10])):
+        torch.save({"embeddings": torch.randn(len(rows), 8, generator=g), "classes": rows, "head": name},
+                   tmp_path / f"{name}.pt")
+    text, learned = tmp_path / "text.pt", tmp_path / "learned.pt"
+
+    def drawn(*args):
+        code, out, err = run_cli("plot", "correlation", text, learned, *args, "--out", tmp_path / "f.png")
+        assert code == 0, err
+        assert f"wrote {tmp_path / 'f.classes.txt'}" in out
+        return (tmp_path / "f.classes.txt").read_text().splitlines()
+
+    first = drawn("--pick", "20")
+    assert len(set(first)) == 20 and first == sorted(first, key=names.index)  # dataset order
+    assert drawn("--pick", "20") == first and drawn("--pick", "20", "--seed", "1") != first
+    (tmp_path / "pick.txt").write_text("class 3\nclass 7\n")
+    assert drawn("--pick", str(tmp_path / "pick.txt")) == ["class 3", "class 7"]
+    assert drawn("--pick", "class 9,class 2") == ["class 2", "class 9"]
+    code, _, err = run_cli("plot", "correlation", text, "--pick", "class 3,nothing", "--out", tmp_path / "g.png")
+    assert_user_error(code, err, "--pick", "'nothing'")
+    code, _, err = run_cli("plot", "correlation", text, tmp_path / "few.pt", "--out", tmp_path / "g.png")
+    assert_user_error(code, err, "few.pt", "same classes")
+    from tkvr.run import plots
+
+    panels = []
+    real = plots.plot_correlations
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(plots, "plot_correlations", lambda p, *a: panels.extend(p) or real(p, *a))
+        chosen = drawn("--pick", "class 3,class 7,class 20")
+    rows = torch.load(learned, weights_only=True)["embeddings"]  # its classes in reverse order
+    want = rows[[names[::-1].index(c) for c in chosen]]
+    assert len(panels) == 2 and torch.equal(panels[1][0], want)  # the right panel: the same classes, by name

@@ -160,6 +160,12 @@ class ModelConfig(Settings):
         "--objective matching: train CLIP's text encoder too (online), at the "
         "visual encoder's lr; else its class embeddings stay fixed (offline).",
     )
+    match_group: int | None = setting(
+        None,
+        "--objective matching: contrast the clips of a device step in groups of N, each group its "
+        "own loss, averaged (16 = the paper's 128 clips on 8 GPUs: one device reproduces eight).",
+        shown="all clips of a device step",
+    )
     lda_samples: int = setting(60, "--head lda: videos per class to fit it on.")
     embeddings: str | None = setting(None, "Class embeddings from tkvr embed.", shown="computed on the fly")
     text_encoder: str | None = setting(
@@ -223,6 +229,13 @@ class ModelConfig(Settings):
             problems.append(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.label_smoothing and self.objective == "matching":
             problems.append("--label-smoothing smooths the recognition loss; --objective matching has none")
+        if self.match_group is not None and self.objective != "matching":
+            problems.append(
+                "--match-group groups the matching objective's clips; add --objective matching, or "
+                "leave out --match-group"
+            )
+        if self.match_group is not None and self.match_group < 2:
+            problems.append(f"--match-group {self.match_group}: a group needs 2 or more clips to contrast")
         if self.text_online and self.objective != "matching":
             problems.append(
                 "--text-online trains the text encoder under --objective matching; add it, or leave "

@@ -59,6 +59,7 @@ class VideoModel(nn.Module):
     # ---- the training policy the model owns; the engine only calls these
     objective = "recognition"  # or "matching" (set by build from --objective)
     label_smoothing = 0.0  # of the recognition loss (--label-smoothing)
+    match_group = None  # of the matching loss (--match-group)
 
     def loss(self, run, x: torch.Tensor, y: torch.Tensor, gather=None) -> torch.Tensor:
         """The training loss of a batch: `run` is this model as the loop runs it (wrapped by
@@ -67,7 +68,7 @@ class VideoModel(nn.Module):
 
         if self.objective == "matching":
             v, t = run(x, y)  # [B, D] each
-            return matching_loss(v.float(), t.float(), y, gather, self.head.scale)
+            return matching_loss(v.float(), t.float(), y, gather, self.head.scale, self.match_group)
         return F.cross_entropy(run(x).float(), y, label_smoothing=self.label_smoothing)  # logits [B, C]
 
     def compile_visual(self) -> None:
@@ -272,6 +273,7 @@ def build(
     model = video_model(backbone, m, head, visual)
     model.objective = m.objective
     model.label_smoothing = m.label_smoothing
+    model.match_group = m.match_group
     if grad_checkpointing:
         model.visual.set_grad_checkpointing(True)
     return backbone, model

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import math
+import random
 import statistics
 from pathlib import Path
 
@@ -22,7 +23,15 @@ import torch
 import torch.nn.functional as F
 
 from tkvr.base.errors import TkvrError
-from tkvr.base.fileio import atomic_write_bytes, read_json, read_table, read_yaml, safe_load
+from tkvr.base.fileio import (
+    atomic_write_bytes,
+    atomic_write_text,
+    read_json,
+    read_table,
+    read_yaml,
+    safe_load,
+)
+from tkvr.data.classes import resolve_classes
 from tkvr.run.checkpoint import read_checkpoint
 
 
@@ -47,19 +56,74 @@ def _save(fig, plt, path) -> None:
 
 def plot_correlation(embeddings, classes: list[str], path, title: str = ""):
     """The map of `embeddings` [C, D] (rows L2-normalised here) -> the [C, C] cosines drawn."""
-    plt = _pyplot()
+    return plot_correlations([(embeddings, title)], classes, path)[0]
+
+
+def cosines(embeddings) -> torch.Tensor:
     w = F.normalize(embeddings.detach().float().cpu(), dim=-1)
-    sim = w @ w.T  # [C, C]
+    return w @ w.T  # [C, C]
+
+
+def plot_correlations(panels, classes: list[str], path) -> list[torch.Tensor]:
+    """Panels side by side, each (embeddings [C, D] of the same classes, title): the paper's
+    Figure 1 has two, the text embeddings left and a learned head right."""
+    plt = _pyplot()
+    sims = [cosines(e) for e, _ in panels]
     c = len(classes)
-    fig, ax = plt.subplots(figsize=(6, 5))
-    im = ax.imshow(sim.numpy(), cmap="viridis", vmin=min(0.0, float(sim.min())), vmax=1.0)
-    fig.colorbar(im, ax=ax, label="cosine similarity")
-    if c <= 30:
-        ax.set_xticks(range(c), classes, rotation=90, fontsize=6)
-        ax.set_yticks(range(c), classes, fontsize=6)
-    ax.set_title(title or f"inter-class correlation ({c} classes)")
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 5), squeeze=False)
+    for ax, sim, (_, title) in zip(axes[0], sims, panels):
+        im = ax.imshow(sim.numpy(), cmap="viridis", vmin=min(0.0, float(sim.min())), vmax=1.0)
+        fig.colorbar(im, ax=ax, label="cosine similarity")
+        if c <= 30:
+            ax.set_xticks(range(c), classes, rotation=90, fontsize=6)
+            ax.set_yticks(range(c), classes, fontsize=6)
+        ax.set_title(title or f"inter-class correlation ({c} classes)")
     _save(fig, plt, path)
-    return sim
+    return sims
+
+
+def pick_classes(classes: list[str], pick: str, seed: int) -> tuple[list[int], str]:
+    """(class ids in dataset order, how they were chosen) for --pick: all, N (a seeded draw of N:
+    random.Random(seed).sample over the ids), a file of names (one a line) or names 'a,b,c'."""
+    if pick == "all":
+        return list(range(len(classes))), f"all {len(classes)}"
+    if pick.strip().isdigit():
+        n = int(pick)
+        if n > len(classes):
+            raise TkvrError(f"--pick {n}: the head holds only {len(classes)} classes")
+        return sorted(
+            random.Random(seed).sample(range(len(classes)), n)
+        ), f"a draw of {n} of {len(classes)}, seed {seed}"
+    names = resolve_classes(pick, "--pick")  # a labels file or 'a,b,c'
+    where = {name: i for i, name in enumerate(classes)}
+    missing = [x for x in names if x not in where]
+    if missing:
+        raise TkvrError(f"--pick: {missing[0]!r} is not a class of the head (e.g. {classes[0]!r})")
+    if len(set(names)) < 2:
+        raise TkvrError("--pick: name 2 or more distinct classes")
+    return sorted({where[x] for x in names}), f"{len(set(names))} named"
+
+
+def plot_figure1(inputs: list[str], out: str, pick: str = "all", seed: int = 0) -> dict:
+    """tkvr plot correlation: one head, or two side by side (the same classes, by name)."""
+    heads = [checked_head(x) for x in inputs]
+    classes = heads[0][1]
+    for w, names, _ in heads[1:]:
+        if set(classes) - set(names):
+            odd = sorted(set(classes) - set(names))[0]
+            raise TkvrError(
+                f"{inputs[1]}: has no class {odd!r} of {inputs[0]}; the panels need the same classes"
+            )
+    ids, how = pick_classes(classes, pick, seed)
+    chosen = [classes[i] for i in ids]
+    panels = []
+    for w, names, title in heads:
+        rows = [names.index(x) for x in chosen]
+        panels.append((w[rows], f"{title}: {len(chosen)} classes"))
+    sims = plot_correlations(panels, chosen, out)
+    listed = Path(out).with_suffix(".classes.txt")
+    atomic_write_text("".join(x + "\n" for x in chosen), listed)
+    return {"classes": chosen, "picked": how, "classes_file": str(listed), "similarity": sims}
 
 
 def plot_confusion(confusion, classes: list[str], path, title: str = ""):
@@ -267,11 +331,10 @@ def _draw_lines(curves: dict, path, x: str, y: str, marker: str | None = None) -
     _save(fig, plt, path)
 
 
-def plot(figure: str, inputs: list[str], out: str):
+def plot(figure: str, inputs: list[str], out: str, pick: str = "all", seed: int = 0):
     """`tkvr plot`: draw one figure; returns what it drew."""
     if figure == "correlation":
-        w, classes, title = checked_head(inputs[0])
-        return plot_correlation(w, classes, out, title)
+        return plot_figure1(inputs, out, pick, seed)
     if figure == "fractions":
         return plot_fractions(inputs, out)
     if figure == "accuracy":
@@ -281,4 +344,4 @@ def plot(figure: str, inputs: list[str], out: str):
 
 def draw(cfg) -> object:
     """`tkvr plot` from its settings (cfg: PlotConfig)."""
-    return plot(cfg.figure, cfg.inputs, cfg.out)
+    return plot(cfg.figure, cfg.inputs, cfg.out, cfg.pick, cfg.seed)

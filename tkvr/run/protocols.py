@@ -249,6 +249,10 @@ def zeroshot(cfg) -> dict:
                 "protocol": cfg.protocol,
                 "no_train": cfg.no_train,
                 "epochs": None if cfg.no_train else base.optim.epochs,
+                # what scores the w/o-train row: the pre-trained model with TAP, or a run as it is
+                "without_training_temporal": "the checkpoint's"
+                if cfg.checkpoint
+                else pretrained_only(base).model.temporal,
             },
         }
     decoder = pick_decoder(d.decoder)

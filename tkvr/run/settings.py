@@ -251,6 +251,17 @@ class TrainConfig(Settings):
                 f"gives {pair} per device, which forms no pair; use 2 or more (or --batch-gather "
                 "across devices)"
             )
+        group = self.model.match_group
+        if group and o.batch_gather:
+            problems.append(
+                "--match-group contrasts groups within a device step; --batch-gather contrasts every "
+                "device's clips together: give one"
+            )
+        elif group and pair >= 1 and pair % group:
+            problems.append(
+                f"--match-group {group}: a device step holds {pair} clips, not a multiple of {group}; "
+                f"pick a group that divides it"
+            )
         return problems
 
     def validate(self) -> None:
