@@ -87,6 +87,11 @@ def sidecar(model: str) -> dict:
             h.update(block)
     if card.get("model_sha256") != h.hexdigest():
         sys.exit(f"{path} describes another model than {model} (sha256 differs); export it again")
+    # the fields that decide the labels and the input, as tkvr.run.export.card_digest hashes them
+    fields = {k: card.get(k) for k in ("classes", "frames", "size", "mean", "std", "resize_short_side", "model_sha256")}
+    if card.get("card_sha256") != hashlib.sha256(json.dumps(fields, sort_keys=True, ensure_ascii=False).encode()).hexdigest():
+        sys.exit(f"{path}: its classes, sizes or normalisation were changed after export (card_sha256 differs); "
+                 "export it again")
     return card
 
 

@@ -564,6 +564,9 @@ def readers(trained, tmp_path):
     model.write_bytes(b"model bytes")
     card = {"classes": ["a", "b"], "frames": 2, "size": 32, "resize_short_side": 32, "mean": [0.5] * 3,
             "std": [0.25] * 3, "model_file": "m.onnx", "model_sha256": hashlib.sha256(b"model bytes").hexdigest()}
+    from tkvr.run.export import card_digest
+
+    card["card_sha256"] = card_digest(card)
     from tkvr.model.backbones import build_backbone
     from tkvr.model.text import encode_classes, save_embeddings
 
@@ -610,9 +613,158 @@ def test_every_file_read_back_is_refused_in_one_line_never_a_traceback(trained, 
                 assert "\n" not in str(e).strip(), (kind, n, str(e))
             except Exception as e:  # noqa: BLE001 - the point of the test
                 pytest.fail(f"{kind}, mutant {n}: {type(e).__name__}: {e}"[:400])
+        # edits that keep the file well-formed but change what it means: refused, not used
+        strict = read if kind != "sidecar" else lambda p: runner().sidecar(str(p)[: -len(".json")])
+        for n, bad in enumerate(meaning_edits(kind, good)):
+            path.write_bytes(bad)
+            with pytest.raises((TkvrError, SystemExit)) as e:  # the runner's refusal: its one line
+                strict(path)
+            assert "\n" not in str(e.value).strip(), (kind, n, str(e.value))
+
+
+def runner():
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+    try:
+        import run_exported
+    finally:
+        sys.path.pop(0)
+    return run_exported
+
+
+def meaning_edits(kind: str, good: bytes):
+    """Well-formed copies of a good file whose meaning changed (issue 41): swapped class names in a
+    checkpoint or a sidecar, a video listed twice in a sample, a NUL inside a class name."""
+    import io
+
+    if kind == "checkpoint":
+        ck = torch.load(io.BytesIO(good), weights_only=True)
+        ck["classes"][0], ck["classes"][1] = ck["classes"][1], ck["classes"][0]
+        buf = io.BytesIO()
+        torch.save(ck, buf)
+        yield buf.getvalue()
+    elif kind == "sidecar":
+        card = json.loads(good)
+        card["classes"].reverse()
+        yield json.dumps(card).encode()
+    elif kind == "sample.json":
+        rows = json.loads(good)["samples"]
+        yield json.dumps({"samples": rows + rows[:1]}).encode()
+    elif kind == "labels":
+        yield good.replace(b"0,a", b"0,a\x00b")
 
 
 def test_a_fewshot_run_stopped_before_validation_says_so(run_cli, trained, tmp_path):
     code, _, err = run_cli("fewshot", "--data", "toy", "--backbone", "tiny", "--frames", "2", "--batch-size", "4",
                            "--workers", "0", "--warmup", "0", "--shots", "1", "--max-steps", "1", "--out", tmp_path / "fs")
     assert_user_error(code, err, "--max-steps 1", "before its first validation", "no top-1")
+
+
+# ---------------------------------------------------------------- edits that keep a file well-formed (issue 41)
+def test_1_swapped_class_names_in_a_checkpoint_are_refused_by_every_reader(run_cli, trained, tmp_path):
+    run = copy_run(trained, tmp_path)
+    for name in ("last.pt", "best.pt"):
+        ck = torch.load(run / "checkpoints" / name, weights_only=True)
+        ck["classes"][0], ck["classes"][1] = ck["classes"][1], ck["classes"][0]  # the checksum kept
+        torch.save(ck, run / "checkpoints" / name)
+    (tmp_path / "none.mp4").write_bytes(b"")
+    for command, args in commands_reading(run, tmp_path).items():
+        code, _, err = run_cli(*args)
+        assert code == 1 and "checksum" in err and "class names" in err, (command, err)
+        assert len(err.strip().splitlines()) == 1, (command, err)
+    assert not (tmp_path / "m.pt2").exists()
+
+
+def test_1_a_checkpoint_sealed_before_names_were_covered_still_reads(trained, tmp_path):
+    from tkvr.run.checkpoint import checksum, read_checkpoint
+
+    ck = torch.load(trained / "checkpoints" / "last.pt", weights_only=True)
+    assert ck["checksum"].startswith("v2:")
+    ck["checksum"] = checksum(ck, plain=False)  # the tensors-only digest of earlier files
+    torch.save(ck, tmp_path / "old.pt")
+    assert read_checkpoint(str(tmp_path / "old.pt"))["classes"] == ck["classes"]
+
+
+def test_2_a_sidecar_with_its_classes_reordered_is_refused_by_the_runner(run_cli, trained, tmp_path):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+    try:
+        import run_exported
+    finally:
+        sys.path.pop(0)
+    code, _, err = run_cli("export", "--checkpoint", trained, "--out", tmp_path / "m.pt2")
+    assert code == 0, err
+    assert run_exported.sidecar(str(tmp_path / "m.pt2"))["classes"]  # as written: it reads
+    side = tmp_path / "m.pt2.json"
+    card = json.loads(side.read_text())
+    for edit in (lambda c: c["classes"].reverse(), lambda c: c.update(size=c["size"] + 1),
+                 lambda c: c["mean"].__setitem__(0, 0.0)):
+        changed = json.loads(json.dumps(card))
+        edit(changed)
+        side.write_text(json.dumps(changed))
+        with pytest.raises(SystemExit) as e:
+            run_exported.sidecar(str(tmp_path / "m.pt2"))
+        assert "changed after export" in str(e.value)
+
+
+def test_4_a_gradient_clip_that_is_not_positive_is_refused(run_cli, tmp_path):
+    for bad in ("-1", "0"):
+        code, _, err = run_cli("train", *fast(data="toy"), "--grad-clip", bad, "--out", tmp_path / "r", "--dry-run")
+        assert_user_error(code, err, f"--grad-clip {bad}", "positive")
+
+
+def test_7_quoted_names_in_the_labels_flag_keep_their_comma():
+    from tkvr.data.classes import resolve_classes
+
+    assert resolve_classes('"push, pull",x', "--labels") == ["push, pull", "x"]
+    assert resolve_classes("a, b,c", "--labels") == ["a", "b", "c"]
+
+
+def test_8_control_characters_in_class_names_are_refused(run_cli, tmp_path):
+    from tkvr.base.errors import TkvrError
+    from tkvr.data.classes import read_labels_file, resolve_classes
+
+    (tmp_path / "labels.txt").write_bytes(b"a\nb\x00c\n")
+    with pytest.raises(TkvrError, match=r"labels.txt:2: holds a control character"):
+        read_labels_file(tmp_path / "labels.txt")
+    code, _, err = run_cli("embed", "--classes", tmp_path / "labels.txt", "--backbone", "tiny",
+                           "--out", tmp_path / "e.pt")
+    assert_user_error(code, err, "labels.txt:2", "control character")
+    with pytest.raises(TkvrError, match="control character"):
+        resolve_classes("a,b\tc", "--labels")
+    assert not (tmp_path / "e.pt").exists()
+
+
+def test_9_a_sample_file_listing_a_video_twice_is_refused(tmp_path):
+    from tkvr.base.errors import TkvrError
+    from tkvr.run.protocols import read_sample
+
+    train = [SimpleNamespace(path=f"/d/{c}{i}.mp4", label=j) for j, c in enumerate("ab") for i in range(2)]
+    (tmp_path / "s.json").write_text(json.dumps({"samples": [["/d/a0.mp4", "a"], ["/d/b1.mp4", "b"],
+                                                             ["/d/a0.mp4", "a"]]}))
+    with pytest.raises(TkvrError, match=r"s.json:3: /d/a0.mp4 is listed twice \(first at entry 1\)"):
+        read_sample(str(tmp_path / "s.json"), train, ["a", "b"])
+
+
+def test_12_a_seed_beyond_64_bits_is_refused_before_anything_is_written(run_cli, tmp_path):
+    code, _, err = run_cli("train", *fast(data="toy"), "--seed", "99999999999999999999", "--out", tmp_path / "r")
+    assert_user_error(code, err, "--seed 99999999999999999999")
+    assert not (tmp_path / "r").exists()
+
+
+def test_13_a_nul_byte_in_a_predict_list_is_one_line(run_cli, tmp_path):
+    (tmp_path / "list.txt").write_bytes(b"a.mp4\nb\x00.mp4\n")
+    code, _, err = run_cli("predict", tmp_path / "list.txt", "--backbone", "tiny", "--labels", "a,b")
+    assert_user_error(code, err, "list.txt:2", "NUL byte")
+    from tkvr.data.video import why_missing
+
+    assert "NUL" in why_missing("x\x00y.mp4")
+
+
+def test_19_21_a_folder_given_as_a_file_is_named_so(run_cli, tmp_path):
+    from tkvr.base.errors import TkvrError
+    from tkvr.base.fileio import safe_load
+
+    (tmp_path / "zoo").mkdir()
+    code, _, err = run_cli("convert", tmp_path / "zoo", "--labels", "a,b", "--out", tmp_path / "r")
+    assert_user_error(code, err, "zoo: a folder", "model file in it")
+    with pytest.raises(TkvrError, match="is a folder, not a file"):
+        safe_load(tmp_path / "zoo", "--checkpoint file")

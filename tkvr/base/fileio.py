@@ -150,8 +150,12 @@ def quiet_pickle():
 def safe_load(path: str | os.PathLike, what: str = "file"):
     """torch.load with weights_only=True; any refusal becomes a one-line TkvrError."""
     path = Path(path)
+    if path.is_dir():
+        raise TkvrError(f"{what} '{path}' is a folder, not a file")
     if not path.is_file():
         raise TkvrError(f"{what} '{path}' does not exist")
+    if not os.access(path, os.R_OK):
+        raise TkvrError(f"{what} '{path}': no permission to read it; give it read permission (chmod +r)")
     import torch  # deferred: the ground floor never loads torch (tkvr --help stays fast)
 
     try:

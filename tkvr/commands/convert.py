@@ -50,6 +50,11 @@ class ConvertConfig(Settings):
         problems: list[str] = []
         if not self.file:
             problems.append("give the released model file: tkvr convert FILE.pt --out RUN")
+        elif Path(self.file).is_dir():
+            problems.append(
+                f"{self.file}: a folder; give the released model file in it "
+                f"(e.g. {self.file}/k400-vitb-16-f8.pt)"
+            )
         elif not Path(self.file).is_file():
             problems.append(f"{self.file}: no such file")
         if self.labels and self.data:

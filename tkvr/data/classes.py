@@ -50,9 +50,18 @@ def builtin_classes(name: str) -> list[str] | None:
 BUILTIN_LISTS = ("k400", "imagenet")
 
 
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # NUL, tabs, escapes: no class name holds one
+
+
 def read_labels_file(path: Path) -> list[str]:
     """One class name a line, or CSV `id,name` (a header line `id,name` is skipped)."""
     lines = [ln.strip() for ln in read_text(path, "labels file").splitlines()]
+    for n, ln in enumerate(lines, 1):
+        if CONTROL.search(ln):
+            raise TkvrError(
+                f"labels file {path}:{n}: holds a control character ({CONTROL.search(ln).group()!r}); "
+                "class names are plain text"
+            )
     lines = [ln for ln in lines if ln]
     if not lines:
         return []
@@ -86,6 +95,10 @@ def check_classes(classes: list[str], source: str) -> list[str]:
         raise TkvrError(f"{source}: the class list is empty")
     seen: dict[str, int] = {}
     for i, c in enumerate(classes):
+        if CONTROL.search(c):
+            raise TkvrError(
+                f"{source}: class name {c!r} holds a control character; class names are plain text"
+            )
         if c in seen:
             raise TkvrError(
                 f"{source}: class name {c!r} appears twice (entries {seen[c] + 1} and {i + 1}); "
@@ -113,8 +126,9 @@ def resolve_classes(spec: str, flag: str = "--classes") -> list[str]:
         is_file = False
     if is_file:
         return check_classes(read_labels_file(path), f"{flag} {spec}")
-    if "," in spec:
-        return check_classes([c.strip() for c in spec.split(",") if c.strip()], f"{flag} {spec!r}")
+    if "," in spec:  # as CSV: '"push, pull",x' is two names, as in a labels file
+        names = next(csv.reader([spec], skipinitialspace=True))
+        return check_classes([c.strip() for c in names if c.strip()], f"{flag} {spec!r}")
     found = builtin_classes(spec)
     if found is not None:
         return found

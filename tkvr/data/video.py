@@ -347,6 +347,8 @@ def why_missing(path: str) -> str:
     """Why `path` does not open as a file, in words: a symlink loop and a link to nothing are not
     'no such file'."""
 
+    if "\x00" in path:
+        return "a name with a NUL byte, which no file has"
     try:
         os.stat(path)
     except OSError as e:

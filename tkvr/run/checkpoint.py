@@ -74,10 +74,15 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def checksum(state) -> str:
-    """A digest of every tensor in a checkpoint (its key path, dtype, shape and bytes), written at
-    save and compared at every load: a byte changed on disk inside a tensor (which torch.load
-    does not notice) is refused instead of evaluated. Plain values are checked by structure."""
+SEAL = "v2:"  # the digest covers plain values too; a checksum without it covers the tensors only
+
+
+def checksum(state, plain: bool = True) -> str:
+    """A digest of everything in a checkpoint that decides a result, written at save and compared
+    at every load: every tensor (its key path, dtype, shape and bytes) and every plain value (the
+    class names, whose order labels the head's rows, the config, the counters), so a byte changed
+    on disk inside a tensor (which torch.load does not notice) or two class names swapped is
+    refused instead of used. plain=False: the tensors only, as files written before SEAL."""
     h = hashlib.blake2b(digest_size=16)
 
     def walk(x, where: str) -> None:
@@ -85,6 +90,9 @@ def checksum(state) -> str:
             t = x.detach().cpu().contiguous().reshape(-1)
             h.update(f"{where}|{t.dtype}|{tuple(x.shape)}|".encode())
             h.update(t.view(torch.uint8).numpy() if t.numel() else b"")  # no copy: the buffer itself
+        elif isinstance(x, (str, int, float, bool, type(None))):
+            if plain:  # the type too: 1, 1.0, True and "1" differ
+                h.update(f"{where}|{type(x).__name__}|{x!r}|".encode("utf-8", "surrogatepass"))
         elif isinstance(x, dict):
             for k in sorted(x, key=str):
                 if not (where == "" and k in ("checksum", "path")):
@@ -94,7 +102,16 @@ def checksum(state) -> str:
                 walk(v, f"{where}/{i}")
 
     walk(state, "")
-    return h.hexdigest()
+    return (SEAL if plain else "") + h.hexdigest()
+
+
+def seal_holds(ckpt: dict) -> bool:
+    """Whether a checkpoint's contents match the checksum written with them (a file from before
+    checksums has none: its structure is still checked)."""
+    stored = ckpt.get("checksum")
+    if stored is None:
+        return True
+    return stored == checksum(ckpt, plain=str(stored).startswith(SEAL))
 
 
 def sealed(state: dict) -> dict:
@@ -174,9 +191,10 @@ def read_checkpoint(where: str, flag: str = "--checkpoint") -> dict:
             f"{flag} {path} is not a tkvr checkpoint (a run's checkpoints/best.pt or "
             "last.pt); for backbone weights use --pretrained PATH"
         )
-    if "checksum" in ckpt and ckpt["checksum"] != checksum(ckpt):  # none in files written before checksums
+    if not seal_holds(ckpt):
         raise Fault(
-            f"{flag} {path}: its weights do not match the checksum written with them (the file was "
+            f"{flag} {path}: its contents (weights, class names, settings) do not match the checksum "
+            "written with them (the file was "
             "changed or damaged on disk); use another checkpoint of the run or train again"
         )
     problem = structure_problem(ckpt)

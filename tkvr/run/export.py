@@ -85,6 +85,7 @@ def _export(cfg) -> dict:
                 f"(more than {bound:.3g}); nothing written"
             )
         card = _card(onnx, frames, size, classes, pre, tcfg, diff, bound, x, ckpt, out, digest(tmp))
+        card["card_sha256"] = card_digest(card)
         side = sidecar_path(out)
         with atomic_path(side) as tmp_side:
             atomic_write_text(json.dumps(card, indent=1), tmp_side)
@@ -93,6 +94,17 @@ def _export(cfg) -> dict:
     wrote(out, f"{len(classes)} classes, logits within {diff:.2g} of tkvr's")
     wrote(side, "how to feed it (inputs, classes, pre-processing)")
     return card
+
+
+# The sidecar's fields that decide what a runner computes: a digest over them (card_sha256) lets
+# the runner refuse a sidecar whose class order, sizes or normalisation were changed after export.
+CARD_FIELDS = ("classes", "frames", "size", "mean", "std", "resize_short_side", "model_sha256")
+
+
+def card_digest(card: dict) -> str:
+    """sha256 of the deciding fields as canonical JSON (examples/run_exported.py computes the same)."""
+    fields = {k: card.get(k) for k in CARD_FIELDS}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
 def room(out: Path, model) -> None:

@@ -84,6 +84,9 @@ def gather(args: list[str]) -> list[str]:
             skipped += other
         elif p.suffix.lower() in LIST_EXTS and p.is_file():
             lines = [x.strip() for x in p.read_bytes().decode(errors="surrogateescape").splitlines()]
+            nul = next((n for n, x in enumerate(lines, 1) if "\x00" in x), None)
+            if nul:  # no file name holds one: a damaged or binary file
+                raise TkvrError(f"{a}:{nul}: holds a NUL byte; a list file names one input a line")
             listed = [_listed(p.parent, x) for x in lines if x and not x.startswith("#")]
             if not listed:
                 raise TkvrError(f"{a}: the list file names no inputs")

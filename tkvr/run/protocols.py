@@ -71,11 +71,16 @@ def read_sample(path: str, train, classes: list[str]) -> list[int]:
     else:
         rows = [ln.split("\t") for ln in read_text(p, "--sample").splitlines() if ln.strip()]
     where = {s.path: i for i, s in enumerate(train)}
-    ids = []
+    ids, seen = [], {}
     for n, row in enumerate(rows, 1):
         if len(row) != 2:
             raise TkvrError(f"--sample {path}:{n}: expected a path and a class name")
         sp, cls = row
+        if sp in seen:  # a video twice would count as two shots of its class
+            raise TkvrError(
+                f"--sample {path}:{n}: {sp} is listed twice (first at entry {seen[sp]}); list each video once"
+            )
+        seen[sp] = n
         if sp not in where:
             raise TkvrError(f"--sample {path}:{n}: {sp} is not in the training split")
         if classes[train[where[sp]].label] != cls:

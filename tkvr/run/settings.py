@@ -165,6 +165,10 @@ class OptimConfig(Settings):
             "limit_batches",
             "limit_val_batches",
         )
+        if self.grad_clip is not None and not self.grad_clip > 0:  # torch clips nothing at <= 0, differently
+            problems.append(f"--grad-clip {self.grad_clip:g}: give a positive gradient norm, or leave it out")
+        if not 0 <= self.seed < 2**63 - 2**16:  # torch keeps seeds in 64 bits; seed + K for the repeats
+            problems.append(f"--seed {self.seed}: give a whole number from 0 to 2**63 - 65537")
         if self.batch_size >= 1 and (self.device_batch is None or self.device_batch >= 1) and world >= 1:
             device_batch = self.device_batch or (
                 self.batch_size // world if self.batch_size % world == 0 else 0
