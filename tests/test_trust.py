@@ -651,6 +651,18 @@ def meaning_edits(kind: str, good: bytes):
         yield json.dumps({"samples": rows + rows[:1]}).encode()
     elif kind == "labels":
         yield good.replace(b"0,a", b"0,a\x00b")
+    elif kind == "embeddings":
+        data = torch.load(io.BytesIO(good), weights_only=True)
+        data["classes"].reverse()  # the checksum kept
+        buf = io.BytesIO()
+        torch.save(data, buf)
+        yield buf.getvalue()
+    elif kind == "metrics.csv":
+        lines = good.decode().splitlines()
+        at = lines[0].split(",").index("val_top1")
+        row = lines[1].split(",")
+        row[at] = "nan"
+        yield ("\n".join([lines[0], ",".join(row), *lines[2:]]) + "\n").encode()
 
 
 def test_a_fewshot_run_stopped_before_validation_says_so(run_cli, trained, tmp_path):
@@ -768,3 +780,42 @@ def test_19_21_a_folder_given_as_a_file_is_named_so(run_cli, tmp_path):
     assert_user_error(code, err, "zoo: a folder", "model file in it")
     with pytest.raises(TkvrError, match="is a folder, not a file"):
         safe_load(tmp_path / "zoo", "--checkpoint file")
+
+
+def test_3_an_embeddings_file_changed_on_disk_or_holding_nan_is_refused_naming_it(tmp_path):
+    from tkvr.base.errors import TkvrError
+    from tkvr.model.backbones import build_backbone
+    from tkvr.model.text import encode_classes, load_embeddings, save_embeddings
+
+    emb = tmp_path / "emb.pt"
+    rows = encode_classes(build_backbone("tiny"), ["a", "b"], ["{}"])
+    save_embeddings(emb, rows, ["a", "b"], "tiny", None, ["{}"], "text")
+    assert torch.equal(load_embeddings(emb, ["a", "b"])["embeddings"], rows.float())
+    data = torch.load(emb, weights_only=True)
+    for change in (lambda d: d["embeddings"].__setitem__((0, 0), d["embeddings"][0, 0] + 1e-3),
+                   lambda d: d["classes"].reverse()):
+        bad = {k: (v.clone() if isinstance(v, torch.Tensor) else list(v) if isinstance(v, list) else v)
+               for k, v in data.items()}
+        change(bad)
+        torch.save(bad, tmp_path / "bad.pt")
+        with pytest.raises(TkvrError, match=r"bad.pt: its contents .* do not match the checksum"):
+            load_embeddings(tmp_path / "bad.pt")
+    old = {k: v for k, v in data.items() if k != "checksum"}  # a file from before checksums
+    old["embeddings"] = old["embeddings"].clone()
+    old["embeddings"][1, 2] = float("nan")
+    torch.save(old, tmp_path / "nan.pt")
+    with pytest.raises(TkvrError, match=r"nan.pt: row 1 \('b'\) holds NaN"):
+        load_embeddings(tmp_path / "nan.pt")
+
+
+def test_5_nan_in_a_run_log_is_refused_naming_file_and_line(trained, tmp_path):
+    from tkvr.base.errors import TkvrError
+    from tkvr.run.engine import EPOCH_COLUMNS, read_log
+
+    lines = (trained / "metrics.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    row = lines[1].split(",")
+    row[header.index("val_top1")] = "nan"
+    (tmp_path / "metrics.csv").write_text("\n".join([lines[0], ",".join(row)]) + "\n")
+    with pytest.raises(TkvrError, match=r"metrics.csv:2: val_top1 'nan' is not a finite number"):
+        read_log(tmp_path / "metrics.csv", EPOCH_COLUMNS)

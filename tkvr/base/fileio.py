@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import csv
 import fcntl
+import hashlib
 import io
 import json
+import math
 import os
 import pickle
 import sys
@@ -147,6 +149,40 @@ def quiet_pickle():
         yield
 
 
+SEAL = "v2:"  # the digest covers plain values too; a checksum without it covers the tensors only
+
+
+def checksum(state, plain: bool = True) -> str:
+    """A digest of everything in a checkpoint (or an embeddings file) that decides a result,
+    written at save and compared at every load: every tensor (its key path, dtype, shape and
+    bytes) and every plain value (the class names, whose order labels the head's rows, the config,
+    the counters), so a byte changed on disk inside a tensor (which torch.load does not notice) or
+    two class names swapped is refused instead of used. plain=False: the tensors only, as
+    checkpoints written before SEAL."""
+    import torch  # deferred: the ground floor never loads torch at import
+
+    h = hashlib.blake2b(digest_size=16)
+
+    def walk(x, where: str) -> None:
+        if isinstance(x, torch.Tensor):
+            t = x.detach().cpu().contiguous().reshape(-1)
+            h.update(f"{where}|{t.dtype}|{tuple(x.shape)}|".encode())
+            h.update(t.view(torch.uint8).numpy() if t.numel() else b"")  # no copy: the buffer itself
+        elif isinstance(x, (str, int, float, bool, type(None))):
+            if plain:  # the type too: 1, 1.0, True and "1" differ
+                h.update(f"{where}|{type(x).__name__}|{x!r}|".encode("utf-8", "surrogatepass"))
+        elif isinstance(x, dict):
+            for k in sorted(x, key=str):
+                if not (where == "" and k in ("checksum", "path")):
+                    walk(x[k], f"{where}/{k}")
+        elif isinstance(x, (list, tuple)):
+            for i, v in enumerate(x):
+                walk(v, f"{where}/{i}")
+
+    walk(state, "")
+    return (SEAL if plain else "") + h.hexdigest()
+
+
 def safe_load(path: str | os.PathLike, what: str = "file"):
     """torch.load with weights_only=True; any refusal becomes a one-line TkvrError."""
     path = Path(path)
@@ -272,6 +308,8 @@ def read_table(path: str | os.PathLike, what: str, numbers: dict[str, type]) -> 
                 parsed[col] = kind(value)
             except ValueError:
                 raise TkvrError(f"{what} {path}:{n}: {col} {value!r} is not a number") from None
+            if kind is float and not math.isfinite(parsed[col]):  # tkvr writes none: a run stops first
+                raise TkvrError(f"{what} {path}:{n}: {col} {value!r} is not a finite number")
         out.append(parsed)
     return out
 

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from tkvr.base.errors import TkvrError
-from tkvr.base.fileio import atomic_save, safe_load
+from tkvr.base.fileio import atomic_save, checksum, safe_load
 from tkvr.data.classes import DEFAULT_TEMPLATES, TEXT4VIS_TEMPLATES, prompt_name
 from tkvr.model.heads import head_matrix
 
@@ -189,19 +189,17 @@ def save_embeddings(
 
     if embeddings.shape[0] != len(classes):
         raise ValueError("one row per class")
-    atomic_save(
-        {
-            "embeddings": embeddings.detach().float().cpu().contiguous(),
-            "classes": list(classes),
-            "backbone": backbone,
-            "pretrained": pretrained,
-            "templates": list(templates),
-            "head": head,
-            "text_encoder": text_encoder,
-            "format": FORMAT,
-        },
-        path,
-    )
+    data = {
+        "embeddings": embeddings.detach().float().cpu().contiguous(),
+        "classes": list(classes),
+        "backbone": backbone,
+        "pretrained": pretrained,
+        "templates": list(templates),
+        "head": head,
+        "text_encoder": text_encoder,
+        "format": FORMAT,
+    }
+    atomic_save({**data, "checksum": checksum(data)}, path)
 
 
 def load_embeddings(
@@ -212,8 +210,21 @@ def load_embeddings(
     if not isinstance(data, dict) or any(k not in data for k in KEYS):
         raise TkvrError(f"{flag} {path} is not a tkvr embeddings file (make one with tkvr embed)")
     emb = data["embeddings"]
+    if "checksum" in data and data["checksum"] != checksum(
+        {k: v for k, v in data.items() if k != "checksum"}
+    ):
+        raise TkvrError(
+            f"{flag} {path}: its contents (embeddings, class names) do not match the checksum written "
+            "with them (changed or damaged on disk); run tkvr embed again"
+        )  # files written before checksums have none: their shape and values are still checked
     if not isinstance(emb, torch.Tensor) or emb.ndim != 2 or emb.shape[0] != len(data["classes"]):
         raise TkvrError(f"{flag} {path}: 'embeddings' must be a [C, D] matrix with one row per class")
+    if not torch.isfinite(emb).all():
+        bad = int((~torch.isfinite(emb)).any(1).nonzero()[0])
+        raise TkvrError(
+            f"{flag} {path}: row {bad} ({data['classes'][bad]!r}) holds NaN or infinite values; "
+            "run tkvr embed again"
+        )
     if dim is not None and emb.shape[1] != dim:
         raise TkvrError(
             f"{flag} {path} has width D={emb.shape[1]} but the model's is {dim} "

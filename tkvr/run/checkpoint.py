@@ -9,7 +9,6 @@ previous checkpoint whole; it carries everything eval and predict need to rebuil
 
 from __future__ import annotations
 
-import hashlib
 import os
 import random
 import re
@@ -18,7 +17,7 @@ from pathlib import Path
 import torch
 
 from tkvr.base.errors import Fault, TkvrError
-from tkvr.base.fileio import safe_load
+from tkvr.base.fileio import SEAL, checksum, safe_load
 from tkvr.base.settings import RUN_GROUPS, type_problems
 from tkvr.data.specs import absolute
 from tkvr.model.backbones import build_backbone
@@ -72,37 +71,6 @@ def set_rng_state(state: dict) -> None:
     random.setstate((3, tuple(state["python"]), None))
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-SEAL = "v2:"  # the digest covers plain values too; a checksum without it covers the tensors only
-
-
-def checksum(state, plain: bool = True) -> str:
-    """A digest of everything in a checkpoint that decides a result, written at save and compared
-    at every load: every tensor (its key path, dtype, shape and bytes) and every plain value (the
-    class names, whose order labels the head's rows, the config, the counters), so a byte changed
-    on disk inside a tensor (which torch.load does not notice) or two class names swapped is
-    refused instead of used. plain=False: the tensors only, as files written before SEAL."""
-    h = hashlib.blake2b(digest_size=16)
-
-    def walk(x, where: str) -> None:
-        if isinstance(x, torch.Tensor):
-            t = x.detach().cpu().contiguous().reshape(-1)
-            h.update(f"{where}|{t.dtype}|{tuple(x.shape)}|".encode())
-            h.update(t.view(torch.uint8).numpy() if t.numel() else b"")  # no copy: the buffer itself
-        elif isinstance(x, (str, int, float, bool, type(None))):
-            if plain:  # the type too: 1, 1.0, True and "1" differ
-                h.update(f"{where}|{type(x).__name__}|{x!r}|".encode("utf-8", "surrogatepass"))
-        elif isinstance(x, dict):
-            for k in sorted(x, key=str):
-                if not (where == "" and k in ("checksum", "path")):
-                    walk(x[k], f"{where}/{k}")
-        elif isinstance(x, (list, tuple)):
-            for i, v in enumerate(x):
-                walk(v, f"{where}/{i}")
-
-    walk(state, "")
-    return (SEAL if plain else "") + h.hexdigest()
 
 
 def seal_holds(ckpt: dict) -> bool:

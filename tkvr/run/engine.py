@@ -95,6 +95,8 @@ def read_log(path: Path, columns: list[str]) -> list[dict]:
                 r[c] = kind(v)
             except ValueError:
                 raise TkvrError(f"the run's {path.name} {path}:{n}: {c} {v!r} is not a number") from None
+            if not math.isfinite(r[c]):  # tkvr writes none (a run stops first): an edit or damage
+                raise TkvrError(f"the run's {path.name} {path}:{n}: {c} {v!r} is not a finite number")
         if r.get("epoch") in ("", None) or r.get("step") in ("", None):
             raise TkvrError(f"the run's {path.name} {path}:{n}: no epoch or step")
     return rows
