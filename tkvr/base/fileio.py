@@ -274,6 +274,14 @@ def read_json(path: str | os.PathLike, what: str = "file", kind: type = dict):
     return data
 
 
+def finite(text: str) -> float:
+    """float(text), refusing NaN and infinities (ValueError, as for any other non-number)."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text!r} is not finite")
+    return value
+
+
 def read_table(path: str | os.PathLike, what: str, numbers: dict[str, type]) -> list[dict]:
     """A CSV file with a header row; the columns in `numbers` are parsed (int or float) where
     filled. A last row cut short (a process killed mid-append: too few fields, or no line end) is

@@ -32,7 +32,7 @@ from lightning_fabric.loggers import TensorBoardLogger
 
 from tkvr import __version__
 from tkvr.base.errors import TkvrError
-from tkvr.base.fileio import atomic_write_text, read_table
+from tkvr.base.fileio import atomic_write_text, finite, read_table
 from tkvr.base.progress import TrainProgress, say
 from tkvr.data.loader import start_epoch
 from tkvr.run.checkpoint import FORMAT, HEAD_FORM, STATE_KEYS, rng_state, save_checkpoint, set_rng_state
@@ -82,7 +82,7 @@ class CsvLog:
 
 def read_log(path: Path, columns: list[str]) -> list[dict]:
     """A run's metrics.csv or steps.csv: epoch and step whole numbers, the rest numbers."""
-    kinds = {c: int if c in ("epoch", "step", "template") else float for c in columns}
+    kinds = {c: int if c in ("epoch", "step", "template") else finite for c in columns}
     rows = read_table(
         path, f"the run's {path.name}", {c: k for c, k in kinds.items() if c in ("epoch", "step")}
     )
@@ -93,10 +93,10 @@ def read_log(path: Path, columns: list[str]) -> list[dict]:
                 continue
             try:
                 r[c] = kind(v)
-            except ValueError:
-                raise TkvrError(f"the run's {path.name} {path}:{n}: {c} {v!r} is not a number") from None
-            if not math.isfinite(r[c]):  # tkvr writes none (a run stops first): an edit or damage
-                raise TkvrError(f"the run's {path.name} {path}:{n}: {c} {v!r} is not a finite number")
+            except ValueError:  # NaN and inf too: tkvr writes none (a run stops first)
+                raise TkvrError(
+                    f"the run's {path.name} {path}:{n}: {c} {v!r} is not a finite number"
+                ) from None
         if r.get("epoch") in ("", None) or r.get("step") in ("", None):
             raise TkvrError(f"the run's {path.name} {path}:{n}: no epoch or step")
     return rows
