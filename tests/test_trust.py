@@ -697,11 +697,7 @@ def test_1_a_checkpoint_sealed_before_names_were_covered_still_reads(trained, tm
 
 
 def test_2_a_sidecar_with_its_classes_reordered_is_refused_by_the_runner(run_cli, trained, tmp_path):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
-    try:
-        import run_exported
-    finally:
-        sys.path.pop(0)
+    run_exported = runner()
     code, _, err = run_cli("export", "--checkpoint", trained, "--out", tmp_path / "m.pt2")
     assert code == 0, err
     assert run_exported.sidecar(str(tmp_path / "m.pt2"))["classes"]  # as written: it reads
