@@ -312,12 +312,10 @@ def read_table(path: str | os.PathLike, what: str, numbers: dict[str, type]) -> 
             value = row[col]
             if value in ("", None):
                 continue
-            try:
-                parsed[col] = kind(value)
+            try:  # NaN and inf are refused as any non-number: tkvr writes none (a run stops first)
+                parsed[col] = finite(value) if kind is float else kind(value)
             except ValueError:
-                raise TkvrError(f"{what} {path}:{n}: {col} {value!r} is not a number") from None
-            if kind is float and not math.isfinite(parsed[col]):  # tkvr writes none: a run stops first
-                raise TkvrError(f"{what} {path}:{n}: {col} {value!r} is not a finite number")
+                raise TkvrError(f"{what} {path}:{n}: {col} {value!r} is not a finite number") from None
         out.append(parsed)
     return out
 

@@ -209,4 +209,4 @@ class EvalTransform(torch.nn.Module):
         return torch.stack([TF.crop(x, top, left, s, s) for top, left in boxes])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.stack([self.norm(v) for v in self.views(x)])  # [S, T, C, H, W]
+        return self.norm(self.views(x))  # [S, T, C, H, W], all views in one pass

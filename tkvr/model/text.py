@@ -210,9 +210,7 @@ def load_embeddings(
     if not isinstance(data, dict) or any(k not in data for k in KEYS):
         raise TkvrError(f"{flag} {path} is not a tkvr embeddings file (make one with tkvr embed)")
     emb = data["embeddings"]
-    if "checksum" in data and data["checksum"] != checksum(
-        {k: v for k, v in data.items() if k != "checksum"}
-    ):
+    if "checksum" in data and data["checksum"] != checksum(data):  # the digest leaves out its own key
         raise TkvrError(
             f"{flag} {path}: its contents (embeddings, class names) do not match the checksum written "
             "with them (changed or damaged on disk); run tkvr embed again"
