@@ -5,16 +5,16 @@ rerun. Prints one table row per command.
 
 Each trial starts the command in its own process, kills it (SIGKILL, the parent only: what a
 killed terminal or an out-of-memory killer does) after a random delay, and then checks:
-  - whether a process the command started is alive a second later (prepare's encoders: one
-    still importing at the kill ends when it finds its parent gone, one encoding dies with it;
-    each is killed after 10 s), and how many files changed in the output after the kill (from
-    0.2 s after it to 10 s after: a process of the killed run still writing);
+  - whether a process the command started (at any depth: prepare's encoders, the readers' fork
+    server, the readers forked from it, the resource tracker) is alive a second later and still
+    alive 10 s later (those are then killed), and how many files changed in the output after the
+    kill (from 0.2 s after it to 10 s after: a process of the killed run still writing);
   - every file it left reads with tkvr's own readers (checkpoint checksum and structure,
     config.yaml, metrics.csv, --out rows, export's model and sidecar, the prepared videos), and
     no two files come from two runs (a sidecar names its model's sha256; config.yaml's seed is
     the checkpoint's);
-  - the same command again (with --resume where it continues) exits 0 and lists every readable
-    input once.
+  - the same command again (with --resume where it continues) exits 0, lists every readable
+    input once, and leaves no temporary file of the killed run behind.
 The kills land anywhere from start-up (torch still importing) to the last write.
 """
 
@@ -25,6 +25,7 @@ import csv
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -36,17 +37,22 @@ from pathlib import Path
 TKVR = [sys.executable, "-m", "tkvr"]
 
 
-def children(pid: int) -> list[int]:
-    out = []
+def descendants(pid: int) -> list[int]:
+    """The live processes below `pid`, at any depth (a reader is a child of the fork server)."""
+    parent = {}
     for d in os.listdir("/proc"):
         if d.isdigit():
             try:
                 with open(f"/proc/{d}/stat") as f:
                     fields = f.read().rsplit(")", 1)[1].split()
-                if int(fields[1]) == pid and fields[0] != "Z":
-                    out.append(int(d))
+                if fields[0] != "Z":
+                    parent[int(d)] = int(fields[1])
             except (OSError, ValueError, IndexError):
                 pass
+    out, frontier = [], {pid}
+    while frontier:
+        frontier = {c for c, p in parent.items() if p in frontier}
+        out.extend(frontier)
     return out
 
 
@@ -70,17 +76,18 @@ def written_after(folder: Path, t: float) -> int:
     return n
 
 
-def kill_after(cmd: list[str], delay: float, out: Path) -> tuple[float, bool, bool, int]:
-    """-> (seconds it ran, whether it ended by itself first, whether a child lived more than 1 s
-    after it, files written in `out` from 0.2 s after the kill to 10 s after)."""
+def kill_after(cmd: list[str], delay: float, out: Path) -> tuple[float, bool, bool, int, int]:
+    """-> (seconds it ran, whether it ended by itself first, whether a process it started lived
+    more than 1 s after it, how many were still alive 10 s after it, files written in `out` from
+    0.2 s after the kill to 10 s after)."""
     t0 = time.time()
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     seen: set[int] = set()
     while time.time() - t0 < delay and p.poll() is None:
-        seen.update(children(p.pid))
+        seen.update(descendants(p.pid))
         time.sleep(0.05)
     finished = p.poll() is not None
-    seen.update(children(p.pid))
+    seen.update(descendants(p.pid))
     if not finished:
         p.send_signal(signal.SIGKILL)
     p.wait()
@@ -92,9 +99,22 @@ def kill_after(cmd: list[str], delay: float, out: Path) -> tuple[float, bool, bo
     deadline = killed + 10.0  # a reader still starting finds its parent gone and ends unwritten
     while time.time() < deadline and any(alive(c) for c in seen):
         time.sleep(0.1)
-    for c in [c for c in seen if alive(c)]:
+    left = [c for c in seen if alive(c)]
+    for c in left:
         os.kill(c, signal.SIGKILL)
-    return killed - t0, finished, late, written_after(out, killed + 0.2) if out.exists() else 0
+    wrote = written_after(out, killed + 0.2) if out.exists() else 0
+    return killed - t0, finished, late, len(left), wrote
+
+
+def temporaries(folder: Path) -> list[str]:
+    """Temporary files of tkvr's atomic writes (.NAME.XXXXXXXX.SUFFIX) under `folder`."""
+    pattern = re.compile(r"\..+\.[a-z0-9_]{8}\.[A-Za-z0-9]+")
+    return sorted(
+        os.path.relpath(os.path.join(d, n), folder)
+        for d, _, names in os.walk(folder)
+        for n in names
+        if pattern.fullmatch(n)
+    )
 
 
 def rerun(cmd: list[str]) -> subprocess.CompletedProcess:
@@ -165,16 +185,17 @@ def check_prepared(out: Path) -> str | None:
 
 
 def trials(name: str, kills: int, rng: random.Random, work: Path, setup, command, again, check, done):
-    ran, bad, orphans, reruns, finished, writes = [], [], 0, 0, 0, 0
+    ran, bad, orphans, left, reruns, finished, writes = [], [], 0, 0, 0, 0, 0
     for k in range(kills):
         where = work / f"{name}{k}"
         where.mkdir(parents=True)
         setup(where)
         delay = rng.uniform(1.0, 14.0)
-        took, ended, orphan, wrote = kill_after(command(where), delay, where)
+        took, ended, orphan, stayed, wrote = kill_after(command(where), delay, where)
         ran.append(took)
         finished += ended
         orphans += orphan
+        left += stayed
         writes += wrote
         problem = check(where)
         if problem:
@@ -184,13 +205,16 @@ def trials(name: str, kills: int, rng: random.Random, work: Path, setup, command
         reruns += ok
         if not ok:
             bad.append(f"rerun: rc {r.returncode}: {r.stderr.strip()[-300:]}")
+        stray = temporaries(where)
+        if stray:
+            bad.append(f"temporary files left after the rerun: {', '.join(stray[:3])}")
     print(
-        f"| {name} | {kills} | {min(ran):.1f}-{max(ran):.1f} | {finished} | {orphans} | {writes} | {len(bad)} | "
-        f"{reruns} of {kills} |",
+        f"| {name} | {kills} | {min(ran):.1f}-{max(ran):.1f} | {finished} | {orphans} | {left} | {writes} | "
+        f"{len(bad)} | {reruns} of {kills} |",
         flush=True,
     )
     for b in bad[:5]:
-        print(f"|   | problem: {b[:200]} | | | | | | |", flush=True)
+        print(f"|   | problem: {b[:200]} | | | | | | | |", flush=True)
 
 
 def main() -> None:
@@ -228,10 +252,11 @@ def main() -> None:
     )
     print(f"work folder: {work}\n")
     print(
-        "| command | kills | killed after (s) | ended before the kill | a child alive 1 s after | "
-        "files written after the kill | problems | reruns exit 0, every input |"
+        "| command | kills | killed after (s) | ended before the kill | a process of it alive 1 s after | "
+        "processes of it alive 10 s after | files written after the kill | problems | "
+        "reruns exit 0, every input |"
     )
-    print("|---|---:|---|---:|---:|---:|---:|---|")
+    print("|---|---:|---|---:|---:|---:|---:|---:|---|")
     only = args.only.split(",")
     if "prepare" in only:
         src = work / "src"

@@ -312,28 +312,33 @@ def unprivileged(runs: dict, env=None):
     return codes, r.stdout, r.stderr
 
 
-def test_an_input_without_read_permission_is_an_unreadable_sample(tmp_path):
+def test_6_an_input_without_read_permission_is_an_unreadable_sample_a_class_folder_refused(tmp_path):
     from conftest import write_clip
 
     data = tmp_path / "data"
     for c in ("x", "y"):
         for i in range(3):
             write_clip(data / c / f"{c}{i}.mp4", frames=8, seed=i)
-    locked, closed = data / "y" / "y0.mp4", data / "z"
+    # a second dataset with a class folder that cannot be listed (item 6 of the probes)
+    other, closed = tmp_path / "other", tmp_path / "other" / "z"
+    write_clip(other / "x" / "x9.mp4", frames=8)
     write_clip(closed / "z0.mp4", frames=8)
+    locked = data / "y" / "y0.mp4"
     (data / "labels.txt").unlink(missing_ok=True)
     os.chmod(locked, 0)
     os.chmod(closed, 0)
+    train = ["train", "--backbone", "tiny", "--frames", "2", "--batch-size", "2", "--workers", "1", "--epochs",
+             "1", "--warmup", "0", "--max-bad-fraction", "0.5"]
     try:
         runs = {
-            f"predict{w}": ["predict", data, "--backbone", "tiny", "--labels", "x,y", "--workers", w,
+            f"predict{w}": ["predict", data, other, "--backbone", "tiny", "--labels", "x,y", "--workers", w,
                             "--out", tmp_path / f"p{w}.csv"]
             for w in (0, 1)
         }
         runs["check"] = ["check", "--data", data, "--workers", "0", "--json", tmp_path / "check.json"]
-        runs["train"] = ["train", "--data", data, "--backbone", "tiny", "--frames", "2", "--batch-size", "2",
-                         "--workers", "1", "--epochs", "1", "--warmup", "0", "--max-bad-fraction", "0.5",
-                         "--out", tmp_path / "run"]
+        runs["train"] = [*train, "--data", data, "--out", tmp_path / "run"]
+        runs["check_closed"] = ["check", "--data", other, "--workers", "0"]
+        runs["train_closed"] = [*train, "--data", other, "--out", tmp_path / "run2"]
         codes, out, err = unprivileged(runs)
     finally:
         os.chmod(locked, 0o644)
@@ -342,15 +347,19 @@ def test_an_input_without_read_permission_is_an_unreadable_sample(tmp_path):
     for w in (0, 1):
         assert codes[f"predict{w}"] == 1, err[-2000:]  # predict's status: some input did not read
         rows = {Path(r["file"]).name: r for r in csv.DictReader(open(tmp_path / f"p{w}.csv"))}
-        assert len(rows) == 6 and rows["y0.mp4"]["error"].endswith("permission denied"), rows
+        assert len(rows) == 7 and rows["y0.mp4"]["error"].endswith("permission denied"), rows
         assert all(r["label_1"] for n, r in rows.items() if n != "y0.mp4")
-    assert "cannot list 1 folder" in out and "z: permission denied" in out
+    assert "cannot list 1 folder" in out and "z: permission denied" in out  # predict's inputs: said, left out
     report = json.loads((tmp_path / "check.json").read_text())
     assert [Path(p).name for p in report["unreadable"]] == ["y0.mp4"], report
     assert report["notes"][str(locked)].endswith("permission denied")
-    assert "cannot list 1 class folder" in out
     assert codes["train"] == 0, err[-2000:]
     assert (tmp_path / "run" / "unreadable.txt").read_text().split()[0] == str(locked)
+    # a dataset's class folder that cannot be listed: refused by name, nothing trained on the rest
+    said = f"{closed}: cannot list this class folder (permission denied)"
+    assert codes["check_closed"] == 2 and codes["train_closed"] == 2, codes
+    assert err.count(said) == 2, err[-2000:]
+    assert not (tmp_path / "run2" / "checkpoints").exists()
 
 
 # ---------------------------------------------------------------- bounds up front, not out of memory
@@ -815,3 +824,220 @@ def test_5_nan_in_a_run_log_is_refused_naming_file_and_line(trained, tmp_path):
     (tmp_path / "metrics.csv").write_text("\n".join([lines[0], ",".join(row)]) + "\n")
     with pytest.raises(TkvrError, match=r"metrics.csv:2: val_top1 'nan' is not a finite number"):
         read_log(tmp_path / "metrics.csv", EPOCH_COLUMNS)
+
+
+def descendants(pid: int) -> list[int]:
+    """Live processes below `pid` at any depth (a reader is a child of the fork server)."""
+    parent = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                fields = Path(f"/proc/{d}/stat").read_text().rsplit(")", 1)[1].split()
+                if fields[0] != "Z":
+                    parent[int(d)] = int(fields[1])
+            except (OSError, IndexError, ValueError):
+                pass
+    out, frontier = [], {pid}
+    while frontier:
+        frontier = {c for c, p in parent.items() if p in frontier}
+        out.extend(frontier)
+    return out
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+READER_RUN = """
+import os, sys, torch
+from tkvr.base.procs import loader_args, start_readers
+start_readers()
+dl = torch.utils.data.DataLoader(list(range(1000)), batch_size=1, **loader_args(1))
+it = iter(dl)
+next(it)
+print("reading", flush=True)
+sys.stdin.read()  # holds until killed
+"""
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to see the processes")
+def test_10_a_killed_command_leaves_no_reader_server_or_tracker(tmp_path):
+    """kill -9 of the command alone (not its group): its reader, the fork server the reader came
+    from and the resource tracker all end by themselves."""
+    import time
+
+    p = subprocess.Popen([sys.executable, "-c", READER_RUN], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         text=True)
+    assert p.stdout.readline().strip() == "reading"
+    below = descendants(p.pid)
+    names = {c: Path(f"/proc/{c}/cmdline").read_bytes() for c in below}
+    assert sum(b"forkserver" in n for n in names.values()) >= 2, names  # the server and its reader
+    assert any(b"resource_tracker" in n for n in names.values()), names
+    p.kill()
+    p.wait()
+    deadline = time.time() + 15
+    while time.time() < deadline and any(alive(c) for c in below):
+        time.sleep(0.1)
+    left = [c for c in below if alive(c)]
+    for c in left:
+        os.kill(c, 9)
+    assert not left, {c: names[c][:80] for c in left}
+
+
+def test_11_a_killed_writers_temporary_files_go_with_the_next_holder(tmp_path):
+    from tkvr.base.fileio import hold
+
+    out = tmp_path / "m.pt2"
+    stale = [tmp_path / ".m.pt2.k3j_x9ab.pt2", tmp_path / ".m.pt2.json.0a1b2c3d.tmp"]
+    others = [tmp_path / ".m.pt2.csv.0a1b2c3d.tmp", tmp_path / ".m.pt2.notes", tmp_path / "m.pt2.json"]
+    run = tmp_path / "run"
+    in_run = [run / "checkpoints" / ".last.pt.tmp", run / ".config.yaml.a1b2c3d4.tmp"]
+    data = [run / "checkpoints" / "last.pt", run / "sub" / "deeper" / ".x.a1b2c3d4.tmp"]
+    for f in stale + others + in_run + data:
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_bytes(b"x")
+    with hold(out, "--out", "export"):
+        pass
+    with hold(run, "--out", "train", folder=True):
+        pass
+    assert not any(f.exists() for f in stale + in_run)
+    assert all(f.exists() for f in others + data)  # another output's, a user's, a run's, too deep
+
+
+def test_14_22_convert_says_what_a_released_file_can_be(run_cli, tmp_path):
+    from test_convert import released_file
+
+    from tkvr.base.errors import TkvrError
+    from tkvr.model.backbones import build_backbone
+    from tkvr.model.released import Layout
+    from tkvr.run.convert import backbone_for
+    from tkvr.model.video_model import text_size
+
+    released_file(tmp_path / "f.pt", fusion_layers=1)
+    positions = text_size(build_backbone("tiny", "none"))[1]
+    code, _, err = run_cli("convert", tmp_path / "f.pt", "--labels", "a,b", "--frames", positions + 1,
+                           "--out", tmp_path / "r")
+    assert_user_error(code, err, f"--frames {positions + 1}", f"{positions} frame positions",
+                      f"--frames {positions} or fewer")
+    assert not (tmp_path / "r" / "checkpoints").exists()
+    # a visual encoder no CLIP has: the nearest named with what differs
+    with pytest.raises(TkvrError, match=r"the nearest, ViT-B/16, differs in image size\); .* cannot convert"):
+        backbone_for(Layout("vit", 288, 768, 12, 512, patch=16), None, "f.pt")
+    # one open_clip has without OpenAI weights: named, and converting with it works
+    released_file(tmp_path / "s.pt", backbone="ViT-S-32", fusion_layers=0)
+    code, _, err = run_cli("convert", tmp_path / "s.pt", "--labels", "a,b", "--out", tmp_path / "s")
+    assert_user_error(code, err, "open_clip's ViT-S-32 has it", "--backbone")
+    torch.save(torch.nn.functional.normalize(torch.randn(2, 384), dim=-1), tmp_path / "e.pt")
+    code, out, err = run_cli("convert", tmp_path / "s.pt", "--labels", "a,b", "--backbone", "ViT-S-32",
+                             "--embeddings", tmp_path / "e.pt", "--out", tmp_path / "s")
+    assert code == 0, err
+    assert "ViT-S-32" in out and (tmp_path / "s" / "checkpoints" / "last.pt").is_file()
+
+
+def test_15_ctrl_c_in_prepare_is_one_line_from_every_process(tmp_path):
+    """SIGINT to the whole process group (what a terminal's Ctrl-C sends), while the encoders
+    start: tkvr's line and exit 130, no traceback from any of them."""
+    import signal
+    import time
+
+    from conftest import write_clip
+
+    for i in range(4):
+        write_clip(tmp_path / "src" / "ab"[i % 2] / f"c{i}.mp4", frames=30, seed=i)
+    p = subprocess.Popen([sys.executable, "-m", "tkvr", "prepare", "--data", tmp_path / "src", "--out",
+                          tmp_path / "out", "--workers", "2"], start_new_session=True, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    def ready():  # the tracker and both encoders started (still importing: where tracebacks came
+        # from), and the command answering Ctrl-C again (not in the milliseconds it starts them)
+        status = Path(f"/proc/{p.pid}/status").read_text()
+        ignored = int(re.search(r"SigIgn:\s*([0-9a-f]+)", status).group(1), 16)
+        return len(descendants(p.pid)) >= 3 and not ignored & (1 << (signal.SIGINT - 1))
+
+    deadline = time.time() + 60
+    while not ready() and time.time() < deadline and p.poll() is None:
+        time.sleep(0.02)
+    os.killpg(p.pid, signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130, err
+    assert err.strip() == "tkvr: interrupted; everything written before it is kept", err
+
+
+def test_16_an_edited_config_yaml_is_named_not_a_flag(run_cli, trained, tmp_path):
+    run = copy_run(trained, tmp_path)
+    text = (run / "config.yaml").read_text()
+    assert "  frames: 2\n" in text
+    (run / "config.yaml").write_text(text.replace("  frames: 2\n", "  frames: 4\n", 1))
+    code, _, err = run_cli("train", "--out", run, "--resume", "auto")
+    assert_user_error(code, err, f"{run / 'config.yaml'} says frames: 4", "trained with 2",
+                      "set frames: 2 back")
+    assert "--frames" not in err
+    (run / "config.yaml").write_text(text)
+    code, _, err = run_cli("train", "--out", run, "--resume", "auto", "--frames", "4")
+    assert_user_error(code, err, "different --frames (2, now 4); drop --frames")
+
+
+def test_17_an_audio_only_file_says_so_with_either_decoder(tmp_path):
+    import av
+
+    from tkvr.data.video import UnreadableVideo, open_reader
+
+    path = tmp_path / "speech.m4a"
+    with av.open(str(path), "w", format="mp4") as c:
+        s = c.add_stream("aac", rate=16000)
+        frame = av.AudioFrame.from_ndarray(torch.zeros(1, 1024).numpy(), format="fltp", layout="mono")
+        frame.sample_rate = 16000
+        for i in range(4):
+            frame.pts = i * 1024
+            c.mux(s.encode(frame))
+        c.mux(s.encode(None))
+    for decoder in ("torchcodec", "pyav"):
+        with pytest.raises(UnreadableVideo) as e:
+            open_reader(str(path), decoder)
+        assert str(e.value) == f"{path}: no video stream (audio only?)", decoder
+
+
+def test_18_a_full_disk_during_predict_names_the_out_file(run_cli, trained, tmp_path, monkeypatch):
+    import errno
+
+    from tkvr.data.specs import resolve
+
+    clips = [s.path for s in resolve("toy").split("val")][:2]
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    code, _, err = run_cli("predict", *clips, "--checkpoint", trained, "--workers", "0", "--out",
+                           tmp_path / "p.csv")
+    assert code == 1, err
+    assert err.strip().splitlines()[-1] == (
+        f"tkvr: error: cannot write --out {tmp_path / 'p.csv'}: No space left on device; the rows before are "
+        "kept (a row cut short is dropped on resume): free space and rerun with --resume")
+
+
+def test_20_a_first_checkpoint_on_a_full_disk_claims_no_earlier_one(tmp_path):
+    import errno
+
+    from tkvr.base.errors import Fault
+    from tkvr.run.checkpoint import save_checkpoint
+
+    class Full:
+        global_rank = 0
+
+        def save(self, path, state):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def barrier(self):
+            pass
+
+    path = tmp_path / "last.pt"
+    with pytest.raises(Fault, match="No space left on device; there was none before it"):
+        save_checkpoint(Full(), path, {"x": 1})
+    path.write_bytes(b"an earlier checkpoint")
+    with pytest.raises(Fault, match="No space left on device; the previous one is intact"):
+        save_checkpoint(Full(), path, {"x": 1})
+    assert path.read_bytes() == b"an earlier checkpoint"

@@ -109,7 +109,7 @@ def run(command: Command, kw: dict) -> int:
     cfg = parse(command.settings, kw)
     validate(cfg)
     dry = value_of(cfg, "dry_run", False)
-    if not dry and value_of(cfg, "workers", 0) != 0:  # None: the machine's default, some
+    if not dry and command.readers and value_of(cfg, "workers", 0) != 0:  # None: the machine's default
         start_readers()
     if command.libraries:
         with status(f"tkvr {command.name}: loading torch and the model libraries"):

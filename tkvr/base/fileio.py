@@ -15,6 +15,7 @@ import json
 import math
 import os
 import pickle
+import re
 import sys
 import tempfile
 import warnings
@@ -96,6 +97,7 @@ def hold(path: str | os.PathLike, flag: str, command: str, folder: bool = False)
         f.truncate()
         f.write(f"{os.getpid()} tkvr {command}")
         f.flush()
+        sweep(path, folder)
         yield
     finally:
         try:
@@ -103,6 +105,29 @@ def hold(path: str | os.PathLike, flag: str, command: str, folder: bool = False)
         except OSError:
             pass
         f.close()
+
+
+TEMP = r"\.[a-z0-9_]{8}\.[A-Za-z0-9]+"  # what mkstemp adds in atomic_path: .XXXXXXXX.SUFFIX
+
+
+def sweep(path: str | os.PathLike, folder: bool) -> None:
+    """Remove the temporary files a killed writer of `path` left (atomic_path's names, which a
+    kill -9 gives no chance to remove, and a checkpoint's .NAME.tmp). Called with the lock held, so
+    none is being written: in a folder, in it and its subfolders (checkpoints/, videos/); beside a
+    file, its own and its .json sidecar's."""
+    p = Path(path)
+    try:
+        if folder:
+            pattern = re.compile(r"\..+(" + TEMP + r"|\.pt\.tmp)")  # .pt.tmp: save_checkpoint's
+            found = [f for d in [p, *p.iterdir()] if d.is_dir() for f in d.iterdir()]  # 2 levels
+        else:
+            pattern = re.compile(r"\." + re.escape(p.name) + r"(\.json)?" + TEMP)
+            found = list(p.parent.iterdir())
+        for f in found:
+            if pattern.fullmatch(f.name):
+                f.unlink()
+    except OSError:  # a folder that cannot be listed, a file gone: nothing to sweep there
+        pass
 
 
 @contextmanager

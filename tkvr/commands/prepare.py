@@ -54,4 +54,5 @@ COMMAND = Command(
       tkvr prepare --data k400 --data-root /data --out /data/k400_fast
       tkvr train --data /data/k400_fast
     """,
+    readers=False,  # its --workers are encoders of its own pool
 )

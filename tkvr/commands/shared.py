@@ -25,3 +25,4 @@ class Command:
     arguments: tuple = ()  # click arguments before the options: (name, click.argument's keywords)
     config_file: bool = False  # --config FILE.yaml
     libraries: bool = True  # loads torch and the model libraries (False: answers without them)
+    readers: bool = True  # --workers are DataLoader readers (False: a pool of its own)

@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from tkvr.base.fileio import atomic_write_bytes
-from tkvr.base.procs import readers
+from tkvr.base.procs import loader_args
 from tkvr.base.progress import count, track, wrote
 from tkvr.data.loader import read_indexed, workers_for
 from tkvr.data.sampling import segment_indices
@@ -64,8 +64,7 @@ def check(s, *, split: str, frames: int) -> dict:
     loader = DataLoader(
         _Probe(samples, frames, decoder, s.decode_device, src.frame_template, src.frame_start),
         batch_size=None,
-        num_workers=workers_for(s.workers),
-        multiprocessing_context=readers() if workers_for(s.workers) > 0 else None,
+        **loader_args(workers_for(s.workers)),
     )
     status: dict[str, list[int]] = {"missing": [], "empty": [], "unreadable": []}
     notes = {}

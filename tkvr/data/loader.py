@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from tkvr.base.errors import Fault, TkvrError
 from tkvr.base.fileio import atomic_write_text
-from tkvr.base.procs import readers
+from tkvr.base.procs import loader_args
 from tkvr.data.sampling import label_fraction, segment_indices
 from tkvr.data.specs import Sample
 from tkvr.data.transforms import ClipAugment, EvalTransform, rand_augment, train_transform
@@ -324,8 +324,7 @@ def loader(
         dataset,
         batch_size=batch,
         sampler=EpochSampler(len(dataset), rank, world, shuffle, seed),
-        num_workers=workers,
-        multiprocessing_context=readers() if workers > 0 else None,
+        **loader_args(workers),
         collate_fn=collate,
         pin_memory=torch.cuda.is_available(),
         drop_last=drop_last,

@@ -29,6 +29,7 @@ import multiprocessing as mp
 import os
 import re
 import signal
+from contextlib import ExitStack, contextmanager
 from fractions import Fraction
 from pathlib import Path
 
@@ -36,10 +37,11 @@ import yaml
 
 from tkvr.base.errors import DISK_FAULTS, WRITE_FAULTS, Fault, TkvrError
 from tkvr.base.fileio import atomic_write_text, hold
+from tkvr.base.procs import deaf_children
 from tkvr.base.progress import count, say, track, wrote
 from tkvr.data.loader import workers_for
 from tkvr.data.specs import resolve
-from tkvr.data.video import UnreadableVideo, _short, check_file, cut_short, kind_of
+from tkvr.data.video import NO_VIDEO, UnreadableVideo, _short, check_file, cut_short, kind_of
 
 
 def out_size(width: int, height: int, short: int) -> tuple[int, int]:
@@ -84,7 +86,7 @@ def encode(job: tuple[str, str, int, int, int]) -> tuple[str, str | None, bool]:
         check_file(src)  # tkvr's checks: empty files, images or playlists named like videos
         with av.open(src, metadata_errors="ignore") as inp:
             if not inp.streams.video:
-                raise UnreadableVideo(f"{src}: no video stream (audio only?)")
+                raise UnreadableVideo(f"{src}: {NO_VIDEO}")
             stream = inp.streams.video[0]
             stream.thread_count = 1  # the pool fills the cores
             rate = stream.average_rate or stream.guessed_rate or Fraction(25)
@@ -201,11 +203,11 @@ def _prepare(s, src, out: Path, videos: Path, enc: tuple[int, int, int]) -> dict
     try:
         if workers > 0 and len(todo) > 1:
             # leaving the block stops the other workers at a fault
-            with mp.get_context("spawn").Pool(workers, die_with, (os.getpid(),)) as pool:
+            with pool_of(workers) as pool:
                 stop_at_fault(track(pool.imap_unordered(encode, todo), len(todo), "re-encoding"), bad, videos)
         else:
             stop_at_fault(track(map(encode, todo), len(todo), "re-encoding"), bad, videos)
-    except Fault:
+    except (Fault, KeyboardInterrupt):
         for stale in videos.glob(".*.part"):  # the other workers' unfinished files, stopped with them
             stale.unlink(missing_ok=True)
         raise
@@ -262,6 +264,15 @@ def _prepare(s, src, out: Path, videos: Path, enc: tuple[int, int, int]) -> dict
     }
 
 
+@contextmanager
+def pool_of(workers: int):
+    """The encoders, started deaf to Ctrl-C (the command answers it and stops them)."""
+    with ExitStack() as stack:
+        with deaf_children():
+            pool = stack.enter_context(mp.get_context("spawn").Pool(workers, die_with, (os.getpid(),)))
+        yield pool
+
+
 def die_with(parent: int) -> None:
     """A pool worker's first act: ask the kernel to kill it when its parent dies (Linux's
     parent-death signal), so a killed `tkvr prepare` leaves no worker writing into --out after
@@ -271,6 +282,7 @@ def die_with(parent: int) -> None:
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):  # not Linux: the pool's own handling remains
         pass
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the process group's Ctrl-C is the command's (a respawn)
     if os.getppid() != parent:
         os._exit(1)
 

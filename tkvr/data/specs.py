@@ -223,23 +223,21 @@ def read_class_folders(folder: Path, classes: list[str] | None = None) -> tuple[
         if extra:
             raise TkvrError(f"{folder}: class folder {extra[0]!r} is not in the labels file")
     index = {c: i for i, c in enumerate(classes)}
-    samples, skipped, closed = [], [], []
+    samples, skipped = [], []
     for d in dirs:
         try:
             files = _files(d)
-        except OSError as e:  # a class folder that cannot be listed: said once, not a traceback
-            closed.append(
-                f"{d.name} ({'permission denied' if isinstance(e, PermissionError) else e.strerror})"
-            )
-            continue
+        except OSError as e:
+            # Refused, not left out: a class without its samples would train a head whose class
+            # is never seen, and check would call the set read.
+            why = "permission denied" if isinstance(e, PermissionError) else e.strerror or type(e).__name__
+            raise TkvrError(
+                f"{d}: cannot list this class folder ({why}); give it read permission (chmod a+rx) "
+                f"or move it out of {folder}"
+            ) from None
         for f in files:
             # videos, images and JPEG frame folders; anything else (notes.txt, .json) is not a sample
             (samples if f.is_dir() or f.suffix.lower() in VIDEO_EXTS | IMAGE_EXTS else skipped).append(f)
-    if closed:
-        say(
-            f"warning: {folder}: cannot list {count(len(closed), 'class folder')}, left out: "
-            + ", ".join(closed[:5])
-        )
     if skipped:
         say(
             f"{folder}: {count(len(skipped), 'file')} that are neither videos nor images left out "

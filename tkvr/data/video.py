@@ -138,7 +138,12 @@ def _tc_decoder(path: str, device: str = "cpu"):
     try:
         return VideoDecoder(source, seek_mode="exact", device=device, num_ffmpeg_threads=_threads())
     except Exception as e:  # noqa: BLE001 - torchcodec raises RuntimeError/ValueError for bad files
+        if "best video stream is unknown" in str(e):  # torchcodec's words for "no video stream"
+            raise UnreadableVideo(f"{path}: {NO_VIDEO}") from None
         raise UnreadableVideo(f"{path}: {_short(e)}") from None
+
+
+NO_VIDEO = "no video stream (audio only?)"  # the same words from every reader
 
 
 def _short(e: Exception) -> str:
@@ -163,7 +168,7 @@ def _av_open(path: str):
         raise UnreadableVideo(f"{path}: {_short(e)}") from None
     if not container.streams.video:
         container.close()
-        raise UnreadableVideo(f"{path}: no video stream")
+        raise UnreadableVideo(f"{path}: {NO_VIDEO}")
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"
     stream.codec_context.thread_count = _threads()

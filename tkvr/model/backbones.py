@@ -203,6 +203,11 @@ def _fetch(oc, name: str, tag: str):
     return bool(cfg.get("quick_gelu", False))
 
 
+def open_clip_models() -> list[str]:
+    """The architectures open_clip has a config for (any --backbone NAME it builds)."""
+    return list(_open_clip().list_models())
+
+
 def model_config(backbone: str) -> dict | None:
     """open_clip's architecture config (embed_dim, vision_cfg, text_cfg) of a --backbone name, read
     without building it or touching the network; None for an hf-hub model (its config is on the hub)."""

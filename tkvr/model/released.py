@@ -32,6 +32,7 @@ class Layout:
     patch: int | None = None  # ViT only
     temporal: str = "tap"  # tap | t-trans | token-t1d
     fusion_layers: int = 0
+    positions: int = 0  # frame positions of the temporal transformer: the most frames it reads
     t1d_blocks: list[int] = field(default_factory=list)
 
 
@@ -102,6 +103,8 @@ def layout(state: dict, path: str = "file") -> Layout:
             f"{path}: the visual encoder is neither a CLIP ViT nor a CLIP ResNet (no {e})"
         ) from None
     out.fusion_layers = _count(state, "fusion_model.transformer.resblocks")
+    if out.fusion_layers and "fusion_model.frame_position_embeddings.weight" in state:
+        out.positions = state["fusion_model.frame_position_embeddings.weight"].shape[0]  # [L, D]
     if out.fusion_layers and out.t1d_blocks:
         raise TkvrError(f"{path} has both TokenT1D and a temporal transformer; tkvr runs one temporal module")
     out.temporal = "t-trans" if out.fusion_layers else "token-t1d" if out.t1d_blocks else "tap"

@@ -95,6 +95,7 @@ def save_checkpoint(fabric, path: Path, state: dict) -> None:
     """fabric.save of the sealed state to a temporary name, then an atomic rename by rank 0."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
+    kept = "the previous one is intact" if path.is_file() else "there was none before it"
     try:
         fabric.save(tmp, sealed(state))
     except OSError as e:
@@ -102,16 +103,11 @@ def save_checkpoint(fabric, path: Path, state: dict) -> None:
             tmp.unlink(missing_ok=True)  # what a full disk let through: a partial file, of no use
         except OSError:
             pass
-        raise Fault(
-            f"cannot write checkpoint {path}: {e.strerror or e}; the previous one is intact"
-        ) from None
+        raise Fault(f"cannot write checkpoint {path}: {e.strerror or e}; {kept}") from None
     fabric.barrier()
     if fabric.global_rank == 0:
         if not tmp.is_file():  # Lightning's own atomic save can swallow a write error
-            raise Fault(
-                f"cannot write checkpoint {path} (folder not writable, or disk full?); the previous "
-                "one is intact"
-            )
+            raise Fault(f"cannot write checkpoint {path} (folder not writable, or disk full?); {kept}")
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -252,6 +248,12 @@ def check_resumable(path: Path, cfg: TrainConfig) -> None:
         group, k = diff[0]
         flag = "template" if k == "templates" else k.replace("_", "-")
         was, now = getattr(getattr(old, group), k), getattr(getattr(cfg, group), k)
+        yaml_path, taken = getattr(cfg, "_from_file", (None, ()))
+        if k in taken:  # no flag gave it: the run's config.yaml disagrees with its own checkpoint
+            raise TkvrError(
+                f"--resume {path}: {yaml_path} says {k}: {now!r}, but the checkpoint was trained with "
+                f"{was!r}; was config.yaml edited? set {k}: {was!r} back in it, or train into another --out"
+            )
         raise TkvrError(
             f"--resume {path}: the checkpoint was trained with a different --{flag} "
             f"({was!r}, now {now!r}); drop --{flag} (a resumed run keeps its own settings) or "

@@ -23,7 +23,7 @@ from tkvr.base.fileio import atomic_save, safe_load
 from tkvr.base.progress import wrote
 from tkvr.data.classes import DEFAULT_TEMPLATES, resolve_classes
 from tkvr.data.specs import absolute, resolve
-from tkvr.model.backbones import BUILTIN, OPENAI_NAMES, build_backbone, model_config
+from tkvr.model.backbones import BUILTIN, OPENAI_NAMES, build_backbone, model_config, open_clip_models
 from tkvr.model.released import describe, layout, matches, released_state, to_tkvr
 from tkvr.model.text import class_embeddings, load_embeddings
 from tkvr.run.checkpoint import FORMAT, HEAD_FORM, run_model, sealed
@@ -36,17 +36,53 @@ def backbone_for(lay, asked: str | None, path: str) -> str:
     the first OpenAI CLIP or built-in that fits."""
     names = [asked] if asked else [*OPENAI_NAMES, *BUILTIN]
     for name in names:
-        cfg = model_config(name)
-        if cfg and matches(cfg["vision_cfg"], cfg["embed_dim"], lay):
+        if fits(name, lay):
             return name
     if asked:
         raise TkvrError(
             f"--backbone {asked} does not have the visual encoder of {path} ({describe(lay)}); give the "
             "CLIP it was fine-tuned from, or leave --backbone out to infer it"
         )
-    raise TkvrError(
-        f"{path}: no known CLIP has its visual encoder ({describe(lay)}); name one with --backbone"
+    known = {*OPENAI_NAMES.values(), *BUILTIN.values()}
+    oc = sorted((n for n in open_clip_models() if n not in known and fits(n, lay)), key=len)  # plain first
+    if oc:  # open_clip knows the architecture, without OpenAI's weights for its text tower
+        raise TkvrError(
+            f"{path}: no OpenAI CLIP or built-in backbone has its visual encoder ({describe(lay)}); "
+            f"open_clip's {', '.join(oc[:3])} {'has' if len(oc) == 1 else 'have'} it: name the one it was "
+            "fine-tuned from with --backbone, with --pretrained for its text tower or --embeddings"
+        )
+    near, diff = min(
+        ((n, differences(n, lay)) for n in names), key=lambda x: (x[1][0].startswith("kind"), len(x[1]))
     )
+    raise TkvrError(
+        f"{path}: neither tkvr nor open_clip knows a CLIP with its visual encoder ({describe(lay)}; the "
+        f"nearest, {near}, differs in {', '.join(diff)}); tkvr builds a converted model from a known "
+        "CLIP's config, so it cannot convert this file"
+    )
+
+
+def fits(name: str, lay) -> bool:
+    cfg = model_config(name)
+    return bool(cfg) and matches(cfg["vision_cfg"], cfg["embed_dim"], lay)
+
+
+def differences(name: str, lay) -> list[str]:
+    """What of a layout a known CLIP does not share: kind, image size, width, blocks, patch, embed."""
+    v, dim = model_config(name)["vision_cfg"], model_config(name)["embed_dim"]
+    size = v.get("image_size")
+    size = size[0] if isinstance(size, (list, tuple)) else size
+    layers = v.get("layers")
+    kind = "resnet" if isinstance(layers, (list, tuple)) else "vit"
+    if kind != lay.kind:
+        return ["kind (ViT or ResNet)"]
+    pairs = {
+        "image size": (size, lay.image_size),
+        "width": (v.get("width"), lay.width),
+        "blocks": (tuple(layers) if kind == "resnet" else layers, lay.layers),
+        "patch": (v.get("patch_size") if kind == "vit" else None, lay.patch),
+        "embed": (dim, lay.embed_dim),
+    }
+    return [k for k, (a, b) in pairs.items() if a != b]
 
 
 def class_names(cfg, saved: dict | None) -> list[str]:
@@ -91,6 +127,11 @@ def convert(cfg) -> dict:
         raise TkvrError(f"--out {out} already holds a run; choose another --out")
     state = released_state(safe_load(path, "released model file"), path)
     lay = layout(state, path)
+    if lay.positions and cfg.frames > lay.positions:
+        raise TkvrError(
+            f"--frames {cfg.frames}: the temporal transformer of {path} has {lay.positions} frame "
+            f"positions, so it reads at most {lay.positions} frames; give --frames {lay.positions} or fewer"
+        )
     run = TrainConfig()
     m = run.model
     m.backbone, m.pretrained, m.frames = backbone_for(lay, cfg.backbone, path), cfg.pretrained, cfg.frames
@@ -109,6 +150,14 @@ def convert(cfg) -> dict:
     names, emb = classifier(cfg, run, lay.embed_dim)
     _, model = run_model(run, names, m.templates, weights=False, embeddings=emb)
     got = to_tkvr(state, lay)
+    own = model.state_dict()
+    wrong = [k for k in got if k in own and got[k].shape != own[k].shape]
+    if wrong:  # load_state_dict would raise a many-line traceback
+        k = wrong[0]
+        raise TkvrError(
+            f"{path} does not fit {m.backbone} with {lay.temporal}: weight {k!r} is "
+            f"{list(got[k].shape)} in the file, {list(own[k].shape)} in the model built for it"
+        )
     missing, unexpected = model.load_state_dict(got, strict=False)
     missing = [k for k in missing if k != "head.weight"]
     if missing or unexpected:

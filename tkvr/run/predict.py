@@ -25,9 +25,9 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from tkvr.base.errors import TkvrError
+from tkvr.base.errors import Fault, TkvrError
 from tkvr.base.fileio import atomic_write_bytes, atomic_write_text, hold
-from tkvr.base.procs import readers
+from tkvr.base.procs import loader_args
 from tkvr.base.progress import bar, count, say, wrote
 from tkvr.data.classes import DEFAULT_TEMPLATES, IMAGE_TEMPLATES, resolve_classes
 from tkvr.data.loader import ClipDataset, default_workers, loader
@@ -283,14 +283,20 @@ class Rows:
     def write(self, rows: list[dict]) -> None:
         if self.path is None or not rows:
             return
-        if self.file is None:  # the first row: the file, and a CSV's header, come with it
-            fresh = not self.path.is_file() or self.path.stat().st_size == 0
-            self.file = open(self.path, "a", newline="", encoding="utf-8", errors="surrogateescape")
-            if fresh and self.csv:
-                self.file.write(",".join(self.columns) + "\n")
-        self.file.write("".join(self._line(r) for r in rows))  # one write: a video's rows together
-        self.file.flush()
-        os.fsync(self.file.fileno())
+        try:
+            if self.file is None:  # the first row: the file, and a CSV's header, come with it
+                fresh = not self.path.is_file() or self.path.stat().st_size == 0
+                self.file = open(self.path, "a", newline="", encoding="utf-8", errors="surrogateescape")
+                if fresh and self.csv:
+                    self.file.write(",".join(self.columns) + "\n")
+            self.file.write("".join(self._line(r) for r in rows))  # one write: a video's rows together
+            self.file.flush()
+            os.fsync(self.file.fileno())
+        except OSError as e:  # a full disk: the write names no file by itself
+            raise Fault(
+                f"cannot write --out {self.path}: {e.strerror or e}; the rows before are kept (a row cut "
+                "short is dropped on resume): free space and rerun with --resume"
+            ) from None
 
     def close(self) -> None:
         if self.file is not None:
@@ -479,9 +485,8 @@ def _predict(cfg) -> list[dict]:
                 dl = DataLoader(
                     ds,
                     batch_size=None,
-                    num_workers=workers,
                     prefetch_factor=2 if workers else None,
-                    multiprocessing_context=readers() if workers else None,
+                    **loader_args(workers),
                 )
                 run = _windowed(dl, todo, score, rows)
             what = f"predicting {count(len(todo), 'input')} with {source}"
