@@ -204,6 +204,27 @@ def small_set(tmp_path, bad=("bad.mp4",)):
     return data
 
 
+def _kill_points():
+    """The kill benchmark's helpers (benchmarks/kill_points.py): one reading of /proc for both."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    try:
+        import kill_points
+    finally:
+        sys.path.pop(0)
+    return kill_points
+
+
+def descendants(pid: int) -> list[int]:
+    """The live processes below `pid`, at any depth (a reader is a child of the fork server)."""
+    return _kill_points().descendants(pid)
+
+
+def alive(pid: int) -> bool:
+    return _kill_points().alive(pid)
+
+
 def tkvr_process(*args):
     import os
     import subprocess

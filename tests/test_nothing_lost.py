@@ -7,11 +7,10 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
-from conftest import assert_user_error, assert_wrote, fast, write_clip
+from conftest import alive, assert_user_error, assert_wrote, descendants, fast, write_clip
 
 FAST = fast(data="toy", limit_batches=2, log_every=1)
 
@@ -370,25 +369,6 @@ def test_prepare_goes_on_where_the_filesystem_has_no_locks(run_cli, tmp_path, mo
     assert "cannot lock" in err and "2 videos ready" in stdout
 
 
-def children(pid: int) -> list[int]:
-    """The live processes `pid` started (from /proc): the kill benchmark's own helpers."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    try:
-        from kill_points import children as found
-    finally:
-        sys.path.pop(0)
-    return found(pid)
-
-
-def alive(pid: int) -> bool:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    try:
-        from kill_points import alive as living
-    finally:
-        sys.path.pop(0)
-    return living(pid)
-
-
 def test_a_killed_prepare_takes_its_workers_with_it_and_a_rerun_lists_every_video(run_cli, tmp_path):
     import signal
     import time
@@ -400,7 +380,7 @@ def test_a_killed_prepare_takes_its_workers_with_it_and_a_rerun_lists_every_vide
     deadline, workers = time.time() + 120, []
     while time.time() < deadline and not list((out / "videos").glob(".*.part")):
         time.sleep(0.05)  # a worker is encoding
-    workers = [c for c in children(first.pid) if alive(c)]
+    workers = [c for c in descendants(first.pid) if alive(c)]
     first.send_signal(signal.SIGKILL)
     first.wait()
     done = set((out / "videos").glob("*.mp4"))

@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import click
 import pytest
 import torch
-from conftest import assert_user_error, fast
+from conftest import alive, assert_user_error, descendants, fast
 
 
 @pytest.mark.parametrize("raised", [KeyboardInterrupt, click.Abort])
@@ -824,31 +824,6 @@ def test_5_nan_in_a_run_log_is_refused_naming_file_and_line(trained, tmp_path):
     (tmp_path / "metrics.csv").write_text("\n".join([lines[0], ",".join(row)]) + "\n")
     with pytest.raises(TkvrError, match=r"metrics.csv:2: val_top1 'nan' is not a finite number"):
         read_log(tmp_path / "metrics.csv", EPOCH_COLUMNS)
-
-
-def descendants(pid: int) -> list[int]:
-    """Live processes below `pid` at any depth (a reader is a child of the fork server)."""
-    parent = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                fields = Path(f"/proc/{d}/stat").read_text().rsplit(")", 1)[1].split()
-                if fields[0] != "Z":
-                    parent[int(d)] = int(fields[1])
-            except (OSError, IndexError, ValueError):
-                pass
-    out, frontier = [], {pid}
-    while frontier:
-        frontier = {c for c, p in parent.items() if p in frontier}
-        out.extend(frontier)
-    return out
-
-
-def alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 READER_RUN = """
