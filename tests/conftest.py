@@ -235,6 +235,22 @@ def tkvr_process(*args):
     return r.returncode, r.stdout, r.stderr
 
 
+def write_audio_only(path):
+    """An MP4 (or .m4a) holding an AAC audio stream and no video stream."""
+    import av
+    import torch
+
+    with av.open(str(path), "w", format="mp4") as c:
+        s = c.add_stream("aac", rate=16000)
+        frame = av.AudioFrame.from_ndarray(torch.zeros(1, 1024).numpy(), format="fltp", layout="mono")
+        frame.sample_rate = 16000
+        for i in range(4):
+            frame.pts = i * 1024
+            c.mux(s.encode(frame))
+        c.mux(s.encode(None))
+    return path
+
+
 def write_faststart_mp4(path, frames=48):
     """An H.264 MP4 with its index (moov) before the frames, as web downloads have."""
     import av

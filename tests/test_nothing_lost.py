@@ -170,19 +170,11 @@ def test_prepare_holds_a_line_break_in_a_name_and_its_output_checks(run_cli, tmp
 
 
 def test_prepare_names_an_audio_only_source(tmp_path):
-    import av
+    from conftest import write_audio_only
 
     from tkvr.data.prepare import encode
 
-    path = tmp_path / "speech.mp4"
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("aac", rate=16000)
-        frame = av.AudioFrame.from_ndarray(torch.zeros(1, 1024).numpy(), format="fltp", layout="mono")
-        frame.sample_rate = 16000
-        for i in range(4):
-            frame.pts = i * 1024
-            c.mux(s.encode(frame))
-        c.mux(s.encode(None))
+    path = write_audio_only(tmp_path / "speech.mp4")
     src, error, fault = encode((str(path), str(tmp_path / "o.mp4"), 320, 8, 23))
     assert error == f"{path}: no video stream (audio only?)" and not fault
 

@@ -956,19 +956,11 @@ def test_16_an_edited_config_yaml_is_named_not_a_flag(run_cli, trained, tmp_path
 
 
 def test_17_an_audio_only_file_says_so_with_either_decoder(tmp_path):
-    import av
+    from conftest import write_audio_only
 
     from tkvr.data.video import UnreadableVideo, open_reader
 
-    path = tmp_path / "speech.m4a"
-    with av.open(str(path), "w", format="mp4") as c:
-        s = c.add_stream("aac", rate=16000)
-        frame = av.AudioFrame.from_ndarray(torch.zeros(1, 1024).numpy(), format="fltp", layout="mono")
-        frame.sample_rate = 16000
-        for i in range(4):
-            frame.pts = i * 1024
-            c.mux(s.encode(frame))
-        c.mux(s.encode(None))
+    path = write_audio_only(tmp_path / "speech.m4a")
     for decoder in ("torchcodec", "pyav"):
         with pytest.raises(UnreadableVideo) as e:
             open_reader(str(path), decoder)
