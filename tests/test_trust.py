@@ -888,8 +888,8 @@ def test_14_22_convert_says_what_a_released_file_can_be(run_cli, tmp_path):
     from tkvr.base.errors import TkvrError
     from tkvr.model.backbones import build_backbone
     from tkvr.model.released import Layout
-    from tkvr.run.convert import backbone_for
     from tkvr.model.video_model import text_size
+    from tkvr.run.convert import backbone_for
 
     released_file(tmp_path / "f.pt", fusion_layers=1)
     positions = text_size(build_backbone("tiny", "none"))[1]

@@ -28,7 +28,6 @@ from pathlib import Path
 
 import lightning_fabric
 import torch
-from lightning_fabric.loggers import TensorBoardLogger
 
 from tkvr import __version__
 from tkvr.base.errors import TkvrError
@@ -39,6 +38,7 @@ from tkvr.run.checkpoint import FORMAT, HEAD_FORM, STATE_KEYS, rng_state, save_c
 from tkvr.run.collective import gather_with_grad, stop_if_not_finite
 from tkvr.run.metrics import evaluate
 from tkvr.run.settings import TrainConfig
+from tkvr.run.trackers import Trackers
 
 
 # ---------------------------------------------------------------- schedule
@@ -189,6 +189,7 @@ class Trainer:
         self.gather = gather_with_grad if o.batch_gather and fabric.world_size > 1 else None
         # earlier: seconds the run trained before this process (a resumed run's, set by fit)
         self.epoch, self.step, self.best, self.complete, self.earlier = 0, 0, -1.0, True, 0.0
+        self.trackers = None  # --logger's, opened by fit on rank 0
         self.step_lr = self.optimizer.param_groups[0]["lr"]
         # an epoch of fewer steps than --log-every logs every step: the loss curve keeps its points
         self.log_every = cfg.run.log_every if self.steps_per_epoch > cfg.run.log_every else 1
@@ -262,7 +263,8 @@ class Trainer:
             )
             ran = max(float(log.last.get("wall_s") or 0.0) for log in (self.epochs_log, self.steps_log))
             waited = float(self.steps_log.last.get("data_wait_s") or 0.0)
-        self.tb = _tensorboard(self.out) if self.cfg.run.tensorboard else None
+        names = self.cfg.run.loggers
+        self.trackers = Trackers(names, self.out, self.cfg.to_dict()) if rank0 and names else None
         if self.step == 0:  # a broken evaluation shows up now, not after an epoch
             m = self.validate(limit=2)
             say(f"sanity validation (2 batches): top-1 {m['top1']:.1f}% on {m['num_samples']} clips")
@@ -371,6 +373,8 @@ class Trainer:
                     "template": self.model.step_template(),
                 }
             )
+            if self.trackers is not None:
+                self.trackers.log({"train/loss": loss, "train/lr": lr, "train/clips_per_s": rate}, self.step)
 
     def end_epoch(self, loss: float, rate: float, wall: float, result: FitResult, stop: bool) -> dict:
         """Validate (every --eval-every epochs, and at the end), keep best and last, log the row."""
@@ -395,8 +399,8 @@ class Trainer:
             self.save(f"epoch_{self.epoch}")  # kept: the next epoch does not replace it
         if self.fabric.global_rank == 0:
             self.epochs_log.write(row)
-            if self.tb is not None:
-                self.tb.log_metrics({k: v for k, v in row.items() if isinstance(v, float)}, step=self.step)
+            if self.trackers is not None:
+                self.trackers.log({f"epoch/{k}": v for k, v in row.items() if k != "step"}, self.step)
         result.history.append(row)
         return row
 
@@ -417,13 +421,6 @@ EPOCH_COLUMNS = [
 # the loader's share (benchmarks/e2e.py).
 # template: the index (into the run's templates) this step trained against, --template-mode augment
 STEP_COLUMNS = ["epoch", "step", "loss", "lr", "clips_per_s", "wall_s", "data_wait_s", "template"]
-
-
-def _tensorboard(out: Path):
-    try:
-        return TensorBoardLogger(str(out), name="tensorboard", version="")
-    except (ImportError, ModuleNotFoundError):
-        raise TkvrError("--tensorboard needs the tensorboard package: pip install tensorboard") from None
 
 
 def write_report(path: Path, payload: dict, command: str = "") -> None:

@@ -24,6 +24,7 @@ from tkvr.base.settings import (
 )
 from tkvr.data.settings import SPLITS, DataConfig, EvalSource, SourceConfig, eval_problems, parse_views
 from tkvr.model.settings import ModelConfig
+from tkvr.run.trackers import logger_problems
 
 PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true")
 STRATEGIES = ("auto", "ddp", "fsdp")
@@ -210,7 +211,14 @@ class RunConfig(Settings):
         None, "Also keep checkpoints/epoch_N.pt every N epochs (last.pt and best.pt are always kept)."
     )
     compile: bool = setting(False, "torch.compile the visual encoder.")
-    tensorboard: bool = setting(False, "Also log to TensorBoard (needs tensorboard).")
+    logger: list[str] | None = setting(
+        None,
+        "Experiment trackers besides the CSV logs (repeat it or give a list): tensorboard, wandb, "
+        "mlflow (pip install 'tkvr[wandb]', 'tkvr[mlflow]'). Each gets the config, step losses, "
+        "epoch metrics and the final report.",
+        shown="csv only",
+    )
+    tensorboard: bool = setting(False, "Same as --logger tensorboard (kept for older command lines).")
     command: str = setting("", cli=False)  # the command line, for the report
     dry_run: bool = setting(
         False,
@@ -218,8 +226,15 @@ class RunConfig(Settings):
         "as YAML with the model's cost; write nothing, train nothing.",
     )
 
+    @property
+    def loggers(self) -> list[str]:
+        """--logger's trackers (a list or repeated), with --tensorboard's, each once."""
+        names = [x.strip() for v in self.logger or [] for x in v.split(",") if x.strip()]
+        return list(dict.fromkeys(names + (["tensorboard"] if self.tensorboard else [])))
+
     def validate(self) -> list[str]:
         problems = choice_problems(self, nested=False)  # the declared choices
+        logger_problems(problems, self.loggers)
         at_least(problems, self, 1, "eval_every", "log_every", "save_every")
         if self.init and not Path(self.init).exists():
             problems.append(f"--init {self.init}: no such file or run directory")

@@ -243,16 +243,20 @@ def _train(cfg: TrainConfig, src, train_ids, fabric, on_ready, held: ExitStack) 
         fit = trainer.fit()
     except KeyboardInterrupt:  # Ctrl-C: report.json says how far the run got, then the CLI's line
         if fabric.global_rank == 0:
-            finish(cfg, standing({}), time.time() - t0 + trainer.earlier, interrupted=True)
+            report = finish(cfg, standing({}), time.time() - t0 + trainer.earlier, interrupted=True)
+            if trainer.trackers is not None:
+                trainer.trackers.finish(report, interrupted=True)
         raise
     rank0 = fabric.global_rank == 0
     result = standing(fit.metrics, None if rank0 else fit.history)
     if rank0:
-        finish(cfg, result, time.time() - t0 + trainer.earlier)
+        report = finish(cfg, result, time.time() - t0 + trainer.earlier)
+        if trainer.trackers is not None:
+            trainer.trackers.finish(report)
     return result
 
 
-def finish(cfg: TrainConfig, r: TrainResult, wall: float, interrupted: bool = False) -> None:
+def finish(cfg: TrainConfig, r: TrainResult, wall: float, interrupted: bool = False) -> dict:
     """unreadable.txt and report.json (rank 0); the command's closing lines are tkvr.commands.train's.
     wall: seconds since the run's start (a resumed run's earlier part included). interrupted: the
     report of a run stopped by Ctrl-C, with the epochs it finished (resume it with --resume auto)."""
@@ -283,6 +287,7 @@ def finish(cfg: TrainConfig, r: TrainResult, wall: float, interrupted: bool = Fa
         "history": r.history,
     }
     write_report(r.out / "report.json", report, cfg.run.command)
+    return report
 
 
 def ready(cfg: TrainConfig, fabric, model, train_set, val_set) -> Parts:
