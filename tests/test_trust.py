@@ -674,10 +674,24 @@ def meaning_edits(kind: str, good: bytes):
         yield ("\n".join([lines[0], ",".join(row), *lines[2:]]) + "\n").encode()
 
 
-def test_a_fewshot_run_stopped_before_validation_says_so(run_cli, trained, tmp_path):
-    code, _, err = run_cli("fewshot", "--data", "toy", "--backbone", "tiny", "--frames", "2", "--batch-size", "4",
-                           "--workers", "0", "--warmup", "0", "--shots", "1", "--max-steps", "1", "--out", tmp_path / "fs")
-    assert_user_error(code, err, "--max-steps 1", "before its first validation", "no top-1")
+def test_smoke_runs_validate_the_weights_they_stopped_with(run_cli, tmp_path):
+    """--max-steps inside the first epoch: train reports the validation of the weights it has,
+    marked partial, no sentinel numbers; fewshot ends with its table, marked partial."""
+    code, out, err = run_cli("train", *fast(data="toy", limit_batches=3, limit_val_batches=1), "--epochs", "2",
+                             "--max-steps", "2", "--out", tmp_path / "r")
+    assert code == 0, err
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert report["partial"] is True and report["stopped_by"] == "--max-steps 2" and report["steps"] == 2
+    assert report["best_top1"] is None and report["final"]["num_samples"] == 16  # one val batch of 16
+    assert 0 <= report["final"]["top1"] <= 100
+    assert "final, stopped at step 2 by --max-steps (a partial run): top-1" in out and "best top-1" not in out
+    code, out, err = run_cli("fewshot", "--data", "toy", "--backbone", "tiny", "--frames", "2", "--batch-size", "4",
+                             "--workers", "0", "--warmup", "0", "--shots", "1", "--max-steps", "1",
+                             "--limit-val-batches", "1", "--out", tmp_path / "fs")
+    assert code == 0, err
+    table = json.loads((tmp_path / "fs" / "fewshot.json").read_text())
+    assert table["1"]["partial"] is True and len(table["1"]["runs"]) == 1, table
+    assert "(partial)" in out and "--max-steps stopped those runs early" in out
 
 
 # ---------------------------------------------------------------- edits that keep a file well-formed (issue 41)

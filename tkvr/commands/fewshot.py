@@ -9,7 +9,7 @@ from rich.table import Table
 
 from tkvr.base.errors import TkvrError
 from tkvr.base.fileio import writable
-from tkvr.base.progress import console
+from tkvr.base.progress import console, say
 from tkvr.base.settings import Settings, at_least, borrow, choice_problems, fail_if, setting
 from tkvr.commands.shared import Command
 from tkvr.run.settings import SHOT_SCHEDULES, RunConfig, Shared, TrainConfig, parse_shots
@@ -80,8 +80,11 @@ def show(results: dict, cfg) -> None:
     t.add_column("top-1 %", justify="right")
     t.add_column("runs", justify="right")
     for k, v in results.items():
-        t.add_row(str(k), f"{v['top1']:.2f} ± {v['std']:.2f}", str(len(v["runs"])))
+        mark = " (partial)" if v.get("partial") else ""
+        t.add_row(str(k), f"{v['top1']:.2f} ± {v['std']:.2f}{mark}", str(len(v["runs"])))
     console().print(t)
+    if any(v.get("partial") for v in results.values()):
+        say("partial: --max-steps stopped those runs early; their top-1 scores the weights they had")
 
 
 COMMAND = Command(

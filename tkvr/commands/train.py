@@ -24,10 +24,12 @@ def show(r, cfg: TrainConfig) -> None:
     """The closing lines of a run (r: tkvr.run.training.TrainResult)."""
     m = r.metrics
     if m:
+        best = f"; best top-1 {r.best_top1:.2f}%" if r.best_top1 >= 0 else ""
+        what = f"final, stopped at step {r.steps} by --max-steps (a partial run)" if r.partial else "final"
         say(
-            f"final: top-1 {m['top1']:.2f}%  top-5 {m['top5']:.2f}%  "
+            f"{what}: top-1 {m['top1']:.2f}%  top-5 {m['top5']:.2f}%  "
             f"mean class {m['mean_class_accuracy']:.2f}% "
-            f"on {m['num_samples']} val clips; best top-1 {r.best_top1:.2f}%"
+            f"on {m['num_samples']} val clips{best}"
         )
     wrote(r.out, "config.yaml, checkpoints/, metrics.csv, report.json")
 

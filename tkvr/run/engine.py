@@ -137,6 +137,7 @@ class FitResult:
     history: list[dict] = field(default_factory=list)  # one row per epoch (metrics.csv)
     metrics: dict = field(default_factory=dict)  # the last validation
     wall_s: float = 0.0  # since the run's start: a resumed run's earlier part included
+    partial: bool = False  # --max-steps stopped it before its last epoch ended (a smoke run)
 
 
 @dataclass
@@ -276,9 +277,10 @@ class Trainer:
             while self.epoch < o.epochs:
                 t0 = time.time()
                 loss, clips, finished = self.train_epoch(progress)
-                if not finished:
+                if not finished:  # --max-steps inside an epoch: a smoke run reports the weights it has
                     self.save("last")
                     say(f"stopped at step {self.step} (--max-steps) inside epoch {self.epoch + 1}")
+                    result.metrics, result.partial = self.validate(o.limit_val_batches), True
                     break
                 stop = bool(o.max_steps and self.step >= o.max_steps)
                 row = self.end_epoch(
@@ -286,6 +288,7 @@ class Trainer:
                 )
                 progress.end_epoch(row)
                 if stop:
+                    result.partial = self.epoch < o.epochs
                     break
         result.wall_s = time.time() - start
         return result

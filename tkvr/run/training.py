@@ -57,6 +57,7 @@ class TrainResult:
     model: object = None  # the trained model (Fabric-wrapped)
     backbone: object = None  # its open_clip backbone (the text tower embeds new class names)
     fabric: object = None
+    partial: bool = False  # --max-steps stopped it before its last epoch (a smoke run)
 
 
 def plan_run_dir(cfg: TrainConfig) -> Path | None:
@@ -249,6 +250,7 @@ def _train(cfg: TrainConfig, src, train_ids, fabric, on_ready, held: ExitStack) 
         raise
     rank0 = fabric.global_rank == 0
     result = standing(fit.metrics, None if rank0 else fit.history)
+    result.partial = fit.partial
     if rank0:
         report = finish(cfg, result, time.time() - t0 + trainer.earlier)
         if trainer.trackers is not None:
@@ -275,13 +277,15 @@ def finish(cfg: TrainConfig, r: TrainResult, wall: float, interrupted: bool = Fa
     report = {
         "run": str(r.out),
         **({"interrupted": True, "resume": f"tkvr train --out {r.out} --resume auto"} if interrupted else {}),
+        # a smoke run: --max-steps stopped it before its last epoch; `final` scores the weights it has
+        **({"partial": True, "stopped_by": f"--max-steps {cfg.optim.max_steps}"} if r.partial else {}),
         "wall_s": wall,
         "devices": devices,
         "device_hours": wall * devices / 3600,
         "precision": cfg.device.precision,
         "epochs": r.epochs,
         "steps": r.steps,
-        "best_top1": r.best_top1,
+        "best_top1": r.best_top1 if r.best_top1 >= 0 else None,  # None: no epoch's validation yet
         "unreadable_train": r.unreadable,
         "final": {k: m[k] for k in ("top1", "top5", "mean_class_accuracy", "num_samples")} if m else {},
         "history": r.history,
