@@ -92,7 +92,8 @@ def evaluate_checkpoint(cfg, fabric=None) -> dict:
         test_scale,
     )
     dl = eval_loader(fabric, ds, cfg.batch_size, s.workers)
-    with bar(len(dl), f"scoring {src.name} {cfg.split} ({cfg.views} views)") as tick:
+    # in a pipe (a batch job's log): a line at each tenth of the batches and at least every 30 s
+    with bar(len(dl), f"scoring {src.name} {cfg.split} ({cfg.views} views)", lines=True) as tick:
         m = evaluate(fabric, model, dl, len(src.classes), None, average, tick)
     cost = costs(model, tcfg.model.frames, input_size(preprocess_of(model)), fabric.device)
     if fabric.global_rank == 0:
