@@ -126,7 +126,7 @@ def check_train(run: Path) -> str | None:
     from tkvr.base.errors import TkvrError
     from tkvr.base.fileio import read_yaml
     from tkvr.run.checkpoint import read_checkpoint
-    from tkvr.run.engine import EPOCH_COLUMNS, STEP_COLUMNS, read_log
+    from tkvr.run.logs import EPOCH_COLUMNS, STEP_COLUMNS, read_log
 
     try:
         cfg = read_yaml(run / "config.yaml", "config.yaml") if (run / "config.yaml").exists() else None

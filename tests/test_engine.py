@@ -418,12 +418,13 @@ def test_resume_keeps_one_record_of_each_step_and_epoch(run_cli, tmp_path):
 def test_disk_full_while_logging_is_one_line(run_cli, tmp_path, monkeypatch):
     import errno
 
-    from tkvr.run import engine
+
+    from tkvr.run import logs
 
     def full(self, row):
         raise OSError(errno.ENOSPC, "No space left on device", str(self.path))
 
-    monkeypatch.setattr(engine.CsvLog, "write", full)
+    monkeypatch.setattr(logs.CsvLog, "write", full)
     code, _, err = run_cli("train", "--data", "toy", *TINY_RUN, "--limit-batches", "1", "--log-every", "1",
                            "--out", tmp_path / "run")
     lines = err.strip().splitlines()

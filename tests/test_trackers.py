@@ -63,7 +63,7 @@ def tracked(tmp_path_factory):
 
 
 def csv_logs(out):
-    from tkvr.run.engine import EPOCH_COLUMNS, STEP_COLUMNS, read_log
+    from tkvr.run.logs import EPOCH_COLUMNS, STEP_COLUMNS, read_log
 
     return read_log(out / "metrics.csv", EPOCH_COLUMNS), read_log(out / "steps.csv", STEP_COLUMNS)
 

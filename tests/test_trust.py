@@ -163,7 +163,7 @@ def test_resume_reads_its_own_files_as_user_input(run_cli, trained, tmp_path, na
 
 
 def test_a_log_row_cut_by_a_kill_is_not_kept(tmp_path):
-    from tkvr.run.engine import EPOCH_COLUMNS, history
+    from tkvr.run.logs import EPOCH_COLUMNS, history
 
     path = tmp_path / "metrics.csv"
     path.write_text(",".join(EPOCH_COLUMNS) + "\n1,4,4.1,2.3,8.8,2.3,5e-06,41.2,0.38\n2,8,3.9,5.5,1")  # cut mid-field
@@ -543,7 +543,7 @@ def readers(trained, tmp_path):
     from tkvr.data.specs import read_list
     from tkvr.model.text import load_embeddings
     from tkvr.run.checkpoint import config_of, read_checkpoint
-    from tkvr.run.engine import EPOCH_COLUMNS, STEP_COLUMNS, read_log
+    from tkvr.run.logs import EPOCH_COLUMNS, STEP_COLUMNS, read_log
     from tkvr.run.predict import Rows
     from tkvr.run.protocols import read_sample
     from tkvr.run.settings import TrainConfig
@@ -829,7 +829,7 @@ def test_3_an_embeddings_file_changed_on_disk_or_holding_nan_is_refused_naming_i
 
 def test_5_nan_in_a_run_log_is_refused_naming_file_and_line(trained, tmp_path):
     from tkvr.base.errors import TkvrError
-    from tkvr.run.engine import EPOCH_COLUMNS, read_log
+    from tkvr.run.logs import EPOCH_COLUMNS, read_log
 
     lines = (trained / "metrics.csv").read_text().splitlines()
     header = lines[0].split(",")

@@ -15,7 +15,7 @@ import click
 from click.core import ParameterSource
 
 from tkvr import __version__
-from tkvr.base.errors import WRITE_FAULTS, Fault, TkvrError, one_line
+from tkvr.base.errors import WRITE_FAULTS, Fault, Preempted, TkvrError, one_line
 from tkvr.base.procs import start_readers
 from tkvr.base.progress import (
     WRITTEN,
@@ -177,6 +177,10 @@ def main(argv=None) -> None:
         # is written whole or not at all, so what was finished before the key stays.
         click.echo("tkvr: interrupted; everything written before it is kept", err=True)
         sys.exit(130)
+    except Preempted as e:  # a scheduler's signal: the checkpoint of the last step is written
+        if is_rank_zero():
+            click.echo(f"tkvr: {e.message}", err=True)
+        sys.exit(128 + e.signum)
     except TkvrError as e:
         if is_rank_zero():  # under DDP every rank meets the same refusal: it is said once
             click.echo(f"tkvr: error: {one_line(e)}", err=True)

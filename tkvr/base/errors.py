@@ -28,3 +28,12 @@ def one_line(e: Exception) -> str:
     if "Original Traceback" in text:
         text = text.splitlines()[-1].partition(": ")[2] or text.splitlines()[-1]
     return text
+
+
+class Preempted(Exception):
+    """A run stopped by a scheduler's signal (SIGTERM, SLURM's early SIGUSR1) after writing a
+    checkpoint of its last step: the CLI says `message` (how to resume) and exits 128 + signal."""
+
+    def __init__(self, signum: int, message: str):
+        super().__init__(message)
+        self.signum, self.message = signum, message

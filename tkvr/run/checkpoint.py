@@ -36,6 +36,7 @@ STATE_KEYS = {
     "epoch",
     "step",
     "epoch_complete",
+    "partial_epoch",
     "rng",
     "config",
     "classes",
@@ -184,6 +185,15 @@ def structure_problem(ckpt: dict) -> str | None:
     for key in ("epoch", "step"):
         if key in ckpt and (not isinstance(ckpt[key], int) or isinstance(ckpt[key], bool) or ckpt[key] < 0):
             return f"'{key}' {ckpt[key]!r} is not a count"
+    part = ckpt.get("partial_epoch")
+    if part is not None and not (
+        isinstance(part, dict)
+        and isinstance(part.get("position"), int)
+        and isinstance(part.get("losses"), torch.Tensor)
+        and isinstance(part.get("steps"), list)
+        and len(part["steps"]) == len(part["losses"]) == part["position"]
+    ):
+        return "'partial_epoch' is not the batches, losses and steps of an epoch in hand"
     if ckpt.get("best_top1") is not None and not isinstance(ckpt["best_top1"], (int, float)):
         return f"'best_top1' {ckpt['best_top1']!r} is not a number"
     config = ckpt["config"]

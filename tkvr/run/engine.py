@@ -18,25 +18,21 @@ groups, begin_step); checkpoints live in tkvr.run.checkpoint, metrics in tkvr.ru
 
 from __future__ import annotations
 
-import csv
-import json
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import lightning_fabric
 import torch
 
-from tkvr import __version__
-from tkvr.base.errors import TkvrError
-from tkvr.base.fileio import atomic_write_text, finite, read_table
+from tkvr.base.errors import Preempted, TkvrError
 from tkvr.base.progress import TrainProgress, say
 from tkvr.data.loader import start_epoch
 from tkvr.run.checkpoint import FORMAT, HEAD_FORM, STATE_KEYS, rng_state, save_checkpoint, set_rng_state
 from tkvr.run.collective import gather_with_grad, stop_if_not_finite
+from tkvr.run.logs import EPOCH_COLUMNS, STEP_COLUMNS, CsvLog
 from tkvr.run.metrics import evaluate
+from tkvr.run.preempt import Signals, signal_name
 from tkvr.run.settings import TrainConfig
 from tkvr.run.trackers import Trackers
 
@@ -58,77 +54,6 @@ def lr_schedule(optimizer, warmup_steps: int, total_steps: int, kind: str = "cos
         return 0.5 * (1 + math.cos(math.pi * progress))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-# ---------------------------------------------------------------- logs
-class CsvLog:
-    """A CSV log, a row at a time. Resuming keeps the rows up to the checkpoint (`upto`: the last
-    step, or epoch, it holds) and drops the rest, which the resumed run writes again. The rows
-    kept are read as any file a user gives is (fileio.read_table): a bad value is one line naming
-    the file and line, a row cut by a kill is dropped."""
-
-    def __init__(self, path: Path, columns: list[str], key: str, upto: int | None):
-        self.path, self.columns = path, columns
-        rows = read_log(path, columns) if upto is not None and path.is_file() else []
-        rows = [r for r in rows if r[key] <= upto]
-        kept = "".join(",".join(_text(r.get(c)) for c in columns) + "\n" for r in rows)
-        atomic_write_text(",".join(columns) + "\n" + kept, path)
-        self.last = rows[-1] if rows else {}  # where a resumed run's clocks continue from
-
-    def write(self, row: dict) -> None:
-        with self.path.open("a", newline="") as f:
-            csv.writer(f).writerow([_fmt(row.get(c, "")) for c in self.columns])
-
-
-def read_log(path: Path, columns: list[str]) -> list[dict]:
-    """A run's metrics.csv or steps.csv: epoch and step whole numbers, the rest numbers."""
-    kinds = {c: int if c in ("epoch", "step", "template") else finite for c in columns}
-    rows = read_table(
-        path, f"the run's {path.name}", {c: k for c, k in kinds.items() if c in ("epoch", "step")}
-    )
-    for n, r in enumerate(rows, 2):
-        for c, kind in kinds.items():
-            v = r.get(c)
-            if v in ("", None) or not isinstance(v, str):
-                continue
-            try:
-                r[c] = kind(v)
-            except ValueError:  # NaN and inf too: tkvr writes none (a run stops first)
-                raise TkvrError(
-                    f"the run's {path.name} {path}:{n}: {c} {v!r} is not a finite number"
-                ) from None
-        if r.get("epoch") in ("", None) or r.get("step") in ("", None):
-            raise TkvrError(f"the run's {path.name} {path}:{n}: no epoch or step")
-    return rows
-
-
-def _text(v) -> str:
-    return "" if v is None else _fmt(v) if isinstance(v, float) else str(v)
-
-
-def history(path: Path) -> list[dict]:
-    """metrics.csv as rows of numbers: the whole run's history, resumes included."""
-    if not path.is_file():
-        return []
-    return [{k: v for k, v in r.items() if v not in ("", None)} for r in read_log(path, EPOCH_COLUMNS)]
-
-
-def _fmt(v):
-    return f"{v:.6g}" if isinstance(v, float) else v
-
-
-def versions() -> dict:
-    import open_clip  # deferred: open_clip is slow to import
-    import torchvision  # deferred: only this path needs torchvision
-
-    return {
-        "tkvr": __version__,
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "open_clip": open_clip.__version__,
-        "lightning_fabric": lightning_fabric.__version__,
-        "python": sys.version.split()[0],
-    }
 
 
 # ---------------------------------------------------------------- training
@@ -191,6 +116,10 @@ class Trainer:
         # earlier: seconds the run trained before this process (a resumed run's, set by fit)
         self.epoch, self.step, self.best, self.complete, self.earlier = 0, 0, -1.0, True, 0.0
         self.trackers = None  # --logger's, opened by fit on rank 0
+        self.signals = Signals()  # a scheduler's SIGTERM / SIGUSR1, asked at each step
+        # the epoch in hand: batches done, their losses and steps (what a mid-epoch checkpoint keeps)
+        self.position, self.epoch_losses, self.epoch_steps = 0, [], []
+        self.carry = None  # a resumed mid-epoch checkpoint: (batches done, losses, steps, RNG state)
         self.step_lr = self.optimizer.param_groups[0]["lr"]
         # an epoch of fewer steps than --log-every logs every step: the loss curve keeps its points
         self.log_every = cfg.run.log_every if self.steps_per_epoch > cfg.run.log_every else 1
@@ -212,6 +141,13 @@ class Trainer:
             "epoch": self.epoch,
             "step": self.step,
             "epoch_complete": self.complete,
+            "partial_epoch": None
+            if self.complete
+            else {
+                "position": self.position,
+                "losses": torch.stack(self.epoch_losses).cpu() if self.epoch_losses else torch.zeros(0),
+                "steps": list(self.epoch_steps),
+            },
             "rng": rng_state(),
             "config": self.cfg.to_dict(),
             "classes": self.classes,
@@ -229,7 +165,15 @@ class Trainer:
             )
         self.scheduler.load_state_dict(rest["scheduler"])
         self.epoch, self.step, self.best = rest["epoch"], rest["step"], rest["best_top1"]
-        if not rest["epoch_complete"]:
+        part = rest.get("partial_epoch")
+        if not rest["epoch_complete"] and part and part["position"] > 0:  # a stop at a step (signal)
+            losses = list(part["losses"].to(self.fabric.device).unbind())
+            self.carry = (part["position"], losses, list(part["steps"]), rest["rng"])
+            say(
+                f"resume: epoch {self.epoch + 1} goes on after batch {part['position']} (the batches "
+                "before are read again, not trained on)"
+            )
+        elif not rest["epoch_complete"]:
             say(f"resume: epoch {self.epoch + 1} was interrupted; it restarts from its beginning")
         else:
             set_rng_state(rest["rng"])
@@ -247,6 +191,19 @@ class Trainer:
                 self.cfg.data.view_average,
                 tick,
             )
+
+    def preempted(self) -> Preempted:
+        sig, n = self.signals.stopped, self._batches()
+        where = (
+            f"epoch {self.epoch + 1}, batch {self.position} of {n}"
+            if not self.complete
+            else f"end of epoch {self.epoch}"
+        )
+        return Preempted(
+            sig,
+            f"stopped by {signal_name(sig)} at step {self.step} ({where}); its checkpoint is written: "
+            f"continue with tkvr train --out {self.out} --resume auto",
+        )
 
     def save(self, name: str) -> None:
         save_checkpoint(self.fabric, self.out / "checkpoints" / f"{name}.pt", self.state())
@@ -273,12 +230,15 @@ class Trainer:
         result, start = FitResult(), time.time() - ran
         self.started, self.data_wait = time.perf_counter() - ran, waited
         progress = self.progress = TrainProgress(o.epochs, self.steps_per_epoch, enabled=rank0)
-        with progress:
+        with progress, self.signals.watching():
             while self.epoch < o.epochs:
                 t0 = time.time()
                 loss, clips, finished = self.train_epoch(progress)
-                if not finished:  # --max-steps inside an epoch: a smoke run reports the weights it has
+                if not finished:
                     self.save("last")
+                    if self.signals.stopped:  # preempted: the checkpoint of this step, then out
+                        raise self.preempted()
+                    # --max-steps inside an epoch: a smoke run reports the weights it has
                     say(f"stopped at step {self.step} (--max-steps) inside epoch {self.epoch + 1}")
                     result.metrics, result.partial = self.validate(o.limit_val_batches), True
                     break
@@ -287,6 +247,8 @@ class Trainer:
                     loss, clips / max(1e-9, time.time() - t0), time.time() - start, result, stop
                 )
                 progress.end_epoch(row)
+                if self.signals.agreed(self.fabric):  # the epoch's own checkpoint is the stop's
+                    raise self.preempted()
                 if stop:
                     result.partial = self.epoch < o.epochs
                     break
@@ -300,8 +262,12 @@ class Trainer:
         self.wrapped.train()
         self.complete = False
         progress.start_epoch(self.epoch)
-        t0, clips, losses, n, seen = time.time(), 0, [], self._batches(), 0
-        steps, checked = [], 0  # the optimiser step of each loss; losses before `checked` are finite
+        t0, clips, n, seen = time.time(), 0, self._batches(), 0
+        # a resumed mid-epoch stop: its batches done are read again (the readers' draws follow the
+        # same course), not trained on, then the RNG state of the stop goes on
+        skip, losses, steps, rng = self.carry or (0, [], [], None)
+        self.carry, self.epoch_losses, self.epoch_steps = None, losses, steps
+        checked = len(losses)  # the optimiser step of each loss; losses before `checked` are finite
         ready = time.perf_counter()
         for i, batch in enumerate(self.train_dl):
             self.data_wait += time.perf_counter() - ready  # the host waited this long for the batch
@@ -310,6 +276,10 @@ class Trainer:
             seen = i + 1
             if self.bad is not None:
                 self.bad.update(batch["bad"], batch.get("why"), check=fabric.world_size == 1)
+            if seen <= skip:
+                if seen == skip:
+                    set_rng_state(rng)
+                continue
             self.model.begin_step(self.step + 1, o.seed)  # all micro-batches of a step alike
             x = self.clips(batch)  # [B, T, 3, H, W]
             y = batch["label"].to(fabric.device, non_blocking=True)
@@ -323,12 +293,13 @@ class Trainer:
             if not boundary:
                 continue
             self.optimizer_step()
+            self.position = seen
             if self.step % self.log_every == 0 or seen == n:  # reading the loss syncs a GPU
                 checked = stop_if_not_finite(fabric, losses, steps, checked, self.epoch, self.out)
                 self.log_step(progress, float(loss.detach()), clips / max(1e-9, time.time() - t0))
             else:
                 progress.advance()
-            if o.max_steps and self.step >= o.max_steps and seen < n:
+            if seen < n and (self.signals.agreed(fabric) or (o.max_steps and self.step >= o.max_steps)):
                 break
             ready = time.perf_counter()
         stop_if_not_finite(fabric, losses, steps, checked, self.epoch, self.out)  # before this epoch is saved
@@ -406,27 +377,3 @@ class Trainer:
                 self.trackers.log({f"epoch/{k}": v for k, v in row.items() if k != "step"}, self.step)
         result.history.append(row)
         return row
-
-
-EPOCH_COLUMNS = [
-    "epoch",
-    "step",
-    "train_loss",
-    "val_top1",
-    "val_top5",
-    "val_mean_class",
-    "lr",
-    "clips_per_s",
-    "wall_s",
-]
-# wall_s and data_wait_s count from the start of the run's fit (a resumed run goes on from the last
-# row it keeps): the time the loop waited for batches, against the time it ran, between two rows is
-# the loader's share (benchmarks/e2e.py).
-# template: the index (into the run's templates) this step trained against, --template-mode augment
-STEP_COLUMNS = ["epoch", "step", "loss", "lr", "clips_per_s", "wall_s", "data_wait_s", "template"]
-
-
-def write_report(path: Path, payload: dict, command: str = "") -> None:
-    atomic_write_text(
-        json.dumps({"command": command, "versions": versions(), **payload}, indent=1, default=str), path
-    )

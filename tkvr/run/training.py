@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from tkvr.base.errors import TkvrError
+from tkvr.base.errors import Preempted, TkvrError
 from tkvr.base.fileio import atomic_save, atomic_write_text, hold, safe_load
 from tkvr.base.progress import count, say
 from tkvr.base.settings import freeze
@@ -38,9 +38,10 @@ from tkvr.model.heads import Head, fit_lda
 from tkvr.model.text import load_embeddings, run_templates, save_embeddings
 from tkvr.model.video_model import check_encoder, preprocess_of
 from tkvr.run.checkpoint import check_resumable, run_model, start_from
-from tkvr.run.engine import Parts, Trainer, history, write_report
+from tkvr.run.engine import Parts, Trainer
 from tkvr.run.evaluation import resolved_auto
 from tkvr.run.launch import make_fabric, precision_here
+from tkvr.run.logs import history, write_report
 from tkvr.run.metrics import extract_features
 from tkvr.run.settings import TrainConfig
 
@@ -242,11 +243,13 @@ def _train(cfg: TrainConfig, src, train_ids, fabric, on_ready, held: ExitStack) 
         return standing({})
     try:
         fit = trainer.fit()
-    except KeyboardInterrupt:  # Ctrl-C: report.json says how far the run got, then the CLI's line
+    except (KeyboardInterrupt, Preempted) as e:  # report.json says how far the run got, then the CLI's line
         if fabric.global_rank == 0:
             report = finish(cfg, standing({}), time.time() - t0 + trainer.earlier, interrupted=True)
             if trainer.trackers is not None:
                 trainer.trackers.finish(report, interrupted=True)
+        if isinstance(e, Preempted):
+            fabric.barrier()  # every rank leaves after rank 0's report: none ends the others early
         raise
     rank0 = fabric.global_rank == 0
     result = standing(fit.metrics, None if rank0 else fit.history)
