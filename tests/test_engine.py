@@ -418,7 +418,6 @@ def test_resume_keeps_one_record_of_each_step_and_epoch(run_cli, tmp_path):
 def test_disk_full_while_logging_is_one_line(run_cli, tmp_path, monkeypatch):
     import errno
 
-
     from tkvr.run import logs
 
     def full(self, row):
