@@ -47,13 +47,14 @@ def loader_args(workers: int) -> dict:
     }
 
 
-def watch(command: int, worker_id: int = 0) -> None:
-    """In a reader: end this process when the process `command` ends (a thread that waits on a
-    pidfd, Linux's handle on a process that no reused pid can fool; elsewhere a poll each second)."""
+def watch(command: int, worker_id: int = 0, code: int = 0) -> None:
+    """End this process (exit `code`) when the process `command` ends: a thread that waits on a
+    pidfd, Linux's handle on a process that no reused pid can fool; elsewhere a poll each second.
+    worker_id: the DataLoader's argument to a worker_init_fn, unused."""
     try:
         fd = os.pidfd_open(command)
-    except ProcessLookupError:  # gone before this reader started
-        os._exit(0)
+    except ProcessLookupError:  # gone before this process started watching
+        os._exit(code)
     except (OSError, AttributeError):
         fd = None
 
@@ -63,7 +64,7 @@ def watch(command: int, worker_id: int = 0) -> None:
         else:
             while _alive(command):
                 time.sleep(1.0)
-        os._exit(0)
+        os._exit(code)
 
     threading.Thread(target=wait, name="tkvr-watch", daemon=True).start()
 

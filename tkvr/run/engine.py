@@ -247,7 +247,8 @@ class Trainer:
                     loss, clips / max(1e-9, time.time() - t0), time.time() - start, result, stop
                 )
                 progress.end_epoch(row)
-                if self.signals.agreed(self.fabric):  # the epoch's own checkpoint is the stop's
+                # the epoch's own checkpoint is the stop's (after the last epoch: the run ends anyway)
+                if self.epoch < o.epochs and self.signals.agreed(self.fabric):
                     raise self.preempted()
                 if stop:
                     result.partial = self.epoch < o.epochs
