@@ -70,7 +70,8 @@ def main() -> None:
     for k in range(args.kills):
         out = work / f"run{k}"
         delay = rng.uniform(3.0, took)
-        p = subprocess.Popen(train_cmd(out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        log = work / f"run{k}.err"  # a file, not a pipe: a rank left running must not hold the benchmark
+        p = subprocess.Popen(train_cmd(out), stdout=subprocess.DEVNULL, stderr=open(log, "w"))
         start, seen = time.time(), set()
         while time.time() - start < delay and p.poll() is None:
             seen.update(descendants(p.pid))
@@ -78,7 +79,8 @@ def main() -> None:
         seen.update(descendants(p.pid))
         if p.poll() is None:
             p.send_signal(sig)
-        _, err = p.communicate()
+        p.wait()
+        err = log.read_text()
         line = next((x for x in err.splitlines() if x.startswith("tkvr: stopped by")), "")
         where = line.split(" at ", 1)[1].split(";")[0] if line else ("ended first" if p.returncode == 0 else "-")
         deadline = time.time() + 10

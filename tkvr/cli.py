@@ -16,7 +16,7 @@ from click.core import ParameterSource
 
 from tkvr import __version__
 from tkvr.base.errors import WRITE_FAULTS, Fault, Preempted, TkvrError, one_line
-from tkvr.base.procs import start_readers
+from tkvr.base.procs import end_with_launcher, start_readers
 from tkvr.base.progress import (
     WRITTEN,
     is_rank_zero,
@@ -167,6 +167,7 @@ for _command in COMMANDS:
 def main(argv=None) -> None:
     """Entry point: user mistakes become one line on stderr and exit code 2, never a traceback."""
     ARGV[:] = list(sys.argv[1:] if argv is None else argv)
+    end_with_launcher()
     for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 prints as \udcXX
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")

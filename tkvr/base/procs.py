@@ -79,6 +79,20 @@ def _alive(pid: int) -> bool:
         return True
 
 
+LAUNCHER = "TKVR_LAUNCHER_PID"  # set by a process that launches ranks: its children watch it
+
+
+def end_with_launcher() -> None:
+    """In a rank a launcher started (Lightning's for --devices N: LOCAL_RANK and LAUNCHER set;
+    torchrun's agent: LOCAL_RANK alone, the parent): end with the launcher, however it ends,
+    instead of waiting at a collective for peers that are gone (up to the backend's 30-minute
+    timeout). From the start, so a launcher killed while this rank still imports is seen too
+    (the parent would then be init already: the launcher's pid is passed down for that)."""
+    if os.environ.get("LOCAL_RANK"):
+        launcher = os.environ.get(LAUNCHER)
+        watch(int(launcher) if launcher and launcher.isdigit() else os.getppid(), code=1)
+
+
 def start_readers() -> None:
     """Start the fork server now; it imports while this process goes on."""
     from multiprocessing import forkserver  # deferred: only commands that read with workers

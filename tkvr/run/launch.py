@@ -17,7 +17,7 @@ from lightning_fabric.strategies import DDPStrategy, FSDPStrategy
 from lightning_fabric.utilities.exceptions import MisconfigurationException
 
 from tkvr.base.errors import TkvrError
-from tkvr.base.procs import watch
+from tkvr.base.procs import LAUNCHER
 from tkvr.base.progress import last_word, say, status
 from tkvr.run.settings import DeviceConfig
 
@@ -76,11 +76,8 @@ def make_fabric(device: DeviceConfig):
     except (ValueError, RuntimeError, MisconfigurationException) as e:  # no such device here
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise TkvrError(f"--accelerator {device.accelerator} --devices {device.devices}: {first}") from None
-    if os.environ.get("LOCAL_RANK"):
-        # a process a launcher started (Lightning's for --devices N, torchrun's agent): it ends
-        # with its launcher, however that ends, instead of waiting at a collective for peers
-        # that are gone (up to the backend's 30-minute timeout)
-        watch(os.getppid(), code=1)
+    if not os.environ.get("LOCAL_RANK"):  # the ranks Lightning starts now watch this process
+        os.environ[LAUNCHER] = str(os.getpid())
     with status(f"launching {device.devices} x {device.num_nodes} process(es) ({device.accelerator})"):
         fabric.launch()
     if fabric.world_size > 1 and fabric.global_rank == 0:
