@@ -29,7 +29,6 @@ import multiprocessing as mp
 import os
 import re
 import signal
-from contextlib import ExitStack, contextmanager
 from fractions import Fraction
 from pathlib import Path
 
@@ -264,13 +263,10 @@ def _prepare(s, src, out: Path, videos: Path, enc: tuple[int, int, int]) -> dict
     }
 
 
-@contextmanager
 def pool_of(workers: int):
     """The encoders, started deaf to Ctrl-C (the command answers it and stops them)."""
-    with ExitStack() as stack:
-        with deaf_children():
-            pool = stack.enter_context(mp.get_context("spawn").Pool(workers, die_with, (os.getpid(),)))
-        yield pool
+    with deaf_children():
+        return mp.get_context("spawn").Pool(workers, die_with, (os.getpid(),))
 
 
 def die_with(parent: int) -> None:

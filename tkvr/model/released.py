@@ -111,24 +111,28 @@ def layout(state: dict, path: str = "file") -> Layout:
     return out
 
 
-def matches(vision_cfg: dict, embed_dim: int, lay: Layout) -> bool:
-    """Whether an open_clip model config describes the layout's visual encoder."""
+def differences(vision_cfg: dict, embed_dim: int, lay: Layout) -> list[str]:
+    """What of a layout's visual encoder an open_clip model config does not share: its kind, or
+    image size, width, blocks, patch, embedding size ([] where it describes it)."""
     size = vision_cfg.get("image_size")
     size = size[0] if isinstance(size, (list, tuple)) else size
     layers = vision_cfg.get("layers")
-    if lay.kind == "resnet":
-        return (
-            isinstance(layers, (list, tuple))
-            and tuple(layers) == lay.layers
-            and (size, vision_cfg.get("width"), embed_dim) == (lay.image_size, lay.width, lay.embed_dim)
-        )
-    return (size, layers, vision_cfg.get("width"), vision_cfg.get("patch_size"), embed_dim) == (
-        lay.image_size,
-        lay.layers,
-        lay.width,
-        lay.patch,
-        lay.embed_dim,
-    )
+    kind = "resnet" if isinstance(layers, (list, tuple)) else "vit"
+    if kind != lay.kind:
+        return ["kind (ViT or ResNet)"]
+    pairs = {
+        "image size": (size, lay.image_size),
+        "width": (vision_cfg.get("width"), lay.width),
+        "blocks": (tuple(layers) if kind == "resnet" else layers, lay.layers),
+        "patch": (vision_cfg.get("patch_size") if kind == "vit" else None, lay.patch),
+        "embed": (embed_dim, lay.embed_dim),
+    }
+    return [k for k, (a, b) in pairs.items() if a != b]
+
+
+def matches(vision_cfg: dict, embed_dim: int, lay: Layout) -> bool:
+    """Whether an open_clip model config describes the layout's visual encoder."""
+    return not differences(vision_cfg, embed_dim, lay)
 
 
 def describe(lay: Layout) -> str:

@@ -24,7 +24,7 @@ from tkvr.base.progress import wrote
 from tkvr.data.classes import DEFAULT_TEMPLATES, resolve_classes
 from tkvr.data.specs import absolute, resolve
 from tkvr.model.backbones import BUILTIN, OPENAI_NAMES, build_backbone, model_config, open_clip_models
-from tkvr.model.released import describe, layout, matches, released_state, to_tkvr
+from tkvr.model.released import describe, differences, layout, matches, released_state, to_tkvr
 from tkvr.model.text import class_embeddings, load_embeddings
 from tkvr.run.checkpoint import FORMAT, HEAD_FORM, run_model, sealed
 from tkvr.run.settings import TrainConfig
@@ -51,12 +51,11 @@ def backbone_for(lay, asked: str | None, path: str) -> str:
             f"open_clip's {', '.join(oc[:3])} {'has' if len(oc) == 1 else 'have'} it: name the one it was "
             "fine-tuned from with --backbone, with --pretrained for its text tower or --embeddings"
         )
-    near, diff = min(
-        ((n, differences(n, lay)) for n in names), key=lambda x: (x[1][0].startswith("kind"), len(x[1]))
-    )
+    diffs = {n: differences(model_config(n)["vision_cfg"], model_config(n)["embed_dim"], lay) for n in names}
+    near = min(diffs, key=lambda n: (diffs[n][0].startswith("kind"), len(diffs[n])))  # a ViT for a ViT
     raise TkvrError(
         f"{path}: neither tkvr nor open_clip knows a CLIP with its visual encoder ({describe(lay)}; the "
-        f"nearest, {near}, differs in {', '.join(diff)}); tkvr builds a converted model from a known "
+        f"nearest, {near}, differs in {', '.join(diffs[near])}); tkvr builds a converted model from a known "
         "CLIP's config, so it cannot convert this file"
     )
 
@@ -64,25 +63,6 @@ def backbone_for(lay, asked: str | None, path: str) -> str:
 def fits(name: str, lay) -> bool:
     cfg = model_config(name)
     return bool(cfg) and matches(cfg["vision_cfg"], cfg["embed_dim"], lay)
-
-
-def differences(name: str, lay) -> list[str]:
-    """What of a layout a known CLIP does not share: kind, image size, width, blocks, patch, embed."""
-    v, dim = model_config(name)["vision_cfg"], model_config(name)["embed_dim"]
-    size = v.get("image_size")
-    size = size[0] if isinstance(size, (list, tuple)) else size
-    layers = v.get("layers")
-    kind = "resnet" if isinstance(layers, (list, tuple)) else "vit"
-    if kind != lay.kind:
-        return ["kind (ViT or ResNet)"]
-    pairs = {
-        "image size": (size, lay.image_size),
-        "width": (v.get("width"), lay.width),
-        "blocks": (tuple(layers) if kind == "resnet" else layers, lay.layers),
-        "patch": (v.get("patch_size") if kind == "vit" else None, lay.patch),
-        "embed": (dim, lay.embed_dim),
-    }
-    return [k for k, (a, b) in pairs.items() if a != b]
 
 
 def class_names(cfg, saved: dict | None) -> list[str]:

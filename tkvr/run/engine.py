@@ -300,7 +300,11 @@ class Trainer:
                 self.log_step(progress, float(loss.detach()), clips / max(1e-9, time.time() - t0))
             else:
                 progress.advance()
-            if seen < n and (self.signals.agreed(fabric) or (o.max_steps and self.step >= o.max_steps)):
+            # ranks agree on a signal where the loss is read anyway (a device sync; each step on one process)
+            ask = fabric.world_size == 1 or self.step % self.log_every == 0
+            if seen < n and (
+                (ask and self.signals.agreed(fabric)) or (o.max_steps and self.step >= o.max_steps)
+            ):
                 break
             ready = time.perf_counter()
         stop_if_not_finite(fabric, losses, steps, checked, self.epoch, self.out)  # before this epoch is saved

@@ -1,12 +1,13 @@
 """Preemption: a scheduler's SIGTERM (SLURM, Kubernetes) or SLURM's early SIGUSR1 (`#SBATCH
 --signal=USR1@120`) stops a run at its next optimiser step with a checkpoint of that step.
 
-The handler only notes the signal; the loop asks at each step boundary, all ranks together (a
+The handler only notes the signal; the loop asks at step boundaries, all ranks together (a
 signal that reached one rank stops them all at the same step, so none waits at a collective for
-the others). The checkpoint keeps where the epoch was (the batches done, their losses), so
-`--resume auto` reads those batches again without training on them (the readers' random draws
-then follow the same course) and goes on with the RNG state of the stop: the weights end equal
-to an uninterrupted run's.
+the others): every step on one process, every --log-every steps under DDP, where the loss is read
+anyway (agreeing is a collective whose answer the host must read: a device sync). The checkpoint
+keeps where the epoch was (the batches done, their losses), so `--resume auto` reads those
+batches again without training on them (the readers' random draws then follow the same course)
+and goes on with the RNG state of the stop: the weights end equal to an uninterrupted run's.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 from tkvr.base.errors import TkvrError
-from tkvr.base.fileio import atomic_write_text
+from tkvr.base.fileio import atomic_write_text, read_json
 
 # --logger NAME: (module that must import, what to install)
 PACKAGES = {
@@ -73,18 +73,19 @@ class Trackers:
     """The trackers of one run (rank 0): log(values, step) to each, finish(report) at the end."""
 
     def __init__(self, names: list[str], out: Path, config: dict):
-        self.out, self.ids_path = out, out / "trackers.json"
-        ids = json.loads(self.ids_path.read_text()) if self.ids_path.is_file() else {}
+        where = out / "trackers.json"  # the ids a resumed run continues, read as user input
+        ids = read_json(where, "the run's trackers.json") if where.is_file() else {}
         flat = flatten(config)
         self.open = []
         for name in names:
             if name != "csv":
+                known = dict(ids)
                 try:
                     self.open.append(OPEN[name](out, flat, ids))
                 except Exception as e:  # noqa: BLE001 - a tracker's own error (no key, no server)
                     raise failed(name, e) from None
-        if ids:
-            atomic_write_text(json.dumps(ids, indent=1), self.ids_path)
+                if ids != known:  # at once: a kill before the next tracker opens keeps this one's id
+                    atomic_write_text(json.dumps(ids, indent=1), where)
 
     def log(self, values: dict, step: int) -> None:
         got = numbers(values)
