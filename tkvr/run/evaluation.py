@@ -20,7 +20,7 @@ from tkvr.model.backbones import backbone_weights
 from tkvr.model.cost import cost_of, costs
 from tkvr.model.video_model import preprocess_of
 from tkvr.run.checkpoint import config_of, load_model, read_checkpoint, weights_note
-from tkvr.run.launch import make_fabric, precision_here
+from tkvr.run.launch import make_fabric, precision_here, precision_why
 from tkvr.run.metrics import evaluate, extract_features, predict_scores
 from tkvr.run.plots import plot_confusion
 
@@ -35,13 +35,16 @@ def split_features(model, src, split: str, frames: int, workers: int = 0, test_s
     return extract_features(fabric, model, eval_loader(fabric, ds, 32, workers))
 
 
-def resolved_auto(cfg) -> dict:
+def resolved_auto(cfg, device=None, inference: bool = False) -> dict:
     """What the automatic settings become on this machine (shown by --dry-run; the run itself
-    records the precision once Fabric is launched)."""
+    records the precision once Fabric is launched). device: where a scoring-only command runs
+    (`inference`), if not the run's own."""
 
     world = cfg.device.world
+    device = device or cfg.device
     return {
-        "precision": precision_here(cfg.device),
+        "precision": precision_here(device, inference=inference),
+        "precision_why": precision_why(device, inference=inference),
         "workers": workers_for(cfg.data.workers, cfg.device.devices),
         "augment": augment_on(cfg.data, cfg.device.accelerator),
         "device_batch": cfg.optim.device_batch or cfg.optim.batch_size // world,
@@ -76,7 +79,7 @@ def evaluate_checkpoint(cfg, fabric=None) -> dict:
         return eval_plan(cfg, ckpt, src, fold, swapped=classes is not None)
     tcfg, _, model = load_model(ckpt, classes)
     decoder = pick_decoder(s.decoder)
-    fabric = fabric or make_fabric(cfg.device)
+    fabric = fabric or make_fabric(cfg.device, inference=True)
     model = fabric.setup_module(model)
     # unset: as the checkpoint's run validated (runs before these settings: their old behaviour)
     test_scale = cfg.test_scale if cfg.test_scale is not None else tcfg.data.test_scale
@@ -119,7 +122,8 @@ def evaluate_checkpoint(cfg, fabric=None) -> dict:
         "fold": fold,
         "checkpoint": ckpt["path"],
         "weights": weights_note(ckpt["path"]),
-        "precision": precision_here(cfg.device),
+        "precision": precision_here(cfg.device, inference=True),
+        "precision_why": precision_why(cfg.device, inference=True),
         "per_class": {src.classes[c]: acc for c, acc in m["per_class"].items()},
         "confused": confused_pairs(m["confusion"], src.classes),
         "unreadable": [ds.samples[i].path for i in m["unreadable"]],
@@ -181,7 +185,7 @@ def eval_plan(cfg, ckpt: dict, src, fold: int, swapped: bool = False) -> dict:
     return {
         **tcfg.to_dict(),
         "weights": weights,
-        "auto": resolved_auto(tcfg),
+        "auto": resolved_auto(tcfg, cfg.device, inference=True),
         "eval": {
             "checkpoint": ckpt["path"],
             "weights": weights_note(ckpt["path"]),

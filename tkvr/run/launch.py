@@ -22,13 +22,26 @@ from tkvr.base.progress import last_word, say, status
 from tkvr.run.settings import DeviceConfig
 
 
-def resolve_precision(setting: str, accelerator: str, cuda: bool, bf16: bool, mps: bool = False) -> str:
+def resolve_precision(
+    setting: str,
+    accelerator: str,
+    cuda: bool,
+    bf16: bool,
+    mps: bool = False,
+    cpu_bf16: bool = False,
+    inference: bool = False,
+) -> str:
     """--precision auto: bf16-mixed on a CUDA device that supports bf16 (as the paper trained),
-    16-mixed on older CUDA devices, 32-true on CPU and elsewhere; any other value as given.
+    16-mixed on older CUDA devices; on a CPU, bf16-mixed for inference where the CPU computes bf16
+    natively (`cpu_bf16`), else 32-true (training on a CPU keeps float32 unless asked); 32-true
+    elsewhere. Any other value as given.
 
     >>> [resolve_precision("auto", a, c, b) for a, c, b in
     ...  (("auto", True, True), ("cuda", True, False), ("auto", False, False), ("cpu", True, True))]
     ['bf16-mixed', '16-mixed', '32-true', '32-true']
+    >>> [resolve_precision("auto", "cpu", False, False, cpu_bf16=n, inference=i) for n, i in
+    ...  ((True, True), (True, False), (False, True))]
+    ['bf16-mixed', '32-true', '32-true']
     >>> resolve_precision("16-mixed", "cpu", True, True)
     'bf16-mixed'
     """
@@ -40,15 +53,31 @@ def resolve_precision(setting: str, accelerator: str, cuda: bool, bf16: bool, mp
         return setting
     if on_cuda:
         return "bf16-mixed" if bf16 else "16-mixed"
+    if on_cpu and inference and cpu_bf16:
+        return "bf16-mixed"
     return "32-true"
 
 
-def precision_here(device: DeviceConfig, say_why: bool = False) -> str:
-    """What `device.precision` becomes on this machine (a run resolves it once and records it)."""
+def native_bf16() -> str | None:
+    """The unit with which this CPU computes bf16, as torch's own checks see it (its oneDNN
+    kernels use them): "AMX", "AVX512-BF16", or None (elsewhere bf16 is emulated: slower than
+    float32, so auto keeps float32)."""
+    if torch.cpu._is_amx_tile_supported():
+        return "AMX"
+    if torch.cpu._is_avx512_bf16_supported():
+        return "AVX512-BF16"
+    return None
+
+
+def precision_here(device: DeviceConfig, say_why: bool = False, inference: bool = False) -> str:
+    """What `device.precision` becomes on this machine (a run resolves it once and records it);
+    `inference`: for scoring only (eval, predict, zeroshot --no-train), where auto may pick bf16
+    on a CPU."""
     cuda = torch.cuda.is_available()
     mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    bf16 = cuda and torch.cuda.is_bf16_supported()
     here = resolve_precision(
-        device.precision, device.accelerator, cuda, cuda and torch.cuda.is_bf16_supported(), mps
+        device.precision, device.accelerator, cuda, bf16, mps, native_bf16() is not None, inference
     )
     if say_why and device.precision == "16-mixed" and here != device.precision:
         say(
@@ -58,8 +87,25 @@ def precision_here(device: DeviceConfig, say_why: bool = False) -> str:
     return here
 
 
-def make_fabric(device: DeviceConfig):
-    """Launch Fabric at the precision `device` resolves to here (its settings are not changed)."""
+def precision_why(device: DeviceConfig, inference: bool = False) -> str:
+    """Why `device.precision` became what precision_here says: the words a plan and a report show."""
+    here = precision_here(device, inference=inference)
+    if device.precision != "auto":
+        return "as given" if here == device.precision else "16-mixed asked: a CPU has no float16 autocast"
+    if torch.cuda.is_available() and device.accelerator in ("auto", "cuda", "gpu"):
+        return f"auto: a CUDA device {'with' if here == 'bf16-mixed' else 'without'} bf16"
+    if here == "bf16-mixed":
+        return f"auto: this CPU computes bf16 natively ({native_bf16()}); --precision 32-true for float32"
+    if not inference:
+        return "auto: training off CUDA keeps float32"
+    if native_bf16() is None:
+        return "auto: this CPU has no native bf16 (AVX512-BF16 or AMX)"
+    return "auto: float32 on this device"
+
+
+def make_fabric(device: DeviceConfig, inference: bool = False):
+    """Launch Fabric at the precision `device` resolves to here (its settings are not changed);
+    `inference`: a model that only scores (see precision_here)."""
     strategy = device.strategy
     if strategy == "fsdp":
         strategy = FSDPStrategy(state_dict_type="full")
@@ -71,7 +117,7 @@ def make_fabric(device: DeviceConfig):
             devices=device.devices,
             num_nodes=device.num_nodes,
             strategy=strategy,
-            precision=precision_here(device, say_why=True),
+            precision=precision_here(device, say_why=True, inference=inference),
         )
     except (ValueError, RuntimeError, MisconfigurationException) as e:  # no such device here
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

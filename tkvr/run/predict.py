@@ -50,7 +50,7 @@ from tkvr.data.video import (
 from tkvr.model.settings import ModelConfig
 from tkvr.model.video_model import preprocess_of, unwrap
 from tkvr.run.checkpoint import load_model, read_checkpoint, run_model
-from tkvr.run.launch import make_fabric
+from tkvr.run.launch import make_fabric, precision_here, precision_why
 from tkvr.run.settings import DeviceConfig, TrainConfig
 
 LIST_EXTS = {".txt", ".lst", ".list"}
@@ -468,7 +468,10 @@ def _predict(cfg) -> list[dict]:
             if cfg.window is not None:  # before the model is built: a refusal costs nothing
                 _first_fits(cfg, todo, frames_for(cfg, ckpt), decoder)
             model, classes, frames, scale, source = scorer(cfg, paths, ckpt)
-            fabric = make_fabric(DeviceConfig(accelerator=cfg.accelerator, precision=cfg.precision))
+            device = DeviceConfig(accelerator=cfg.accelerator, precision=cfg.precision)
+            fabric = make_fabric(device, inference=True)
+            if (why := precision_why(device, inference=True)).startswith("auto: this CPU"):
+                say(f"precision {precision_here(device, inference=True)} ({why})")
             score = Score(fabric.setup_module(model), fabric, classes, min(cfg.top_k, len(classes)))
             clips, crops = cfg.view_pair
             transform = EvalTransform(preprocess_of(model), crops, scale)

@@ -36,7 +36,7 @@ from tkvr.model.text import run_templates
 from tkvr.model.video_model import preprocess_of, swap_classes
 from tkvr.run.checkpoint import load_model, read_checkpoint, run_model, weights_note
 from tkvr.run.evaluation import resolved_auto
-from tkvr.run.launch import make_fabric
+from tkvr.run.launch import make_fabric, precision_here
 from tkvr.run.metrics import predict_scores, protocol_top1
 from tkvr.run.settings import ALL_SHOTS
 from tkvr.run.training import plan, plan_run_dir, resolve_run
@@ -296,8 +296,15 @@ def zeroshot(cfg) -> dict:
         by = scored_by(pre)
     if not cfg.no_train:
         plan_run_dir(base)  # a refused --out must fail now, not after the first row
-    fabric = make_fabric(base.device)
-    rows["without_training"] = {**score(fabric, fabric.setup_module(model), pre), "scored_by": by}
+    # scoring only (--no-train): auto may pick bf16 on a CPU; with training, both rows are scored
+    # at the run's precision, so that they differ by the training alone
+    fabric = make_fabric(base.device, inference=cfg.no_train)
+    precision = precision_here(base.device, inference=cfg.no_train)
+    rows["without_training"] = {
+        **score(fabric, fabric.setup_module(model), pre),
+        "scored_by": by,
+        "precision": precision,
+    }
     # no training: nothing was seen; the dataset is named, not the flag (the demo passes none)
     which = f"classes of {cfg.eval_data}" if cfg.no_train else "unseen classes"
     say(f"w/o train: top-1 {fmt(rows['without_training'])} on {len(unseen.classes)} {which}")
@@ -314,6 +321,7 @@ def zeroshot(cfg) -> dict:
         rows["with_training"] = {
             **score(res.fabric, res.model),
             "scored_by": scored_by(base, trained=True),
+            "precision": precision,
             **({"partial": True} if res.partial else {}),  # --max-steps cut the training short
         }
         say(f"w/ train: top-1 {fmt(rows['with_training'])} on {len(unseen.classes)} unseen classes")
@@ -347,7 +355,7 @@ def _resolved_untrained(pre, classes: int) -> dict:
     return {
         **pre.to_dict(),
         "weights": weights_plan(pre.model),
-        "auto": resolved_auto(pre),
+        "auto": resolved_auto(pre, inference=True),
         "cost": cost_of(pre, classes),
     }
 

@@ -92,7 +92,8 @@ class DeviceConfig(Settings):
     precision: str = setting(
         "auto",
         "Numeric precision; auto: bf16-mixed on CUDA devices with bf16, 16-mixed on "
-        "older CUDA, 32-true elsewhere (the run records what auto became).",
+        "older CUDA, bf16-mixed for scoring on CPUs that compute bf16 natively (AVX512-BF16, "
+        "AMX), 32-true elsewhere (the run records what auto became).",
         choices=PRECISIONS,
     )
     verbose: bool = setting(
