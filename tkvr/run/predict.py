@@ -470,7 +470,7 @@ def _predict(cfg) -> list[dict]:
             model, classes, frames, scale, source = scorer(cfg, paths, ckpt)
             device = DeviceConfig(accelerator=cfg.accelerator, precision=cfg.precision)
             fabric = make_fabric(device, inference=True)
-            if (why := precision_why(device, inference=True)).startswith("auto: this CPU"):
+            if (why := precision_why(device, inference=True)).startswith("auto: this CPU computes"):
                 say(f"precision {precision_here(device, inference=True)} ({why})")
             score = Score(fabric.setup_module(model), fabric, classes, min(cfg.top_k, len(classes)))
             clips, crops = cfg.view_pair
