@@ -54,7 +54,7 @@ def main() -> None:
     if a.checkpoint:
         cases.append((f"trained run {a.checkpoint}", f"toy val ({len(val)})", dict(files=val, checkpoint=a.checkpoint)))
     if a.videos:
-        real = sorted(str(p) for p in os.scandir(a.videos) if os.path.splitext(p.name)[1].lower() in VIDEO_EXTS)
+        real = sorted(p.path for p in os.scandir(a.videos) if os.path.splitext(p.name)[1].lower() in VIDEO_EXTS)
         cases.append((f"{a.backbone}, random weights, zero-shot", f"real clips ({len(real)})",
                       dict(files=real, backbone=a.backbone, pretrained="none", labels="k400")))
     rows = [(name, inputs, *compare(cfg)) for name, inputs, cfg in cases]
