@@ -2,22 +2,33 @@
 
 A miniature of the paper's premise (a pre-trained model's text embeddings of the class names are
 coarsely aligned with its visual features; most classes are recognisable from appearance in one
-frame, a few need time order; one video per class does not define a class):
+frame, some need time order; one video per class does not define a class):
 
-  - 54 classes. 42 are a coloured shape, `a red circle`, `an orange ring`, recognisable in any
-    single frame; 12 are six time-reversal pairs, `a teal cross moving left` / `... moving right`,
-    whose frames are the same set in opposite order (a clip travels a segment [a, b] drawn
-    independently of the direction), so an order-blind model (TAP) cannot separate a pair.
+  - 54 classes. 30 are a coloured shape, `a red circle`, `an orange ring`, recognisable in any
+    single frame; 24 are twelve time-reversal pairs, `a teal ring moving left` / `... moving
+    right`: a left-mover's clip is a right-mover's clip played backwards (a clip travels a
+    horizontal segment [a, b] drawn independently of the direction).
+  - Order-blind by construction: each clip shows 8 images, each held for 2 of its 16 frames, so
+    every view tkvr takes at 8 frames (training's random frame per segment, the test protocol's
+    clips at any offset) sees each image exactly once, and a clip and its reversal give the same
+    multiset of frames: an order-blind model (TAP) scores them alike and is at chance on a pair.
+    Frames are coded as key frames at a constant quantiser, so decoding keeps that symmetry to
+    the last level (a clip and its reversal decode to the same images).
+  - Frames that carry order: the camera looks along the scene at a slant (perspective: an object
+    at the left edge is 0.5x its size in the middle, at the right edge 1.5x), so where an object
+    is shows in its size, which the toy CLIP's embedding carries (it learnt `small` / `big`); a
+    pair's object crosses most of the width (at least 60%), so its first and last images differ.
   - Classes are similar where their words are: 8 colours in hue order (red, orange, yellow, green,
     teal, blue, purple, pink; each a neighbour of the next, pink of red) and 6 shapes in three
-    families (circle / ring, square / diamond, triangle / cross).
+    families (circle / ring, square / diamond, triangle / cross). Six of the 48 coloured shapes
+    are not in the world (DROPPED), to keep 54 classes.
   - Every clip varies: the object's size, start, speed and path, the lighting (level and a
     gradient), the background's tint and texture, 0-4 smaller static distractor shapes of any
     colour, washed out, a bar that occludes part of the scene (40% of clips), sensor noise and
     a per-clip shift of the object's colour. The videos are another domain than the stills
     (`Scene(video=True)`): the camera's colour response (CAMERA), flatter contrast, more noise,
     wider ranges of size, lighting and tint.
-  - Zero-shot: 14 of the 42 coloured shapes and 2 of the 6 pairs (18 classes) are held out:
+  - Zero-shot: 10 of the 30 coloured shapes and 4 of the 12 pairs (18 classes) are held out:
     `toy@seen` (36 classes) and `toy@unseen` (18); every word of an unseen name occurs in seen ones.
   - No horizontal flip for this dataset (it would turn `left` into `right`).
 
@@ -59,36 +70,52 @@ COLOURS = {
 }
 SHAPES = ("circle", "ring", "square", "diamond", "triangle", "cross")  # families: pairs in this order
 MOTIONS = ("left", "right")
-# the coloured shapes whose classes are a time-reversal pair instead of a single class
+# the coloured shapes whose classes are a time-reversal pair instead of a single class: each
+# shape twice, each colour once or twice
 PAIRED = (
     ("red", "diamond"),
+    ("red", "ring"),
+    ("orange", "square"),
     ("yellow", "circle"),
-    ("green", "cross"),
+    ("yellow", "cross"),
+    ("green", "triangle"),
     ("teal", "ring"),
+    ("teal", "square"),
     ("blue", "triangle"),
-    ("pink", "square"),
+    ("purple", "circle"),
+    ("purple", "diamond"),
+    ("pink", "cross"),
 )
-# held out for zero-shot: 14 single classes and 2 pairs; every colour and shape stays among the seen
+# not in the world (one of each shape): 30 single classes + 12 pairs = 54 classes
+DROPPED = (
+    ("orange", "diamond"),
+    ("green", "ring"),
+    ("blue", "square"),
+    ("pink", "circle"),
+    ("red", "cross"),
+    ("teal", "triangle"),
+)
+# held out for zero-shot: 10 single classes and 4 pairs; every colour and shape stays among the seen
 HELD_OUT = (
     ("red", "circle"),
-    ("red", "cross"),
-    ("orange", "square"),
     ("orange", "triangle"),
+    ("orange", "cross"),
     ("yellow", "ring"),
-    ("yellow", "diamond"),
-    ("green", "circle"),
-    ("teal", "square"),
-    ("teal", "triangle"),
-    ("blue", "cross"),
+    ("green", "diamond"),
+    ("teal", "cross"),
+    ("blue", "ring"),
     ("blue", "diamond"),
-    ("purple", "ring"),
+    ("purple", "square"),
     ("pink", "triangle"),
-    ("pink", "diamond"),
-    ("green", "cross"),
-    ("blue", "triangle"),
+    ("red", "ring"),
+    ("yellow", "cross"),
+    ("green", "triangle"),
+    ("purple", "diamond"),
 )
-VERSION = 3
+VERSION = 4
 CAMERA = torch.tensor([1.3, 1.0, 0.7])  # the videos' white balance (red, green, blue gains)
+HOLD = 2  # frames each image of a clip is held for
+NEAR, FAR = 1.5, 0.5  # the videos' perspective: size at the right and left edges, x the middle's
 WORLD = {"size": 64, "frames": 16, "fps": 8, "train_per_class": 16, "val_per_class": 4, "seed": 0}
 
 
@@ -105,7 +132,8 @@ def triples() -> list[tuple[str, str, str | None]]:
     out = []
     for c in COLOURS:
         for s in SHAPES:
-            out += [(c, s, m) for m in MOTIONS] if (c, s) in PAIRED else [(c, s, None)]
+            if (c, s) not in DROPPED:
+                out += [(c, s, m) for m in MOTIONS] if (c, s) in PAIRED else [(c, s, None)]
     return out
 
 
@@ -214,7 +242,9 @@ class Scene:
         self.rgb = (
             torch.tensor(COLOURS[colour], dtype=torch.float32) + (torch.rand(3, generator=g) * 2 - 1) * 18
         )
-        self.r = size * _u(g, *((0.08, 0.22) if video else (0.10, 0.19)))
+        # a video's size is the one in the middle of the width; perspective scales it (`radius`)
+        self.r = size * _u(g, *((0.09, 0.17) if video else (0.10, 0.19)))
+        self.video = video
         self.cast, self.contrast = torch.ones(3, 1, 1), 1.0
         if video:
             # videos are another domain than the stills the toy CLIP saw (as Kinetics is for CLIP's
@@ -225,6 +255,18 @@ class Scene:
             self.contrast = _u(g, 0.7, 0.9)
             self.noise = _u(g, 0, 12)
 
+    def radius(self, cx: float) -> float:
+        """The object's half-extent at x = cx: in a video, FAR x its size at the left edge, NEAR x
+        at the right (the camera looks along the scene at a slant); in a still, its size."""
+        if not self.video:
+            return self.r
+        return self.r * (FAR + (NEAR - FAR) * cx / self.size)
+
+    def bounds(self) -> tuple[float, float]:
+        """Where the object's centre may be, its largest extent inside the frame."""
+        r = self.r * (NEAR if self.video else 1.0)
+        return r + 1, self.size - r - 1
+
     def frame(
         self, cx: float, cy: float, g: torch.Generator, trail: tuple[float, float] | None = None
     ) -> torch.Tensor:
@@ -234,7 +276,7 @@ class Scene:
             for k, alpha in ((3, 0.15), (2, 0.3), (1, 0.45)):
                 m = shape_mask(self.shape, cx - k * trail[0], cy - k * trail[1], self.r, self.size)
                 img[:, m] = (1 - alpha) * img[:, m] + alpha * self.rgb[:, None]
-        img[:, shape_mask(self.shape, cx, cy, self.r, self.size)] = self.rgb[:, None]
+        img[:, shape_mask(self.shape, cx, cy, self.radius(cx), self.size)] = self.rgb[:, None]
         if self.occluder is not None:
             img[:, self.occluder[0]] = self.occluder[1]
         img = img * self.light * self.cast
@@ -247,20 +289,22 @@ class Scene:
 def make_clip(
     colour: str, shape: str, motion: str | None, g: torch.Generator, size: int = 64, frames: int = 16
 ) -> torch.Tensor:
-    """uint8 [T, 3, H, W]. A single class's object wanders (random start, speed and heading, bouncing
-    off the edges); a pair's travels a horizontal segment [a, b], a -> b for `right` and the same
-    frames in reverse for `left`."""
+    """uint8 [T, 3, H, W]: frames // HOLD images, each held for HOLD frames. A single class's object
+    wanders (random start, speed and heading, bouncing off the edges); a pair's crosses a
+    horizontal segment [a, b] of at least 60% of the width, a -> b for `right` and the same images
+    in reverse for `left`."""
     sc = Scene(colour, shape, g, size, video=True)
-    lo, hi = sc.r + 1, size - sc.r - 1
+    lo, hi = sc.bounds()
+    steps = frames // HOLD
     if motion is None:
         x, y = _u(g, lo, hi), _u(g, lo, hi)
-        speed, heading = _u(g, 0.3, 2.0), _u(g, 0, 6.2832)
+        speed, heading = HOLD * _u(g, 0.3, 2.0), _u(g, 0, 6.2832)
         vx, vy = (
             speed * float(torch.cos(torch.tensor(heading))),
             speed * float(torch.sin(torch.tensor(heading))),
         )
         path = []
-        for _ in range(frames):
+        for _ in range(steps):
             path.append((x, y))
             x, y = x + vx, y + vy
             if not lo <= x <= hi:
@@ -268,23 +312,32 @@ def make_clip(
             if not lo <= y <= hi:
                 vy, y = -vy, min(max(y, lo), hi)
     else:
-        a = lo + (hi - lo) * 0.45 * _u(g)
-        b = hi - (hi - lo) * 0.45 * _u(g)  # b - a >= 10% of the range
+        a = lo + (hi - lo) * 0.2 * _u(g)
+        b = hi - (hi - lo) * 0.2 * _u(g)  # b - a >= 60% of the range
         across = _u(g, lo, hi)
-        path = [(a + (b - a) * t / (frames - 1), across) for t in range(frames)]
-    clip = torch.stack([sc.frame(x, y, g) for x, y in path])
-    return clip.flip(0) if motion == "left" else clip
+        path = [(a + (b - a) * t / (steps - 1), across) for t in range(steps)]
+    images = torch.stack([sc.frame(x, y, g) for x, y in path])  # [T / HOLD, 3, H, W]
+    images = images.flip(0) if motion == "left" else images
+    return images.repeat_interleave(HOLD, 0)
 
 
-def write_video(frames: torch.Tensor, path: Path, fps: int) -> None:
-    """uint8 [T, 3, H, W] -> an H.264 file, through torchcodec or, without FFmpeg libraries, PyAV."""
+# every frame a key frame at one quantiser: a frame decodes to the same image wherever it stands,
+# so a clip written backwards decodes to the same images backwards (rate control at a constant
+# quality would code a frame by what came before it)
+INTRA = {"g": 1, "qp": 12}
+
+
+def write_video(frames: torch.Tensor, path: Path, fps: int, intra: bool = False) -> None:
+    """uint8 [T, 3, H, W] -> an H.264 file, through torchcodec or, without FFmpeg libraries, PyAV;
+    intra: every frame a key frame (INTRA), as the toy world's; else at a constant quality."""
+    options = dict(INTRA) if intra else {"crf": 12}
     if torchcodec_error() is None:
         from torchcodec.encoders import (
             VideoEncoder,  # deferred: loads FFmpeg's libraries, only when a video is read or written
         )
 
         VideoEncoder(frames, frame_rate=fps).to_file(
-            str(path), codec="libx264", pixel_format="yuv420p", crf=12
+            str(path), codec="libx264", pixel_format="yuv420p", extra_options=options
         )
         return
     import av  # deferred: PyAV, the fallback decoder, loads only when a file needs it
@@ -293,7 +346,7 @@ def write_video(frames: torch.Tensor, path: Path, fps: int) -> None:
         stream = out.add_stream("libx264", rate=fps)
         stream.width, stream.height = frames.shape[-1], frames.shape[-2]
         stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": "12"}
+        stream.options = {k: str(v) for k, v in options.items()}
         for f in frames:
             frame = av.VideoFrame.from_ndarray(f.permute(1, 2, 0).contiguous().numpy(), format="rgb24")
             for packet in stream.encode(frame):
@@ -343,7 +396,7 @@ def build_world(folder: Path, world: dict) -> None:
         for rel, y in rows:
             colour, shape, motion = kinds[y]
             clip = make_clip(colour, shape, motion, g, world["size"], world["frames"])
-            write_video(clip, folder / rel, world["fps"])
+            write_video(clip, folder / rel, world["fps"], intra=True)
     (folder / "world.json").write_text(json.dumps({"version": VERSION, **world}, indent=1))
 
 
