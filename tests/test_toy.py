@@ -189,9 +189,9 @@ def test_an_order_blind_model_cannot_tell_a_pair_apart():
     with tempfile.TemporaryDirectory() as d:
         write_video(clip, f"{d}/r.mp4", 8, intra=True)
         write_video(clip.flip(0), f"{d}/l.mp4", 8, intra=True)
-        r, l = (open_reader(f"{d}/{x}.mp4", "torchcodec") for x in "rl")
-        fwd, rev = r.read(list(range(n))), l.read(list(range(n)))
-        r.close(), l.close()
+        ra, rb = (open_reader(f"{d}/{x}.mp4", "torchcodec") for x in "rl")
+        fwd, rev = ra.read(list(range(n))), rb.read(list(range(n)))
+        ra.close(), rb.close()
     assert torch.equal(fwd.flip(0), rev)  # key frames at one quantiser: nothing depends on order
 
     src = resolve("toy", write=False)
