@@ -470,8 +470,9 @@ def _predict(cfg) -> list[dict]:
             model, classes, frames, scale, source = scorer(cfg, paths, ckpt)
             device = DeviceConfig(accelerator=cfg.accelerator, precision=cfg.precision)
             fabric = make_fabric(device, inference=True)
-            if (why := precision_why(device, inference=True)).startswith("auto: this CPU computes"):
-                say(f"precision {precision_here(device, inference=True)} ({why})")
+            here = precision_here(device, inference=True)
+            if cfg.precision == "auto" and here == "bf16-mixed" and fabric.device.type == "cpu":
+                say(f"precision {here} ({precision_why(device, inference=True)})")  # not float32 as before
             score = Score(fabric.setup_module(model), fabric, classes, min(cfg.top_k, len(classes)))
             clips, crops = cfg.view_pair
             transform = EvalTransform(preprocess_of(model), crops, scale)
