@@ -20,7 +20,7 @@ from tkvr.model.backbones import backbone_weights
 from tkvr.model.cost import cost_of, costs
 from tkvr.model.video_model import preprocess_of
 from tkvr.run.checkpoint import config_of, load_model, read_checkpoint, weights_note
-from tkvr.run.launch import make_fabric, precision_here, precision_why
+from tkvr.run.launch import make_fabric, resolution
 from tkvr.run.metrics import evaluate, extract_features, predict_scores
 from tkvr.run.plots import plot_confusion
 
@@ -41,10 +41,10 @@ def resolved_auto(cfg, device=None, inference: bool = False) -> dict:
     (`inference`), if not the run's own."""
 
     world = cfg.device.world
-    device = device or cfg.device
+    precision, why = resolution(device or cfg.device, inference)
     return {
-        "precision": precision_here(device, inference=inference),
-        "precision_why": precision_why(device, inference=inference),
+        "precision": precision,
+        "precision_why": why,
         "workers": workers_for(cfg.data.workers, cfg.device.devices),
         "augment": augment_on(cfg.data, cfg.device.accelerator),
         "device_batch": cfg.optim.device_batch or cfg.optim.batch_size // world,
@@ -99,6 +99,7 @@ def evaluate_checkpoint(cfg, fabric=None) -> dict:
     with bar(len(dl), f"scoring {src.name} {cfg.split} ({cfg.views} views)", lines=True) as tick:
         m = evaluate(fabric, model, dl, len(src.classes), None, average, tick)
     cost = costs(model, tcfg.model.frames, input_size(preprocess_of(model)), fabric.device)
+    precision, why = resolution(cfg.device, inference=True)  # what make_fabric launched
     if fabric.global_rank == 0:
         if cfg.per_class:
             atomic_write_text(per_class_csv(m["confusion"], src.classes), cfg.per_class)
@@ -122,8 +123,8 @@ def evaluate_checkpoint(cfg, fabric=None) -> dict:
         "fold": fold,
         "checkpoint": ckpt["path"],
         "weights": weights_note(ckpt["path"]),
-        "precision": precision_here(cfg.device, inference=True),
-        "precision_why": precision_why(cfg.device, inference=True),
+        "precision": precision,
+        "precision_why": why,
         "per_class": {src.classes[c]: acc for c, acc in m["per_class"].items()},
         "confused": confused_pairs(m["confusion"], src.classes),
         "unreadable": [ds.samples[i].path for i in m["unreadable"]],

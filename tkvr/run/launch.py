@@ -22,6 +22,15 @@ from tkvr.base.progress import last_word, say, status
 from tkvr.run.settings import DeviceConfig
 
 
+def _where(accelerator: str, cuda: bool, mps: bool) -> str:
+    """Where --accelerator puts a model: "cuda", "cpu" or "other" (mps and the like)."""
+    if cuda and accelerator in ("auto", "cuda", "gpu"):
+        return "cuda"
+    if accelerator == "cpu" or (accelerator == "auto" and not cuda and not mps):
+        return "cpu"
+    return "other"
+
+
 def resolve_precision(
     setting: str,
     accelerator: str,
@@ -45,15 +54,14 @@ def resolve_precision(
     >>> resolve_precision("16-mixed", "cpu", True, True)
     'bf16-mixed'
     """
-    on_cuda = cuda and accelerator in ("auto", "cuda", "gpu")
-    on_cpu = accelerator == "cpu" or (accelerator == "auto" and not cuda and not mps)
-    if setting == "16-mixed" and on_cpu:
+    where = _where(accelerator, cuda, mps)
+    if setting == "16-mixed" and where == "cpu":
         return "bf16-mixed"  # CPUs have no float16 autocast; Lightning would switch it with a warning
     if setting != "auto":
         return setting
-    if on_cuda:
+    if where == "cuda":
         return "bf16-mixed" if bf16 else "16-mixed"
-    if on_cpu and inference and cpu_bf16:
+    if where == "cpu" and inference and cpu_bf16:
         return "bf16-mixed"
     return "32-true"
 
@@ -69,38 +77,42 @@ def native_bf16() -> str | None:
     return None
 
 
-def precision_here(device: DeviceConfig, say_why: bool = False, inference: bool = False) -> str:
-    """What `device.precision` becomes on this machine (a run resolves it once and records it);
-    `inference`: for scoring only (eval, predict, zeroshot --no-train), where auto may pick bf16
-    on a CPU."""
+def resolution(device: DeviceConfig, inference: bool = False) -> tuple[str, str]:
+    """(what `device.precision` becomes on this machine, why in words: what a plan and a report
+    show); `inference`: for scoring only (eval, predict, zeroshot --no-train), where auto may
+    pick bf16 on a CPU."""
     cuda = torch.cuda.is_available()
     mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    unit = native_bf16()
     bf16 = cuda and torch.cuda.is_bf16_supported()
     here = resolve_precision(
-        device.precision, device.accelerator, cuda, bf16, mps, native_bf16() is not None, inference
+        device.precision, device.accelerator, cuda, bf16, mps, unit is not None, inference
     )
+    where = _where(device.accelerator, cuda, mps)
+    if device.precision != "auto":
+        why = "as given" if here == device.precision else "16-mixed asked: a CPU has no float16 autocast"
+    elif where == "cuda":
+        why = f"auto: a CUDA device {'with' if bf16 else 'without'} bf16"
+    elif where != "cpu":
+        why = "auto: float32 on this device"
+    elif not inference:
+        why = "auto: training off CUDA keeps float32"
+    elif unit:
+        why = f"auto: this CPU computes bf16 natively ({unit}); --precision 32-true for float32"
+    else:
+        why = "auto: this CPU has no native bf16 (AVX512-BF16 or AMX)"
+    return here, why
+
+
+def precision_here(device: DeviceConfig, say_why: bool = False, inference: bool = False) -> str:
+    """What `device.precision` becomes on this machine (a run resolves it once and records it)."""
+    here = resolution(device, inference)[0]
     if say_why and device.precision == "16-mixed" and here != device.precision:
         say(
             "--precision 16-mixed: a CPU has no float16 autocast; running bf16-mixed instead "
             "(recorded in the run)"
         )
     return here
-
-
-def precision_why(device: DeviceConfig, inference: bool = False) -> str:
-    """Why `device.precision` became what precision_here says: the words a plan and a report show."""
-    here = precision_here(device, inference=inference)
-    if device.precision != "auto":
-        return "as given" if here == device.precision else "16-mixed asked: a CPU has no float16 autocast"
-    if torch.cuda.is_available() and device.accelerator in ("auto", "cuda", "gpu"):
-        return f"auto: a CUDA device {'with' if here == 'bf16-mixed' else 'without'} bf16"
-    if here == "bf16-mixed":
-        return f"auto: this CPU computes bf16 natively ({native_bf16()}); --precision 32-true for float32"
-    if not inference:
-        return "auto: training off CUDA keeps float32"
-    if native_bf16() is None:
-        return "auto: this CPU has no native bf16 (AVX512-BF16 or AMX)"
-    return "auto: float32 on this device"
 
 
 def make_fabric(device: DeviceConfig, inference: bool = False):

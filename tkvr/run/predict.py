@@ -50,7 +50,7 @@ from tkvr.data.video import (
 from tkvr.model.settings import ModelConfig
 from tkvr.model.video_model import preprocess_of, unwrap
 from tkvr.run.checkpoint import load_model, read_checkpoint, run_model
-from tkvr.run.launch import make_fabric, precision_here, precision_why
+from tkvr.run.launch import make_fabric, resolution
 from tkvr.run.settings import DeviceConfig, TrainConfig
 
 LIST_EXTS = {".txt", ".lst", ".list"}
@@ -470,9 +470,9 @@ def _predict(cfg) -> list[dict]:
             model, classes, frames, scale, source = scorer(cfg, paths, ckpt)
             device = DeviceConfig(accelerator=cfg.accelerator, precision=cfg.precision)
             fabric = make_fabric(device, inference=True)
-            here = precision_here(device, inference=True)
+            here, why = resolution(device, inference=True)
             if cfg.precision == "auto" and here == "bf16-mixed" and fabric.device.type == "cpu":
-                say(f"precision {here} ({precision_why(device, inference=True)})")  # not float32 as before
+                say(f"precision {here} ({why})")  # not float32 as before
             score = Score(fabric.setup_module(model), fabric, classes, min(cfg.top_k, len(classes)))
             clips, crops = cfg.view_pair
             transform = EvalTransform(preprocess_of(model), crops, scale)
