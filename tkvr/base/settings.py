@@ -40,12 +40,17 @@ def setting(
     required: bool = False,
     negatable: bool = False,
     shown: str | None = None,
+    parse=None,
+    text=None,
 ):
     """One setting: a dataclass field whose metadata the CLI turns into its option.
 
     flag: the option's name when it is not `--` + the field name with dashes (`--template`);
     cli=False: a config value with no option (set by code); negatable: `--x/--no-x`;
-    shown: the default as help shows it, where the value is resolved later ("cores per device - 1").
+    shown: the default as help shows it, where the value is resolved later ("cores per device - 1");
+    parse / text: a setting typed as text ('4x3') whose value is typed ((4, 3)): `parse` turns the
+    text into the value once, when it is set (a TkvrError: kept as `Unparsed` for `validate` to
+    report), and `text` writes the value back as config.yaml and --help show it.
     """
     meta = {
         "help": help,
@@ -55,6 +60,8 @@ def setting(
         "required": required,
         "negatable": negatable,
         "shown": shown,
+        "parse": parse,
+        "text": text,
     }
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
@@ -154,6 +161,8 @@ def choice_problems(obj, nested: bool = True) -> list[str]:
         value = getattr(obj, f.name)
         if _is_group(f):
             problems += choice_problems(value) if nested else []
+        elif isinstance(value, Unparsed):  # a typed setting's text that did not parse
+            problems.append(value.problem)
         elif f.metadata.get("choices") and value is not None and value not in f.metadata["choices"]:
             flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
             problems.append(f"{flag} {value!r}: choose one of {', '.join(map(str, f.metadata['choices']))}")
@@ -180,6 +189,9 @@ def value_problem(f: dataclasses.Field, value) -> str | None:
     """Why `value` cannot be setting `f` (its declared type; a float must be finite), or None.
     The command line's values are typed by click; this checks those read from files (a run's
     config.yaml, a checkpoint's config) with the same declaration."""
+    if f.metadata.get("parse"):
+        parsed = parsed_value(f, value)
+        return f"{value!r}: {parsed.problem}" if isinstance(parsed, Unparsed) else None
     kind = str(f.type).replace(" ", "")
     optional = kind.endswith("|None")
     kind = kind.removesuffix("|None")
@@ -218,6 +230,59 @@ def type_problems(obj) -> list[str]:
     return problems
 
 
+class Unparsed(str):
+    """The text of a typed setting that did not parse; `problem` says why (its flag named)."""
+
+    problem = ""
+
+
+def parsed_value(f: dataclasses.Field, value):
+    """Setting `f`'s value from its text (`setting(parse=...)`); a value already typed stays."""
+    parse = f.metadata.get("parse")
+    if parse is None or not isinstance(value, str) or isinstance(value, Unparsed):
+        return value
+    try:
+        return parse(value)
+    except TkvrError as e:
+        bad = Unparsed(value)
+        bad.problem = str(e)
+        return bad
+
+
+def unparsed_problems(obj) -> list[str]:
+    """Why each typed setting of a (nested) config that did not parse was refused."""
+    problems = []
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if _is_group(f):
+            problems += unparsed_problems(value)
+        elif isinstance(value, Unparsed):
+            problems.append(value.problem)
+    return problems
+
+
+def plain(obj) -> dict:
+    """A (nested) config as config.yaml holds it: typed settings written back as their text."""
+    out = {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if _is_group(f):
+            out[f.name] = plain(value)
+        elif f.metadata.get("text") and value is not None and not isinstance(value, Unparsed):
+            out[f.name] = f.metadata["text"](value)
+        else:
+            out[f.name] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else _copy(value)
+    return out
+
+
+def _copy(value):
+    if isinstance(value, (list, tuple)):
+        return type(value)(_copy(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    return value
+
+
 class Frozen(TypeError):
     """A resolved run's settings were changed: resolution happens once, in one place."""
 
@@ -231,6 +296,9 @@ class Settings:
     def __setattr__(self, name, value):
         if self._frozen:
             raise Frozen(f"{type(self).__name__}.{name}: resolved settings are read-only; resolve again")
+        f = self.__dataclass_fields__.get(name)
+        if f is not None and f.metadata.get("parse"):
+            value = parsed_value(f, value)  # typed once, here: no layer parses it again
         super().__setattr__(name, value)
 
 
@@ -322,7 +390,7 @@ def option(name: str, f):
     """The click option of one setting (`setting`): flag, type, default, choices, help."""
     meta = f.metadata
     flag = meta.get("flag") or "--" + name.replace("_", "-")
-    kind = str(f.type).replace(" | None", "").strip()
+    kind = "str" if meta.get("parse") else str(f.type).replace(" | None", "").strip()
     multiple = kind.startswith("list[")
     kind = kind[5:-1] if multiple else kind
     default = None if f.default is MISSING else f.default

@@ -12,7 +12,7 @@ from tkvr.base.fileio import writable
 from tkvr.base.progress import console, count, say
 from tkvr.base.settings import Settings, borrow, fail_if, setting
 from tkvr.commands.shared import Command
-from tkvr.data.settings import CheckSource, DataConfig, eval_problems, parse_views, stem_of
+from tkvr.data.settings import CheckSource, DataConfig, eval_problems, stem_of
 from tkvr.model.settings import ModelConfig, frames_problems
 from tkvr.run.settings import Shared
 
@@ -25,7 +25,7 @@ class CheckConfig(Settings):
     frames: int | None = borrow(
         ModelConfig, "frames", default=None, help="Frames read per video.", shown="8; the checkpoint's"
     )
-    views: str = borrow(
+    views: tuple[int, int] = borrow(
         DataConfig,
         "views",
         default="1x1",
@@ -54,7 +54,7 @@ class CheckConfig(Settings):
     def validate(self) -> None:
         problems = self.source.validate()
         frames_problems(problems, self)
-        problems += eval_problems(self.views, self.test_scale, None)
+        problems += eval_problems(self.test_scale, None)
         if self.files and self.source.data:
             problems.append("give --data DATASET to check a split, or FILES to read, not both")
         if not self.files and not self.source.data:
@@ -71,7 +71,7 @@ class CheckConfig(Settings):
             ):
                 if v is not None:
                     problems.append(f"{flag} applies to FILES; give video or image files")
-            if self.views != "1x1":
+            if self.views != (1, 1):
                 problems.append("--views applies to FILES; give video or image files")
         if self.checkpoint and self.backbone:
             problems.append("--checkpoint and --backbone both name the model; give one")
@@ -99,7 +99,7 @@ def run(cfg: CheckConfig) -> dict:
     return check_files(
         cfg.files,
         frames=cfg.frames or frames,
-        views=parse_views(cfg.views),
+        views=cfg.views,
         size=size,
         scale=cfg.test_scale if cfg.test_scale is not None else scale,
         decoder=cfg.source.decoder,

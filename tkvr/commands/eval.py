@@ -6,7 +6,6 @@ from rich.table import Table
 
 from tkvr.base.progress import console, say
 from tkvr.commands.shared import Command
-from tkvr.data.settings import parse_views
 from tkvr.run.settings import EvalConfig
 
 
@@ -20,7 +19,7 @@ def show(report: dict, cfg) -> None:
     t = Table(title=f"{report['data']} / {report['split']}, views {report['views']}")
     for col in ("top-1 %", "top-5 %", "mean class %", "samples", "GFLOPs x views", "params (M)"):
         t.add_column(col, justify="right")
-    c, s = parse_views(report["views"])
+    c, s = cfg.views
     t.add_row(
         f"{report['top1']:.2f}",
         f"{report['top5']:.2f}",

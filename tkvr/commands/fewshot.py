@@ -7,21 +7,22 @@ from typing import ClassVar
 
 from rich.table import Table
 
-from tkvr.base.errors import TkvrError
 from tkvr.base.fileio import writable
 from tkvr.base.progress import console, say
 from tkvr.base.settings import Settings, at_least, borrow, choice_problems, fail_if, setting
 from tkvr.commands.shared import Command
-from tkvr.run.settings import SHOT_SCHEDULES, RunConfig, Shared, TrainConfig, parse_shots
+from tkvr.run.settings import SHOT_SCHEDULES, RunConfig, Shared, TrainConfig, parse_shots, shots_text
 
 
 @dataclass
 class FewshotConfig(Settings):
     train: TrainConfig = field(default_factory=TrainConfig)
-    shots: str = setting(
+    shots: list[int] = setting(
         "1,3,5,all",
         "K values to sweep, comma-separated; 'all' is the full training split "
         "(the paper's Table 8: 1, 3, 5 and All).",
+        parse=parse_shots,
+        text=shots_text,
     )
     shot_schedule: str = setting(
         "paper",
@@ -49,17 +50,8 @@ class FewshotConfig(Settings):
     json: str | None = borrow(Shared, "json")
     hidden: ClassVar[tuple] = ("out", "resume")  # of the train group: one run per K and seed, fresh
 
-    @property
-    def ks(self) -> list[int]:
-        """--shots as the K values (ALL_SHOTS for all); the setting records the text."""
-        return parse_shots(self.shots)
-
     def validate(self) -> None:
         problems = self.train.problems()
-        try:
-            parse_shots(self.shots)
-        except TkvrError as e:
-            problems.append(str(e))
         at_least(problems, self, 1, "repeats", "epoch_size", "shot_epochs")
         problems += choice_problems(self, nested=False)
         writable(problems, "--out", self.out, folder=True)

@@ -10,7 +10,7 @@ from tkvr.base.fileio import writable
 from tkvr.base.progress import console
 from tkvr.base.settings import Settings, at_least, borrow, choice_problems, fail_if, figure_problems, setting
 from tkvr.commands.shared import Command
-from tkvr.data.settings import DataConfig, SourceConfig, eval_problems, parse_views
+from tkvr.data.settings import DataConfig, SourceConfig, eval_problems, views_text
 from tkvr.model.settings import ModelConfig, frames_problems
 from tkvr.run.settings import DeviceConfig, Shared
 
@@ -57,7 +57,7 @@ class PredictConfig(Settings):
         help="With --window: draw the top labels' scores over time and the segments here (.png, .svg or "
         ".pdf; needs matplotlib).",
     )
-    views: str = borrow(
+    views: tuple[int, int] = borrow(
         DataConfig,
         "views",
         default="1x1",
@@ -74,20 +74,15 @@ class PredictConfig(Settings):
     precision: str = borrow(DeviceConfig, "precision")
     json: str | None = borrow(Shared, "json")
 
-    @property
-    def view_pair(self) -> tuple[int, int]:
-        """--views as (C temporal clips, S spatial crops); the setting records the text."""
-        return parse_views(self.views)
-
     def validate(self) -> None:
         problems = choice_problems(self, nested=False)
         at_least(problems, self, 1, "top_k", "batch_size")
         frames_problems(problems, self)
         at_least(problems, self, 0, "workers")
-        problems += eval_problems(self.views, self.test_scale, None)
-        if self.window is not None and not self.views.startswith("1x"):
+        problems += eval_problems(self.test_scale, None)
+        if self.window is not None and isinstance(self.views, tuple) and self.views[0] != 1:
             problems.append(
-                f"--views {self.views} with --window: the windows are the clips; give --views 1xS"
+                f"--views {views_text(self.views)} with --window: the windows are the clips; give --views 1xS"
             )
         if not self.files:
             problems.append("give video or image files, folders or list files to predict")

@@ -426,6 +426,6 @@ def datasets(
         randaug=rand_augment(d.randaugment_for()),
     )
     val_set = eval_set(
-        src.split("val"), src, frames, preprocess, d.view_pair, decoder, d.decode_device, d.test_scale
+        src.split("val"), src, frames, preprocess, d.views, decoder, d.decode_device, d.test_scale
     )
     return train_set, val_set

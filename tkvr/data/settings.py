@@ -32,11 +32,9 @@ def parse_views(spec: str) -> tuple[int, int]:
     return c, s
 
 
-def views_problems(problems: list[str], spec: str) -> None:
-    try:
-        parse_views(spec)
-    except TkvrError as e:
-        problems.append(str(e))
+def views_text(views: tuple[int, int]) -> str:
+    """(4, 3) -> '4x3', as --views is typed and config.yaml records it."""
+    return f"{views[0]}x{views[1]}"
 
 
 @dataclass
@@ -111,7 +109,12 @@ class DataConfig(SourceConfig):
         "UCF-101 and HMDB-51 (as the released few-shot configs at 092ad0a have it).",
         choices=RANDAUG,
     )
-    views: str = setting("1x1", "Validation views C temporal clips x S spatial crops (S in 1, 3), e.g. 4x3.")
+    views: tuple[int, int] = setting(
+        "1x1",
+        "Validation views C temporal clips x S spatial crops (S in 1, 3), e.g. 4x3.",
+        parse=parse_views,
+        text=views_text,
+    )
     test_scale: float | None = setting(
         None,
         "Eval frames: short side resized to the crop size x this before the crops.",
@@ -124,11 +127,6 @@ class DataConfig(SourceConfig):
         choices=VIEW_AVERAGE,
     )
 
-    @property
-    def view_pair(self) -> tuple[int, int]:
-        """--views as (C temporal clips, S spatial crops); the setting records the text."""
-        return parse_views(self.views)
-
     def validate(self) -> list[str]:
         problems = super().validate()
         if not 0 < self.label_fraction <= 1:
@@ -139,7 +137,7 @@ class DataConfig(SourceConfig):
             problems.append(f"--crop-area must be in (0, 1], got {self.crop_area}")
         if not 0 <= self.grayscale <= 1:
             problems.append(f"--grayscale must be in [0, 1], got {self.grayscale}")
-        problems += eval_problems(self.views, self.test_scale, self.view_average)
+        problems += eval_problems(self.test_scale, self.view_average)
         return problems
 
     def randaugment_for(self, off: bool = False) -> str:
@@ -150,10 +148,8 @@ class DataConfig(SourceConfig):
         return "off" if off else "frame"
 
 
-def eval_problems(views: str | None, test_scale: float | None, view_average: str | None) -> list[str]:
+def eval_problems(test_scale: float | None, view_average: str | None) -> list[str]:
     problems: list[str] = []
-    if views is not None:
-        views_problems(problems, views)
     if test_scale is not None and not 1 <= test_scale <= 4:
         problems.append(
             f"--test-scale must be in [1, 4] (1: resize the short side to the crop size), got {test_scale}"

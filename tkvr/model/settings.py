@@ -41,6 +41,13 @@ def parse_logit_scale(text) -> str | float:
     return value
 
 
+def scale_text(value) -> str:
+    """--logit-scale's value as config.yaml records it: learn, fixed, or the number ('100')."""
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    return str(value)
+
+
 # The model settings that shape a run's weights: a resumed run must share them, and `train --init`
 # takes them from the run it starts from.
 SHAPE_KEYS = (
@@ -111,12 +118,14 @@ class ModelConfig(Settings):
     )
     head: str = setting("text", "Classifier head.", choices=HEADS)
     unfreeze_head: bool = setting(False, "Train the head too.")
-    logit_scale: str = setting(
+    logit_scale: str | float = setting(
         "learn",
         "Temperature of the cosine heads: learn (start from the pre-trained model's "
         "own logit scale, 100 for OpenAI CLIP, and train it with the visual encoder, "
         "as released at 238c07f), fixed (keep the pre-trained value), or a number (fixed at it). "
         "The learned head has none.",
+        parse=parse_logit_scale,
+        text=scale_text,
     )
     templates: list[str] | None = setting(
         None,
@@ -177,11 +186,6 @@ class ModelConfig(Settings):
         shown="CLIP's text tower",
     )
 
-    @property
-    def temperature(self) -> str | float:
-        """--logit-scale as a value: "learn", "fixed" or the number (the setting records the text)."""
-        return parse_logit_scale(self.logit_scale)
-
     def validate(self) -> list[str]:
         problems = choice_problems(self, nested=False)  # the declared choices
         at_least(problems, self, 1, "temporal_layers", "lda_samples", "prompt_length")
@@ -191,10 +195,6 @@ class ModelConfig(Settings):
                 f"--prompt-length {self.prompt_length} sets the learned context of --template-mode "
                 f"learn; --template-mode is {self.template_mode}: leave it out"
             )
-        try:
-            parse_logit_scale(self.logit_scale)
-        except TkvrError as e:
-            problems.append(str(e))
         if self.templates is not None:
             problems += template_problems(self.templates)
         if self.text_encoder and self.head != "text":

@@ -236,7 +236,7 @@ def build(
             embeddings = head_matrix("random", len(classes), width, seed)
         else:
             embeddings = head_matrix(m.head, len(classes), width, seed)
-    scale, learn = logit_scale(backbone, m.temperature)
+    scale, learn = logit_scale(backbone, m.logit_scale)
     if m.template_mode == "learn":  # the context starts random; a checkpoint's weights replace it
         head = PromptHead(
             backbone.clip,
@@ -292,7 +292,7 @@ def check_encoder(asked: str | None, path: str, made_by: str | None) -> None:
 def logit_scale(backbone: Backbone, setting: str | float) -> tuple[float, bool]:
     """(start value, trained?) of the cosine heads' temperature for --logit-scale: learn and fixed
     start from the model's own `logit_scale.exp()` (100 for OpenAI CLIP, about 21.7 for the toy
-    CLIP), a number is used as given (`setting`: ModelConfig.temperature)."""
+    CLIP), a number is used as given (`setting`: ModelConfig.logit_scale, typed)."""
 
     if not isinstance(setting, str):
         return setting, False

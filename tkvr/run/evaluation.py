@@ -13,6 +13,7 @@ from tkvr.base.errors import TkvrError
 from tkvr.base.fileio import atomic_write_text
 from tkvr.base.progress import bar, wrote
 from tkvr.data.loader import augment_on, datasets, eval_loader, eval_set, loader, workers_for
+from tkvr.data.settings import views_text
 from tkvr.data.specs import resolve
 from tkvr.data.transforms import input_size
 from tkvr.data.video import pick_decoder
@@ -89,14 +90,14 @@ def evaluate_checkpoint(cfg, fabric=None) -> dict:
         src,
         tcfg.model.frames,
         preprocess_of(model),
-        cfg.view_pair,
+        cfg.views,
         decoder,
         s.decode_device,
         test_scale,
     )
     dl = eval_loader(fabric, ds, cfg.batch_size, s.workers)
     # in a pipe (a batch job's log): a line at each tenth of the batches and at least every 30 s
-    with bar(len(dl), f"scoring {src.name} {cfg.split} ({cfg.views} views)", lines=True) as tick:
+    with bar(len(dl), f"scoring {src.name} {cfg.split} ({views_text(cfg.views)} views)", lines=True) as tick:
         m = evaluate(fabric, model, dl, len(src.classes), None, average, tick)
     cost = costs(model, tcfg.model.frames, input_size(preprocess_of(model)), fabric.device)
     precision, why = resolution(cfg.device, inference=True)  # what make_fabric launched
@@ -106,7 +107,10 @@ def evaluate_checkpoint(cfg, fabric=None) -> dict:
             wrote(cfg.per_class, "accuracy and most-confused class per class (CSV)")
         if cfg.plot:
             plot_confusion(
-                m["confusion"], src.classes, cfg.plot, f"{src.name} / {cfg.split}, views {cfg.views}"
+                m["confusion"],
+                src.classes,
+                cfg.plot,
+                f"{src.name} / {cfg.split}, views {views_text(cfg.views)}",
             )
             wrote(cfg.plot, "the confusion matrix")
     return {
@@ -114,7 +118,7 @@ def evaluate_checkpoint(cfg, fabric=None) -> dict:
         "top5": m["top5"],
         "mean_class_accuracy": m["mean_class_accuracy"],
         "num_samples": m["num_samples"],
-        "views": cfg.views,
+        "views": views_text(cfg.views),
         **cost,
         "test_scale": test_scale,
         "view_average": average,
@@ -194,7 +198,7 @@ def eval_plan(cfg, ckpt: dict, src, fold: int, swapped: bool = False) -> dict:
             "split": cfg.split,
             "fold": fold,
             "samples": len(src.split(cfg.split)),
-            "views": cfg.views,
+            "views": views_text(cfg.views),
             "test_scale": cfg.test_scale if cfg.test_scale is not None else tcfg.data.test_scale,
             "view_average": cfg.view_average or tcfg.data.view_average,
             "logit_scale": float(ckpt["model"]["head.logit_scale"].exp())

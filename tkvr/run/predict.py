@@ -474,7 +474,7 @@ def _predict(cfg) -> list[dict]:
             if cfg.precision == "auto" and here == "bf16-mixed" and fabric.device.type == "cpu":
                 say(f"precision {here} ({why})")  # not float32 as before
             score = Score(fabric.setup_module(model), fabric, classes, min(cfg.top_k, len(classes)))
-            clips, crops = cfg.view_pair
+            clips, crops = cfg.views
             transform = EvalTransform(preprocess_of(model), crops, scale)
             workers = min(default_workers() if cfg.workers is None else cfg.workers, len(todo))
             if cfg.window is None:

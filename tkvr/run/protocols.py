@@ -97,7 +97,7 @@ def fewshot(cfg) -> dict[str, dict]:
     (rank 0). K-shot runs train --shot-epochs over their sample; 'all' trains --epochs."""
 
     base = copy.deepcopy(cfg.train)  # the sweep's own copy: the caller's settings stay as given
-    shots = cfg.ks
+    shots = cfg.shots
     src = resolve(base.data.data, base.data.data_root, base.data.fold_or(), write=not base.run.dry_run)
     # the released few-shot configs (092ad0a): RandAugment for Kinetics-400, none for UCF-101 and HMDB-51
     base.data.randaugment = base.data.randaugment_for(off=src.name.split("@")[0] in ("ucf101", "hmdb51"))
@@ -265,7 +265,7 @@ def zeroshot(cfg) -> dict:
             unseen,
             run.model.frames,
             preprocess_of(model),
-            d.view_pair,
+            d.views,
             decoder,
             d.decode_device,
             run.data.test_scale,

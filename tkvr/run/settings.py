@@ -5,7 +5,6 @@ commands borrow (`Shared`), and the settings of the two commands the demo runs a
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -20,9 +19,10 @@ from tkvr.base.settings import (
     choice_problems,
     fail_if,
     figure_problems,
+    plain,
     setting,
 )
-from tkvr.data.settings import SPLITS, DataConfig, EvalSource, SourceConfig, eval_problems, parse_views
+from tkvr.data.settings import SPLITS, DataConfig, EvalSource, SourceConfig, eval_problems
 from tkvr.model.settings import ModelConfig
 from tkvr.run.trackers import logger_problems
 
@@ -32,6 +32,11 @@ DECAY = ("all", "matrices")
 SCHEDULES = ("cosine", "step", "constant")
 SHOT_SCHEDULES = ("released", "paper")
 ALL_SHOTS = 0  # K = "all": the full training split, the fully supervised row of Table 8
+
+
+def shots_text(shots: list[int]) -> str:
+    """[1, 3, ALL_SHOTS] -> '1,3,all', as --shots is typed."""
+    return ",".join("all" if k == ALL_SHOTS else str(k) for k in shots)
 
 
 def parse_shots(text: str) -> list[int]:
@@ -290,7 +295,7 @@ class TrainConfig(Settings):
         fail_if(problems)
 
     def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
+        d = plain(self)  # typed settings as their text: config.yaml records what was typed
         d["optim"]["betas"] = list(d["optim"]["betas"])
         return d
 
@@ -341,7 +346,7 @@ class EvalConfig(Settings):
     source: EvalSource = field(default_factory=EvalSource)
     device: DeviceConfig = field(default_factory=DeviceConfig)
     split: str = borrow(Shared, "split", default="val", help="Split to score.")
-    views: str = borrow(DataConfig, "views")
+    views: tuple[int, int] = borrow(DataConfig, "views")
     test_scale: float | None = borrow(DataConfig, "test_scale", default=None, shown="the checkpoint's")
     view_average: str | None = borrow(DataConfig, "view_average", default=None, shown="the checkpoint's")
     labels: str | None = setting(None, "'data': embed the eval data's class names (zero-shot swap).")
@@ -365,14 +370,9 @@ class EvalConfig(Settings):
         "settings and the model's cost as YAML; score nothing.",
     )
 
-    @property
-    def view_pair(self) -> tuple[int, int]:
-        """--views as (C temporal clips, S spatial crops); the setting records the text."""
-        return parse_views(self.views)
-
     def validate(self) -> None:
-        problems = self.source.validate() + self.device.validate()
-        problems += eval_problems(self.views, self.test_scale, self.view_average)
+        problems = self.source.validate() + self.device.validate() + choice_problems(self, nested=False)
+        problems += eval_problems(self.test_scale, self.view_average)
         at_least(problems, self, 1, "batch_size")
         if self.labels not in (None, "data"):
             problems.append(
