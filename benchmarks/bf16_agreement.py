@@ -24,7 +24,7 @@ import torch
 from tkvr.commands.predict import PredictConfig
 from tkvr.data.specs import resolve
 from tkvr.data.video import VIDEO_EXTS
-from tkvr.run.launch import native_bf16
+from tkvr.run.auto import native_bf16
 from tkvr.run.predict import predict
 
 

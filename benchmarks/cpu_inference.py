@@ -35,7 +35,8 @@ from tkvr.commands.predict import PredictConfig
 from tkvr.data.transforms import input_size
 from tkvr.data.video import VIDEO_EXTS
 from tkvr.model.video_model import preprocess_of
-from tkvr.run.launch import make_fabric, native_bf16
+from tkvr.run.auto import native_bf16
+from tkvr.run.launch import make_fabric
 from tkvr.run.predict import Score, scorer
 from tkvr.run.settings import DeviceConfig
 

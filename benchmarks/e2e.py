@@ -88,9 +88,9 @@ def fidelity(data, prepared: Path, videos: int = 8) -> str:
     (where the copy kept the size: the short side was at most --short-side)."""
     import torch
 
-    from tkvr.data.prepare import target
     from tkvr.data.specs import resolve
     from tkvr.data.video import VideoFile, kind_of
+    from tkvr.run.prepare import target
 
     sources = sorted({x.path for xs in resolve(str(data)).splits.values() for x in xs if kind_of(x.path) == "video"})
     size_in = sum(os.path.getsize(p) for p in sources)

@@ -30,10 +30,10 @@ def main():
     from tkvr.data.settings import parse_views
     from tkvr.data.specs import resolve
     from tkvr.data.transforms import EvalTransform
-    from tkvr.data.video import pick_decoder
     from tkvr.model.backbones import build_backbone
     from tkvr.model.heads import Head, random_matrix
     from tkvr.model.video_model import build_model
+    from tkvr.run.auto import decoder as pick_decoder
     from tkvr.run.metrics import predict_scores
 
     src = resolve("toy")

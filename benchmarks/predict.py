@@ -32,8 +32,9 @@ from tkvr.data.loader import ClipDataset, eval_loader, loader
 from tkvr.data.specs import Sample, resolve
 from tkvr.data.toy import write_video
 from tkvr.data.transforms import EvalTransform
-from tkvr.data.video import VIDEO_EXTS, open_reader, pick_decoder
+from tkvr.data.video import VIDEO_EXTS, open_reader
 from tkvr.model.video_model import preprocess_of
+from tkvr.run.auto import decoder as pick_decoder
 from tkvr.run.metrics import predict_scores
 from tkvr.run.predict import Rows, Score, _whole, predict, scorer
 

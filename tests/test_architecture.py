@@ -246,14 +246,80 @@ def test_a_short_engine_that_names_no_part_of_the_model():
         assert not re.search(word, code), word
 
 
-@pytest.mark.parametrize("rule", [test_nothing_imports_upwards, test_imports_sit_at_the_top_unless_said_why])
+# "auto" compared with a value: a decision, which only the resolver takes
+AUTO_DECIDED = re.compile(r"""(==|!=)\s*["']auto["']|["']auto["']\s*(==|!=)|\bin\s*\(\s*["']auto["']""")
+
+
+def test_every_auto_is_decided_in_one_place():
+    """--precision, --augment, --randaugment, --decoder, --workers, --eval-set and --resume auto
+    are decided in run/auto.py only; the layers below receive decided values."""
+    found = [
+        f"{p.relative_to(TKVR)}:{i}: {line.strip()}"
+        for p in sorted(TKVR.rglob("*.py"))
+        if p.relative_to(TKVR).as_posix() != "run/auto.py"
+        for i, line in enumerate(p.read_text().splitlines(), 1)
+        if AUTO_DECIDED.search(line.split("#")[0])
+    ]
+    assert not found, found
+
+
+def parsers() -> set[str]:
+    """The functions of the settings modules that turn a setting's text into its value."""
+    return {
+        node.name
+        for p in TKVR.rglob("settings.py")
+        for node in ast.walk(ast.parse(p.read_text()))
+        if isinstance(node, ast.FunctionDef) and node.name.startswith("parse_")
+    }
+
+
+def calls(node: ast.AST, names: set[str]) -> list[str]:
+    return [
+        n.func.id if isinstance(n.func, ast.Name) else n.func.attr
+        for n in ast.walk(node)
+        if isinstance(n, ast.Call)
+        and (getattr(n.func, "id", None) in names or getattr(n.func, "attr", None) in names)
+    ]
+
+
+def test_a_settings_text_is_parsed_once_where_it_is_declared():
+    """A typed setting's text (--views, --logit-scale, --shots) is parsed when it is set
+    (`setting(parse=...)`): no module calls a parser, and no property of a settings class parses
+    on each read."""
+    names = parsers()
+    assert {"parse_views", "parse_logit_scale", "parse_shots"} <= names
+    found = []
+    for p in sorted(TKVR.rglob("*.py")):
+        tree = ast.parse(p.read_text())
+        if p.name != "settings.py":
+            found += [f"{p.relative_to(TKVR)}: {c}" for c in calls(tree, names)]
+        for fn in ast.walk(tree):
+            props = isinstance(fn, ast.FunctionDef) and any(
+                getattr(d, "id", None) == "property" for d in fn.decorator_list
+            )
+            found += [f"{p.relative_to(TKVR)}: property {fn.name}: {c}" for c in calls(fn, names)] if props else []
+    assert not found, found
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        test_nothing_imports_upwards,
+        test_imports_sit_at_the_top_unless_said_why,
+        test_every_auto_is_decided_in_one_place,
+        test_a_settings_text_is_parsed_once_where_it_is_declared,
+    ],
+)
 def test_the_rules_catch_a_breach(tmp_path, monkeypatch, rule):
     """A module that breaks the rule, planted in a copy of the package, is found."""
     import shutil
 
     copy = tmp_path / "tkvr"
     shutil.copytree(TKVR, copy, ignore=shutil.ignore_patterns("assets", "__pycache__"))
-    (copy / "data" / "bad.py").write_text("def f():\n    from tkvr.run.engine import Trainer\n")
+    (copy / "data" / "bad.py").write_text(
+        "def f(d):\n    from tkvr.run.engine import Trainer\n\n"
+        "    return parse_views(d.views) if d.decoder == 'auto' else Trainer\n"
+    )
     monkeypatch.setitem(globals(), "TKVR", copy)
     with pytest.raises(AssertionError):
         rule()

@@ -1,4 +1,4 @@
-"""tkvr check (tkvr.data.check): every sample read as training reads it."""
+"""tkvr check (tkvr.run.check): every sample read as training reads it."""
 
 import json
 

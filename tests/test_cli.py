@@ -262,12 +262,12 @@ def test_yaml_template_given_as_one_string(run_cli, tmp_path):
 
 
 def test_a_torch_torchvision_mismatch_is_one_line(run_cli, monkeypatch):
-    import tkvr.data.check
+    import tkvr.run.check
 
     def mismatch(source, **kw):
         raise RuntimeError("operator torchvision::nms does not exist")
 
-    monkeypatch.setattr(tkvr.data.check, "check", mismatch)
+    monkeypatch.setattr(tkvr.run.check, "check", mismatch)
     code, _, err = run_cli("check", "--data", "toy")
     assert_user_error(code, err, "torch and torchvision do not match", "pip install --force-reinstall")
 

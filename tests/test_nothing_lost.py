@@ -172,7 +172,7 @@ def test_prepare_holds_a_line_break_in_a_name_and_its_output_checks(run_cli, tmp
 def test_prepare_names_an_audio_only_source(tmp_path):
     from conftest import write_audio_only
 
-    from tkvr.data.prepare import encode
+    from tkvr.run.prepare import encode
 
     path = write_audio_only(tmp_path / "speech.mp4")
     src, error, fault = encode((str(path), str(tmp_path / "o.mp4"), 320, 8, 23))
@@ -391,7 +391,7 @@ def test_a_killed_prepare_takes_its_workers_with_it_and_a_rerun_lists_every_vide
 
 
 def test_a_part_file_that_vanishes_is_a_fault_not_an_unreadable_video(run_cli, tmp_path, monkeypatch):
-    import tkvr.data.prepare as prepare
+    import tkvr.run.prepare as prepare
 
     src, out = clips_dataset(tmp_path / "src", n=2), tmp_path / "fast"
     real = os.replace

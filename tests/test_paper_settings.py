@@ -219,7 +219,7 @@ def test_old_checkpoint_evaluates_as_it_trained(run_cli, tmp_path):
     cfg = config_of(read_checkpoint(str(path)))
     assert (cfg.model.t_trans_form, cfg.model.logit_scale, cfg.data.test_scale, cfg.data.view_average,
             cfg.data.crop_area, cfg.data.randaugment, cfg.optim.decay) == \
-        ("near-tap", "100", 1.0, "scores", 0.25, "off", "matrices")
+        ("near-tap", 100.0, 1.0, "scores", 0.25, "off", "matrices")
     _, _, model = load_model(read_checkpoint(str(path)))
     assert float(model.head.scale) == pytest.approx(100.0)
     code, stdout, err = run_cli("eval", "--checkpoint", path, "--workers", "0", "--json", tmp_path / "e.json")

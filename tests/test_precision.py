@@ -8,7 +8,7 @@ import torch
 import yaml
 from conftest import tkvr
 
-from tkvr.run import launch
+from tkvr.run import auto, launch
 from tkvr.run.settings import DeviceConfig
 
 
@@ -23,19 +23,19 @@ def cpu(request, monkeypatch):
 
 
 def test_auto_scores_in_bf16_only_where_the_cpu_computes_it(cpu):
-    assert launch.native_bf16() == cpu
+    assert auto.native_bf16() == cpu
     scoring = "bf16-mixed" if cpu else "32-true"
     for accelerator in ("auto", "cpu"):
         device = DeviceConfig(accelerator=accelerator)
-        assert launch.precision_here(device, inference=True) == scoring
-        assert launch.precision_here(device) == "32-true"  # training keeps float32
-        why = launch.resolution(device, inference=True)[1]
+        assert auto.precision(device, inference=True)[0] == scoring
+        assert auto.precision(device)[0] == "32-true"  # training keeps float32
+        why = auto.precision(device, inference=True)[1]
         assert (f"natively ({cpu})" in why) if cpu else ("no native bf16" in why)
-        assert launch.resolution(device)[1] == "auto: training off CUDA keeps float32"
+        assert auto.precision(device)[1] == "auto: training off CUDA keeps float32"
     for given in ("32-true", "bf16-mixed"):  # a value given is kept, for scoring and training
         device = DeviceConfig(precision=given)
-        assert launch.precision_here(device, inference=True) == launch.precision_here(device) == given
-        assert launch.resolution(device, inference=True)[1] == "as given"
+        assert auto.precision(device, inference=True)[0] == auto.precision(device)[0] == given
+        assert auto.precision(device, inference=True)[1] == "as given"
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +58,7 @@ def test_eval_runs_and_records_what_auto_picked(cpu, run, tmp_path, monkeypatch)
     report = json.loads((tmp_path / "e.json").read_text())
     want = "bf16-mixed" if cpu else "32-true"
     assert report["precision"] == want
-    assert report["precision_why"] == launch.resolution(DeviceConfig(), inference=True)[1]
+    assert report["precision_why"] == auto.precision(DeviceConfig(), inference=True)[1]
     assert made[0]._precision.precision == want  # the scores were computed at it
     code, out, err = tkvr("eval", "--checkpoint", run, "--dry-run")
     assert code == 0, err

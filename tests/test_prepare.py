@@ -13,15 +13,15 @@ from conftest import realdata, write_clip
 
 
 def test_docstring_examples():
-    import tkvr.data.prepare
-    import tkvr.run.launch
+    import tkvr.run.auto
+    import tkvr.run.prepare
 
-    for module in (tkvr.run.launch, tkvr.data.prepare):
+    for module in (tkvr.run.auto, tkvr.run.prepare):
         assert doctest.testmod(module).failed == 0, module
 
 
 def test_precision_auto_resolves_per_device():
-    from tkvr.run.launch import resolve_precision
+    from tkvr.run.auto import resolve_precision
 
     assert resolve_precision("auto", "auto", cuda=True, bf16=True) == "bf16-mixed"
     assert resolve_precision("auto", "gpu", cuda=True, bf16=False) == "16-mixed"
@@ -165,7 +165,7 @@ def test_jpeg_frames_decode_in_one_batch_with_pillows_pixels(tmp_path):
 def test_prepare_names_a_cut_video_and_writes_nothing_for_it(tmp_path):
     from conftest import write_faststart_mp4
 
-    from tkvr.data.prepare import encode
+    from tkvr.run.prepare import encode
 
     raw = write_faststart_mp4(tmp_path / "whole.mp4").read_bytes()
     (tmp_path / "cut.mp4").write_bytes(raw[: len(raw) * 3 // 10])

@@ -21,12 +21,12 @@ from conftest import alive, assert_user_error, descendants, fast
 
 @pytest.mark.parametrize("raised", [KeyboardInterrupt, click.Abort])
 def test_an_interrupt_is_one_line_and_exit_130(run_cli, monkeypatch, raised):
-    import tkvr.data.check
+    import tkvr.run.check
 
     def interrupted(source, **kw):
         raise raised()
 
-    monkeypatch.setattr(tkvr.data.check, "check", interrupted)
+    monkeypatch.setattr(tkvr.run.check, "check", interrupted)
     code, _, err = run_cli("check", "--data", "toy")
     assert code == 130, err
     assert err.strip().splitlines() == ["tkvr: interrupted; everything written before it is kept"]
@@ -207,8 +207,8 @@ def test_the_out_file_comes_with_its_first_row(tmp_path):
 def test_a_file_name_that_is_not_utf8_is_carried_through(run_cli, tmp_path):
     from conftest import write_clip
 
-    from tkvr.data.prepare import target
     from tkvr.data.video import open_reader
+    from tkvr.run.prepare import target
 
     folder = tmp_path / "clips"
     folder.mkdir()

@@ -7,7 +7,7 @@ import torch
 from conftest import TINY_RUN, list_dataset, realdata, write_clip, write_divx_avi, write_faststart_mp4
 
 from tkvr.data.sampling import segment_indices
-from tkvr.data.video import UnreadableVideo, VideoFile, pick_decoder, torchcodec_error
+from tkvr.data.video import UnreadableVideo, VideoFile, torchcodec_error
 
 
 def clips():
@@ -112,11 +112,11 @@ def test_truncated_real_clip_is_unreadable_or_short(tmp_path):
 
 
 def test_auto_decoder_announces_once(capsys):
-    import tkvr.data.video as video
+    from tkvr.run import auto
 
-    video._announced = False
-    first = pick_decoder("auto")
-    pick_decoder("auto")
+    auto._announced = False
+    first = auto.decoder("auto")
+    auto.decoder("auto")
     out = capsys.readouterr().out
     assert out.count("decoder:") == 1 and first in out
 

@@ -31,6 +31,7 @@ from tkvr.base.progress import (
 from tkvr.base.settings import SECTIONS, build, from_run, leaves, options, sections, value_of
 from tkvr.commands import COMMANDS, Command, NotBuilt
 from tkvr.model.settings import SHAPE_KEYS
+from tkvr.run.auto import run_of
 from tkvr.run.settings import RECIPES
 
 ARGV: list[str] = []  # the arguments of this invocation, for reports
@@ -68,7 +69,7 @@ def parse(cls, kw: dict):
         chosen = {k: v for k, v in RECIPES[kw["recipe"]].items() if k in kw and k not in named}
         kw = {**kw, **chosen, "from_recipe": sorted(chosen) or None}
     if isinstance(kw.get("resume"), str) and kw["resume"]:  # a run's --resume (predict's is a switch)
-        run = Path(kw["out"]) if kw["resume"] == "auto" else Path(kw["resume"]).parent.parent
+        run = run_of(kw["out"], kw["resume"])
         named = given(kw) - {"out", "resume"}
         kw = from_run(kw, named, run / "config.yaml", config_cls=cls)
         if (run / "config.yaml").is_file():

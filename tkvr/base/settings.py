@@ -50,7 +50,8 @@ def setting(
     shown: the default as help shows it, where the value is resolved later ("cores per device - 1");
     parse / text: a setting typed as text ('4x3') whose value is typed ((4, 3)): `parse` turns the
     text into the value once, when it is set (a TkvrError: kept as `Unparsed` for `validate` to
-    report), and `text` writes the value back as config.yaml and --help show it.
+    report), and `text` writes the value back as config.yaml and --help show it (a list setting
+    with `text` is one option's text, '1,3,all'; without, its option is repeated).
     """
     meta = {
         "help": help,
@@ -237,9 +238,11 @@ class Unparsed(str):
 
 
 def parsed_value(f: dataclasses.Field, value):
-    """Setting `f`'s value from its text (`setting(parse=...)`); a value already typed stays."""
+    """Setting `f`'s value from its text (`setting(parse=...)`); a value already typed stays. A
+    repeatable setting's list is handed to its parser whole (which must take its own output)."""
     parse = f.metadata.get("parse")
-    if parse is None or not isinstance(value, str) or isinstance(value, Unparsed):
+    text = isinstance(value, str) or (isinstance(value, list) and str(f.type).startswith("list["))
+    if parse is None or not text or isinstance(value, Unparsed):
         return value
     try:
         return parse(value)
@@ -345,7 +348,9 @@ def read_config_file(ctx, param, value):
     names = {p.name: p for p in ctx.command.params}
     flags = {o.lstrip("-"): p.name for p in ctx.command.params for o in getattr(p, "opts", [])}
     settings = leaves(ctx.command.callback.__tkvr_config__)
-    # A run's own config.yaml holds groups (model:, data:, ...): their keys are settings too.
+    # A run's own config.yaml holds groups (model:, data:, ...): their keys are settings too; its
+    # `auto:` records what this machine made of the automatic ones, not settings.
+    data = {k: v for k, v in data.items() if not (k == AUTO and isinstance(v, dict))}
     items = [(k2, v2) for k, v in data.items() for k2, v2 in (v.items() if isinstance(v, dict) else [(k, v)])]
     flat = {}
     for k, v in items:
@@ -390,9 +395,11 @@ def option(name: str, f):
     """The click option of one setting (`setting`): flag, type, default, choices, help."""
     meta = f.metadata
     flag = meta.get("flag") or "--" + name.replace("_", "-")
-    kind = "str" if meta.get("parse") else str(f.type).replace(" | None", "").strip()
-    multiple = kind.startswith("list[")
+    kind = str(f.type).replace(" | None", "").strip()
+    # a typed setting written back as one text ('1,3,all') is one option; a list is repeatable
+    multiple = kind.startswith("list[") and not meta.get("text")
     kind = kind[5:-1] if multiple else kind
+    kind = "str" if meta.get("parse") else kind  # typed from its text: click hands over the text
     default = None if f.default is MISSING else f.default
     kw = dict(help=meta["help"], required=meta["required"])
     if meta["required"]:  # no default at all: click counts even None as a given value
@@ -436,6 +443,7 @@ def options(cls, config_file: bool = False):
 # where it goes and how far this invocation runs (--max-steps stops a smoke run, not the run).
 NOT_RECORDED = ("out", "resume", "dry_run", "command", "max_steps")
 RUN_GROUPS = ("model", "data", "optim", "run")  # what every run's config.yaml holds
+AUTO = "auto"  # config.yaml's record of what the automatic values became (tkvr.run.auto)
 
 
 def from_run(
@@ -449,7 +457,8 @@ def from_run(
         return kw
     what = "the run's config.yaml"
     recorded = read_yaml(config_yaml, what)
-    flat = {k: v for group in recorded.values() if isinstance(group, dict) for k, v in group.items()}
+    groups = [g for name, g in recorded.items() if isinstance(g, dict) and name != AUTO]
+    flat = {k: v for group in groups for k, v in group.items()}
     lacking = [g for g in RUN_GROUPS if not isinstance(recorded.get(g), dict)]
     if lacking:
         raise TkvrError(

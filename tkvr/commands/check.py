@@ -91,7 +91,7 @@ class CheckConfig(Settings):
 
 
 def run(cfg: CheckConfig) -> dict:
-    from tkvr.data.check import check, check_files  # deferred: tkvr --help loads no torch
+    from tkvr.run.check import check, check_files  # deferred: tkvr --help loads no torch
 
     if not cfg.files:
         return check(cfg.source, split=cfg.split, frames=cfg.frames or ModelConfig().frames)

@@ -37,7 +37,7 @@ class PrepareConfig(Settings):
 
 
 def run(cfg: PrepareConfig) -> dict:
-    from tkvr.data.prepare import prepare  # deferred: tkvr --help loads no torch
+    from tkvr.run.prepare import prepare  # deferred: tkvr --help loads no torch
 
     return prepare(cfg.source, out=cfg.out, short_side=cfg.short_side, gop=cfg.gop, crf=cfg.crf)
 

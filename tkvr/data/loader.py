@@ -19,7 +19,6 @@ epoch, and a seeded run repeats exactly.
 from __future__ import annotations
 
 import logging
-import os
 import random
 from collections import defaultdict
 from pathlib import Path
@@ -33,7 +32,7 @@ from tkvr.base.procs import loader_args
 from tkvr.data.sampling import label_fraction, segment_indices
 from tkvr.data.specs import Sample
 from tkvr.data.transforms import ClipAugment, EvalTransform, rand_augment, train_transform
-from tkvr.data.video import UnreadableVideo, open_reader, pick_decoder, reason
+from tkvr.data.video import UnreadableVideo, open_reader, reason
 
 log = logging.getLogger("tkvr")
 
@@ -213,22 +212,6 @@ def collate(items: list[dict]) -> dict:
     return batch
 
 
-def workers_for(setting: int | None, devices: int = 1) -> int:
-    """--workers as given, or the machine's default when it is not."""
-    return default_workers(devices) if setting is None else setting
-
-
-def default_workers(devices: int = 1) -> int:
-    """The cores available to each device's process, less one for the process itself: a GPU
-    consumes clips faster than a few cores decode them, so no fixed cap."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count() or 1
-    local = int(os.environ.get("LOCAL_WORLD_SIZE", devices))  # processes on this node
-    return max(0, cores // max(1, local) - 1)
-
-
 class BadFiles:
     """Distinct unreadable training samples: each counted once, warned about once (here, in the
     main process, whatever the worker count), listed in `listing`, and an error once their share
@@ -333,13 +316,13 @@ def loader(
     )
 
 
-def eval_loader(fabric, dataset, batch: int, workers: int | None) -> DataLoader:
+def eval_loader(fabric, dataset, batch: int, workers: int) -> DataLoader:
     """The one evaluation loader: plain order, this rank's share, set up by Fabric."""
     dl = loader(
         dataset,
         batch,
         False,
-        workers_for(workers, fabric.world_size),
+        workers,
         0,
         fabric.global_rank,
         fabric.world_size,
@@ -378,15 +361,6 @@ def eval_set(
     )
 
 
-def augment_on(d, accelerator: str) -> str:
-    """--augment auto (d: DataConfig): on the device when training runs on CUDA, else in the
-    workers."""
-    if d.augment != "auto":
-        return d.augment
-    cuda = torch.cuda.is_available() and accelerator in ("auto", "cuda", "gpu")
-    return "device" if cuda else "cpu"
-
-
 def datasets(
     d,
     src,
@@ -394,17 +368,19 @@ def datasets(
     *,
     frames: int,
     seed: int,
-    accelerator: str,
+    decoder: str,
     train_ids: list[int] | None = None,
 ):
-    """Train and val ClipDatasets over a resolved data source from the data settings `d` (a
-    DataConfig): `frames` a clip, `seed` for --label-fraction's draw, `accelerator` for --augment
-    auto. `train_ids` restricts training to those samples (a K-shot sample); else --label-fraction."""
+    """Train and val ClipDatasets over a resolved data source from a run's resolved data settings
+    `d` (a DataConfig whose --augment and --randaugment are decided: tkvr.run.auto): `frames` a
+    clip, `seed` for --label-fraction's draw, `decoder` the decided --decoder. `train_ids`
+    restricts training to those samples (a K-shot sample); else --label-fraction."""
 
-    decoder = pick_decoder(d.decoder)
+    if "auto" in (d.augment, d.randaugment, decoder):
+        raise ValueError("datasets() takes decided settings: resolve them first (tkvr.run.auto)")
     augment = (
         ClipAugment(preprocess, d.train_crop, src.flip, d.crop_area, d.grayscale)
-        if augment_on(d, accelerator) == "device"
+        if d.augment == "device"
         else None
     )
     train = src.split("train")
@@ -423,7 +399,7 @@ def datasets(
         frame_start=src.frame_start,
         classes=src.classes,
         augment=augment,
-        randaug=rand_augment(d.randaugment_for()),
+        randaug=rand_augment(d.randaugment),
     )
     val_set = eval_set(
         src.split("val"), src, frames, preprocess, d.views, decoder, d.decode_device, d.test_scale

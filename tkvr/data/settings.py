@@ -140,13 +140,6 @@ class DataConfig(SourceConfig):
         problems += eval_problems(self.test_scale, self.view_average)
         return problems
 
-    def randaugment_for(self, off: bool = False) -> str:
-        """--randaugment auto resolved: frame, or off where the released config has none (`off`:
-        the few-shot sweep on UCF-101 / HMDB-51)."""
-        if self.randaugment != "auto":
-            return self.randaugment
-        return "off" if off else "frame"
-
 
 def eval_problems(test_scale: float | None, view_average: str | None) -> list[str]:
     problems: list[str] = []

@@ -43,9 +43,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import get_worker_info
 
-from tkvr.base.errors import Fault, TkvrError
-from tkvr.base.progress import say
-from tkvr.data.settings import DECODERS
+from tkvr.base.errors import Fault
 
 VIDEO_EXTS = {
     ".mp4",
@@ -89,32 +87,6 @@ def torchcodec_error() -> str | None:
     except Exception as e:  # noqa: BLE001 - ImportError, OSError, RuntimeError all mean 'cannot'
         return f"{type(e).__name__}: {str(e).strip().splitlines()[0][:120] if str(e).strip() else ''}"
     return None
-
-
-_announced = False
-
-
-def pick_decoder(name: str = "auto", quiet: bool = False) -> str:
-    """Resolve --decoder; `auto` says once which one it uses."""
-    global _announced
-    if name not in DECODERS:
-        raise TkvrError(f"--decoder {name!r} is not known: choose one of {', '.join(DECODERS)}")
-    if name == "torchcodec":
-        err = torchcodec_error()
-        if err:
-            raise TkvrError(
-                f"--decoder torchcodec cannot load FFmpeg ({err}); install FFmpeg's shared "
-                "libraries (apt-get install ffmpeg) or use --decoder pyav"
-            )
-        return name
-    if name == "pyav":
-        return name
-    chosen = "torchcodec" if torchcodec_error() is None else "pyav"
-    if not _announced and not quiet:
-        why = "" if chosen == "torchcodec" else f" (torchcodec unavailable: {torchcodec_error()})"
-        say(f"decoder: {chosen}{why}")
-        _announced = True
-    return chosen
 
 
 # ---------------------------------------------------------------- torchcodec

@@ -12,16 +12,16 @@ from lightning_fabric import Fabric
 from tkvr.base.errors import TkvrError
 from tkvr.base.fileio import atomic_write_text
 from tkvr.base.progress import bar, wrote
-from tkvr.data.loader import augment_on, datasets, eval_loader, eval_set, loader, workers_for
+from tkvr.data.loader import eval_loader, eval_set, loader
 from tkvr.data.settings import views_text
 from tkvr.data.specs import resolve
 from tkvr.data.transforms import input_size
-from tkvr.data.video import pick_decoder
 from tkvr.model.backbones import backbone_weights
 from tkvr.model.cost import cost_of, costs
 from tkvr.model.video_model import preprocess_of
+from tkvr.run import auto
 from tkvr.run.checkpoint import config_of, load_model, read_checkpoint, weights_note
-from tkvr.run.launch import make_fabric, resolution
+from tkvr.run.launch import make_fabric
 from tkvr.run.metrics import evaluate, extract_features, predict_scores
 from tkvr.run.plots import plot_confusion
 
@@ -32,25 +32,9 @@ def split_features(model, src, split: str, frames: int, workers: int = 0, test_s
     premise checks."""
 
     fabric = Fabric(accelerator="cpu", devices=1)
-    ds = eval_set(src.split(split), src, frames, preprocess_of(model), (1, 1), "auto", "cpu", test_scale)
+    decoder = auto.decoder(quiet=True)
+    ds = eval_set(src.split(split), src, frames, preprocess_of(model), (1, 1), decoder, "cpu", test_scale)
     return extract_features(fabric, model, eval_loader(fabric, ds, 32, workers))
-
-
-def resolved_auto(cfg, device=None, inference: bool = False) -> dict:
-    """What the automatic settings become on this machine (shown by --dry-run; the run itself
-    records the precision once Fabric is launched). device: where a scoring-only command runs
-    (`inference`), if not the run's own."""
-
-    world = cfg.device.world
-    precision, why = resolution(device or cfg.device, inference)
-    return {
-        "precision": precision,
-        "precision_why": why,
-        "workers": workers_for(cfg.data.workers, cfg.device.devices),
-        "augment": augment_on(cfg.data, cfg.device.accelerator),
-        "device_batch": cfg.optim.device_batch or cfg.optim.batch_size // world,
-        "accumulation": cfg.optim.accumulation(world),
-    }
 
 
 def evaluate_checkpoint(cfg, fabric=None) -> dict:
@@ -79,7 +63,7 @@ def evaluate_checkpoint(cfg, fabric=None) -> dict:
     if cfg.dry_run:
         return eval_plan(cfg, ckpt, src, fold, swapped=classes is not None)
     tcfg, _, model = load_model(ckpt, classes)
-    decoder = pick_decoder(s.decoder)
+    decoder = auto.decoder(s.decoder)
     fabric = fabric or make_fabric(cfg.device, inference=True)
     model = fabric.setup_module(model)
     # unset: as the checkpoint's run validated (runs before these settings: their old behaviour)
@@ -95,12 +79,12 @@ def evaluate_checkpoint(cfg, fabric=None) -> dict:
         s.decode_device,
         test_scale,
     )
-    dl = eval_loader(fabric, ds, cfg.batch_size, s.workers)
+    dl = eval_loader(fabric, ds, cfg.batch_size, auto.workers(s.workers, fabric.world_size))
     # in a pipe (a batch job's log): a line at each tenth of the batches and at least every 30 s
     with bar(len(dl), f"scoring {src.name} {cfg.split} ({views_text(cfg.views)} views)", lines=True) as tick:
         m = evaluate(fabric, model, dl, len(src.classes), None, average, tick)
     cost = costs(model, tcfg.model.frames, input_size(preprocess_of(model)), fabric.device)
-    precision, why = resolution(cfg.device, inference=True)  # what make_fabric launched
+    precision, why = auto.precision(cfg.device, inference=True)  # what make_fabric launched
     if fabric.global_rank == 0:
         if cfg.per_class:
             atomic_write_text(per_class_csv(m["confusion"], src.classes), cfg.per_class)
@@ -190,7 +174,7 @@ def eval_plan(cfg, ckpt: dict, src, fold: int, swapped: bool = False) -> dict:
     return {
         **tcfg.to_dict(),
         "weights": weights,
-        "auto": resolved_auto(tcfg, cfg.device, inference=True),
+        "auto": auto.automatic(tcfg, cfg.device, inference=True),
         "eval": {
             "checkpoint": ckpt["path"],
             "weights": weights_note(ckpt["path"]),
@@ -215,8 +199,10 @@ def predictions(where: str, workers: int = 0, batch: int = 32):
 
     cfg, _, model = load_model(read_checkpoint(where))
     src = resolve(cfg.data.data, cfg.data.data_root, cfg.data.fold_or())
-    _, val = datasets(
-        cfg.data, src, preprocess_of(model), frames=cfg.model.frames, seed=cfg.optim.seed, accelerator="cpu"
+    d = cfg.data
+    decoder = auto.decoder(quiet=True)
+    val = eval_set(
+        src.split("val"), src, cfg.model.frames, preprocess_of(model), d.views, decoder, "cpu", d.test_scale
     )
     return predict_scores(
         Fabric(accelerator="cpu", devices=1), model, loader(val, batch, False, workers, 0, 0, 1)

@@ -30,7 +30,7 @@ from tkvr.base.fileio import atomic_write_bytes, atomic_write_text, hold
 from tkvr.base.procs import loader_args
 from tkvr.base.progress import bar, count, say, wrote
 from tkvr.data.classes import DEFAULT_TEMPLATES, IMAGE_TEMPLATES, resolve_classes
-from tkvr.data.loader import ClipDataset, default_workers, loader
+from tkvr.data.loader import ClipDataset, loader
 from tkvr.data.sampling import segment_indices
 from tkvr.data.specs import Sample
 from tkvr.data.toy import TEMPLATES as TOY_TEMPLATES
@@ -43,14 +43,14 @@ from tkvr.data.video import (
     denied,
     kind_of,
     open_reader,
-    pick_decoder,
     reason,
     why_missing,
 )
 from tkvr.model.settings import ModelConfig
 from tkvr.model.video_model import preprocess_of, unwrap
+from tkvr.run import auto
 from tkvr.run.checkpoint import load_model, read_checkpoint, run_model
-from tkvr.run.launch import make_fabric, resolution
+from tkvr.run.launch import make_fabric
 from tkvr.run.settings import DeviceConfig, TrainConfig
 
 LIST_EXTS = {".txt", ".lst", ".list"}
@@ -455,7 +455,7 @@ def predict(cfg) -> list[dict]:
 
 def _predict(cfg) -> list[dict]:
     paths = gather(cfg.files)
-    decoder = pick_decoder(cfg.decoder, quiet=True)
+    decoder = auto.decoder(cfg.decoder, quiet=True)
     rows = Rows(cfg.out, cfg.top_k, cfg.window is not None, cfg.resume)
     try:
         todo = [p for p in paths if p not in rows.old]
@@ -469,14 +469,11 @@ def _predict(cfg) -> list[dict]:
                 _first_fits(cfg, todo, frames_for(cfg, ckpt), decoder)
             model, classes, frames, scale, source = scorer(cfg, paths, ckpt)
             device = DeviceConfig(accelerator=cfg.accelerator, precision=cfg.precision)
-            fabric = make_fabric(device, inference=True)
-            here, why = resolution(device, inference=True)
-            if cfg.precision == "auto" and here == "bf16-mixed" and fabric.device.type == "cpu":
-                say(f"precision {here} ({why})")  # not float32 as before
+            fabric = make_fabric(device, inference=True, tell_bf16=True)
             score = Score(fabric.setup_module(model), fabric, classes, min(cfg.top_k, len(classes)))
             clips, crops = cfg.views
             transform = EvalTransform(preprocess_of(model), crops, scale)
-            workers = min(default_workers() if cfg.workers is None else cfg.workers, len(todo))
+            workers = min(auto.workers(cfg.workers), len(todo))
             if cfg.window is None:
                 samples = [Sample(p, -1) for p in todo]
                 ds = ClipDataset(

@@ -29,14 +29,14 @@ from tkvr.base.settings import freeze
 from tkvr.data.loader import eval_loader, eval_set
 from tkvr.data.sampling import k_shot
 from tkvr.data.specs import resolve
-from tkvr.data.video import kind_of, pick_decoder
+from tkvr.data.video import kind_of
 from tkvr.model.backbones import weights_plan
 from tkvr.model.cost import cost_of
 from tkvr.model.text import run_templates
 from tkvr.model.video_model import preprocess_of, swap_classes
+from tkvr.run import auto
 from tkvr.run.checkpoint import load_model, read_checkpoint, run_model, weights_note
-from tkvr.run.evaluation import resolved_auto
-from tkvr.run.launch import make_fabric, precision_here
+from tkvr.run.launch import make_fabric
 from tkvr.run.metrics import predict_scores, protocol_top1
 from tkvr.run.settings import ALL_SHOTS
 from tkvr.run.training import plan, plan_run_dir, resolve_run
@@ -100,7 +100,7 @@ def fewshot(cfg) -> dict[str, dict]:
     shots = cfg.shots
     src = resolve(base.data.data, base.data.data_root, base.data.fold_or(), write=not base.run.dry_run)
     # the released few-shot configs (092ad0a): RandAugment for Kinetics-400, none for UCF-101 and HMDB-51
-    base.data.randaugment = base.data.randaugment_for(off=src.name.split("@")[0] in ("ucf101", "hmdb51"))
+    base.data.randaugment = auto.randaugment(base.data.randaugment, few_shot_on=src.name)
     train = src.split("train")
     labels = [s.label for s in train]
     noun = "image" if train and kind_of(train[0].path) == "image" else "video"
@@ -229,10 +229,7 @@ def zeroshot(cfg) -> dict:
     base.run.out = str(root / "seen")
     templates = run_templates(base.model, unseen.templates)
     base, seen = resolve_run(base, seen)  # the run's settings, resolved once; frozen from here
-    # auto: every video of another dataset (the released cross-dataset evaluation, 092ad0a), the val split
-    # of a class subset of the training dataset (K100: its training videos are no one's)
-    other = seen.name.split("@")[0] != unseen.name.split("@")[0]
-    eval_set_ = cfg.eval_set if cfg.eval_set != "auto" else ("all" if other else "val")
+    eval_set_ = auto.eval_set(cfg.eval_set, seen.name, unseen.name)
     videos = unseen.every() if eval_set_ == "all" else unseen.split("val")
     if base.run.dry_run:
         resolved = (
@@ -257,7 +254,7 @@ def zeroshot(cfg) -> dict:
                 else pretrained_only(base).model.temporal,
             },
         }
-    decoder = pick_decoder(d.decoder)
+    decoder = auto.decoder(d.decoder)
 
     def score(fabric, model, run=base) -> dict:  # run: whose frames and test scale the model reads
         val = eval_set(
@@ -273,7 +270,9 @@ def zeroshot(cfg) -> dict:
         pred = predict_scores(
             fabric,
             model,
-            eval_loader(fabric, val, base.optim.device_batch or 16, d.workers),
+            eval_loader(
+                fabric, val, base.optim.device_batch or 16, auto.workers(d.workers, fabric.world_size)
+            ),
             average=run.data.view_average,
         )
         return protocol_top1(pred, len(unseen.classes), cfg.protocol, base.optim.seed)
@@ -299,7 +298,7 @@ def zeroshot(cfg) -> dict:
     # scoring only (--no-train): auto may pick bf16 on a CPU; with training, both rows are scored
     # at the run's precision, so that they differ by the training alone
     fabric = make_fabric(base.device, inference=cfg.no_train)
-    precision = precision_here(base.device, inference=cfg.no_train)
+    precision = auto.precision(base.device, inference=cfg.no_train)[0]
     rows["without_training"] = {
         **score(fabric, fabric.setup_module(model), pre),
         "scored_by": by,
@@ -355,7 +354,7 @@ def _resolved_untrained(pre, classes: int) -> dict:
     return {
         **pre.to_dict(),
         "weights": weights_plan(pre.model),
-        "auto": resolved_auto(pre, inference=True),
+        "auto": auto.automatic(pre, inference=True),
         "cost": cost_of(pre, classes),
     }
 

@@ -34,6 +34,12 @@ SHOT_SCHEDULES = ("released", "paper")
 ALL_SHOTS = 0  # K = "all": the full training split, the fully supervised row of Table 8
 
 
+def parse_loggers(given: list[str] | str) -> list[str]:
+    """--logger, repeated or a comma list ('tensorboard,wandb'): the names, each once."""
+    given = [given] if isinstance(given, str) else given
+    return list(dict.fromkeys(x.strip() for v in given for x in str(v).split(",") if x.strip()))
+
+
 def shots_text(shots: list[int]) -> str:
     """[1, 3, ALL_SHOTS] -> '1,3,all', as --shots is typed."""
     return ",".join("all" if k == ALL_SHOTS else str(k) for k in shots)
@@ -223,6 +229,7 @@ class RunConfig(Settings):
         "mlflow (pip install 'tkvr[wandb]', 'tkvr[mlflow]'). Each gets the config, step losses, "
         "epoch metrics and the final report.",
         shown="csv only",
+        parse=parse_loggers,
     )
     tensorboard: bool = setting(False, "Same as --logger tensorboard (kept for older command lines).")
     command: str = setting("", cli=False)  # the command line, for the report
@@ -234,9 +241,8 @@ class RunConfig(Settings):
 
     @property
     def loggers(self) -> list[str]:
-        """--logger's trackers (a list or repeated), with --tensorboard's, each once."""
-        names = [x.strip() for v in self.logger or [] for x in v.split(",") if x.strip()]
-        return list(dict.fromkeys(names + (["tensorboard"] if self.tensorboard else [])))
+        """--logger's trackers with --tensorboard's, each once."""
+        return list(dict.fromkeys((self.logger or []) + (["tensorboard"] if self.tensorboard else [])))
 
     def validate(self) -> list[str]:
         problems = choice_problems(self, nested=False)  # the declared choices

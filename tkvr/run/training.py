@@ -28,19 +28,19 @@ from tkvr.base.errors import Preempted, TkvrError
 from tkvr.base.fileio import atomic_save, atomic_write_text, hold, safe_load
 from tkvr.base.progress import count, say
 from tkvr.base.settings import freeze
-from tkvr.data.loader import BadFiles, augment_on, datasets, eval_loader, eval_set, loader, workers_for
+from tkvr.data.loader import BadFiles, datasets, eval_loader, eval_set, loader
 from tkvr.data.specs import absolute, resolve
 from tkvr.data.transforms import released_scale
-from tkvr.data.video import UnreadableVideo, kind_of, open_reader, pick_decoder
+from tkvr.data.video import UnreadableVideo, kind_of, open_reader
 from tkvr.model.backbones import input_size_of, weights_plan
 from tkvr.model.cost import cost_of
 from tkvr.model.heads import Head, fit_lda
 from tkvr.model.text import load_embeddings, run_templates, save_embeddings
 from tkvr.model.video_model import check_encoder, preprocess_of
+from tkvr.run import auto
 from tkvr.run.checkpoint import check_resumable, run_model, start_from
 from tkvr.run.engine import Parts, Trainer
-from tkvr.run.evaluation import resolved_auto
-from tkvr.run.launch import make_fabric, precision_here
+from tkvr.run.launch import make_fabric
 from tkvr.run.logs import history, write_report
 from tkvr.run.metrics import extract_features
 from tkvr.run.settings import TrainConfig
@@ -68,8 +68,8 @@ def plan_run_dir(cfg: TrainConfig) -> Path | None:
         raise TkvrError(f"--out {out} is a file; give a folder for the run")
     last = out / "checkpoints" / "last.pt"
     if cfg.run.resume:
-        path = last if cfg.run.resume == "auto" else Path(cfg.run.resume)
-        if cfg.run.resume == "auto" and not path.is_file():
+        path = auto.resumed(cfg.run.out, cfg.run.resume)
+        if path is None:
             return None  # nothing to resume yet: start fresh
         if not path.is_file():
             raise TkvrError(f"--resume {cfg.run.resume}: no such checkpoint")
@@ -96,12 +96,12 @@ def resolve_run(cfg: TrainConfig, src=None) -> tuple[TrainConfig, object]:
     if cfg.data.data_root:
         run.data.data_root = os.path.abspath(cfg.data.data_root)
     run.model.templates = run_templates(cfg.model, src.templates)
-    run.data.randaugment = cfg.data.randaugment_for()
+    run.data.randaugment = auto.randaugment(cfg.data.randaugment)
     if cfg.data.test_scale is None:  # the released rule, recorded as a number where the size is known
         size = input_size_of(cfg.model.backbone, cfg.model.visual)
         run.data.test_scale = released_scale(size) if size else None
-    run.data.augment = augment_on(cfg.data, cfg.device.accelerator)
-    run.device.precision = precision_here(cfg.device, say_why=True)
+    run.data.augment = auto.augment(cfg.data.augment, cfg.device.accelerator)
+    run.device.precision = auto.precision_said(cfg.device)
     m = cfg.model
     if m.embeddings and m.head == "text" and m.template_mode != "learn" and not m.text_online:
         made_by = load_embeddings(m.embeddings, flag="--embeddings").get("text_encoder")
@@ -122,7 +122,7 @@ def short_clips(cfg: TrainConfig, src, samples) -> None:
         try:
             reader = open_reader(
                 s.path,
-                pick_decoder(cfg.data.decoder, quiet=True),
+                auto.decoder(cfg.data.decoder, quiet=True),
                 "cpu",
                 src.frame_template,
                 src.frame_start,
@@ -149,7 +149,7 @@ def plan(cfg: TrainConfig, src=None) -> dict:
     return {
         **cfg.to_dict(),
         "weights": weights_plan(cfg.model),  # what --pretrained (and --visual) load, found or refused
-        "auto": resolved_auto(cfg),
+        "auto": auto.automatic(cfg),
         "classes": len(src.classes),
         "train_samples": len(src.split("train")),
         "cost": cost_of(cfg, len(src.classes)),
@@ -188,7 +188,7 @@ def _train(cfg: TrainConfig, src, train_ids, fabric, on_ready, held: ExitStack) 
         preprocess_of(model),
         frames=cfg.model.frames,
         seed=cfg.optim.seed,
-        accelerator=cfg.device.accelerator,
+        decoder=auto.decoder(cfg.data.decoder),
         train_ids=train_ids,
     )
     short_clips(cfg, src, train_set.samples[:1])
@@ -301,7 +301,7 @@ def ready(cfg: TrainConfig, fabric, model, train_set, val_set) -> Parts:
     """The loaders, optimiser and model of a run, set up with Fabric: what the Trainer receives."""
     o = cfg.optim
     device_batch = o.device_batch or o.batch_size // fabric.world_size
-    workers = workers_for(cfg.data.workers, cfg.device.devices)
+    workers = auto.workers(cfg.data.workers, cfg.device.devices)
     rank, world = fabric.global_rank, fabric.world_size
     train_dl = loader(
         train_set,
@@ -361,7 +361,10 @@ def batch_notes(n: int, device_batch: int, world: int, per_device: bool, limited
 
 
 def write_config(cfg: TrainConfig, out: Path) -> None:
-    atomic_write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), out / "config.yaml")
+    # the groups as resolved (a resumed run keeps them), then what this machine made of its own
+    # automatic values (decoder, workers, ...): a resumed run decides those afresh
+    record = {**cfg.to_dict(), "auto": auto.automatic(cfg)}
+    atomic_write_text(yaml.safe_dump(record, sort_keys=False), out / "config.yaml")
 
 
 def write_samples(samples, classes: list[str], out: Path, rank: int) -> None:
@@ -404,13 +407,14 @@ def fit_lda_head(fabric, cfg: TrainConfig, model, src, samples, preprocess: dict
             cfg.model.frames,
             preprocess,
             (1, 1),
-            pick_decoder(cfg.data.decoder, quiet=True),
+            auto.decoder(cfg.data.decoder, quiet=True),
             cfg.data.decode_device,
             cfg.data.test_scale,
         )
         model.to(fabric.device)
+        workers = auto.workers(cfg.data.workers, fabric.world_size)
         feats, labels = extract_features(
-            fabric, model, eval_loader(fabric, ds, cfg.optim.device_batch or 16, cfg.data.workers)
+            fabric, model, eval_loader(fabric, ds, cfg.optim.device_batch or 16, workers)
         )
         if fabric.global_rank == 0:
             atomic_save({"features": feats, "labels": labels}, cache)

@@ -15,12 +15,13 @@ from torch.utils.data import DataLoader
 from tkvr.base.fileio import atomic_write_bytes
 from tkvr.base.procs import loader_args
 from tkvr.base.progress import count, track, wrote
-from tkvr.data.loader import read_indexed, workers_for
+from tkvr.data.loader import read_indexed
 from tkvr.data.sampling import segment_indices
 from tkvr.data.settings import stem_of
 from tkvr.data.specs import Sample, resolve
 from tkvr.data.transforms import EvalTransform
-from tkvr.data.video import UnreadableVideo, denied, open_reader, pick_decoder, reason, why_missing
+from tkvr.data.video import UnreadableVideo, denied, open_reader, reason, why_missing
+from tkvr.run import auto
 
 
 class _Probe:
@@ -60,11 +61,11 @@ def check(s, *, split: str, frames: int) -> dict:
     (with why, in `notes`), the videos the annotations list that are not on disk, the decoder."""
     src = resolve(s.data, s.data_root, s.fold_or())
     samples = src.split(split)
-    decoder = pick_decoder(s.decoder)
+    decoder = auto.decoder(s.decoder)
     loader = DataLoader(
         _Probe(samples, frames, decoder, s.decode_device, src.frame_template, src.frame_start),
         batch_size=None,
-        **loader_args(workers_for(s.workers)),
+        **loader_args(auto.workers(s.workers)),
     )
     status: dict[str, list[int]] = {"missing": [], "empty": [], "unreadable": []}
     notes = {}
@@ -109,7 +110,7 @@ def check_files(
     clips, crops = views
     # The uint8 half of the eval transform needs only the size; mean and std apply after it.
     crop = EvalTransform({"size": size, "mean": (0.0,) * 3, "std": (1.0,) * 3}, crops, scale)
-    decoder = pick_decoder(decoder, quiet=True)
+    decoder = auto.decoder(decoder, quiet=True)
     report = {
         "files": [],
         "unreadable": [],

@@ -38,9 +38,9 @@ from tkvr.base.errors import DISK_FAULTS, WRITE_FAULTS, Fault, TkvrError
 from tkvr.base.fileio import atomic_write_text, hold
 from tkvr.base.procs import deaf_children
 from tkvr.base.progress import count, say, track, wrote
-from tkvr.data.loader import workers_for
 from tkvr.data.specs import resolve
 from tkvr.data.video import NO_VIDEO, UnreadableVideo, _short, check_file, cut_short, kind_of
+from tkvr.run import auto
 
 
 def out_size(width: int, height: int, short: int) -> tuple[int, int]:
@@ -197,7 +197,7 @@ def _prepare(s, src, out: Path, videos: Path, enc: tuple[int, int, int]) -> dict
         f"{len(sources) - len(todo)} already done; "
         f"short side {short_side}, a key frame every {gop} frames"
     )
-    workers = workers_for(s.workers)
+    workers = auto.workers(s.workers)
     bad: dict[str, str] = {}
     try:
         if workers > 0 and len(todo) > 1:
