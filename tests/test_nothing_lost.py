@@ -295,7 +295,8 @@ def test_the_readers_turn_any_damage_into_one_error(tmp_path):
     import random
 
     from tkvr.base.errors import TkvrError
-    from tkvr.base.fileio import read_json, read_table, read_text, read_yaml
+    from tkvr.base.fileio import read_json, read_text, read_yaml
+    from tkvr.base.table import read_table
 
     good = {
         "yaml": ("model:\n  head: text\n  templates: ['a video of {}.']\ndata: {label_fraction: 0.5}\n",

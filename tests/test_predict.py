@@ -130,7 +130,7 @@ def test_a_long_video_becomes_segments_placed_by_timestamps(run_cli, tmp_path, t
 def test_resume_drops_a_video_whose_windows_are_not_all_written(tmp_path):
     """A kill while a video's rows were being written leaves some of them: that video is scored
     again, its partial rows removed first; complete videos and error rows stay."""
-    from tkvr.run.predict import Rows
+    from tkvr.base.rows import Rows
 
     out = tmp_path / "w.csv"
     head = "file,window,windows,start,end,label_1,score_1,error\n"
@@ -150,6 +150,7 @@ def test_resume_drops_a_video_whose_windows_are_not_all_written(tmp_path):
 def test_a_long_video_is_opened_once_and_read_front_to_back(tmp_path, monkeypatch, three_clips, suffix):
     """Overlapping windows (1 s every 0.25 s) in chunks of 2: one reader per video, times asked
     for in order; an AVI (frames counted from the start) is decoded from the top once, not per chunk."""
+    import tkvr.data.windows as windows
     import tkvr.run.predict as pred
     from tkvr.commands.predict import PredictConfig
     from tkvr.data.video import _InOrder
@@ -170,7 +171,8 @@ def test_a_long_video_is_opened_once_and_read_front_to_back(tmp_path, monkeypatc
         restarts.append(self.frames is None or min(indices) < self.next)
         return real_read(self, indices)
 
-    monkeypatch.setattr(pred, "open_reader", counting_open)
+    monkeypatch.setattr(pred, "open_reader", counting_open)  # the up-front --window check
+    monkeypatch.setattr(windows, "open_reader", counting_open)  # the windows' reader
     monkeypatch.setattr(_InOrder, "read", counting_read)
     r = pred.predict(PredictConfig(files=[str(path)], backbone="toy", labels=LABELS, window=1.0, stride=0.25,
                                    frames=4, batch_size=2, workers=0))

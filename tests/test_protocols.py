@@ -107,7 +107,7 @@ def test_half_protocol_halves_distinct_and_stable():
     assert all(len(h) == 6 for h in a) and halves(12, seed=5) != a
 
 
-def test_zeroshot_user_mistakes(run_cli, tmp_path):
+def test_zeroshot_user_mistakes(run_cli, tmp_path, monkeypatch):
     code, _, err = run_cli("zeroshot", "--train", "toy", "--eval", "toy@unseen", *FAST, "--out", tmp_path / "a")
     assert_user_error(code, err, "share 18 classes", "must not overlap")
     (tmp_path / "mars.txt").write_text("a red circle moving sideways\n")
@@ -118,6 +118,16 @@ def test_zeroshot_user_mistakes(run_cli, tmp_path):
     code, _, err = run_cli("zeroshot", "--train", "toy@seen", "--eval", f"toy@{tmp_path / 'one.txt'}", *FAST,
                            "--protocol", "half", "--no-train", "--out", tmp_path / "c")
     assert_user_error(code, err, "--protocol half", "at least 2")
+    # the dataset reader's error about --data names the flag of zeroshot that gave it (TkvrError.about)
+    for flag in ("--train", "--eval"):
+        other = "--eval" if flag == "--train" else "--train"
+        code, _, err = run_cli("zeroshot", flag, str(tmp_path / "nowhere"), other, "toy@unseen"
+                               if flag == "--train" else "toy@seen", *FAST, "--out", tmp_path / "d")
+        assert_user_error(code, err, f"{flag} {tmp_path / 'nowhere'}: not a built-in name")
+        assert "--data" not in err
+    monkeypatch.delenv("TKVR_DATA_ROOT", raising=False)
+    code, _, err = run_cli("zeroshot", "--train", "k400", "--eval", "toy@unseen", *FAST, "--out", tmp_path / "e")
+    assert_user_error(code, err, "--train k400: set --data-root or TKVR_DATA_ROOT")
 
 
 def test_fewshot_shots_larger_than_a_class(run_cli, tmp_path):

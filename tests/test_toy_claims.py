@@ -86,11 +86,12 @@ def test_scrambled_class_order_falls_to_chance(tmp_path):
     import open_clip
     from lightning_fabric import Fabric
 
-    from tkvr.data.loader import datasets, loader
+    from tkvr.data.loader import eval_set, loader
     from tkvr.data.specs import resolve
     from tkvr.model.backbones import build_backbone
     from tkvr.model.text import encode_classes, load_embeddings, save_embeddings
     from tkvr.model.video_model import build
+    from tkvr.run.auto import decoder
     from tkvr.run.metrics import evaluate
     from tkvr.run.settings import TrainConfig
 
@@ -108,8 +109,8 @@ def test_scrambled_class_order_falls_to_chance(tmp_path):
                                       "test_scale": 1.0})
         w = load_embeddings(tmp_path / f"{name}.pt", src.classes, bb.dim)["embeddings"]
         _, model = build(cfg.model, src.classes, list(src.templates), seed=0, embeddings=w)
-        _, val = datasets(cfg.data, src, dict(open_clip.get_model_preprocess_cfg(model.visual)), frames=8,
-                          seed=0, accelerator="cpu")
+        val = eval_set(src.split("val"), src, 8, dict(open_clip.get_model_preprocess_cfg(model.visual)),
+                       cfg.data.views, decoder(quiet=True), "cpu", cfg.data.test_scale)
         tops[name] = evaluate(Fabric(accelerator="cpu", devices=1), model, loader(val, 32, False, 0, 0, 0, 1), c)["top1"]
     chance = 100 / c
     assert tops["right"] >= 3 * chance, tops

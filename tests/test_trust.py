@@ -148,6 +148,9 @@ RUN_FILES = {
     "cut config": (lambda r: (r / "config.yaml").write_text((r / "config.yaml").read_text().split("views: 1x1")[0]
                                                              + "views: 1x"), "config.yaml", "no optim, run group"),
     "views edited": (lambda r: edit(r / "config.yaml", "views: 1x1", "views: 1x"), "config.yaml", "--views '1x'"),
+    # typed right but refused by the checks: the refusal names the file (TkvrError.about), not only the flag
+    "fold edited": (lambda r: edit(r / "config.yaml", "  fold: 1\n", "  fold: 7\n"), "a value of the run's config.yaml",
+                    "--fold must be 1, 2 or 3, got 7"),
 }
 
 
@@ -172,7 +175,7 @@ def test_a_log_row_cut_by_a_kill_is_not_kept(tmp_path):
 
 # ---------------------------------------------------------------- predict --out read back
 def test_predict_resume_drops_rows_that_do_not_parse(tmp_path, capsys):
-    from tkvr.run.predict import Rows
+    from tkvr.base.rows import Rows
 
     out = tmp_path / "p.csv"
     head = "file,label_1,score_1,error\n"
@@ -192,7 +195,7 @@ def test_predict_resume_drops_rows_that_do_not_parse(tmp_path, capsys):
 
 
 def test_the_out_file_comes_with_its_first_row(tmp_path):
-    from tkvr.run.predict import Rows
+    from tkvr.base.rows import Rows
 
     rows = Rows(str(tmp_path / "p.csv"), 1, windows=False, resume=False)
     rows.close()  # a run that failed before scoring (weights missing offline)
@@ -538,13 +541,13 @@ def mutants(data: bytes, rng, text: bool):
 
 def readers(trained, tmp_path):
     """kind -> (the file's good bytes, a function that reads a path as tkvr does)."""
+    from tkvr.base.rows import Rows
     from tkvr.base.settings import build, from_run
     from tkvr.data.classes import read_labels_file
     from tkvr.data.specs import read_list
     from tkvr.model.text import load_embeddings
     from tkvr.run.checkpoint import config_of, read_checkpoint
     from tkvr.run.logs import EPOCH_COLUMNS, STEP_COLUMNS, read_log
-    from tkvr.run.predict import Rows
     from tkvr.run.protocols import read_sample
     from tkvr.run.settings import TrainConfig
 

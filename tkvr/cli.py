@@ -97,7 +97,7 @@ def validate(cfg) -> None:
     except TkvrError as e:
         path, taken = getattr(cfg, "_from_file", (None, ()))
         flags = {"--" + k.replace("_", "-") for k in taken}
-        if path and any(f in str(e) for f in flags):
+        if path and flags & set(e.about):
             raise TkvrError(
                 f"{e} (a value of the run's config.yaml {path}; was it edited or cut short?)"
             ) from None

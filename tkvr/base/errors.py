@@ -13,7 +13,28 @@ WRITE_FAULTS = DISK_FAULTS + (errno.EACCES, errno.EPERM)
 
 
 class TkvrError(Exception):
-    """A mistake in what the user asked for (flag, file, value), not a fault of tkvr."""
+    """A mistake in what the user asked for (flag, file, value), not a fault of tkvr.
+
+    `about`: the flags (or files) it is about, so that a caller adds context without reading the
+    message: the dispatcher names a resumed run's config.yaml where its value was refused,
+    zeroshot names --train where the dataset's reader said --data (`on` / `renamed`)."""
+
+    def __init__(self, message: str = "", about: tuple[str, ...] | str = ()):
+        super().__init__(message)
+        self.about = (about,) if isinstance(about, str) else tuple(about)
+        self.says = None  # what is wrong, without the flag (`on`)
+
+    @classmethod
+    def on(cls, flag: str, says: str) -> "TkvrError":
+        """An error about `flag`: the message is the flag, then what `says`."""
+        e = cls(f"{flag} {says}", flag)
+        e.says = says
+        return e
+
+    def renamed(self, flag: str) -> "TkvrError":
+        """The same error about `flag` (a command's own name for the setting); itself where it
+        was not made by `on`."""
+        return type(self).on(flag, self.says) if self.says is not None else self
 
 
 class Fault(TkvrError):

@@ -7,10 +7,8 @@ with `weights_only=True`, so a file whose pickle would run code is refused, neve
 
 from __future__ import annotations
 
-import csv
 import fcntl
 import hashlib
-import io
 import json
 import math
 import os
@@ -305,44 +303,6 @@ def finite(text: str) -> float:
     if not math.isfinite(value):
         raise ValueError(f"{text!r} is not finite")
     return value
-
-
-def read_table(path: str | os.PathLike, what: str, numbers: dict[str, type]) -> list[dict]:
-    """A CSV file with a header row; the columns in `numbers` are parsed (int or float) where
-    filled. A last row cut short (a process killed mid-append: too few fields, or no line end) is
-    dropped; any other bad row is an error naming its line."""
-
-    text = read_text(path, what)
-    try:
-        reader = csv.DictReader(io.StringIO(text, newline=""))
-        rows = list(reader)
-        header = reader.fieldnames or []
-    except csv.Error as e:
-        raise TkvrError(f"{what} {path} is not a CSV table ({e})") from None
-    missing = [c for c in numbers if c not in header]
-    if missing:
-        raise TkvrError(
-            f"{what} {path}: no column {missing[0]!r} (header: {', '.join(map(str, header)) or 'none'})"
-        )
-    if rows and not text.endswith("\n"):  # a row is whole when its line ends: this one was cut
-        rows.pop()
-    out = []
-    for n, row in enumerate(rows, 2):
-        if None in row.values() or None in row:  # too few or too many fields
-            if n == len(rows) + 1:
-                break
-            raise TkvrError(f"{what} {path}:{n}: {len(header)} fields expected")
-        parsed = dict(row)
-        for col, kind in numbers.items():
-            value = row[col]
-            if value in ("", None):
-                continue
-            try:  # NaN and inf are refused as any non-number: tkvr writes none (a run stops first)
-                parsed[col] = finite(value) if kind is float else kind(value)
-            except ValueError:
-                raise TkvrError(f"{what} {path}:{n}: {col} {value!r} is not a finite number") from None
-        out.append(parsed)
-    return out
 
 
 def writable(problems: list[str], flag: str, path: str | None, folder: bool = False) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import MISSING, field
 from pathlib import Path
 
@@ -88,8 +89,11 @@ def declaration(f: dataclasses.Field) -> dataclasses.Field:
 
 
 def fail_if(problems: list[str]) -> None:
+    """Refuse with every problem in one line. Each problem begins with the flag it is about (the
+    rule every check here and in the groups' `validate` follows): the error carries those flags."""
     if problems:
-        raise TkvrError("; ".join(problems))
+        about = [m.group(0) for m in (re.match(r"--[a-z0-9][a-z0-9-]*", p) for p in problems) if m]
+        raise TkvrError("; ".join(problems), about)
 
 
 def at_least(problems: list[str], obj, minimum, *names: str) -> None:

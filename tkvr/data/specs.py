@@ -404,7 +404,7 @@ def _layout(root: Path, fold: int, labels: Path | None = None) -> DataSource:
         return DataSource(root.name, classes, splits, origin=str(root))
     classes, samples = read_class_folders(root, read_labels(labels) if labels else None)
     if not samples:
-        raise TkvrError(f"--data {root}: no dataset layout recognised (see docs/data.md)")
+        raise TkvrError.on("--data", f"{root}: no dataset layout recognised (see docs/data.md)")
     # One folder of classes, no split: it serves as both (for check, predict, zero-shot eval).
     say(f"{root}: no train/ and val/ folders: the same samples serve as training and validation data")
     return DataSource(root.name, classes, {"train": samples, "val": samples}, origin=str(root))
@@ -533,7 +533,7 @@ def _unwritten_toy(subset: str) -> DataSource:
         elif own in lists:
             keep = lists[own].splitlines()
         else:
-            raise TkvrError(f"--data toy@{subset}: the toy world has the subsets seen and unseen")
+            raise TkvrError.on("--data", f"toy@{subset}: the toy world has the subsets seen and unseen")
         src = src.subset(keep, subset)
     return src
 
@@ -547,15 +547,17 @@ def _resolve_base(spec: str, root: str | None, fold: int) -> DataSource:
     if spec in BUILTIN:
         base = data_root(root)
         if base is None:
-            raise TkvrError(
-                f"--data {spec}: set --data-root or TKVR_DATA_ROOT to the folder that holds {spec}/"
+            raise TkvrError.on(
+                "--data", f"{spec}: set --data-root or TKVR_DATA_ROOT to the folder that holds {spec}/"
             )
         folder = base / spec
         if not folder.is_dir():
-            raise TkvrError(f"--data {spec}: {folder} does not exist (data root {base})")
+            raise TkvrError.on("--data", f"{spec}: {folder} does not exist (data root {base})")
         return _image_folders(folder) if spec == "imagenet" else _folder(folder, fold)
     if path.is_file() and path.suffix.lower() in (".yaml", ".yml"):
         return _yaml(path, fold)
     if path.is_dir():
         return _folder(path, fold)
-    raise TkvrError(f"--data {spec}: not a built-in name ({', '.join(BUILTIN)}), a YAML file or a folder")
+    raise TkvrError.on(
+        "--data", f"{spec}: not a built-in name ({', '.join(BUILTIN)}), a YAML file or a folder"
+    )

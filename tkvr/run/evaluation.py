@@ -4,14 +4,12 @@ resolved automatic settings a report records, and predictions of a finished run.
 
 from __future__ import annotations
 
-import csv
-import io
-
 from lightning_fabric import Fabric
 
 from tkvr.base.errors import TkvrError
 from tkvr.base.fileio import atomic_write_text
 from tkvr.base.progress import bar, wrote
+from tkvr.base.table import line
 from tkvr.data.loader import eval_loader, eval_set, loader
 from tkvr.data.settings import views_text
 from tkvr.data.specs import resolve
@@ -142,25 +140,25 @@ def confused_pairs(confusion, classes: list[str], n: int = 10) -> list[dict]:
 def per_class_csv(confusion, classes: list[str]) -> str:
     """class,samples,top1,taken_for,taken_for_share: one row per class, in class order; the last
     two name the class most often predicted instead (empty when never wrong)."""
-    out = io.StringIO()
-    w = csv.writer(out, lineterminator="\n")
-    w.writerow(["class", "samples", "top1", "taken_for", "taken_for_share"])
+    out = [line(["class", "samples", "top1", "taken_for", "taken_for_share"])]
     for c, name in enumerate(classes):
         row = confusion[c]
         n = int(row.sum())
         wrong = row.clone()
         wrong[c] = 0
         k = int(wrong.argmax()) if int(wrong.max()) > 0 else None
-        w.writerow(
-            [
-                name,
-                n,
-                f"{100.0 * int(row[c]) / n:.2f}" if n else "",
-                classes[k] if k is not None else "",
-                f"{100.0 * int(wrong[k]) / n:.2f}" if k is not None else "",
-            ]
+        out.append(
+            line(
+                [
+                    name,
+                    n,
+                    f"{100.0 * int(row[c]) / n:.2f}" if n else "",
+                    classes[k] if k is not None else "",
+                    f"{100.0 * int(wrong[k]) / n:.2f}" if k is not None else "",
+                ]
+            )
         )
-    return out.getvalue()
+    return "".join(out)
 
 
 def eval_plan(cfg, ckpt: dict, src, fold: int, swapped: bool = False) -> dict:

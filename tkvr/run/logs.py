@@ -3,7 +3,6 @@ a row at a time and read back as user input; report.json's versions and writer."
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
 from pathlib import Path
@@ -13,26 +12,27 @@ import torch
 
 from tkvr import __version__
 from tkvr.base.errors import TkvrError
-from tkvr.base.fileio import atomic_write_text, finite, read_table
+from tkvr.base.fileio import atomic_write_text, finite
+from tkvr.base.table import line, read_table
+from tkvr.base.table import text as table
 
 
 class CsvLog:
     """A CSV log, a row at a time. Resuming keeps the rows up to the checkpoint (`upto`: the last
     step, or epoch, it holds) and drops the rest, which the resumed run writes again. The rows
-    kept are read as any file a user gives is (fileio.read_table): a bad value is one line naming
+    kept are read as any file a user gives is (base/table.read_table): a bad value is one line naming
     the file and line, a row cut by a kill is dropped."""
 
     def __init__(self, path: Path, columns: list[str], key: str, upto: int | None):
         self.path, self.columns = path, columns
         rows = read_log(path, columns) if upto is not None and path.is_file() else []
         rows = [r for r in rows if r[key] <= upto]
-        kept = "".join(",".join(_text(r.get(c)) for c in columns) + "\n" for r in rows)
-        atomic_write_text(",".join(columns) + "\n" + kept, path)
+        atomic_write_text(table(columns, ({c: _text(r.get(c)) for c in columns} for r in rows)), path)
         self.last = rows[-1] if rows else {}  # where a resumed run's clocks continue from
 
     def write(self, row: dict) -> None:
         with self.path.open("a", newline="") as f:
-            csv.writer(f).writerow([_fmt(row.get(c, "")) for c in self.columns])
+            f.write(line(_fmt(row.get(c, "")) for c in self.columns))
 
 
 def read_log(path: Path, columns: list[str]) -> list[dict]:

@@ -27,10 +27,10 @@ from tkvr.base.fileio import (
     atomic_write_bytes,
     atomic_write_text,
     read_json,
-    read_table,
     read_yaml,
     safe_load,
 )
+from tkvr.base.table import read_table
 from tkvr.data.classes import resolve_classes
 from tkvr.run.checkpoint import read_checkpoint
 

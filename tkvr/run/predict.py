@@ -14,8 +14,6 @@ kill during that write) is scored again, its partial rows dropped first.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 from contextlib import nullcontext
@@ -23,15 +21,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from torch.utils.data import DataLoader
 
-from tkvr.base.errors import Fault, TkvrError
-from tkvr.base.fileio import atomic_write_bytes, atomic_write_text, hold
+from tkvr.base.errors import TkvrError
+from tkvr.base.fileio import atomic_write_text, hold
 from tkvr.base.procs import loader_args
 from tkvr.base.progress import bar, count, say, wrote
+from tkvr.base.rows import Rows
+from tkvr.base.table import text as table
 from tkvr.data.classes import DEFAULT_TEMPLATES, IMAGE_TEMPLATES, resolve_classes
 from tkvr.data.loader import ClipDataset, loader
-from tkvr.data.sampling import segment_indices
 from tkvr.data.specs import Sample
 from tkvr.data.toy import TEMPLATES as TOY_TEMPLATES
 from tkvr.data.toy import foreign
@@ -43,9 +42,9 @@ from tkvr.data.video import (
     denied,
     kind_of,
     open_reader,
-    reason,
     why_missing,
 )
+from tkvr.data.windows import Windows, too_short
 from tkvr.model.settings import ModelConfig
 from tkvr.model.video_model import preprocess_of, unwrap
 from tkvr.run import auto
@@ -153,253 +152,6 @@ def own_templates(backbone: str, paths: list[str]) -> list[str]:
 
 
 # ---------------------------------------------------------------- rows on disk
-class Rows:
-    """--out: rows appended and flushed as they come (csv or jsonl), read back on --resume.
-
-    A row: file, [window, windows, start, end,] labels [k], scores [k] or error. File names are
-    bytes on Linux: one that is not UTF-8 is written back as the same bytes (surrogateescape), so
-    the row names the file that is on disk. The file (and a CSV's header) is created with the
-    first row: a run that fails before scoring anything leaves nothing to refuse a rerun."""
-
-    def __init__(self, path: str | None, k: int, windows: bool, resume: bool):
-        self.path, self.k, self.windows = Path(path) if path else None, k, windows
-        self.csv = self.path is not None and self.path.suffix.lower() == ".csv"
-        self.columns = ["file"] + (["window", "windows", "start", "end"] if windows else [])
-        self.columns += [f"{x}_{i}" for i in range(1, k + 1) for x in ("label", "score")] + ["error"]
-        self.old: dict[str, list[dict]] = {}
-        self.file = None
-        if self.path is not None and resume and self.path.is_file():
-            self.old = self._read_back()
-
-    def _read_back(self) -> dict[str, list[dict]]:
-        """Complete inputs already in the file. A partial last line, a row that does not parse (an
-        edit, a cut inside a quoted name) and a video whose windows are not all there (a kill
-        while writing) are dropped, by rewriting the file atomically without them: their inputs
-        are scored again."""
-        text = self.path.read_bytes().decode("utf-8", errors="surrogateescape")
-        whole = text[: text.rfind("\n") + 1]  # a kill mid-line leaves a partial last line
-        rows, bad = [], 0
-        if self.csv:
-            reader = csv.reader(io.StringIO(whole, newline=""))
-            header = next(reader, None)
-            if header and header != self.columns:
-                raise TkvrError(
-                    f"--out {self.path} has other columns ({', '.join(header[:6])}, ...): "
-                    "continue it with the --top-k and --window it was written with, or give another --out"
-                )
-            while True:
-                try:
-                    cells = next(reader)
-                except StopIteration:
-                    break
-                except csv.Error:  # e.g. a cut inside a quoted name: nothing after it parses
-                    bad += 1
-                    break
-                r = self._from_csv(cells)
-                rows += [r] if r else []
-                bad += not r
-        else:
-            for line in whole.splitlines():
-                try:
-                    r = self._checked(json.loads(line))
-                except (ValueError, RecursionError):
-                    r = None
-                rows += [r] if r else []
-                bad += not r
-            if rows and ("window" in rows[0]) != self.windows:
-                raise TkvrError(
-                    f"--out {self.path} was written {'with' if 'window' in rows[0] else 'without'} "
-                    "--window: continue it the same way, or give another --out"
-                )
-        by_file: dict[str, list[dict]] = {}
-        for r in rows:
-            by_file.setdefault(r["file"], []).append(r)
-        done = {
-            f: rs
-            for f, rs in by_file.items()
-            if "error" in rs[0] or not self.windows or len({r["window"] for r in rs}) == int(rs[0]["windows"])
-        }
-        if bad:
-            say(f"--resume: {count(bad, 'row')} of {self.path} did not parse (cut or edited); scored again")
-        if whole != text or bad or len(done) != len(by_file):
-            kept = [r for rs in done.values() for r in rs]
-            header = ",".join(self.columns) + "\n" if self.csv and kept else ""
-            atomic_write_bytes(
-                (header + "".join(self._line(r) for r in kept)).encode(errors="surrogateescape"), self.path
-            )
-        return done
-
-    def _from_csv(self, cells: list[str]) -> dict | None:
-        if len(cells) != len(self.columns):
-            return None
-        return self._checked(dict(zip(self.columns, cells)), text=True)
-
-    def _checked(self, r, text: bool = False) -> dict | None:
-        """A row read back, with its types checked (and, from CSV, parsed); None if it is not one
-        tkvr wrote: a row that cannot be trusted is scored again, not kept."""
-        try:
-            if not isinstance(r, dict) or not isinstance(r.get("file"), str) or not r["file"]:
-                return None
-            out = {"file": r["file"]}
-            if self.windows:
-                out.update(
-                    window=int(r["window"]),
-                    windows=int(r["windows"]),
-                    start=float(r["start"]),
-                    end=float(r["end"]),
-                )
-            if r.get("error"):
-                return {**out, "error": str(r["error"])}
-            if self.windows and not 0 <= out["window"] < out["windows"]:
-                return None
-            if text:
-                n = [i for i in range(1, self.k + 1) if r[f"label_{i}"] != ""]
-                labels, scores = [r[f"label_{i}"] for i in n], [float(r[f"score_{i}"]) for i in n]
-            else:
-                labels, scores = r["labels"], [float(v) for v in r["scores"]]
-            ok = (
-                isinstance(labels, list)
-                and 0 < len(labels) == len(scores) <= self.k
-                and all(isinstance(x, str) for x in labels)
-                and all(0.0 <= v <= 1.0 for v in scores)
-            )
-            return {**out, "labels": labels, "scores": scores} if ok else None
-        except (KeyError, TypeError, ValueError):
-            return None
-
-    def _line(self, r: dict) -> str:
-        if not self.csv:
-            return json.dumps(r) + "\n"
-        cells = {"file": r["file"], "error": r.get("error", "")}
-        for key in ("window", "windows", "start", "end"):
-            if key in r:
-                cells[key] = r[key]
-        for i, (lab, s) in enumerate(zip(r.get("labels", []), r.get("scores", [])), 1):
-            cells[f"label_{i}"], cells[f"score_{i}"] = lab, s
-        buf = io.StringIO()
-        csv.DictWriter(buf, self.columns, restval="", lineterminator="\n").writerow(cells)
-        return buf.getvalue()
-
-    def write(self, rows: list[dict]) -> None:
-        if self.path is None or not rows:
-            return
-        try:
-            if self.file is None:  # the first row: the file, and a CSV's header, come with it
-                fresh = not self.path.is_file() or self.path.stat().st_size == 0
-                self.file = open(self.path, "a", newline="", encoding="utf-8", errors="surrogateescape")
-                if fresh and self.csv:
-                    self.file.write(",".join(self.columns) + "\n")
-            self.file.write("".join(self._line(r) for r in rows))  # one write: a video's rows together
-            self.file.flush()
-            os.fsync(self.file.fileno())
-        except OSError as e:  # a full disk: the write names no file by itself
-            raise Fault(
-                f"cannot write --out {self.path}: {e.strerror or e}; the rows before are kept (a row cut "
-                "short is dropped on resume): free space and rerun with --resume"
-            ) from None
-
-    def close(self) -> None:
-        if self.file is not None:
-            self.file.close()
-
-
-# ---------------------------------------------------------------- long videos
-def window_starts(begin: float, end: float, window: float, stride: float) -> list[float]:
-    """Starts of the windows [s, s + window) every `stride` seconds from `begin`, and one more
-    ending at `end` when the stride leaves the tail uncovered; a video shorter than one window is
-    one window, the whole of it."""
-    if end - begin < window + 1e-9:
-        return [begin]
-    starts = [begin + i * stride for i in range(int((end - begin - window) / stride + 1e-9) + 1)]
-    if starts[-1] + window < end - 1e-6:
-        starts.append(end - window)
-    return starts
-
-
-def window_times(start: float, window: float, frames: int) -> list[float]:
-    """The clip of a window as eval samples a 1-clip view, in time: T equal segments, the start of
-    each (the released test protocol's first frame of each segment, tkvr.data.sampling)."""
-    return [start + j * window / frames for j in range(frames)]
-
-
-def too_short(path: str, window: float, frames: int, n: int, begin: float, end: float) -> str | None:
-    """Why `window` seconds cannot fill `frames` distinct frames of a video of n frames, or None."""
-    fps = n / max(end - begin, 1e-9)
-    if window * fps + 1e-6 >= frames or n < frames:  # a video with fewer frames than T repeats them anyway
-        return None
-    return (
-        f"--window {window:g}: {path} has {fps:.3g} frames per second, so a window holds about "
-        f"{window * fps:.1f} frames; --frames {frames} needs --window {frames / fps:.3g} or more"
-    )
-
-
-class Windows(IterableDataset):
-    """Each video read once, front to back: its windows' clips in chunks of about `chunk` windows,
-    {index, start [n], video [n, S, T, 3, H, W], windows, last}; or {index, error}. Still images
-    and frame folders are one window each (start 0, end 0). Workers take every W-th video."""
-
-    def __init__(self, paths, frames, window, stride, transform, decoder, chunk):
-        self.paths, self.frames, self.window, self.stride = paths, frames, window, stride
-        self.transform, self.decoder, self.chunk = transform, decoder, chunk
-
-    def __iter__(self):
-        info = get_worker_info()
-        mine = range(len(self.paths)) if info is None else range(info.id, len(self.paths), info.num_workers)
-        for i in mine:
-            yield from self._video(i)
-
-    def _video(self, i: int):
-        path, t = self.paths[i], self.frames
-        try:
-            reader = open_reader(path, self.decoder)
-        except (UnreadableVideo, FileNotFoundError) as e:
-            yield {"index": i, "error": reason(path, e)}
-            return
-        try:
-            if kind_of(path) != "video":
-                x = reader.read(segment_indices(len(reader), t, False))[None]  # [1, T, 3, H, W]
-                yield self._item(i, [0.0], [0.0], x, 1, True)
-                return
-            begin, end = reader.span()
-            why = too_short(path, self.window, t, len(reader), begin, end)
-            if why:
-                yield {"index": i, "error": why}
-                return
-            yield from self._windows(i, reader, begin, end)
-        except UnreadableVideo as e:
-            yield {"index": i, "error": str(e)}
-        finally:
-            reader.close()
-
-    def _windows(self, i: int, reader, begin: float, end: float):
-        """The frames every window needs, asked for in time order in batches of about `chunk`
-        windows' worth, so the decoder only moves forward; a window leaves as soon as its frames
-        are in, and a frame is kept only while a window still to come needs it (windows overlap)."""
-        t, span = self.frames, min(self.window, end - begin)
-        starts = window_starts(begin, end, self.window, self.stride)
-        need = [window_times(s, span, t) for s in starts]
-        order = sorted({x for times in need for x in times})
-        have: dict[float, torch.Tensor] = {}
-        done = 0
-        for c in range(0, len(order), self.chunk * t):
-            part = order[c : c + self.chunk * t]
-            have.update(zip(part, reader.read_at(part)))  # [3, H, W] each
-            ready = []
-            while done < len(starts) and need[done][-1] <= part[-1]:
-                ready.append(done)
-                done += 1
-            if ready:
-                x = torch.stack([torch.stack([have[x] for x in need[w]]) for w in ready])  # [n, T, 3, H, W]
-                ends = [min(starts[w] + self.window, end) for w in ready]
-                yield self._item(i, [starts[w] for w in ready], ends, x, len(starts), done == len(starts))
-            if done < len(starts):
-                have = {x: f for x, f in have.items() if x >= need[done][0]}
-
-    def _item(self, i, starts, ends, x, windows, last):
-        video = torch.stack([self.transform(c) for c in x])  # [n, S, T, 3, H, W]
-        return {"index": i, "start": starts, "end": ends, "video": video, "windows": windows, "last": last}
-
-
 def segments(windows: list[dict]) -> list[dict]:
     """Consecutive windows with the same top label -> {start, end, label, score (the mean of its
     windows' top scores), windows}. A boundary lies halfway between the centres of the two windows
@@ -636,11 +388,7 @@ def _write_segments(results: list[dict], out: str) -> None:
     segs = [{"file": r["file"], **s} for r in results if "segments" in r for s in r["segments"]]
     path = segments_path(out)
     if path.suffix.lower() == ".csv":
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, ["file", "start", "end", "label", "score", "windows"], lineterminator="\n")
-        w.writeheader()
-        w.writerows(segs)
-        text = buf.getvalue()
+        text = table(["file", "start", "end", "label", "score", "windows"], segs)
     else:
         text = "".join(json.dumps(s) + "\n" for s in segs)
     atomic_write_text(text, path)

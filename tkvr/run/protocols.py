@@ -44,12 +44,11 @@ from tkvr.run.training import train as train_run
 
 
 def named(fn, flag: str, *args):
-    """fn(*args), its errors naming `flag` (--train, --eval) where they would say --data."""
+    """fn(*args), its errors naming `flag` (--train, --eval) where they are about --data."""
     try:
         return fn(*args)
     except TkvrError as e:
-        text = str(e)
-        raise TkvrError(flag + text[len("--data") :] if text.startswith("--data") else text) from None
+        raise (e.renamed(flag) if e.about == ("--data",) else e) from None
 
 
 def label(k: int) -> str:
