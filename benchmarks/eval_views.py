@@ -26,12 +26,14 @@ def main():
     import torch
     from lightning_fabric import Fabric
 
-    from tkvr.data.loader import ClipDataset, loader
+    from tkvr.data.loader import ClipDataset, Scoring, loader
     from tkvr.data.settings import parse_views
     from tkvr.data.specs import resolve
     from tkvr.data.transforms import EvalTransform
+    from tkvr.data.video import Reading
     from tkvr.model.backbones import build_backbone
     from tkvr.model.heads import Head, random_matrix
+    from tkvr.model.settings import ModelConfig
     from tkvr.model.video_model import build_model
     from tkvr.run.auto import decoder as pick_decoder
     from tkvr.run.metrics import predict_scores
@@ -39,14 +41,14 @@ def main():
     src = resolve("toy")
     samples = src.split("val")[: args.videos]
     bb = build_backbone(args.backbone)
-    model = build_model(bb, "tap", Head(random_matrix(len(src.classes), bb.dim), "random"), frames=args.frames).eval()
+    model = build_model(bb, ModelConfig(temporal="tap", frames=args.frames), Head(random_matrix(len(src.classes), bb.dim), "random")).eval()
     pre = dict(open_clip.get_model_preprocess_cfg(model.visual))
     fabric = Fabric(accelerator="cpu", devices=1)
     decoder = pick_decoder("auto", quiet=True)
     times = {}
     for views in ("1x1", "4x3"):
         c, s = parse_views(views)
-        ds = ClipDataset(samples, args.frames, EvalTransform(pre, s), train=False, views=(c, s), decoder=decoder)
+        ds = ClipDataset(samples, args.frames, EvalTransform(pre, s), Reading(decoder), Scoring(c))
         dl = loader(ds, args.batch, False, args.workers, 0, 0, 1)
         predict_scores(fabric, model, dl, limit=1)  # warm-up
         t = time.perf_counter()

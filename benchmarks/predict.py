@@ -28,11 +28,11 @@ import torch
 from lightning_fabric import Fabric
 
 from tkvr.commands.predict import PredictConfig
-from tkvr.data.loader import ClipDataset, eval_loader, loader
+from tkvr.data.loader import ClipDataset, Scoring, eval_loader, loader
 from tkvr.data.specs import Sample, resolve
 from tkvr.data.toy import write_video
 from tkvr.data.transforms import EvalTransform
-from tkvr.data.video import VIDEO_EXTS, open_reader
+from tkvr.data.video import VIDEO_EXTS, Reading, open_reader
 from tkvr.model.video_model import preprocess_of
 from tkvr.run.auto import decoder as pick_decoder
 from tkvr.run.metrics import predict_scores
@@ -81,7 +81,7 @@ def main() -> None:
 
     def dataset():
         tf = EvalTransform(preprocess_of(model), 1, scale)
-        return ClipDataset([Sample(p, -1) for p in paths], frames, tf, train=False, decoder=decoder, warn=False)
+        return ClipDataset([Sample(p, -1) for p in paths], frames, tf, Reading(decoder), Scoring(warn=False))
 
     def run_eval():
         predict_scores(fabric, model, eval_loader(fabric, dataset(), a.batch, a.workers))

@@ -301,6 +301,40 @@ def test_a_settings_text_is_parsed_once_where_it_is_declared():
     assert not found, found
 
 
+# Functions of more than 6 parameters, each of them used (none only handed on: those became a
+# settings group or a record, e.g. build_model(backbone, m, head), ClipDataset(..., reading, mode)).
+WIDE = {
+    "base/settings.py:setting": "a declaration's keywords, each its own metadata",
+    "data/loader.py:loader": "a DataLoader's parts: dataset, batch, order, workers, seed, rank, world, drop",
+    "data/loader.py:datasets": "a run's data group, source, preprocessing, frames, seed, reading, sample",
+    "data/windows.py:__init__": "the windows' inputs, frames, length, stride, transform, decoder, chunk",
+    "model/heads.py:__init__": "Head / PromptHead: the parts of a classifier, each stored",
+    "model/text.py:encode_text_only": "a text-only encoder's prompts, width, projection seed and form",
+    "model/video_model.py:build": "the model group and what a caller overrides (weights, embeddings)",
+    "run/auto.py:resolve_precision": "the decision table's inputs, each a fact of the machine",
+    "run/check.py:check_files": "what `tkvr check FILES` reads and shows",
+    "run/engine.py:__init__": "the Trainer's parts, each stored",
+    "run/metrics.py:_per_sample": "the scoring loop's parts",
+    "run/metrics.py:evaluate": "the scoring loop's parts",
+    "run/training.py:fit_lda_head": "the LDA fit's parts",
+}
+
+
+def test_signatures_read():
+    """No function takes more than 6 parameters, except the few above whose every parameter is used
+    (a new wide one is a settings group or a small record, or a line here saying why not)."""
+    wide = set()
+    for p in sorted(TKVR.rglob("*.py")):
+        for n in ast.walk(ast.parse(p.read_text())):
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                a = n.args
+                names = [x.arg for x in a.posonlyargs + a.args + a.kwonlyargs if x.arg not in ("self", "cls")]
+                if len(names) > 6:
+                    wide.add(f"{p.relative_to(TKVR).as_posix()}:{n.name}")
+    assert wide <= set(WIDE), sorted(wide - set(WIDE))
+    assert set(WIDE) <= wide, f"no longer wide, remove from WIDE: {sorted(set(WIDE) - wide)}"
+
+
 @pytest.mark.parametrize(
     "rule",
     [

@@ -230,11 +230,10 @@ def mistakes_dir(tmp_path_factory):
     Image.new("RGB", (8, 8)).save(tmp / "nlimage" / "cat" / "two\nlines.png")
     torch.save({"weights": _Pickled()}, tmp / "pickled.pt")
     from tkvr.model.backbones import build_backbone
-    from tkvr.model.text import encode_classes, save_embeddings
+    from tkvr.model.text import Made, encode_classes, save_embeddings
 
     bb = build_backbone("tiny")
-    save_embeddings(tmp / "abc.pt", encode_classes(bb, ["a", "b", "c"], ["{}"]), ["a", "b", "c"], "tiny", None,
-                    ["{}"], "text")
+    save_embeddings(tmp / "abc.pt", encode_classes(bb, ["a", "b", "c"], ["{}"]), ["a", "b", "c"], Made("tiny", None, tuple(["{}"]), "text"))
     return tmp
 
 

@@ -9,7 +9,7 @@ from conftest import assert_user_error, assert_wrote
 
 from tkvr.base.errors import TkvrError
 from tkvr.data.classes import resolve_classes
-from tkvr.model.text import encode_classes, load_embeddings, save_embeddings
+from tkvr.model.text import Made, encode_classes, load_embeddings, save_embeddings
 
 
 def test_text_embeddings_unit_norm_and_in_file_order(tiny, tmp_path):
@@ -80,7 +80,7 @@ def test_embed_plot(run_cli, tmp_path):
 
 def test_mismatched_file_refused(tiny, tmp_path):
     path = tmp_path / "e.pt"
-    save_embeddings(path, torch.eye(3, 64), ["a", "b", "c"], "tiny", None, ["{}"], "text")
+    save_embeddings(path, torch.eye(3, 64), ["a", "b", "c"], Made("tiny", None, tuple(["{}"]), "text"))
     with pytest.raises(TkvrError, match="width D=64 but the model's is 512"):
         load_embeddings(path, dim=512)
     with pytest.raises(TkvrError, match="3 classes, the data has 2"):

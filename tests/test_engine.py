@@ -147,9 +147,10 @@ def test_frozen_head_stays_and_unfrozen_or_learned_moves(run_cli, tmp_path):
 def _buffers(state):
     from tkvr.model.backbones import build_backbone
     from tkvr.model.heads import Head, random_matrix
+    from tkvr.model.settings import ModelConfig
     from tkvr.model.video_model import build_model
 
-    m = build_model(build_backbone("tiny"), "tap", Head(random_matrix(60, 64), "text"), frames=2)
+    m = build_model(build_backbone("tiny"), ModelConfig(temporal="tap", frames=2), Head(random_matrix(60, 64), "text"))
     return len([k for k, _ in m.named_buffers() if not k.startswith("head.")])
 
 

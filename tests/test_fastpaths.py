@@ -6,6 +6,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from tkvr.model.backbones import build_backbone
 from tkvr.model.heads import Head, random_matrix
+from tkvr.model.settings import ModelConfig
 from tkvr.model.video_model import build_model
 
 
@@ -22,7 +23,7 @@ class Ops(TorchDispatchMode):
 @pytest.mark.parametrize("train", [True, False])
 def test_open_clip_attention_goes_through_sdpa(train):
     bb = build_backbone("tiny")
-    model = build_model(bb, "tap", Head(random_matrix(3, bb.dim), "random"), frames=2)
+    model = build_model(bb, ModelConfig(temporal="tap", frames=2), Head(random_matrix(3, bb.dim), "random"))
     model.train(train)
     x = torch.randn(2, 2, 3, 32, 32)
     with Ops() as ops:
@@ -37,7 +38,7 @@ def test_gradient_checkpointing_gives_the_same_gradients():
     grads = []
     for ckpt in (False, True):
         bb = build_backbone("tiny")
-        model = build_model(bb, "tap", Head(random_matrix(3, bb.dim), "random"), frames=2)
+        model = build_model(bb, ModelConfig(temporal="tap", frames=2), Head(random_matrix(3, bb.dim), "random"))
         model.visual.set_grad_checkpointing(ckpt)
         model.train()
         torch.nn.functional.cross_entropy(model(x), y).backward()

@@ -14,9 +14,10 @@ from conftest import (
 )
 
 from tkvr.base.errors import TkvrError
-from tkvr.data.loader import BadFiles, ClipDataset, loader, start_epoch
+from tkvr.data.loader import BadFiles, ClipDataset, Scoring, Training, loader, start_epoch
 from tkvr.data.specs import Sample
 from tkvr.data.transforms import EvalTransform, train_transform
+from tkvr.data.video import Reading
 
 
 def make_loader(ds, batch_size, shuffle, workers, seed=0, epoch=0):
@@ -41,7 +42,7 @@ def corrupt_set(tmp_path):
 
 def test_unreadable_training_videos_are_replaced_and_counted(corrupt_set):
     samples, bad_ids = corrupt_set
-    ds = ClipDataset(samples, 4, train_transform(PRE), train=True, decoder="pyav")
+    ds = ClipDataset(samples, 4, train_transform(PRE), Reading("pyav"), Training())
     seen_bad, budget = set(), BadFiles(samples, max_fraction=0.5)
     for epoch in range(2):
         for batch in make_loader(ds, batch_size=7, shuffle=True, workers=0, epoch=epoch):
@@ -56,7 +57,7 @@ def test_unreadable_training_videos_are_replaced_and_counted(corrupt_set):
 
 def test_bad_fraction_budget_stops_the_run(corrupt_set):
     samples, _ = corrupt_set
-    ds = ClipDataset(samples, 4, train_transform(PRE), train=True, decoder="pyav")
+    ds = ClipDataset(samples, 4, train_transform(PRE), Reading("pyav"), Training())
     budget = BadFiles(samples, max_fraction=0.2)
     with pytest.raises(TkvrError, match=r"3 of 7 training videos are unreadable \(42.9% > --max-bad-fraction 0.2"):
         for batch in make_loader(ds, batch_size=7, shuffle=False, workers=0):
@@ -65,7 +66,7 @@ def test_bad_fraction_budget_stops_the_run(corrupt_set):
 
 def test_eval_marks_unreadable_and_keeps_going(corrupt_set):
     samples, bad_ids = corrupt_set
-    ds = ClipDataset(samples, 4, EvalTransform(PRE, 3), train=False, views=(2, 3), decoder="pyav")
+    ds = ClipDataset(samples, 4, EvalTransform(PRE, 3), Reading("pyav"), Scoring(2))
     batch = next(iter(make_loader(ds, batch_size=7, shuffle=False, workers=0)))
     assert batch["video"].shape == (7, 6, 4, 3, 32, 32)  # [B, C*S, T, 3, H, W]
     assert {b for b in batch["bad"].tolist() if b >= 0} == bad_ids
@@ -73,7 +74,7 @@ def test_eval_marks_unreadable_and_keeps_going(corrupt_set):
 
 def test_workers_draw_different_augmentations_each_epoch(tmp_path):
     clip = write_clip(tmp_path / "a.mp4", frames=40)
-    ds = ClipDataset([Sample(str(clip), 0)] * 4, 4, train_transform(PRE), train=True, decoder="pyav")
+    ds = ClipDataset([Sample(str(clip), 0)] * 4, 4, train_transform(PRE), Reading("pyav"), Training())
     epochs = [torch.cat([b["video"] for b in make_loader(ds, 1, False, workers=2, epoch=e)]) for e in (0, 1)]
     assert not torch.equal(epochs[0][0], epochs[0][1])  # items on different workers differ
     assert not torch.equal(epochs[0], epochs[1])  # and epochs differ
@@ -83,7 +84,7 @@ def test_workers_draw_different_augmentations_each_epoch(tmp_path):
 
 def test_real_images_as_one_frame_clips():
     img = realdata("images") / "skimage_chelsea.png"
-    ds = ClipDataset([Sample(str(img), 0)], 1, EvalTransform(PRE, 1), train=False)
+    ds = ClipDataset([Sample(str(img), 0)], 1, EvalTransform(PRE, 1))
     item = ds[0]
     assert item["video"].shape == (1, 1, 3, 32, 32) and item["bad"] == -1
 
@@ -143,13 +144,13 @@ def test_bad_file_budget_and_list_are_global_under_ddp(tmp_path):
 
 
 def test_replacement_warning_names_the_class_and_file_once(tmp_path, caplog):
-    from tkvr.data.loader import BadFiles, ClipDataset, collate
+    from tkvr.data.loader import BadFiles, ClipDataset, Training, collate
     from tkvr.data.specs import Sample
 
     good = write_clip(tmp_path / "good.mp4")
     (tmp_path / "bad.mp4").write_bytes(b"\x00" * 64)
     samples = [Sample(str(tmp_path / "bad.mp4"), 0), Sample(str(good), 0)]
-    ds = ClipDataset(samples, 4, lambda x: x, train=True, classes=["juggling"])
+    ds = ClipDataset(samples, 4, lambda x: x, mode=Training(classes=["juggling"]))
     budget = BadFiles(samples, 1.0)
     with caplog.at_level("WARNING", logger="tkvr"):
         for _ in range(3):  # the main process warns, once per file

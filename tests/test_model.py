@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from tkvr.base.errors import TkvrError
 from tkvr.model.backbones import build_backbone
 from tkvr.model.heads import Head, random_matrix
+from tkvr.model.settings import ModelConfig
 from tkvr.model.video_model import build_model
 
 
@@ -23,7 +24,7 @@ CASES = [("tiny", "tap"), ("tiny", "t-trans"), ("tiny", "token-t1d"), ("tiny-rn"
 def test_shapes_and_gradients(name, temporal):
     bb = build_backbone(name)
     c = 5
-    model = build_model(bb, temporal, Head(random_matrix(c, bb.dim), "random"), frames=4, temporal_layers=2)
+    model = build_model(bb, ModelConfig(temporal=temporal, frames=4, temporal_layers=2), Head(random_matrix(c, bb.dim), "random"))
     x = clips(bb)
     z = model.encode(x)
     assert z.shape == (2, bb.dim)
@@ -44,7 +45,7 @@ def test_shapes_and_gradients(name, temporal):
 def test_unfrozen_and_learned_heads_get_gradients(tiny):
     for kind, unfreeze in (("text", True), ("learned", False)):
         head = Head(random_matrix(3, tiny.dim), kind, trainable=unfreeze)
-        model = build_model(build_backbone("tiny"), "tap", head, frames=2)
+        model = build_model(build_backbone("tiny"), ModelConfig(temporal="tap", frames=2), head)
         F.cross_entropy(model(clips(tiny, t=2)), torch.tensor([0, 1])).backward()
         assert head.weight.grad is not None and head.weight.grad.abs().sum() > 0
     assert head.bias.grad is not None
@@ -73,7 +74,7 @@ def test_learned_head_on_the_model_starts_at_ln_c(tiny):
     from tkvr.model.heads import head_matrix
 
     c = 40
-    model = build_model(tiny, "tap", Head(head_matrix("learned", c, tiny.dim), "learned"), frames=2)
+    model = build_model(tiny, ModelConfig(temporal="tap", frames=2), Head(head_matrix("learned", c, tiny.dim), "learned"))
     x = clips(tiny, b=16, t=2)
     with torch.no_grad():
         loss = F.cross_entropy(model(x), torch.arange(16) % c).item()
@@ -83,15 +84,15 @@ def test_learned_head_on_the_model_starts_at_ln_c(tiny):
 def test_tap_order_invariant_ttrans_not(tiny):
     f = torch.randn(3, 6, tiny.dim)  # [B, T, D]
     perm = torch.tensor([5, 3, 1, 0, 2, 4])
-    tap = build_model(tiny, "tap", Head(random_matrix(2, tiny.dim), "random"), frames=6).temporal
+    tap = build_model(tiny, ModelConfig(temporal="tap", frames=6), Head(random_matrix(2, tiny.dim), "random")).temporal
     torch.testing.assert_close(tap(f), tap(f[:, perm]))
-    tt = build_model(tiny, "t-trans", Head(random_matrix(2, tiny.dim), "random"), frames=6).temporal
+    tt = build_model(tiny, ModelConfig(temporal="t-trans", frames=6), Head(random_matrix(2, tiny.dim), "random")).temporal
     assert (tt(f) - tt(f[:, perm])).abs().max() > 1e-6
 
 
 def test_ttrans_starts_near_tap(tiny):
     f = torch.randn(4, 8, tiny.dim)
-    tt = build_model(tiny, "t-trans", Head(random_matrix(2, tiny.dim), "random"), frames=8, t_trans_form="near-tap").temporal
+    tt = build_model(tiny, ModelConfig(temporal="t-trans", frames=8, t_trans_form="near-tap"), Head(random_matrix(2, tiny.dim), "random")).temporal
     out, tap = tt(f), f.mean(1)
     rel = ((out - tap).norm(dim=-1) / tap.norm(dim=-1)).max()
     assert rel < 0.01, rel
@@ -111,8 +112,7 @@ def test_ttrans_draws_its_positions_first(tiny):
 
 def test_ttrans_released_form(tiny):
     f = torch.randn(4, 8, tiny.dim)  # [B, T, D]
-    model = build_model(tiny, "t-trans", Head(random_matrix(2, tiny.dim), "random"), frames=8, temporal_layers=2,
-                        t_trans_form="released")
+    model = build_model(tiny, ModelConfig(temporal="t-trans", frames=8, temporal_layers=2, t_trans_form="released"), Head(random_matrix(2, tiny.dim), "random"))
     tt = model.temporal
     assert not hasattr(tt, "proj") and 0.015 < tt.pos.std().item() < 0.025
     lin = [m for m in tt.encoder.modules() if isinstance(m, torch.nn.Linear)]
@@ -128,8 +128,8 @@ def test_temporal_convs_start_as_identity(name, temporal):
     plain = build_backbone(name)
     x = clips(plain, b=2, t=3)
     head = Head(random_matrix(2, plain.dim), "random")
-    ref = build_model(plain, "tap", head, frames=3).encode(x)
-    conv = build_model(build_backbone(name), temporal, head, frames=3, t1d_form="identity").encode(x)
+    ref = build_model(plain, ModelConfig(temporal="tap", frames=3), head).encode(x)
+    conv = build_model(build_backbone(name), ModelConfig(temporal=temporal, frames=3, t1d_form="identity"), head).encode(x)
     torch.testing.assert_close(conv, ref, atol=1e-5, rtol=1e-5)
 
 
@@ -149,7 +149,7 @@ def test_token_t1d_released_form_shifts_a_quarter_each_way_in_every_block():
     assert y[:, 2:4].tolist() == [[0, 0], [1, 1], [2, 2], [3, 3]]  # previous frame's
     torch.testing.assert_close(y[:, 4:], x[:, 4:])  # kept
     bb = build_backbone("tiny")
-    model = build_model(bb, "token-t1d", Head(random_matrix(2, bb.dim), "random"), frames=3)
+    model = build_model(bb, ModelConfig(temporal="token-t1d", frames=3), Head(random_matrix(2, bb.dim), "random"))
     blocks = model.visual.transformer.resblocks
     assert all(isinstance(b, TokenT1DBlock) and b.form == "released" for b in blocks)
     calls = []
@@ -158,7 +158,7 @@ def test_token_t1d_released_form_shifts_a_quarter_each_way_in_every_block():
     model(clips(bb, b=2, t=3))
     assert len(calls) == 2 * len(blocks)  # before the attention and before the MLP
     # the shift changes the output at step 0; the identity form does not (tested above)
-    ref = build_model(build_backbone("tiny"), "tap", Head(random_matrix(2, bb.dim), "random"), frames=3)
+    ref = build_model(build_backbone("tiny"), ModelConfig(temporal="tap", frames=3), Head(random_matrix(2, bb.dim), "random"))
     x = clips(bb, b=2, t=3)
     assert (model.encode(x) - ref.encode(x)).abs().max() > 1e-4
 
@@ -215,11 +215,11 @@ def test_backbone_errors():
 def test_temporal_errors(tiny):
     head = Head(random_matrix(2, tiny.dim), "random")
     with pytest.raises(TkvrError, match="choose one of tap, t1d, token-t1d, t-trans"):
-        build_model(tiny, "lstm", head, frames=4)
+        build_model(tiny, ModelConfig(temporal="lstm", frames=4), head)
     with pytest.raises(TkvrError, match="token-t1d"):
-        build_model(build_backbone("tiny"), "t1d", head, frames=4)
+        build_model(build_backbone("tiny"), ModelConfig(temporal="t1d", frames=4), head)
     with pytest.raises(TkvrError, match="--temporal t1d"):
-        build_model(build_backbone("tiny-rn"), "token-t1d", head, frames=4)
+        build_model(build_backbone("tiny-rn"), ModelConfig(temporal="token-t1d", frames=4), head)
 
 
 def test_t1d_blocks_place_the_convolutions_where_asked(run_cli, tmp_path):

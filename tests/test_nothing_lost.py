@@ -183,9 +183,10 @@ def test_prepare_names_an_audio_only_source(tmp_path):
 def test_every_unreadable_replacement_is_counted(tmp_path):
     """A replacement that is unreadable too is counted as well: the item reports every sample
     that failed before one read."""
-    from tkvr.data.loader import BadFiles, ClipDataset
+    from tkvr.data.loader import BadFiles, ClipDataset, Training
     from tkvr.data.specs import Sample
     from tkvr.data.transforms import train_transform
+    from tkvr.data.video import Reading
 
     paths = []
     for i in range(3):
@@ -197,7 +198,7 @@ def test_every_unreadable_replacement_is_counted(tmp_path):
     longest = 0
     for seed in range(8):
         torch.manual_seed(seed)
-        ds = ClipDataset(samples, 2, train_transform(pre), train=True, decoder="pyav")
+        ds = ClipDataset(samples, 2, train_transform(pre), Reading("pyav"), Training())
         item = ds[0]
         assert item["index"] == 3 and item["bad"][0] == 0 and sorted(item["bad"]) == sorted(set(item["bad"]))
         assert set(item["why"]) == set(item["bad"]) and all("replaced by another" in w for w in item["why"].values())

@@ -60,10 +60,11 @@ def test_text_head_starts_near_ln_c_at_the_toy_clips_own_scale(run_cli, tmp_path
 def test_logit_scale_trains_with_the_backbone_and_decay_reaches_every_parameter(tiny):
     from tkvr.model.backbones import build_backbone
     from tkvr.model.heads import Head, random_matrix
+    from tkvr.model.settings import ModelConfig
     from tkvr.model.video_model import build_model
 
-    model = build_model(build_backbone("tiny"), "t-trans", Head(random_matrix(5, tiny.dim), "text",
-                                                                learn_scale=True), frames=2, temporal_layers=1)
+    model = build_model(build_backbone("tiny"), ModelConfig(temporal="t-trans", frames=2, temporal_layers=1), Head(random_matrix(5, tiny.dim), "text",
+                                                                learn_scale=True))
     names = {id(p): n for n, p in model.named_parameters()}
     groups = model.param_groups(1e-5, 10.0, 0.2, "all")
     where = {names[id(p)]: (g["lr"], g["weight_decay"]) for g in groups for p in g["params"]}
@@ -176,10 +177,11 @@ def test_features_averaged_over_views_then_scored(tiny):
 
     from tkvr.model.backbones import build_backbone
     from tkvr.model.heads import Head, random_matrix
+    from tkvr.model.settings import ModelConfig
     from tkvr.model.video_model import build_model
     from tkvr.run.metrics import predict_scores
 
-    model = build_model(build_backbone("tiny"), "tap", Head(random_matrix(4, tiny.dim), "text", scale=30.0), frames=2)
+    model = build_model(build_backbone("tiny"), ModelConfig(temporal="tap", frames=2), Head(random_matrix(4, tiny.dim), "text", scale=30.0))
     g = torch.Generator().manual_seed(0)
     video = torch.randn(3, 6, 2, 3, 32, 32, generator=g)  # [B, V, T, 3, H, W]
     batch = {"video": video, "label": torch.tensor([0, 1, 2]), "index": torch.arange(3),
@@ -253,6 +255,7 @@ def test_test_scale_follows_the_released_rule(run_cli, tmp_path):
     from tkvr.data.loader import eval_set
     from tkvr.data.specs import resolve
     from tkvr.data.transforms import EvalTransform
+    from tkvr.data.video import Reading
 
     scales = {}
     for backbone in ("ViT-L/14@336px", "ViT-B/16"):
@@ -264,7 +267,7 @@ def test_test_scale_follows_the_released_rule(run_cli, tmp_path):
     src = resolve(str(small_set(tmp_path, bad=())))
     for size, scale, short in ((336, 1.0, 336), (224, 256 / 224, 256), (336, None, 336), (224, None, 256),
                                (40, None, 40)):
-        ds = eval_set(src.split("val")[:1], src, 2, {**PRE, "size": size}, (1, 3), "pyav", "cpu", scale)
+        ds = eval_set(src.split("val")[:1], Reading.of(src, "pyav"), 2, {**PRE, "size": size}, (1, 3), scale)
         assert ds.transform.short == short, (size, scale)
     frames = torch.randint(0, 255, (2, 3, 480, 640), dtype=torch.uint8)
     assert EvalTransform({**PRE, "size": 336}, 3)(frames).shape == (3, 2, 3, 336, 336)

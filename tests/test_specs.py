@@ -12,7 +12,7 @@ from conftest import (
 from tkvr.base.errors import TkvrError
 from tkvr.data.loader import read_clip
 from tkvr.data.specs import resolve
-from tkvr.data.video import UnreadableVideo
+from tkvr.data.video import Reading, UnreadableVideo
 
 
 def touch(path, data=b"x"):
@@ -86,11 +86,11 @@ def test_yaml_with_frame_template(tmp_path):
     src = resolve(str(tmp_path / "d.yaml"))
     assert src.frame_template == "frame{:03d}.jpg" and src.flip is False
     with pytest.raises(UnreadableVideo, match="missing frame file frame003.jpg"):  # counts from 1 by default
-        read_clip(src.split("train")[0], 4, False, frame_template=src.frame_template)
+        read_clip(src.split("train")[0], 4, False, reading=Reading(frame_template=src.frame_template))
     (tmp_path / "d.yaml").write_text("format: list\nlabels: names.txt\ntrain: tr.txt\n"
                                      "frame_template: 'frame{:03d}.jpg'\nframe_start: 0\n")
     src = resolve(str(tmp_path / "d.yaml"))
-    x = read_clip(src.split("train")[0], 4, False, frame_template=src.frame_template, frame_start=src.frame_start)
+    x = read_clip(src.split("train")[0], 4, False, reading=Reading.of(src, "torchcodec"))
     assert x.shape == (1, 4, 3, 8, 8)
     (tmp_path / "bad.yaml").write_text("format: list\nlabel: names.txt\n")
     with pytest.raises(TkvrError, match="unknown key 'label'"):

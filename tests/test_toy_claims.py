@@ -88,8 +88,9 @@ def test_scrambled_class_order_falls_to_chance(tmp_path):
 
     from tkvr.data.loader import eval_set, loader
     from tkvr.data.specs import resolve
+    from tkvr.data.video import Reading
     from tkvr.model.backbones import build_backbone
-    from tkvr.model.text import encode_classes, load_embeddings, save_embeddings
+    from tkvr.model.text import Made, encode_classes, load_embeddings, save_embeddings
     from tkvr.model.video_model import build
     from tkvr.run.auto import decoder
     from tkvr.run.metrics import evaluate
@@ -100,8 +101,8 @@ def test_scrambled_class_order_falls_to_chance(tmp_path):
     emb = encode_classes(bb, src.classes, list(src.templates))
     c = len(src.classes)
     perm = torch.roll(torch.arange(c), c // 2)  # every row moves: no class keeps its own
-    save_embeddings(tmp_path / "right.pt", emb, src.classes, "toy", None, src.templates, "text")
-    save_embeddings(tmp_path / "scrambled.pt", emb[perm], src.classes, "toy", None, src.templates, "text")
+    save_embeddings(tmp_path / "right.pt", emb, src.classes, Made("toy", None, tuple(src.templates), "text"))
+    save_embeddings(tmp_path / "scrambled.pt", emb[perm], src.classes, Made("toy", None, tuple(src.templates), "text"))
     tops = {}
     for name in ("right", "scrambled"):
         cfg = TrainConfig.from_flags({"backbone": "toy", "frames": 8, "embeddings": str(tmp_path / f"{name}.pt"),
@@ -109,8 +110,8 @@ def test_scrambled_class_order_falls_to_chance(tmp_path):
                                       "test_scale": 1.0})
         w = load_embeddings(tmp_path / f"{name}.pt", src.classes, bb.dim)["embeddings"]
         _, model = build(cfg.model, src.classes, list(src.templates), seed=0, embeddings=w)
-        val = eval_set(src.split("val"), src, 8, dict(open_clip.get_model_preprocess_cfg(model.visual)),
-                       cfg.data.views, decoder(quiet=True), "cpu", cfg.data.test_scale)
+        val = eval_set(src.split("val"), Reading.of(src, decoder(quiet=True)), 8,
+                       dict(open_clip.get_model_preprocess_cfg(model.visual)), cfg.data.views, cfg.data.test_scale)
         tops[name] = evaluate(Fabric(accelerator="cpu", devices=1), model, loader(val, 32, False, 0, 0, 0, 1), c)["top1"]
     chance = 100 / c
     assert tops["right"] >= 3 * chance, tops

@@ -502,7 +502,7 @@ def test_twenty_loaders_with_readers_after_decoding_in_process(tmp_path):
     as a few-shot sweep does. (Forked, such a process once hung a test run for 90 minutes.)"""
     from conftest import PRE, write_clip
 
-    from tkvr.data.loader import ClipDataset, loader
+    from tkvr.data.loader import ClipDataset, Scoring, loader
     from tkvr.data.specs import Sample
     from tkvr.data.transforms import EvalTransform
     from tkvr.data.video import open_reader
@@ -510,7 +510,7 @@ def test_twenty_loaders_with_readers_after_decoding_in_process(tmp_path):
     paths = [str(write_clip(tmp_path / f"c{i}.mp4", frames=8, seed=i)) for i in range(3)]
     held = open_reader(paths[0], "torchcodec")
     held.read([0, 5])  # FFmpeg's threads alive in this process while readers start
-    ds = ClipDataset([Sample(p, i) for i, p in enumerate(paths)], 2, EvalTransform(PRE), train=False, warn=False)
+    ds = ClipDataset([Sample(p, i) for i, p in enumerate(paths)], 2, EvalTransform(PRE), mode=Scoring(warn=False))
     for _ in range(20):
         dl = loader(ds, 2, False, 1, 0, 0, 1)
         assert dl.multiprocessing_context.get_start_method() == "forkserver"
@@ -580,11 +580,10 @@ def readers(trained, tmp_path):
 
     card["card_sha256"] = card_digest(card)
     from tkvr.model.backbones import build_backbone
-    from tkvr.model.text import encode_classes, save_embeddings
+    from tkvr.model.text import Made, encode_classes, save_embeddings
 
     emb = tmp_path / "emb.pt"
-    save_embeddings(emb, encode_classes(build_backbone("tiny"), ["a", "b"], ["{}"]), ["a", "b"], "tiny", None,
-                    ["{}"], "text")
+    save_embeddings(emb, encode_classes(build_backbone("tiny"), ["a", "b"], ["{}"]), ["a", "b"], Made("tiny", None, tuple(["{}"]), "text"))
     train = [SimpleNamespace(path=f"/d/{c}{i}.mp4", label=j) for j, c in enumerate("ab") for i in range(2)]
     return {
         "checkpoint": ((trained / "checkpoints" / "last.pt").read_bytes(), checkpoint),
@@ -807,11 +806,11 @@ def test_19_21_a_folder_given_as_a_file_is_named_so(run_cli, tmp_path):
 def test_3_an_embeddings_file_changed_on_disk_or_holding_nan_is_refused_naming_it(tmp_path):
     from tkvr.base.errors import TkvrError
     from tkvr.model.backbones import build_backbone
-    from tkvr.model.text import encode_classes, load_embeddings, save_embeddings
+    from tkvr.model.text import Made, encode_classes, load_embeddings, save_embeddings
 
     emb = tmp_path / "emb.pt"
     rows = encode_classes(build_backbone("tiny"), ["a", "b"], ["{}"])
-    save_embeddings(emb, rows, ["a", "b"], "tiny", None, ["{}"], "text")
+    save_embeddings(emb, rows, ["a", "b"], Made("tiny", None, tuple(["{}"]), "text"))
     assert torch.equal(load_embeddings(emb, ["a", "b"])["embeddings"], rows.float())
     data = torch.load(emb, weights_only=True)
     for change in (lambda d: d["embeddings"].__setitem__((0, 0), d["embeddings"][0, 0] + 1e-3),

@@ -7,7 +7,7 @@ import torch
 from conftest import TINY_RUN, list_dataset, realdata, write_clip, write_divx_avi, write_faststart_mp4
 
 from tkvr.data.sampling import segment_indices
-from tkvr.data.video import UnreadableVideo, VideoFile, torchcodec_error
+from tkvr.data.video import Reading, UnreadableVideo, VideoFile, torchcodec_error
 
 
 def clips():
@@ -138,8 +138,8 @@ def test_divx_placeholder_packet_reads_every_frame(tmp_path, decoder):
     assert torch.equal(x[1], decoded[-1]) and len(v) == 10
     v.close()
     for _ in range(40):  # training draws anywhere, the last frame included
-        read_clip(Sample(str(path), 0), 8, train=True, decoder=decoder)
-    clip = read_clip(Sample(str(path), 0), 8, train=False, clips=4, decoder=decoder)  # 4x eval views
+        read_clip(Sample(str(path), 0), 8, train=True, reading=Reading(decoder))
+    clip = read_clip(Sample(str(path), 0), 8, train=False, clips=4, reading=Reading(decoder))  # 4x eval views
     assert clip.shape == (4, 8, 3, 32, 32)
 
 

@@ -53,7 +53,7 @@ def demo(cfg: DemoConfig) -> dict:
     # deferred: tkvr --help loads no torch
     from tkvr.data.specs import resolve
     from tkvr.model.backbones import build_backbone  # (deferred, as above)
-    from tkvr.model.text import embed  # (deferred, as above)
+    from tkvr.model.text import Made, embed  # (deferred, as above)
     from tkvr.run.evaluation import evaluate_checkpoint  # (deferred, as above)
     from tkvr.run.protocols import zeroshot  # (deferred, as above)
     from tkvr.run.training import train  # (deferred, as above)
@@ -75,13 +75,8 @@ def demo(cfg: DemoConfig) -> dict:
     except ImportError:
         pass
     say("[2/5] tkvr embed: class names -> frozen classifier")
-    res = embed(
-        seen.classes,
-        build_backbone("toy"),
-        out=str(emb),
-        name="toy",
-        templates=list(seen.templates),
-    )
+    made = Made("toy", templates=tuple(seen.templates))
+    res = embed(seen.classes, build_backbone("toy"), made, out=str(emb))
     if plot:
         from tkvr.run.plots import plot_correlation  # deferred: matplotlib, only when installed
 

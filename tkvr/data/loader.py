@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import random
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -32,7 +33,7 @@ from tkvr.base.procs import loader_args
 from tkvr.data.sampling import label_fraction, segment_indices
 from tkvr.data.specs import Sample
 from tkvr.data.transforms import ClipAugment, EvalTransform, rand_augment, train_transform
-from tkvr.data.video import UnreadableVideo, open_reader, reason
+from tkvr.data.video import Reading, UnreadableVideo, reason
 
 log = logging.getLogger("tkvr")
 
@@ -48,14 +49,11 @@ def read_indexed(
     frames: int,
     train: bool,
     clips: int = 1,
-    decoder: str = "torchcodec",
-    device: str = "cpu",
-    frame_template: str = "img_{:05d}.jpg",
-    frame_start: int = 1,
+    reading: Reading = Reading(),
     rng: random.Random | None = None,
 ) -> tuple[torch.Tensor, list[list[int]]]:
     """read_clip's frames and the frame index of each: (uint8 [clips, T, 3, H, W], [clips][T])."""
-    reader = open_reader(sample.path, decoder, device, frame_template, frame_start)
+    reader = reading.open(sample.path)
     try:
         idx = [segment_indices(len(reader), frames, train, c, clips, rng) for c in range(clips)]
         x = reader.read([i for clip in idx for i in clip])  # one call for all clips: [clips*T, 3, H, W]
@@ -64,37 +62,48 @@ def read_indexed(
     return x.reshape(clips, frames, *x.shape[1:]), idx
 
 
+@dataclass(frozen=True)
+class Training:
+    """A training set's clips: one random clip a sample, an unreadable one replaced by another of
+    its class (named by `classes` in warnings); `augment`, a ClipAugment: clips leave as uint8 with
+    their crop parameters; `randaug`: --randaugment on the uint8 clip before the crop, in the worker."""
+
+    classes: list[str] | None = None
+    augment: object = None
+    randaug: object = None
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """An eval set's clips: `clips` temporal clips a sample, an unreadable sample left out of the
+    metrics (`warn`: a warning for each; predict gives the reason in its row instead)."""
+
+    clips: int = 1
+    warn: bool = True
+
+
 class ClipDataset(Dataset):
+    """Clips of `samples`, `frames` frames each, read as `reading` says, through `transform`; `mode`
+    says whether for training or scoring (Training / Scoring)."""
+
     def __init__(
         self,
         samples: list[Sample],
         frames: int,
         transform,
-        *,
-        train: bool,
-        views: tuple[int, int] = (1, 1),
-        decoder: str = "torchcodec",
-        device: str = "cpu",
-        frame_template: str = "img_{:05d}.jpg",
-        frame_start: int = 1,
-        classes: list[str] | None = None,
-        augment=None,
-        randaug=None,
-        warn: bool = True,
+        reading: Reading = Reading(),
+        mode: Training | Scoring = Scoring(),
     ):
         self.samples = samples
         self.frames = frames
         self.transform = transform
-        self.train = train
-        self.clips = views[0]
-        self.decoder = decoder
-        self.device = device
-        self.frame_template = frame_template
-        self.frame_start = frame_start
-        self.classes = classes
-        self.augment = augment  # a ClipAugment: train clips leave as uint8 + crop parameters
-        self.randaug = randaug  # --randaugment: on the uint8 clip before the crop, in the worker
-        self.warn = warn  # eval: a warning per unreadable file (predict gives the reason in its row)
+        self.reading = reading
+        self.train = isinstance(mode, Training)
+        self.clips = 1 if self.train else mode.clips
+        self.classes = mode.classes if self.train else None
+        self.augment = mode.augment if self.train else None
+        self.randaug = mode.randaug if self.train else None
+        self.warn = mode.warn if not self.train else True
         by_class = defaultdict(list)
         for i, s in enumerate(samples):
             by_class[s.label].append(i)
@@ -109,17 +118,7 @@ class ClipDataset(Dataset):
 
     def _read(self, i: int) -> torch.Tensor:
         rng = random.Random(int(torch.randint(2**62, ()))) if self.train else None
-        return read_clip(
-            self.samples[i],
-            self.frames,
-            self.train,
-            1 if self.train else self.clips,
-            self.decoder,
-            self.device,
-            self.frame_template,
-            self.frame_start,
-            rng,
-        )
+        return read_clip(self.samples[i], self.frames, self.train, self.clips, self.reading, rng)
 
     def __getitem__(self, i: int) -> dict:
         label = self.samples[i].label
@@ -339,26 +338,15 @@ def start_epoch(dl: DataLoader, epoch: int, seed: int, rank: int) -> None:
 # ---------------------------------------------------------------- datasets of a run
 def eval_set(
     samples: list[Sample],
-    src,
+    reading: Reading,
     frames: int,
     preprocess: dict,
     views: tuple[int, int],
-    decoder: str,
-    device: str = "cpu",
     test_scale: float | None = None,
 ) -> ClipDataset:
-    """Eval clips of `samples` of a resolved data source, V = C x S views each (`views`: (C, S))."""
-    return ClipDataset(
-        samples,
-        frames,
-        EvalTransform(preprocess, views[1], test_scale),
-        train=False,
-        views=views,
-        decoder=decoder,
-        device=device,
-        frame_template=src.frame_template,
-        frame_start=src.frame_start,
-    )
+    """Eval clips of `samples`, V = C x S views each (`views`: (C, S))."""
+    transform = EvalTransform(preprocess, views[1], test_scale)
+    return ClipDataset(samples, frames, transform, reading, Scoring(views[0]))
 
 
 def datasets(
@@ -368,15 +356,15 @@ def datasets(
     *,
     frames: int,
     seed: int,
-    decoder: str,
+    reading: Reading,
     train_ids: list[int] | None = None,
 ):
     """Train and val ClipDatasets over a resolved data source from a run's resolved data settings
     `d` (a DataConfig whose --augment and --randaugment are decided: tkvr.run.auto): `frames` a
-    clip, `seed` for --label-fraction's draw, `decoder` the decided --decoder. `train_ids`
+    clip, `seed` for --label-fraction's draw, `reading` with the decided --decoder. `train_ids`
     restricts training to those samples (a K-shot sample); else --label-fraction."""
 
-    if "auto" in (d.augment, d.randaugment, decoder):
+    if "auto" in (d.augment, d.randaugment, reading.decoder):
         raise ValueError("datasets() takes decided settings: resolve them first (tkvr.run.auto)")
     augment = (
         ClipAugment(preprocess, d.train_crop, src.flip, d.crop_area, d.grayscale)
@@ -388,20 +376,8 @@ def datasets(
         train_ids = label_fraction([s.label for s in train], d.label_fraction, seed)
     if train_ids is not None:
         train = [train[i] for i in train_ids]
-    train_set = ClipDataset(
-        train,
-        frames,
-        train_transform(preprocess, d.train_crop, src.flip, d.crop_area, d.grayscale),
-        train=True,
-        decoder=decoder,
-        device=d.decode_device,
-        frame_template=src.frame_template,
-        frame_start=src.frame_start,
-        classes=src.classes,
-        augment=augment,
-        randaug=rand_augment(d.randaugment),
-    )
-    val_set = eval_set(
-        src.split("val"), src, frames, preprocess, d.views, decoder, d.decode_device, d.test_scale
-    )
+    transform = train_transform(preprocess, d.train_crop, src.flip, d.crop_area, d.grayscale)
+    training = Training(src.classes, augment, rand_augment(d.randaugment))
+    train_set = ClipDataset(train, frames, transform, reading, training)
+    val_set = eval_set(src.split("val"), reading, frames, preprocess, d.views, d.test_scale)
     return train_set, val_set

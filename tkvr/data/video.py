@@ -36,6 +36,7 @@ import logging
 import os
 import re
 import string
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -551,6 +552,25 @@ class StillImage(Reader):
 
     def _read(self, indices: list[int]) -> torch.Tensor:
         return self.image.expand(len(indices), *self.image.shape[1:])
+
+
+@dataclass(frozen=True)
+class Reading:
+    """How a sample's frames are read: the decided --decoder, its --decode-device, and the file
+    names of a frame folder's frames (a dataset's `frame_template` and `frame_start`)."""
+
+    decoder: str = "torchcodec"
+    device: str = "cpu"
+    frame_template: str = "img_{:05d}.jpg"
+    frame_start: int = 1
+
+    @classmethod
+    def of(cls, src, decoder: str, device: str = "cpu") -> "Reading":
+        """The reading of a resolved data source's samples (src: tkvr.data.specs.DataSource)."""
+        return cls(decoder, device, src.frame_template, src.frame_start)
+
+    def open(self, path: str) -> "Reader":
+        return open_reader(path, self.decoder, self.device, self.frame_template, self.frame_start)
 
 
 def open_reader(

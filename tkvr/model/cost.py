@@ -11,7 +11,7 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 from tkvr.model.backbones import TimmVisual, build_backbone
 from tkvr.model.heads import Head
 from tkvr.model.temporal import TTrans
-from tkvr.model.video_model import unwrap, video_model
+from tkvr.model.video_model import build_model, unwrap
 
 
 @torch.no_grad()
@@ -110,7 +110,7 @@ def cost_of(cfg, num_classes: int) -> dict:
         # a placeholder of the head's shape: a learned prompt or an online tower also scores
         # against a [C, D] matrix at inference
         head = Head(torch.zeros(num_classes, width), "learned" if m.head == "learned" else "text")
-        model = video_model(backbone, m, head, visual)
+        model = build_model(backbone, m, head, visual)
     size = (visual.preprocess_cfg if visual is not None else backbone.preprocess)["size"]
     size = int(size[0] if isinstance(size, (tuple, list)) else size)
     cost = costs(model, m.frames, size, "meta")

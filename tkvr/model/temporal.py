@@ -215,21 +215,12 @@ def _is_resnet(visual) -> bool:
     return hasattr(visual, "layer3") and hasattr(visual, "layer4")
 
 
-def build_temporal(
-    name: str,
-    visual: nn.Module,
-    dim: int,
-    frames: int,
-    ctx,
-    layers: int = 6,
-    blocks: list[int] | None = None,
-    form: str = "released",
-    t1d_form: str = "released",
-    text: tuple[int, int] = (512, 77),
-) -> nn.Module:
-    """The module that pools [B, T, D] -> [B, D]; t1d / token-t1d also modify `visual` in place.
-    `text`: the CLIP text tower's (width, context length), which size the clip form (heads =
-    width / 64, as released)."""
+def build_temporal(m, visual: nn.Module, dim: int, ctx, text: tuple[int, int] = (512, 77)) -> nn.Module:
+    """The module that pools [B, T, D] -> [B, D] as the model settings `m` (a ModelConfig: --temporal,
+    --frames, --temporal-layers, --t-trans-form, --t1d-form, --t1d-blocks) say; t1d / token-t1d also
+    modify `visual` in place. `text`: the CLIP text tower's (width, context length), which size the
+    clip form (heads = width / 64, as released)."""
+    name, frames, layers, form = m.temporal, m.frames, m.temporal_layers, m.t_trans_form
     if name not in TEMPORAL:
         raise TkvrError(f"--temporal {name!r} is not known: choose one of {', '.join(TEMPORAL)}")
     if name == "tap":
@@ -253,8 +244,9 @@ def build_temporal(
         raise TkvrError("--temporal token-t1d needs a ViT backbone; for a ResNet use --temporal t1d")
     res = visual.transformer.resblocks
     n = len(res)
-    if blocks is not None:
-        chosen = blocks
+    t1d_form = m.t1d_form
+    if m.t1d_blocks is not None:
+        chosen = m.t1d_blocks
     else:  # released: every block (locations_list, clip/model.py at 238c07f); identity: the last half
         chosen = list(range(n)) if t1d_form == "released" else list(range(n // 2, n))
     bad = [b for b in chosen if not -n <= b < n]

@@ -10,6 +10,8 @@ An embeddings file is a `torch.save`d dict, loadable with `torch.load(..., weigh
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
@@ -148,55 +150,50 @@ def encode_text_only(
     return F.normalize(emb, dim=-1)
 
 
+@dataclass(frozen=True)
+class Made:
+    """What made an embeddings file, recorded in it: the --backbone and --pretrained whose text
+    tower embedded the names, the templates, the head (text, random, orthogonal, lda) and the
+    text-only encoder (`embed --text-encoder`; None: CLIP's own text tower)."""
+
+    backbone: str
+    pretrained: str | None = None
+    templates: tuple[str, ...] = ()
+    head: str = "text"
+    text_encoder: str | None = None
+
+
 def embed(
-    classes: list[str],
-    backbone,
-    *,
-    out: str,
-    name: str,
-    pretrained: str | None = None,
-    head: str = "text",
-    templates: list[str] | None = None,
-    seed: int = 0,
-    text_encoder: str | None = None,
-    class_names: str = "words",
+    classes: list[str], backbone, made: Made, *, out: str, seed: int = 0, class_names: str = "words"
 ) -> dict:
     """The work of `tkvr embed`: class names x templates -> [C, D] (or a random / orthogonal
-    `head`), saved to `out` with what made it (`name` and `pretrained`: the --backbone and
-    --pretrained that built `backbone`). -> {embeddings, classes, templates}."""
+    head), saved to `out` with what `made` it (its backbone and pretrained: those that built
+    `backbone`; no templates: the default one). -> {embeddings, classes, templates}."""
 
-    templates = list(templates or DEFAULT_TEMPLATES)
-    if head == "text":
-        emb = class_embeddings(backbone, classes, templates, text_encoder, names=class_names)
+    templates = list(made.templates or DEFAULT_TEMPLATES)
+    if made.head == "text":
+        emb = class_embeddings(backbone, classes, templates, made.text_encoder, names=class_names)
     else:
-        emb = head_matrix(head, len(classes), backbone.dim, seed)
-    save_embeddings(out, emb, classes, name, pretrained, templates, head, text_encoder)
+        emb = head_matrix(made.head, len(classes), backbone.dim, seed)
+    save_embeddings(out, emb, classes, Made(made.backbone, made.pretrained, tuple(templates), made.head,
+                                            made.text_encoder))
     return {"embeddings": emb, "classes": classes, "templates": templates}
 
 
-def save_embeddings(
-    path,
-    embeddings,
-    classes,
-    backbone: str,
-    pretrained,
-    templates,
-    head: str,
-    text_encoder: str | None = None,
-):
-    """text_encoder: the text-only encoder that made the rows (`embed --text-encoder`), else None
-    (CLIP's own text tower); files written before it was recorded simply lack the key."""
+def save_embeddings(path, embeddings, classes, made: Made):
+    """[C, D] rows, one per class, with what made them (files written before the text encoder
+    was recorded simply lack its key)."""
 
     if embeddings.shape[0] != len(classes):
         raise ValueError("one row per class")
     data = {
         "embeddings": embeddings.detach().float().cpu().contiguous(),
         "classes": list(classes),
-        "backbone": backbone,
-        "pretrained": pretrained,
-        "templates": list(templates),
-        "head": head,
-        "text_encoder": text_encoder,
+        "backbone": made.backbone,
+        "pretrained": made.pretrained,
+        "templates": list(made.templates),
+        "head": made.head,
+        "text_encoder": made.text_encoder,
         "format": FORMAT,
     }
     atomic_save({**data, "checksum": checksum(data)}, path)

@@ -133,38 +133,16 @@ def preprocess_of(model: nn.Module) -> dict:
     return dict(get_model_preprocess_cfg(inner.visual))
 
 
-def build_model(
-    backbone: Backbone,
-    temporal: str,
-    head: nn.Module,
-    *,
-    frames: int,
-    temporal_layers: int = 6,
-    t1d_blocks: list[int] | None = None,
-    t_trans_form: str = "released",
-    visual: nn.Module | None = None,
-    t1d_form: str = "released",
-) -> VideoModel:
-    """Wrap a backbone's visual encoder (or `visual`, a TimmVisual) into a VideoModel. The text
-    tower is not part of it."""
+def build_model(backbone: Backbone, m, head: nn.Module, visual: nn.Module | None = None) -> VideoModel:
+    """Wrap a backbone's visual encoder (or `visual`, a TimmVisual) into a VideoModel with the
+    temporal module the model settings `m` (a ModelConfig) name. The text tower is not part of it."""
 
     ctx = FrameContext()
     dim = visual.output_dim if visual is not None else backbone.dim
     visual = visual if visual is not None else backbone.clip.visual
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(BUILD_SEED + 1)
-        module = build_temporal(
-            temporal,
-            visual,
-            dim,
-            frames,
-            ctx,
-            layers=temporal_layers,
-            blocks=t1d_blocks,
-            form=t_trans_form,
-            t1d_form=t1d_form,
-            text=text_size(backbone),
-        )
+        module = build_temporal(m, visual, dim, ctx, text_size(backbone))
     return VideoModel(visual, module, head, ctx)
 
 
@@ -175,21 +153,6 @@ def text_size(backbone: Backbone) -> tuple[int, int]:
     tower = getattr(clip, "transformer", None)
     width = getattr(tower, "width", None) or getattr(getattr(clip, "text", None), "width", 512)
     return int(width), int(getattr(clip, "context_length", 77))
-
-
-def video_model(backbone: Backbone, m, head: nn.Module, visual: nn.Module | None = None) -> VideoModel:
-    """build_model with a run's model settings (m: ModelConfig)."""
-    return build_model(
-        backbone,
-        m.temporal,
-        head,
-        frames=m.frames,
-        temporal_layers=m.temporal_layers,
-        t1d_blocks=m.t1d_blocks,
-        t_trans_form=m.t_trans_form,
-        visual=visual,
-        t1d_form=m.t1d_form,
-    )
 
 
 def build(
@@ -270,7 +233,7 @@ def build(
             scale=100.0 if cosine_learned else scale,
             learn_scale=learn and not cosine_learned,
         )
-    model = video_model(backbone, m, head, visual)
+    model = build_model(backbone, m, head, visual)
     model.objective = m.objective
     model.label_smoothing = m.label_smoothing
     model.match_group = m.match_group

@@ -20,16 +20,15 @@ from tkvr.data.sampling import segment_indices
 from tkvr.data.settings import stem_of
 from tkvr.data.specs import Sample, resolve
 from tkvr.data.transforms import EvalTransform
-from tkvr.data.video import UnreadableVideo, denied, open_reader, reason, why_missing
+from tkvr.data.video import Reading, UnreadableVideo, denied, reason, why_missing
 from tkvr.run import auto
 
 
 class _Probe:
     """Dataset of (index, status, message): status ok | missing | empty | unreadable."""
 
-    def __init__(self, samples, frames, decoder, device, template, start):
-        self.samples, self.frames, self.decoder, self.device = samples, frames, decoder, device
-        self.template, self.start = template, start
+    def __init__(self, samples, frames, reading: Reading):
+        self.samples, self.frames, self.reading = samples, frames, reading
 
     def __len__(self):
         return len(self.samples)
@@ -42,7 +41,7 @@ class _Probe:
             return i, "empty", "0 bytes"
         try:
             # The test clip's frames and the last frame: training may draw any frame up to it.
-            reader = open_reader(s.path, self.decoder, self.device, self.template, self.start)
+            reader = self.reading.open(s.path)
             try:
                 n = len(reader)
                 reader.read(segment_indices(n, self.frames, train=False) + [n - 1])
@@ -63,7 +62,7 @@ def check(s, *, split: str, frames: int) -> dict:
     samples = src.split(split)
     decoder = auto.decoder(s.decoder)
     loader = DataLoader(
-        _Probe(samples, frames, decoder, s.decode_device, src.frame_template, src.frame_start),
+        _Probe(samples, frames, Reading.of(src, decoder, s.decode_device)),
         batch_size=None,
         **loader_args(auto.workers(s.workers)),
     )
@@ -123,7 +122,8 @@ def check_files(
     }
     for path in track(paths, len(paths), "reading views"):
         try:
-            x, idx = read_indexed(Sample(path, -1), frames, False, clips, decoder, device)  # [C, T, 3, H, W]
+            # [C, T, 3, H, W]
+            x, idx = read_indexed(Sample(path, -1), frames, False, clips, Reading(decoder, device))
         except (UnreadableVideo, FileNotFoundError, IndexError) as e:
             report["unreadable"].append(path)
             report["notes"][path] = reason(path, e)

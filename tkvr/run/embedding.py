@@ -6,7 +6,7 @@ from __future__ import annotations
 from tkvr.data.classes import resolve_classes
 from tkvr.model.backbones import build_backbone
 from tkvr.model.heads import orthogonal_matrix
-from tkvr.model.text import embed
+from tkvr.model.text import Made, embed
 from tkvr.run.plots import plot_correlation
 
 
@@ -16,18 +16,9 @@ def embed_classes(cfg) -> dict:
     classes = resolve_classes(cfg.classes)
     if cfg.head == "orthogonal":  # the width, from the architecture alone: refused before any weights load
         orthogonal_matrix(len(classes), build_backbone(cfg.backbone, meta=True).dim)
-    res = embed(
-        classes,
-        build_backbone(cfg.backbone, cfg.pretrained),
-        out=cfg.out,
-        name=cfg.backbone,
-        pretrained=cfg.pretrained,
-        head=cfg.head,
-        templates=cfg.templates,
-        seed=cfg.seed,
-        text_encoder=cfg.text_encoder,
-        class_names=cfg.class_names,
-    )
+    made = Made(cfg.backbone, cfg.pretrained, tuple(cfg.templates or ()), cfg.head, cfg.text_encoder)
+    backbone = build_backbone(cfg.backbone, cfg.pretrained)
+    res = embed(classes, backbone, made, out=cfg.out, seed=cfg.seed, class_names=cfg.class_names)
     if cfg.plot:
         title = f"{cfg.head} embeddings, {cfg.backbone}"
         plot_correlation(res["embeddings"], res["classes"], cfg.plot, title=title)

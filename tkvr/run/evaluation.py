@@ -14,6 +14,7 @@ from tkvr.data.loader import eval_loader, eval_set, loader
 from tkvr.data.settings import views_text
 from tkvr.data.specs import resolve
 from tkvr.data.transforms import input_size
+from tkvr.data.video import Reading
 from tkvr.model.backbones import backbone_weights
 from tkvr.model.cost import cost_of, costs
 from tkvr.model.video_model import preprocess_of
@@ -30,8 +31,8 @@ def split_features(model, src, split: str, frames: int, workers: int = 0, test_s
     premise checks."""
 
     fabric = Fabric(accelerator="cpu", devices=1)
-    decoder = auto.decoder(quiet=True)
-    ds = eval_set(src.split(split), src, frames, preprocess_of(model), (1, 1), decoder, "cpu", test_scale)
+    reading = Reading.of(src, auto.decoder(quiet=True))
+    ds = eval_set(src.split(split), reading, frames, preprocess_of(model), (1, 1), test_scale)
     return extract_features(fabric, model, eval_loader(fabric, ds, 32, workers))
 
 
@@ -61,22 +62,14 @@ def evaluate_checkpoint(cfg, fabric=None) -> dict:
     if cfg.dry_run:
         return eval_plan(cfg, ckpt, src, fold, swapped=classes is not None)
     tcfg, _, model = load_model(ckpt, classes)
-    decoder = auto.decoder(s.decoder)
+    reading = Reading.of(src, auto.decoder(s.decoder), s.decode_device)
     fabric = fabric or make_fabric(cfg.device, inference=True)
     model = fabric.setup_module(model)
     # unset: as the checkpoint's run validated (runs before these settings: their old behaviour)
     test_scale = cfg.test_scale if cfg.test_scale is not None else tcfg.data.test_scale
     average = cfg.view_average or tcfg.data.view_average
-    ds = eval_set(
-        src.split(cfg.split),
-        src,
-        tcfg.model.frames,
-        preprocess_of(model),
-        cfg.views,
-        decoder,
-        s.decode_device,
-        test_scale,
-    )
+    frames, pre = tcfg.model.frames, preprocess_of(model)
+    ds = eval_set(src.split(cfg.split), reading, frames, pre, cfg.views, test_scale)
     dl = eval_loader(fabric, ds, cfg.batch_size, auto.workers(s.workers, fabric.world_size))
     # in a pipe (a batch job's log): a line at each tenth of the batches and at least every 30 s
     with bar(len(dl), f"scoring {src.name} {cfg.split} ({views_text(cfg.views)} views)", lines=True) as tick:
@@ -197,11 +190,8 @@ def predictions(where: str, workers: int = 0, batch: int = 32):
 
     cfg, _, model = load_model(read_checkpoint(where))
     src = resolve(cfg.data.data, cfg.data.data_root, cfg.data.fold_or())
-    d = cfg.data
-    decoder = auto.decoder(quiet=True)
-    val = eval_set(
-        src.split("val"), src, cfg.model.frames, preprocess_of(model), d.views, decoder, "cpu", d.test_scale
-    )
+    reading, d = Reading.of(src, auto.decoder(quiet=True)), cfg.data
+    val = eval_set(src.split("val"), reading, cfg.model.frames, preprocess_of(model), d.views, d.test_scale)
     return predict_scores(
         Fabric(accelerator="cpu", devices=1), model, loader(val, batch, False, workers, 0, 0, 1)
     ), src

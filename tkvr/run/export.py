@@ -84,7 +84,14 @@ def _export(cfg) -> dict:
                 f"--out {cfg.out}: the exported model's logits differ from tkvr's by {diff:.3g} "
                 f"(more than {bound:.3g}); nothing written"
             )
-        card = _card(onnx, frames, size, classes, pre, tcfg, diff, bound, x, ckpt, out, digest(tmp))
+        card = {
+            **_card(onnx, classes, pre, frames, tcfg.data.test_scale),
+            "checked": {"max_difference": diff, "tolerance": bound, "batch": list(x.shape)},
+            "checkpoint": ckpt["path"],
+            "weights": weights_note(ckpt["path"]),
+            "model_file": out.name,
+            "model_sha256": digest(tmp),
+        }
         card["card_sha256"] = card_digest(card)
         side = sidecar_path(out)
         with atomic_path(side) as tmp_side:
@@ -119,7 +126,10 @@ def room(out: Path, model) -> None:
         )
 
 
-def _card(onnx, frames, size, classes, pre, tcfg, diff, bound, x, ckpt, out: Path, sha: str) -> dict:
+def _card(onnx: bool, classes: list[str], pre: dict, frames: int, test_scale: float | None) -> dict:
+    """How to feed the exported model (the sidecar's first fields): its input and output, the
+    class order, and the pre-processing a runner repeats."""
+    size = input_size(pre)
     return {
         "format": "onnx" if onnx else "torch.export",
         "input": {"name": "clips", "shape": ["batch", frames, 3, size, size], "dtype": "float32"},
@@ -133,18 +143,13 @@ def _card(onnx, frames, size, classes, pre, tcfg, diff, bound, x, ckpt, out: Pat
         "size": size,
         "mean": list(pre["mean"]),
         "std": list(pre["std"]),
-        "resize_short_side": short_side(size, tcfg.data.test_scale),
+        "resize_short_side": short_side(size, test_scale),
         "sampling": (
             f"cut the video of n frames into {frames} equal segments and take the first frame of "
             f"each (frame int(i * n / {frames})); resize each frame's short side to "
             "resize_short_side (bicubic, antialiased), crop the centre size x size, scale RGB to "
             "[0, 1], subtract mean and divide by std per channel"
         ),
-        "checked": {"max_difference": diff, "tolerance": bound, "batch": list(x.shape)},
-        "checkpoint": ckpt["path"],
-        "weights": weights_note(ckpt["path"]),
-        "model_file": out.name,
-        "model_sha256": sha,
     }
 
 

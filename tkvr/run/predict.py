@@ -30,7 +30,7 @@ from tkvr.base.progress import bar, count, say, wrote
 from tkvr.base.rows import Rows
 from tkvr.base.table import text as table
 from tkvr.data.classes import DEFAULT_TEMPLATES, IMAGE_TEMPLATES, resolve_classes
-from tkvr.data.loader import ClipDataset, loader
+from tkvr.data.loader import ClipDataset, Scoring, loader
 from tkvr.data.specs import Sample
 from tkvr.data.toy import TEMPLATES as TOY_TEMPLATES
 from tkvr.data.toy import foreign
@@ -38,6 +38,7 @@ from tkvr.data.transforms import EvalTransform
 from tkvr.data.video import (
     IMAGE_EXTS,
     VIDEO_EXTS,
+    Reading,
     UnreadableVideo,
     denied,
     kind_of,
@@ -228,9 +229,7 @@ def _predict(cfg) -> list[dict]:
             workers = min(auto.workers(cfg.workers), len(todo))
             if cfg.window is None:
                 samples = [Sample(p, -1) for p in todo]
-                ds = ClipDataset(
-                    samples, frames, transform, train=False, views=(clips, 1), decoder=decoder, warn=False
-                )
+                ds = ClipDataset(samples, frames, transform, Reading(decoder), Scoring(clips, warn=False))
                 run = _whole(loader(ds, cfg.batch_size, False, workers, 0, 0, 1), todo, score, rows)
             else:
                 stride = cfg.stride or cfg.window / 2

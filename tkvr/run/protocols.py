@@ -29,7 +29,7 @@ from tkvr.base.settings import freeze
 from tkvr.data.loader import eval_loader, eval_set
 from tkvr.data.sampling import k_shot
 from tkvr.data.specs import resolve
-from tkvr.data.video import kind_of
+from tkvr.data.video import Reading, kind_of
 from tkvr.model.backbones import weights_plan
 from tkvr.model.cost import cost_of
 from tkvr.model.text import run_templates
@@ -253,19 +253,10 @@ def zeroshot(cfg) -> dict:
                 else pretrained_only(base).model.temporal,
             },
         }
-    decoder = auto.decoder(d.decoder)
+    reading = Reading.of(unseen, auto.decoder(d.decoder), d.decode_device)
 
     def score(fabric, model, run=base) -> dict:  # run: whose frames and test scale the model reads
-        val = eval_set(
-            videos,
-            unseen,
-            run.model.frames,
-            preprocess_of(model),
-            d.views,
-            decoder,
-            d.decode_device,
-            run.data.test_scale,
-        )
+        val = eval_set(videos, reading, run.model.frames, preprocess_of(model), d.views, run.data.test_scale)
         pred = predict_scores(
             fabric,
             model,

@@ -31,11 +31,11 @@ from tkvr.base.settings import freeze
 from tkvr.data.loader import BadFiles, datasets, eval_loader, eval_set, loader
 from tkvr.data.specs import absolute, resolve
 from tkvr.data.transforms import released_scale
-from tkvr.data.video import UnreadableVideo, kind_of, open_reader
+from tkvr.data.video import Reading, UnreadableVideo, kind_of
 from tkvr.model.backbones import input_size_of, weights_plan
 from tkvr.model.cost import cost_of
 from tkvr.model.heads import Head, fit_lda
-from tkvr.model.text import load_embeddings, run_templates, save_embeddings
+from tkvr.model.text import Made, load_embeddings, run_templates, save_embeddings
 from tkvr.model.video_model import check_encoder, preprocess_of
 from tkvr.run import auto
 from tkvr.run.checkpoint import check_resumable, run_model, start_from
@@ -120,13 +120,7 @@ def short_clips(cfg: TrainConfig, src, samples) -> None:
     some frames twice, which costs compute and adds nothing (one file opened, nothing else)."""
     for s in samples:
         try:
-            reader = open_reader(
-                s.path,
-                auto.decoder(cfg.data.decoder, quiet=True),
-                "cpu",
-                src.frame_template,
-                src.frame_start,
-            )
+            reader = Reading.of(src, auto.decoder(cfg.data.decoder, quiet=True)).open(s.path)
             try:
                 n = len(reader)
             finally:
@@ -188,7 +182,7 @@ def _train(cfg: TrainConfig, src, train_ids, fabric, on_ready, held: ExitStack) 
         preprocess_of(model),
         frames=cfg.model.frames,
         seed=cfg.optim.seed,
-        decoder=auto.decoder(cfg.data.decoder),
+        reading=Reading.of(src, auto.decoder(cfg.data.decoder), cfg.data.decode_device),
         train_ids=train_ids,
     )
     short_clips(cfg, src, train_set.samples[:1])
@@ -401,14 +395,13 @@ def fit_lda_head(fabric, cfg: TrainConfig, model, src, samples, preprocess: dict
         ids = sorted(
             i for idx in by_class.values() for i in rng.sample(idx, min(len(idx), cfg.model.lda_samples))
         )
+        reading = Reading.of(src, auto.decoder(cfg.data.decoder, quiet=True), cfg.data.decode_device)
         ds = eval_set(
             [train[i] for i in ids],
-            src,
+            reading,
             cfg.model.frames,
             preprocess,
             (1, 1),
-            auto.decoder(cfg.data.decoder, quiet=True),
-            cfg.data.decode_device,
             cfg.data.test_scale,
         )
         model.to(fabric.device)
@@ -431,7 +424,6 @@ def fit_lda_head(fabric, cfg: TrainConfig, model, src, samples, preprocess: dict
         learn_scale=old.logit_scale.requires_grad,
     )
     if fabric.global_rank == 0:
-        save_embeddings(
-            out / "lda_embeddings.pt", w, src.classes, cfg.model.backbone, cfg.model.pretrained, [], "lda"
-        )
+        made = Made(cfg.model.backbone, cfg.model.pretrained, head="lda")
+        save_embeddings(out / "lda_embeddings.pt", w, src.classes, made)
     return w
