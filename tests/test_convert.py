@@ -236,7 +236,7 @@ def test_a_vit_b16_sized_layout_is_read_from_its_shapes(tmp_path):
     the converted names are exactly the tkvr model's, shapes included."""
     from tkvr.model.heads import Head
     from tkvr.model.released import layout, to_tkvr
-    from tkvr.model.video_model import video_model
+    from tkvr.model.video_model import build_model
     from tkvr.run.convert import backbone_for
     from tkvr.run.settings import TrainConfig
 
@@ -252,7 +252,7 @@ def test_a_vit_b16_sized_layout_is_read_from_its_shapes(tmp_path):
         cfg = TrainConfig()
         cfg.model.backbone, cfg.model.temporal, cfg.model.t_trans_form = name, "t-trans", "clip"
         with torch.device("meta"):
-            model = video_model(bb, cfg.model, Head(torch.zeros(3, bb.dim), "text", learn_scale=True))
+            model = build_model(bb, cfg.model, Head(torch.zeros(3, bb.dim), "text", learn_scale=True))
         own = model.state_dict()
         mapped = to_tkvr({k: v for k, v in state.items() if k.startswith("visual.")}, lay)
         assert all(k in own and own[k].shape == v.shape for k, v in mapped.items())

@@ -203,3 +203,70 @@ def test_counts_read_well():
 
     assert [count(2, "epoch"), count(1, "epoch"), count(2, "batch"), count(3, "class"), count(2, "video")] == [
         "2 epochs", "1 epoch", "2 batches", "3 classes", "2 videos"]
+
+
+def test_typed_settings_are_parsed_once_on_every_path(tmp_path):
+    """--views, --logit-scale, --shots and --logger hold their values, however they were set (a
+    script, an assignment, a checkpoint's text); config.yaml writes back their text; text that
+    does not parse is refused by validate with the flag named."""
+    from tkvr.base.errors import TkvrError
+    from tkvr.base.settings import Unparsed, freeze
+    from tkvr.commands.fewshot import FewshotConfig
+    from tkvr.run.settings import ALL_SHOTS, TrainConfig
+
+    cfg = TrainConfig.from_flags({"views": "4x3", "logit_scale": "100", "logger": ["tensorboard,wandb", "wandb"]})
+    assert cfg.data.views == (4, 3) and cfg.model.logit_scale == 100.0 and cfg.run.logger == ["tensorboard", "wandb"]
+    d = cfg.to_dict()
+    assert (d["data"]["views"], d["model"]["logit_scale"]) == ("4x3", "100")  # as typed, in config.yaml
+    assert TrainConfig.from_dict(d) == cfg  # a checkpoint's text reads back to the same values
+    cfg.data.views = "2x1"  # an assignment is parsed too
+    assert cfg.data.views == (2, 1)
+    assert TrainConfig.from_flags({"logit_scale": "learn"}).model.logit_scale == "learn"
+    assert FewshotConfig(shots="1,5,all").shots == [1, 5, ALL_SHOTS]
+    for flags, word in (({"views": "4y3"}, "--views '4y3' must look like CxS"),
+                        ({"logit_scale": "-1"}, "--logit-scale '-1': use learn, fixed or a positive number")):
+        with pytest.raises(TkvrError, match=word):
+            TrainConfig.from_flags(flags)
+        bad = TrainConfig(**{})
+        setattr(bad.data if "views" in flags else bad.model, *next(iter(flags.items())))
+        assert isinstance(bad.data.views if "views" in flags else bad.model.logit_scale, Unparsed)
+    with pytest.raises(TkvrError, match="K 3 appears twice"):
+        FewshotConfig(shots="3,3").validate()
+    frozen = freeze(TrainConfig())
+    with pytest.raises(TypeError):
+        frozen.data.views = "1x1"
+
+
+def test_config_yaml_records_what_auto_became_and_nothing_reads_it_back(run_cli, tiny_run, tmp_path):
+    """config.yaml's `auto:` holds what this machine made of the automatic values; the groups keep
+    the machine's own as given (a resumed run on another machine decides them afresh); --config of
+    a run's config.yaml skips it."""
+    import yaml
+
+    from tkvr.data.loader import datasets
+    from tkvr.data.settings import DataConfig
+    from tkvr.data.specs import resolve
+    from tkvr.data.video import Reading
+
+    rec = yaml.safe_load((tiny_run / "config.yaml").read_text())
+    auto = rec["auto"]
+    assert auto["decoder"] in ("torchcodec", "pyav") and rec["data"]["decoder"] == "auto"
+    assert auto["workers"] == 0 and auto["augment"] == rec["data"]["augment"] in ("cpu", "device")
+    assert auto["precision"] == rec["device"]["precision"] != "auto"  # decided, in its group too
+    code, out, err = run_cli("train", "--config", tiny_run / "config.yaml", "--out", tmp_path / "again", "--dry-run")
+    assert code == 0, err
+    plan = yaml.safe_load(out)
+    assert plan["data"]["workers"] == 0 and plan["auto"]["decoder"] == auto["decoder"]
+    # the layers below take decided values only: "auto" reaching them is a bug, not a default
+    with pytest.raises(ValueError, match="decided settings"):
+        datasets(DataConfig(), resolve("toy"), {"size": 32, "mean": (0,) * 3, "std": (1,) * 3}, frames=2, seed=0,
+                 reading=Reading("pyav"))
+
+
+@pytest.mark.parametrize("cmd", ["check", "predict", "eval", "train", "zeroshot"])
+def test_every_command_with_views_refuses_views_that_do_not_parse(run_cli, tmp_path, cmd):
+    args = {"check": ["x.mp4"], "predict": ["x.mp4", "--backbone", "tiny", "--labels", "a,b"],
+            "eval": ["--checkpoint", tmp_path], "train": ["--out", tmp_path / "r"], "zeroshot": ["--out", tmp_path / "z"]}
+    code, _, err = run_cli(cmd, *args[cmd], "--views", "4y3")
+    assert_user_error(code, err, "--views '4y3' must look like CxS")
+    assert not (tmp_path / "r").exists() and not (tmp_path / "z").exists()

@@ -3,9 +3,10 @@
 import torch
 from conftest import PRE, write_clip
 
-from tkvr.data.loader import ClipDataset
+from tkvr.data.loader import ClipDataset, Training
 from tkvr.data.specs import Sample
 from tkvr.data.transforms import EvalTransform, rand_augment, train_transform
+from tkvr.data.video import Reading
 
 
 def test_train_transform_is_the_same_for_every_frame():
@@ -68,9 +69,7 @@ def test_randaugment_draws_one_parameter_set_per_clip(tmp_path):
     video = write_clip(tmp_path / "a.mp4", frames=16)
     items = []
     for randaug in (None, ra):
-        ds = ClipDataset(
-            [Sample(str(video), 0)], 4, train_transform(PRE), train=True, decoder="pyav", randaug=randaug
-        )
+        ds = ClipDataset([Sample(str(video), 0)], 4, train_transform(PRE), Reading("pyav"), Training(randaug=randaug))
         torch.manual_seed(3)
         items.append(ds[0]["video"])
     assert items[0].shape == items[1].shape == (4, 3, 32, 32) and not torch.equal(items[0], items[1])

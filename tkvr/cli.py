@@ -28,7 +28,17 @@ from tkvr.base.progress import (
     show_plan,
     status,
 )
-from tkvr.base.settings import SECTIONS, build, from_run, leaves, options, sections, value_of
+from tkvr.base.settings import (
+    SECTIONS,
+    build,
+    fail_if,
+    from_run,
+    leaves,
+    options,
+    sections,
+    unparsed_problems,
+    value_of,
+)
 from tkvr.commands import COMMANDS, Command, NotBuilt
 from tkvr.model.settings import SHAPE_KEYS
 from tkvr.run.auto import run_of
@@ -94,6 +104,7 @@ def validate(cfg) -> None:
     refusal of that value names the file, not a flag the user never gave."""
     try:
         cfg.validate()
+        fail_if(unparsed_problems(cfg))  # a typed setting's text no check of the command read
     except TkvrError as e:
         path, taken = getattr(cfg, "_from_file", (None, ()))
         flags = {"--" + k.replace("_", "-") for k in taken}

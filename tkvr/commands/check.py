@@ -10,7 +10,7 @@ from rich.table import Table
 
 from tkvr.base.fileio import writable
 from tkvr.base.progress import console, count, say
-from tkvr.base.settings import Settings, borrow, fail_if, setting
+from tkvr.base.settings import Settings, borrow, choice_problems, fail_if, setting
 from tkvr.commands.shared import Command
 from tkvr.data.settings import CheckSource, DataConfig, eval_problems, stem_of
 from tkvr.model.settings import ModelConfig, frames_problems
@@ -52,7 +52,7 @@ class CheckConfig(Settings):
     json: str | None = borrow(Shared, "json")
 
     def validate(self) -> None:
-        problems = self.source.validate()
+        problems = self.source.validate() + choice_problems(self, nested=False)
         frames_problems(problems, self)
         problems += eval_problems(self.test_scale, None)
         if self.files and self.source.data:

@@ -215,17 +215,18 @@ def run_of(out: str, resume: str) -> Path:
 
 
 # ---------------------------------------------------------------- the record
-def automatic(cfg, device=None, inference: bool = False) -> dict:
+def automatic(cfg, device=None, inference: bool = False, source=None) -> dict:
     """What the automatic settings of a run (cfg: TrainConfig) become on this machine: a plan's
-    and config.yaml's `auto:` section. device: where a scoring-only command runs (`inference`),
-    if not the run's own."""
+    and config.yaml's `auto:` section. device, source: where and how a scoring-only command
+    (`inference`) runs and reads, if not as the run did."""
     world = cfg.device.world
     value, why = precision(device or cfg.device, inference)
+    source = source or cfg.data
     return {
         "precision": value,
         "precision_why": why,
-        "decoder": decoder(cfg.data.decoder, quiet=True),
-        "workers": workers(cfg.data.workers, cfg.device.devices),
+        "decoder": decoder(source.decoder, quiet=True),
+        "workers": workers(source.workers, (device or cfg.device).devices),
         "augment": augment(cfg.data.augment, cfg.device.accelerator),
         "device_batch": cfg.optim.device_batch or cfg.optim.batch_size // world,
         "accumulation": cfg.optim.accumulation(world),

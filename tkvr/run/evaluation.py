@@ -165,7 +165,7 @@ def eval_plan(cfg, ckpt: dict, src, fold: int, swapped: bool = False) -> dict:
     return {
         **tcfg.to_dict(),
         "weights": weights,
-        "auto": auto.automatic(tcfg, cfg.device, inference=True),
+        "auto": auto.automatic(tcfg, cfg.device, inference=True, source=cfg.source),
         "eval": {
             "checkpoint": ckpt["path"],
             "weights": weights_note(ckpt["path"]),
