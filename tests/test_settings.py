@@ -223,6 +223,10 @@ def test_typed_settings_are_parsed_once_on_every_path(tmp_path):
     assert cfg.data.views == (2, 1)
     assert TrainConfig.from_flags({"logit_scale": "learn"}).model.logit_scale == "learn"
     assert FewshotConfig(shots="1,5,all").shots == [1, 5, ALL_SHOTS]
+    import dataclasses  # a typed value set again (a copy made with replace) stays as it is
+
+    assert dataclasses.replace(FewshotConfig(shots="1,5,all")).shots == [1, 5, ALL_SHOTS]
+    assert FewshotConfig(shots=["1", "5"]).shots == [1, 5]  # a YAML list of the words
     for flags, word in (({"views": "4y3"}, "--views '4y3' must look like CxS"),
                         ({"logit_scale": "-1"}, "--logit-scale '-1': use learn, fixed or a positive number")):
         with pytest.raises(TkvrError, match=word):

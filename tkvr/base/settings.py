@@ -243,9 +243,9 @@ class Unparsed(str):
 
 def parsed_value(f: dataclasses.Field, value):
     """Setting `f`'s value from its text (`setting(parse=...)`); a value already typed stays. A
-    repeatable setting's list is handed to its parser whole (which must take its own output)."""
+    list of texts (a repeatable setting's, or a list in a YAML file) is handed to the parser whole."""
     parse = f.metadata.get("parse")
-    text = isinstance(value, str) or (isinstance(value, list) and str(f.type).startswith("list["))
+    text = isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))
     if parse is None or not text or isinstance(value, Unparsed):
         return value
     try:

@@ -45,8 +45,9 @@ def shots_text(shots: list[int]) -> str:
     return ",".join("all" if k == ALL_SHOTS else str(k) for k in shots)
 
 
-def parse_shots(text: str) -> list[int]:
-    """'1,3,5,all' -> [1, 3, 5, ALL_SHOTS]."""
+def parse_shots(text: str | list[str]) -> list[int]:
+    """'1,3,5,all' (or those words as a list, from a YAML file) -> [1, 3, 5, ALL_SHOTS]."""
+    text = ",".join(text) if isinstance(text, list) else text
     words = [x.strip().lower() for x in str(text).split(",") if x.strip()]
     try:
         numbers = [int(x) for x in words if x != "all"]
