@@ -31,12 +31,12 @@ from tkvr.base.progress import (
 from tkvr.base.settings import (
     SECTIONS,
     build,
+    choice_problems,
     fail_if,
     from_run,
     leaves,
     options,
     sections,
-    unparsed_problems,
     value_of,
 )
 from tkvr.commands import COMMANDS, Command, NotBuilt
@@ -104,7 +104,7 @@ def validate(cfg) -> None:
     refusal of that value names the file, not a flag the user never gave."""
     try:
         cfg.validate()
-        fail_if(unparsed_problems(cfg))  # a typed setting's text no check of the command read
+        fail_if(choice_problems(cfg))  # choices and typed texts a command's checks skipped
     except TkvrError as e:
         path, taken = getattr(cfg, "_from_file", (None, ()))
         flags = {"--" + k.replace("_", "-") for k in taken}

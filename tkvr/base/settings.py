@@ -256,18 +256,6 @@ def parsed_value(f: dataclasses.Field, value):
         return bad
 
 
-def unparsed_problems(obj) -> list[str]:
-    """Why each typed setting of a (nested) config that did not parse was refused."""
-    problems = []
-    for f in dataclasses.fields(obj):
-        value = getattr(obj, f.name)
-        if _is_group(f):
-            problems += unparsed_problems(value)
-        elif isinstance(value, Unparsed):
-            problems.append(value.problem)
-    return problems
-
-
 def plain(obj) -> dict:
     """A (nested) config as config.yaml holds it: typed settings written back as their text."""
     out = {}

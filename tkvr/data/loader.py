@@ -98,12 +98,9 @@ class ClipDataset(Dataset):
         self.frames = frames
         self.transform = transform
         self.reading = reading
+        self.mode = mode
         self.train = isinstance(mode, Training)
         self.clips = 1 if self.train else mode.clips
-        self.classes = mode.classes if self.train else None
-        self.augment = mode.augment if self.train else None
-        self.randaug = mode.randaug if self.train else None
-        self.warn = mode.warn if not self.train else True
         by_class = defaultdict(list)
         for i, s in enumerate(samples):
             by_class[s.label].append(i)
@@ -114,7 +111,7 @@ class ClipDataset(Dataset):
         return len(self.samples)
 
     def _name(self, label: int) -> str:
-        return repr(self.classes[label]) if self.classes else f"id {label}"
+        return repr(self.mode.classes[label]) if self.mode.classes else f"id {label}"
 
     def _read(self, i: int) -> torch.Tensor:
         rng = random.Random(int(torch.randint(2**62, ()))) if self.train else None
@@ -128,7 +125,7 @@ class ClipDataset(Dataset):
                 views = torch.cat([self.transform(c) for c in x])  # [C*S, T, 3, H, W]
                 return {"video": views, "label": label, "index": i, "bad": -1, "why": {}}
             except (UnreadableVideo, OSError) as e:  # missing, or no permission to read
-                if self.warn:
+                if self.mode.warn:
                     warn_once(self.samples[i].path, f"unreadable, left out of the metrics: {e}")
                 why = {i: reason(self.samples[i].path, e)}
                 return {"video": None, "label": label, "index": i, "bad": i, "why": why}
@@ -140,12 +137,12 @@ class ClipDataset(Dataset):
         while True:
             try:
                 x = self._read(j)[0]  # [T, 3, H, W] uint8
-                if self.randaug is not None:
-                    x = self.randaug(x)  # T leads as a batch dimension: one draw of ops for the clip
-                if self.augment is not None:  # cropped and normalised on the device, with these parameters
+                if self.mode.randaug is not None:
+                    x = self.mode.randaug(x)  # T leads as a batch dimension: one draw of ops for the clip
+                if self.mode.augment is not None:  # cropped and normalised on the device, as these say
                     return {
                         "video": x,
-                        "params": self.augment.draw(*x.shape[-2:]),
+                        "params": self.mode.augment.draw(*x.shape[-2:]),
                         "label": label,
                         "index": j,
                         "bad": bad,

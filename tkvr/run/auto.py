@@ -60,6 +60,12 @@ def where(accelerator: str, cuda: bool, mps: bool) -> str:
     return "other"
 
 
+def place(accelerator: str) -> str:
+    """where() on this machine."""
+    cuda, _, mps = cuda_here()
+    return where(accelerator, cuda, mps)
+
+
 def resolve_precision(
     setting: str,
     accelerator: str,
@@ -129,8 +135,8 @@ def precision_said(device, inference: bool = False, tell_bf16: bool = False) -> 
             "--precision 16-mixed: a CPU has no float16 autocast; running bf16-mixed instead "
             "(recorded in the run)"
         )
-    cpu = where(device.accelerator, *cuda_here()[::2]) == "cpu"
-    if tell_bf16 and device.precision == "auto" and here == "bf16-mixed" and cpu:
+    picked = device.precision == "auto" and here == "bf16-mixed"
+    if tell_bf16 and picked and place(device.accelerator) == "cpu":
         say(f"precision {here} ({why})")
     return here
 
@@ -140,7 +146,7 @@ def augment(setting: str, accelerator: str) -> str:
     """--augment auto: on the device when training runs on CUDA, else in the reader processes."""
     if setting != "auto":
         return setting
-    return "device" if where(accelerator, *cuda_here()[::2]) == "cuda" else "cpu"
+    return "device" if place(accelerator) == "cuda" else "cpu"
 
 
 def randaugment(setting: str, few_shot_on: str | None = None) -> str:

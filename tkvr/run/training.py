@@ -327,7 +327,7 @@ def ready(cfg: TrainConfig, fabric, model, train_set, val_set) -> Parts:
     # Augmentations in the main process (workers=0) draw from the global RNG: seed it per rank.
     torch.manual_seed(o.seed * 1000 + rank)
     random.seed(o.seed * 1000 + rank)
-    return Parts(model, wrapped, optimizer, train_dl, val_dl, train_set.augment)
+    return Parts(model, wrapped, optimizer, train_dl, val_dl, train_set.mode.augment)
 
 
 def batch_notes(n: int, device_batch: int, world: int, per_device: bool, limited: bool = False) -> None:
